@@ -1,0 +1,1 @@
+"""Alphaline orchestration: Dagster definitions, market-data sources and the CLI."""

@@ -1,0 +1,251 @@
+"""The raw layer in DuckDB: append-only bars, quarantined rejects, batches, sessions.
+
+Tables (schema ``raw``):
+
+* ``bars``: clean rows exactly as received, one ``batch_id`` per ingestion;
+* ``bars_rejected``: rows that broke a rule, every original value as text plus ``reason``;
+* ``batches``: one row per ingestion (counts, fingerprint, reasons, the Dagster run);
+* ``bar_gaps``: per batch, sessions where a symbol has fewer bars than its calendar expects;
+* ``symbols``: reference data per symbol (calendar, sector when known);
+* ``sessions``: exchange-calendar sessions covering the data (open/close in UTC);
+* ``synthetic_oracle``: the synthetic market's expected forward log returns.
+
+Re-ingesting identical data is a recorded no-op (same fingerprint): the batch is
+logged with ``duplicate_of`` and no rows are appended.
+
+Example:
+    >>> import duckdb
+    >>> con = duckdb.connect()
+    >>> ensure_schema(con)
+    >>> con.sql("select count(*) from raw.bars").fetchone()
+    (0,)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import uuid
+from dataclasses import dataclass, field
+
+import duckdb
+import polars as pl
+
+from orchestration.market.bars import RAW_COLUMNS, SourceBatch
+from orchestration.market.calendars import sessions
+from orchestration.market.validation import ValidationResult, validate_bars, with_calendar
+
+_DDL = """
+create schema if not exists raw;
+create table if not exists raw.bars (
+    symbol varchar not null, timeframe varchar not null, ts timestamptz not null,
+    open double, high double, low double, close double, volume double,
+    vwap double, trade_count bigint, source varchar not null,
+    batch_id varchar not null, ingested_at timestamptz not null
+);
+create table if not exists raw.bars_rejected (
+    batch_id varchar not null, source varchar, source_row bigint, reason varchar not null,
+    symbol varchar, timeframe varchar, ts varchar, open varchar, high varchar, low varchar,
+    close varchar, volume varchar, vwap varchar, trade_count varchar, rejected_at timestamptz not null
+);
+create table if not exists raw.batches (
+    batch_id varchar primary key, asset varchar, source varchar, run_id varchar,
+    started_at timestamptz, finished_at timestamptz,
+    rows_received bigint, rows_accepted bigint, rows_rejected bigint,
+    reasons json, first_ts timestamptz, last_ts timestamptz, symbols bigint,
+    gap_sessions bigint, missing_bars bigint, fingerprint varchar, duplicate_of varchar
+);
+create table if not exists raw.bar_gaps (
+    batch_id varchar, symbol varchar, timeframe varchar, session date, expected integer, present integer
+);
+create table if not exists raw.symbols (
+    symbol varchar primary key, calendar varchar not null, sector varchar, first_batch_id varchar
+);
+create table if not exists raw.sessions (
+    calendar varchar, session date, open_ts timestamptz, close_ts timestamptz, primary key (calendar, session)
+);
+create table if not exists raw.synthetic_oracle (
+    symbol varchar, ts timestamptz, horizon integer, expected_log_return double
+);
+"""
+
+
+def connect(path: str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse with UTC as the session time zone."""
+    con = duckdb.connect(path, read_only=read_only)
+    con.execute("set TimeZone = 'UTC'")
+    return con
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("set TimeZone = 'UTC'")
+    con.execute(_DDL)
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one ingestion did; rendered into Dagster metadata and check messages."""
+
+    batch_id: str
+    asset: str
+    source: str
+    rows_received: int
+    rows_accepted: int
+    rows_rejected: int
+    reasons: dict[str, int]
+    symbols: int
+    first_ts: dt.datetime | None
+    last_ts: dt.datetime | None
+    gap_sessions: int
+    missing_bars: int
+    duplicate_of: str | None = None
+    reject_rows: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def reject_share(self) -> float:
+        return self.rows_rejected / self.rows_received if self.rows_received else 0.0
+
+    def describe_rejects(self, limit: int = 5) -> str:
+        """``reason ×n (rows 3, 9, ...)`` for the most common reasons."""
+        parts = []
+        for reason, n in list(self.reasons.items())[:limit]:
+            rows = ", ".join(str(r) for r in self.reject_rows.get(reason, [])[:5])
+            parts.append(f"{reason} ×{n}" + (f" (rows {rows})" if rows else ""))
+        return "; ".join(parts)
+
+
+def fingerprint(bars: pl.DataFrame) -> str:
+    """Content hash of a batch, independent of row order."""
+    buf = io.BytesIO()
+    bars.drop("source_row").sort("symbol", "timeframe", "ts", nulls_last=True).write_ipc(buf, compression="uncompressed")
+    return hashlib.sha256(buf.getvalue()).hexdigest()
+
+
+def ingest_batch(
+    con: duckdb.DuckDBPyConnection,
+    batch: SourceBatch,
+    *,
+    asset: str,
+    run_id: str | None = None,
+    now: dt.datetime | None = None,
+) -> BatchReport:
+    """Validate a source batch and append it to the raw layer in one transaction."""
+    ensure_schema(con)
+    now = now or dt.datetime.now(dt.UTC)
+    batch_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    fp = fingerprint(batch.bars)
+    prior = con.execute(
+        "select batch_id from raw.batches where fingerprint = ? and duplicate_of is null order by started_at limit 1", [fp]
+    ).fetchone()
+    result = validate_bars(batch.bars, now=now) if prior is None else None
+    report = _report(batch, result, batch_id=batch_id, asset=asset, duplicate_of=prior[0] if prior else None)
+    con.execute("begin transaction")
+    try:
+        if result is not None:
+            _append(con, result, batch, batch_id=batch_id, now=now)
+        _record_batch(con, report, run_id=run_id, fp=fp, started=now)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return report
+
+
+def _report(batch: SourceBatch, result: ValidationResult | None, *, batch_id: str, asset: str, duplicate_of: str | None) -> BatchReport:
+    if result is None:  # identical to an earlier batch: nothing new to validate or store
+        return BatchReport(batch_id, asset, batch.label, batch.bars.height, 0, 0, {}, 0, None, None, 0, 0, duplicate_of)
+    clean, rej = result.clean, result.rejected
+    reject_rows: dict[str, list[int]] = {}
+    for row, reason in rej.select("source_row", "reason").iter_rows():
+        for code in reason.split(";"):
+            reject_rows.setdefault(code, []).append(row)
+    return BatchReport(
+        batch_id=batch_id,
+        asset=asset,
+        source=batch.label,
+        rows_received=batch.bars.height,
+        rows_accepted=clean.height,
+        rows_rejected=rej.height,
+        reasons=result.reason_counts,
+        symbols=clean["symbol"].n_unique(),
+        first_ts=clean["ts"].min(),
+        last_ts=clean["ts"].max(),
+        gap_sessions=result.gaps.height,
+        missing_bars=int((result.gaps["expected"] - result.gaps["present"]).sum()) if result.gaps.height else 0,
+        reject_rows=reject_rows,
+    )
+
+
+def _append(con: duckdb.DuckDBPyConnection, result: ValidationResult, batch: SourceBatch, *, batch_id: str, now: dt.datetime) -> None:
+    clean = result.clean.with_columns(pl.lit(batch_id).alias("batch_id"), pl.lit(now).alias("ingested_at")).select(RAW_COLUMNS)
+    con.execute("insert into raw.bars select * from clean")
+    if result.rejected.height:
+        rej = result.rejected.with_columns(pl.lit(batch_id).alias("batch_id"), pl.lit(now).alias("rejected_at"))
+        con.execute("insert into raw.bars_rejected by name select * from rej")
+    if result.gaps.height:
+        gaps = result.gaps.with_columns(pl.lit(batch_id).alias("batch_id"))
+        con.execute("insert into raw.bar_gaps by name select * from gaps")
+    _upsert_symbols(con, result.clean, batch, batch_id)
+    _upsert_sessions(con, result.clean)
+    if batch.oracle is not None and batch.oracle.height:
+        oracle = batch.oracle
+        con.execute(
+            """insert into raw.synthetic_oracle select o.* from oracle o
+               anti join raw.synthetic_oracle r using (symbol, ts, horizon)"""
+        )
+
+
+def _upsert_symbols(con: duckdb.DuckDBPyConnection, clean: pl.DataFrame, batch: SourceBatch, batch_id: str) -> None:
+    syms = with_calendar(clean.select("symbol").unique())
+    if batch.symbols is not None:
+        syms = syms.join(batch.symbols.select("symbol", "sector"), on="symbol", how="left")
+    else:
+        syms = syms.with_columns(pl.lit(None, dtype=pl.String).alias("sector"))
+    syms = syms.with_columns(pl.lit(batch_id).alias("first_batch_id"))
+    con.execute(
+        """insert into raw.symbols by name select * from syms
+           on conflict (symbol) do update set sector = coalesce(excluded.sector, raw.symbols.sector)"""
+    )
+
+
+def _upsert_sessions(con: duckdb.DuckDBPyConnection, clean: pl.DataFrame) -> None:
+    if clean.is_empty():
+        return
+    spans = with_calendar(clean.select("symbol", "ts")).group_by("calendar").agg(
+        pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")
+    )
+    for cal, lo, hi in spans.iter_rows():
+        sess = sessions(cal, lo.date() - dt.timedelta(days=1), hi.date() + dt.timedelta(days=1))
+        con.execute("insert or ignore into raw.sessions by name select * from sess")
+
+
+def _record_batch(con: duckdb.DuckDBPyConnection, r: BatchReport, *, run_id: str | None, fp: str, started: dt.datetime) -> None:
+    con.execute(
+        "insert into raw.batches values (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            r.batch_id, r.asset, r.source, run_id, started, r.rows_received, r.rows_accepted, r.rows_rejected,
+            json.dumps(r.reasons), r.first_ts, r.last_ts, r.symbols, r.gap_sessions, r.missing_bars, fp, r.duplicate_of,
+        ],
+    )
+
+
+def batch_report(con: duckdb.DuckDBPyConnection, *, asset: str, run_id: str | None = None) -> BatchReport | None:
+    """The batch an asset wrote in ``run_id`` (or its latest batch), rebuilt from the raw tables."""
+    where, params = ("asset = ? and run_id = ?", [asset, run_id]) if run_id else ("asset = ?", [asset])
+    row = con.execute(
+        f"""select batch_id, asset, source, rows_received, rows_accepted, rows_rejected, reasons, symbols,
+                   first_ts, last_ts, gap_sessions, missing_bars, duplicate_of
+            from raw.batches where {where} order by started_at desc limit 1""",
+        params,
+    ).fetchone()
+    if row is None:
+        return None
+    rows: dict[str, list[int]] = {}
+    for src_row, reason in con.execute(
+        "select source_row, reason from raw.bars_rejected where batch_id = ? order by source_row limit 2000", [row[0]]
+    ).fetchall():
+        for code in reason.split(";"):
+            rows.setdefault(code, []).append(src_row)
+    return BatchReport(*row[:6], json.loads(row[6]), *row[7:12], duplicate_of=row[12], reject_rows=rows)

@@ -1,0 +1,97 @@
+"""Typed settings and the one place where ``ALPHALINE_HOME`` becomes paths.
+
+Every stateful file lives under ``ALPHALINE_HOME`` (default ``.alphaline/`` in the
+current directory), laid out as DESIGN.md §2 describes.
+
+Example:
+    >>> from orchestration.settings import Settings
+    >>> Settings(home="/tmp/x").warehouse_path.name
+    'warehouse.duckdb'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Tools in the stack that report usage over the network unless told not to.
+_TELEMETRY_OFF = {
+    "DAGSTER_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    "GX_ANALYTICS_ENABLED": "false",
+    "FEAST_USAGE": "False",
+    "BENTOML_DO_NOT_TRACK": "true",
+}
+
+_DAGSTER_YAML = """\
+# Written by alphaline: local run storage under ALPHALINE_HOME, no telemetry.
+telemetry:
+  enabled: false
+run_queue:
+  max_concurrent_runs: 1
+"""
+
+
+class Settings(BaseSettings):
+    """Process-wide settings, read from ``ALPHALINE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPHALINE_", extra="forbid", frozen=True)
+
+    home: Path = Field(default=Path(".alphaline"), description="Root of all state.")
+    deployment: Literal["local", "prod"] = "local"
+    market_start: dt.date = Field(
+        default=dt.date(2024, 1, 2),
+        description="First day of the daily partitions and origin of the synthetic market.",
+    )
+    max_reject_share: float = Field(default=0.01, ge=0.0, le=1.0)
+
+    @field_validator("home")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @cached_property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @cached_property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @cached_property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @cached_property
+    def imports_dir(self) -> Path:
+        return self.home / "imports"
+
+    @cached_property
+    def dbt_target_dir(self) -> Path:
+        return self.home / "dbt" / "target"
+
+
+def prepare_environment(settings: Settings) -> Settings:
+    """Create the state folders and point every tool at them.
+
+    Called by the CLI and the Dagster loader, never at import time.
+    """
+    for d in (settings.home, settings.dagster_home, settings.reports_dir, settings.imports_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    yaml_path = settings.dagster_home / "dagster.yaml"
+    if not yaml_path.exists():
+        yaml_path.write_text(_DAGSTER_YAML)
+    for key, value in _TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+    os.environ["ALPHALINE_HOME"] = str(settings.home)
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    os.environ["ALPHALINE_WAREHOUSE"] = str(settings.warehouse_path)
+    os.environ.setdefault("DBT_LOG_PATH", str(settings.home / "dbt" / "logs"))
+    return settings
