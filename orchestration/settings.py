@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
         description="First day of the daily partitions and origin of the synthetic market.",
     )
     max_reject_share: float = Field(default=0.01, ge=0.0, le=1.0)
+    alpaca_symbols: str = Field(default="", description="Comma-separated symbols for the prod (Alpaca) deployment.")
 
     @field_validator("home")
     @classmethod
@@ -94,4 +96,10 @@ def prepare_environment(settings: Settings) -> Settings:
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     os.environ["ALPHALINE_WAREHOUSE"] = str(settings.warehouse_path)
     os.environ.setdefault("DBT_LOG_PATH", str(settings.home / "dbt" / "logs"))
+    os.environ.setdefault("DBT_TARGET_PATH", str(settings.dbt_target_dir))
+    # dbt runs as a subprocess: make this interpreter's scripts (the venv's dbt) findable
+    # even when the venv is not activated (make demo, console scripts).
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     return settings

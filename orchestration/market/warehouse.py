@@ -231,21 +231,23 @@ def _record_batch(con: duckdb.DuckDBPyConnection, r: BatchReport, *, run_id: str
     )
 
 
-def batch_report(con: duckdb.DuckDBPyConnection, *, asset: str, run_id: str | None = None) -> BatchReport | None:
-    """The batch an asset wrote in ``run_id`` (or its latest batch), rebuilt from the raw tables."""
+def batch_reports(con: duckdb.DuckDBPyConnection, *, asset: str, run_id: str | None = None) -> list[BatchReport]:
+    """The batches an asset wrote in ``run_id`` (without one: its latest batch), from the raw tables."""
     where, params = ("asset = ? and run_id = ?", [asset, run_id]) if run_id else ("asset = ?", [asset])
-    row = con.execute(
+    limit = "" if run_id else "limit 1"
+    rows = con.execute(
         f"""select batch_id, asset, source, rows_received, rows_accepted, rows_rejected, reasons, symbols,
                    first_ts, last_ts, gap_sessions, missing_bars, duplicate_of
-            from raw.batches where {where} order by started_at desc limit 1""",
+            from raw.batches where {where} order by started_at desc {limit}""",
         params,
-    ).fetchone()
-    if row is None:
-        return None
-    rows: dict[str, list[int]] = {}
-    for src_row, reason in con.execute(
-        "select source_row, reason from raw.bars_rejected where batch_id = ? order by source_row limit 2000", [row[0]]
-    ).fetchall():
-        for code in reason.split(";"):
-            rows.setdefault(code, []).append(src_row)
-    return BatchReport(*row[:6], json.loads(row[6]), *row[7:12], duplicate_of=row[12], reject_rows=rows)
+    ).fetchall()
+    out = []
+    for row in rows:
+        rejects: dict[str, list[int]] = {}
+        for src_row, reason in con.execute(
+            "select source_row, reason from raw.bars_rejected where batch_id = ? order by source_row limit 2000", [row[0]]
+        ).fetchall():
+            for code in reason.split(";"):
+                rejects.setdefault(code, []).append(src_row)
+        out.append(BatchReport(*row[:6], json.loads(row[6]), *row[7:12], duplicate_of=row[12], reject_rows=rejects))
+    return out

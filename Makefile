@@ -1,0 +1,32 @@
+# The two commands: `make demo` and `make test`. Each creates .venv and installs
+# the project on first use (and again whenever pyproject.toml changes).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export ALPHALINE_HOME ?= $(CURDIR)/.alphaline
+
+.PHONY: install demo test ui bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/alphaline demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+ui: $(STAMP)
+	$(BIN)/alphaline ui
+
+bench: $(STAMP)
+	$(BIN)/python tests/benchmarks/bench_data_layer.py
+
+clean:
+	rm -rf .alphaline dbt/target dbt/logs

@@ -1,0 +1,10 @@
+{#- The length of a bar of the given timeframe, as a DuckDB interval (the contract's timeframes). -#}
+{% macro bar_length(timeframe) -%}
+    case {{ timeframe }}
+        when '1m' then interval 1 minute
+        when '5m' then interval 5 minute
+        when '15m' then interval 15 minute
+        when '1h' then interval 1 hour
+        when '1d' then interval 1 day
+    end
+{%- endmacro %}

@@ -1,0 +1,54 @@
+-- Clean bars: one row per (symbol, timeframe, ts); when a bar was ingested more
+-- than once, the latest batch wins. Adds the session it belongs to and the time
+-- it became knowable (close_ts): ts + bar length, capped at the session close
+-- (daily bars: the session close).
+with ranked as (
+    select
+        *,
+        row_number() over (
+            partition by symbol, timeframe, ts order by ingested_at desc, batch_id desc
+        ) as version_rank
+    from {{ ref('stg_bars') }}
+),
+
+latest as (
+    select * exclude (version_rank) from ranked where version_rank = 1
+),
+
+placed as (
+    select
+        latest.*,
+        sym.calendar,
+        sym.sector,
+        case
+            when sym.calendar = '24/7' then timezone('UTC', latest.ts)::date
+            else timezone('America/New_York', latest.ts)::date
+        end as session
+    from latest
+    inner join {{ source('raw', 'symbols') }} as sym using (symbol)
+)
+
+select
+    placed.symbol,
+    placed.timeframe,
+    placed.ts,
+    case
+        when placed.timeframe = '1d' then sess.close_ts
+        else least(placed.ts + placed.bar_length, sess.close_ts)
+    end as close_ts,
+    placed.session,
+    placed.calendar,
+    placed.sector,
+    placed.open,
+    placed.high,
+    placed.low,
+    placed.close,
+    placed.volume,
+    placed.vwap,
+    placed.trade_count,
+    placed.source,
+    placed.batch_id,
+    placed.ingested_at
+from placed
+left join {{ source('raw', 'sessions') }} as sess
+    on sess.calendar = placed.calendar and sess.session = placed.session

@@ -1,0 +1,7 @@
+{#- Fails with every combination of `columns` that appears more than once. -#}
+{% test unique_combination(model, columns) %}
+select {{ columns | join(', ') }}, count(*) as n
+from {{ model }}
+group by {{ columns | join(', ') }}
+having count(*) > 1
+{% endtest %}

@@ -1,0 +1,265 @@
+"""``alphaline``: run the pipeline, import data, open the UI.
+
+Every command runs through Dagster (in-process, on the instance under
+``$ALPHALINE_HOME/dagster``), so what it did shows up in ``make ui`` afterwards.
+
+Examples::
+
+    alphaline demo                                  # synthetic market, end to end
+    alphaline ingest --csv ../shared/data/real/sp500_daily.csv
+    alphaline ingest --csv bars.csv --symbol AAPL --timeframe 15m --tz America/New_York
+    alphaline ingest --synthetic --sessions 5
+    alphaline ingest --alpaca --symbols AAPL,MSFT --sessions 3
+    alphaline status
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchestration.errors import AlphalineError, ConfigError
+from orchestration.settings import Settings, prepare_environment
+
+DEMO_SESSIONS = 250  # about one year of 15-minute bars: ~312k bars for 48 symbols
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+class _Progress(logging.Handler):
+    """Prints one line per Dagster step instead of Dagster's full event log."""
+
+    def __init__(self, out: Any) -> None:
+        super().__init__(logging.DEBUG)
+        self.out = out  # the terminal: stdout itself is redirected to the run log meanwhile
+        self.started: dict[str, float] = {}
+        self.failures: list[str] = []
+
+    def _say(self, text: str, colour: str | None = None) -> None:
+        click.secho(text, fg=colour, file=self.out)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", None) or {}
+        event = meta.get("dagster_event")
+        if event is None:
+            return
+        kind, step = event.event_type_value, event.step_key or ""
+        if kind == "STEP_START":
+            self.started[step] = time.monotonic()
+            self._say(f"  … {step}")
+        elif kind == "STEP_SUCCESS":
+            self._say(f"  ✓ {step} ({time.monotonic() - self.started.get(step, time.monotonic()):.1f}s)")
+        elif kind == "STEP_FAILURE":
+            err = event.step_failure_data.error
+            message = (err.message or "").strip().splitlines()[-1] if err else "failed"
+            self.failures.append(f"{step}: {message}")
+            self._say(f"  ✗ {step}: {message}", "red")
+        elif kind == "ASSET_CHECK_EVALUATION":
+            ev = event.event_specific_data
+            if not ev.passed:
+                sev = getattr(ev.severity, "value", "ERROR")
+                colour = "yellow" if sev == "WARN" else "red"
+                self._say(f"    ! check {ev.asset_key.to_user_string()}:{ev.check_name} failed: {ev.description}", colour)
+
+
+def _run_job(job_name: str, *, tags: dict[str, str] | None = None, run_config: dict[str, Any] | None = None) -> Any:
+    import dagster as dg
+
+    from orchestration.definitions import build_definitions
+
+    settings = Settings()
+    handler = _Progress(sys.stdout)
+
+    @dg.logger
+    def progress(_init_context: Any) -> logging.Logger:
+        log = logging.getLogger("alphaline.progress")
+        log.handlers, log.propagate = [handler], False
+        log.setLevel(logging.DEBUG)  # step events arrive at DEBUG
+        return log
+
+    defs = build_definitions(settings, loggers={"console": progress})
+    job = defs.resolve_job_def(job_name)
+    log_dir = settings.home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{job_name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
+    # dbt and Dagster's own loggers write to stdout/stderr: keep that in the run log.
+    with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        with dg.DagsterInstance.get() as instance:
+            # A job's logger only starts when the run config names it.
+            config = {**(run_config or {}), "loggers": {"console": {}}}
+            result = job.execute_in_process(instance=instance, tags=tags, run_config=config, raise_on_error=False)
+    click.echo(f"  log: {log_path}")
+    checks = result.get_asset_check_evaluations()
+    blocking_failed = [c for c in checks if not c.passed and getattr(c.severity, "value", "ERROR") == "ERROR"]
+    click.echo(f"  run {result.run_id[:8]}: {'succeeded' if result.success and not blocking_failed else 'FAILED'}; "
+               f"{sum(c.passed for c in checks)}/{len(checks)} checks passed")
+    if not result.success or blocking_failed:
+        detail = handler.failures[:1] or [f"{c.asset_key.to_user_string()}:{c.check_name}: {c.description}" for c in blocking_failed[:1]]
+        _fail(detail[0] if detail else "the run failed (see `make ui`)", code=1)
+    return result
+
+
+def _session_range(sessions: int, settings: Settings, end: dt.date | None = None) -> tuple[str, str]:
+    """The last ``sessions`` complete XNYS sessions (up to ``end``) as partition keys."""
+    from orchestration.market.calendars import sessions as xnys_sessions
+
+    now = dt.datetime.now(dt.UTC)
+    last_day = min(end or now.date(), now.date())
+    s = xnys_sessions("XNYS", settings.market_start, last_day)
+    s = s.filter(s["close_ts"] <= now)
+    if s.is_empty():
+        raise ConfigError(f"no complete XNYS session between {settings.market_start} and {last_day}")
+    picked = s["session"].tail(sessions)
+    if len(picked) < sessions:
+        click.echo(f"  (only {len(picked)} sessions since ALPHALINE_MARKET_START={settings.market_start})")
+    return picked[0].isoformat(), picked[-1].isoformat()
+
+
+def _range_tags(start: str, end: str) -> dict[str, str]:
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    return {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="alphaline")
+def main() -> None:
+    """Alphaline: market data to orders, every step visible in Dagster."""
+
+
+@main.command()
+@click.option("--sessions", default=DEMO_SESSIONS, show_default=True, type=click.IntRange(1, 5000), help="Trading days of history.")
+@click.option("--symbols", "n_symbols", default=48, show_default=True, type=click.IntRange(1, 676))
+@click.option("--seed", default=7, show_default=True)
+def demo(sessions: int, n_symbols: int, seed: int) -> None:
+    """Run the whole pipeline on the synthetic market and say where to look."""
+    settings = prepare_environment(Settings())
+    start, end = _session_range(sessions, settings)
+    click.echo(f"Alphaline demo: synthetic market, {n_symbols} symbols, sessions {start} .. {end}")
+    click.echo(f"  ALPHALINE_HOME={settings.home}")
+    t0 = time.monotonic()
+    from orchestration.defs.market.schedules import INGEST_JOB
+
+    _run_job(
+        INGEST_JOB,
+        tags=_range_tags(start, end),
+        run_config={"resources": {"market": {"config": {"n_symbols": n_symbols, "seed": seed}}}},
+    )
+    _print_summary(settings)
+    click.echo(f"\nDone in {time.monotonic() - t0:.0f}s. Where to look:")
+    click.echo(f"  warehouse   {settings.warehouse_path}  (marts.bars, marts.bars_daily, raw.bars_rejected)")
+    click.echo(f"  data docs   {settings.reports_dir / 'data_docs' / 'index.html'}")
+    click.echo("  Dagster UI  make ui  → http://127.0.0.1:3000 (assets, checks, runs, schedule, sensor)")
+
+
+@main.command()
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="A CSV/Parquet file or a folder of them.")
+@click.option("--synthetic", is_flag=True, help="Ingest sessions of the synthetic market.")
+@click.option("--alpaca", is_flag=True, help="Ingest Alpaca historical bars (keys from ALPACA_API_KEY / ALPACA_SECRET_KEY).")
+@click.option("--symbol", help="Symbol for files without a symbol column (default: from the file name).")
+@click.option("--symbols", help="Comma-separated symbols (with --alpaca).")
+@click.option("--timeframe", help="1m, 5m, 15m, 1h or 1d (default: inferred for files, 15m otherwise).")
+@click.option("--tz", help="Zone of naive timestamps in the file, e.g. America/New_York.")
+@click.option("--sessions", default=1, show_default=True, type=click.IntRange(1, 5000), help="With --synthetic/--alpaca: trading days up to --end.")
+@click.option("--end", type=click.DateTime(formats=["%Y-%m-%d"]), help="Last session (default: the latest complete one).")
+def ingest(csv_path: Path | None, synthetic: bool, alpaca: bool, symbol: str | None, symbols: str | None,
+           timeframe: str | None, tz: str | None, sessions: int, end: dt.datetime | None) -> None:
+    """Ingest bars from a file, the synthetic market or Alpaca; then rebuild the marts."""
+    chosen = [name for name, on in (("--csv", csv_path is not None), ("--synthetic", synthetic), ("--alpaca", alpaca)) if on]
+    if len(chosen) != 1:
+        raise ConfigError("choose exactly one of --csv PATH, --synthetic, --alpaca")
+    settings = prepare_environment(Settings())
+    from orchestration.defs.market.schedules import IMPORT_JOB, INGEST_JOB
+
+    if csv_path is not None:
+        from orchestration.market.files import FileSource
+
+        source = FileSource(csv_path.resolve(), symbol=symbol, timeframe=timeframe, tz=tz)
+        batch = source.read()  # fail fast, with file/line/column, before starting a run
+        click.echo(f"Importing {batch.bars.height} rows from {csv_path}")
+        config = {"paths": [str(csv_path.resolve())], "symbol": symbol, "timeframe": timeframe, "tz": tz}
+        _run_job(IMPORT_JOB, run_config={"ops": {"imported_bars": {"config": config}}})
+    else:
+        market: dict[str, Any] = {"timeframe": timeframe or "15m"}
+        if alpaca:
+            names = [s.strip().upper() for s in (symbols or "").split(",") if s.strip()]
+            if not names:
+                raise ConfigError("--alpaca needs --symbols, e.g. --symbols AAPL,MSFT")
+            if not (os.environ.get("ALPACA_API_KEY") and os.environ.get("ALPACA_SECRET_KEY")):
+                raise ConfigError("--alpaca needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment")
+            market.update(kind="alpaca", alpaca_symbols=names)
+        start, last = _session_range(sessions, settings, end.date() if end else None)
+        click.echo(f"Ingesting {'Alpaca' if alpaca else 'synthetic'} bars for sessions {start} .. {last}")
+        _run_job(INGEST_JOB, tags=_range_tags(start, last), run_config={"resources": {"market": {"config": market}}})
+    _print_summary(settings)
+
+
+@main.command()
+def status() -> None:
+    """Summarise the warehouse: bars, symbols, sessions, rejects."""
+    settings = prepare_environment(Settings())
+    if not settings.warehouse_path.exists():
+        raise ConfigError(f"no warehouse at {settings.warehouse_path}: run `alphaline demo` or `alphaline ingest` first")
+    _print_summary(settings)
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True)
+def ui(port: int) -> None:
+    """Open the Dagster UI (dagster dev) on this project's assets and state."""
+    settings = prepare_environment(Settings())
+    from orchestration.defs.market.dbt import dbt_project, prepare_manifest
+
+    prepare_manifest(dbt_project(settings.dbt_target_dir))
+    root = Path(__file__).resolve().parents[1]
+    dagster = Path(sys.executable).with_name("dagster")
+    click.echo(f"Dagster UI on http://127.0.0.1:{port} (state in {settings.dagster_home})")
+    os.chdir(root)
+    os.execv(str(dagster), [str(dagster), "dev", "-w", str(root / "workspace.yaml"), "-p", str(port), "-h", "127.0.0.1"])
+
+
+def _print_summary(settings: Settings) -> None:
+    from orchestration.market.warehouse import connect
+
+    con = connect(str(settings.warehouse_path), read_only=True)
+    try:
+        n, syms, tfs, first, last = con.sql(
+            "select count(*), count(distinct symbol), string_agg(distinct timeframe, ','), min(ts), max(ts) from marts.bars"
+        ).fetchone()
+        days = con.sql("select count(*) from marts.bars_daily").fetchone()[0]
+        raw_n, rejected, batches = con.sql(
+            "select (select count(*) from raw.bars), (select count(*) from raw.bars_rejected), (select count(*) from raw.batches)"
+        ).fetchone()
+        reasons = con.sql(
+            "select reason, count(*) n from raw.bars_rejected group by 1 order by 2 desc limit 3"
+        ).fetchall()
+    finally:
+        con.close()
+    click.echo("\nWarehouse")
+    click.echo(f"  marts.bars        {n:,} bars, {syms} symbols, timeframes {tfs}, {first} .. {last}")
+    click.echo(f"  marts.bars_daily  {days:,} symbol-sessions")
+    click.echo(f"  raw               {raw_n:,} bars in {batches} batch(es); {rejected:,} rejected row(s) in raw.bars_rejected")
+    for reason, count in reasons:
+        click.echo(f"                    {count:>6} × {reason}")
+
+
+def run() -> None:
+    """Console-script entry: user errors become one line and a non-zero exit, never a traceback."""
+    if not os.environ.get("ALPHALINE_DEBUG"):
+        warnings.simplefilter("ignore")  # library deprecation notices are not for CLI users
+    try:
+        main(standalone_mode=True)
+    except AlphalineError as err:
+        _fail(str(err))

@@ -1,0 +1,34 @@
+"""Dagster entry point (``workspace.yaml`` loads this module): assembles the domains.
+
+Loading is lazy: settings are read, state folders created and the dbt manifest
+parsed (first time only) when Dagster asks for the definitions, not at import.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.defs import market
+from orchestration.defs.market.dbt import dbt_project
+from orchestration.resources import build_resources
+from orchestration.settings import Settings, prepare_environment
+
+
+def build_definitions(settings: Settings | None = None, *, loggers: dict | None = None) -> dg.Definitions:
+    """All definitions for ``settings`` (default: from the environment).
+
+    Args:
+        settings: where state lives and which deployment's resources to use.
+        loggers: Dagster loggers to replace the console logger (the CLI prints progress lines).
+    """
+    settings = prepare_environment(settings or Settings())
+    project = dbt_project(settings.dbt_target_dir)
+    return dg.Definitions.merge(
+        market.build_defs(settings, project),
+        dg.Definitions(resources=build_resources(settings, project), loggers=loggers),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

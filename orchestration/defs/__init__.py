@@ -1,0 +1,1 @@
+"""Dagster definitions grouped by domain; each domain exposes ``build_defs``."""

@@ -1,0 +1,121 @@
+"""Raw ingestion assets: scheduled market bars (daily partitions) and file imports."""
+
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from orchestration.errors import AlphalineError
+from orchestration.market.bars import SourceBatch
+from orchestration.market.files import FileSource
+from orchestration.market.warehouse import BatchReport, ingest_batch
+from orchestration.resources import MarketSourceResource
+from orchestration.settings import Settings
+
+GROUP = "market"
+EXCHANGE_TZ = "America/New_York"
+
+
+def report_metadata(reports: list[BatchReport]) -> dict[str, dg.MetadataValue]:
+    """What a user looks at in the UI for an ingestion."""
+    received = sum(r.rows_received for r in reports)
+    rejected = sum(r.rows_rejected for r in reports)
+    firsts = [r.first_ts for r in reports if r.first_ts]
+    lasts = [r.last_ts for r in reports if r.last_ts]
+    reasons: dict[str, int] = {}
+    for r in reports:
+        for k, v in r.reasons.items():
+            reasons[k] = reasons.get(k, 0) + v
+    return {
+        "batch_ids": dg.MetadataValue.text(", ".join(r.batch_id for r in reports)),
+        "sources": dg.MetadataValue.text(", ".join(sorted({r.source for r in reports}))),
+        "rows_received": dg.MetadataValue.int(received),
+        "dagster/row_count": dg.MetadataValue.int(sum(r.rows_accepted for r in reports)),
+        "rows_rejected": dg.MetadataValue.int(rejected),
+        "reject_share": dg.MetadataValue.float(rejected / received if received else 0.0),
+        "reject_reasons": dg.MetadataValue.json(reasons),
+        "symbols": dg.MetadataValue.int(max((r.symbols for r in reports), default=0)),
+        "first_bar": dg.MetadataValue.text(min(firsts).isoformat() if firsts else "-"),
+        "last_bar": dg.MetadataValue.text(max(lasts).isoformat() if lasts else "-"),
+        "calendar_gap_sessions": dg.MetadataValue.int(sum(r.gap_sessions for r in reports)),
+        "missing_bars": dg.MetadataValue.int(sum(r.missing_bars for r in reports)),
+        "duplicate_batches": dg.MetadataValue.int(sum(1 for r in reports if r.duplicate_of)),
+    }
+
+
+def _ingest(context: dg.AssetExecutionContext, warehouse: DuckDBResource, batches: list[SourceBatch], asset: str) -> list[BatchReport]:
+    reports = []
+    with warehouse.get_connection() as con:
+        for batch in batches:
+            report = ingest_batch(con, batch, asset=asset, run_id=context.run_id)
+            note = f" (identical to batch {report.duplicate_of}: nothing appended)" if report.duplicate_of else ""
+            context.log.info(
+                f"{report.source}: {report.rows_accepted}/{report.rows_received} rows accepted, "
+                f"{report.rows_rejected} rejected{note}"
+            )
+            reports.append(report)
+    return reports
+
+
+def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
+    partitions = dg.DailyPartitionsDefinition(start_date=settings.market_start.isoformat(), timezone=EXCHANGE_TZ)
+
+    @dg.asset(
+        name="raw_bars",
+        group_name=GROUP,
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"duckdb", "polars"},
+        description=(
+            "Bars from the market source (synthetic by default, Alpaca in prod), validated with pandera and "
+            "appended to raw.bars; bad rows go to raw.bars_rejected with their reason. One partition per "
+            "exchange day (America/New_York); a range of partitions runs as one batch. Also maintains "
+            "raw.symbols, raw.sessions and raw.synthetic_oracle."
+        ),
+    )
+    def raw_bars(context: dg.AssetExecutionContext, market: MarketSourceResource, warehouse: DuckDBResource) -> dg.MaterializeResult:
+        window = context.partition_time_window
+        start, end = window.start.astimezone(dt.UTC), window.end.astimezone(dt.UTC)
+        try:
+            batch = market.source().fetch(start, end)
+        except AlphalineError as err:
+            raise dg.Failure(description=str(err), allow_retries=False) from None
+        reports = _ingest(context, warehouse, [batch], "raw_bars")
+        return dg.MaterializeResult(metadata=report_metadata(reports))
+
+    return raw_bars
+
+
+class ImportConfig(dg.Config):
+    """Files to import; with no paths, everything in ``$ALPHALINE_HOME/imports/``."""
+
+    paths: list[str] = []
+    symbol: str | None = None
+    timeframe: str | None = None
+    tz: str | None = None
+
+
+def build_import_asset(settings: Settings) -> dg.AssetsDefinition:
+    imports_dir = settings.imports_dir
+
+    @dg.asset(
+        group_name=GROUP,
+        kinds={"duckdb", "polars"},
+        description=(
+            "Bars imported from CSV/Parquet files (`alphaline ingest --csv` or files dropped in "
+            "$ALPHALINE_HOME/imports/), validated and appended to raw.bars like raw_bars. Identical files are "
+            "recorded as no-op batches."
+        ),
+    )
+    def imported_bars(context: dg.AssetExecutionContext, config: ImportConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+        paths = config.paths or [str(imports_dir)]
+        try:
+            batches = [FileSource(p, symbol=config.symbol, timeframe=config.timeframe, tz=config.tz).read() for p in paths]
+        except AlphalineError as err:
+            raise dg.Failure(description=str(err), allow_retries=False) from None
+        reports = _ingest(context, warehouse, batches, "imported_bars")
+        return dg.MaterializeResult(metadata=report_metadata(reports))
+
+    return imported_bars

@@ -1,0 +1,28 @@
+"""Jobs and the daily ingest schedule (after the close, America/New_York)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+INGEST_JOB = "market_ingest_job"
+IMPORT_JOB = "file_import_job"
+
+
+def build_jobs_and_schedules(raw_bars: dg.AssetsDefinition, imported_bars: dg.AssetsDefinition) -> tuple[list, list]:
+    ingest_job = dg.define_asset_job(
+        INGEST_JOB,
+        selection=dg.AssetSelection.assets(raw_bars).downstream(),
+        partitions_def=raw_bars.partitions_def,
+        description="Ingest a day (or a range of days) of market bars, then rebuild the marts and run every check.",
+    )
+    import_job = dg.define_asset_job(
+        IMPORT_JOB,
+        selection=dg.AssetSelection.assets(imported_bars).downstream(),
+        description="Import CSV/Parquet files, then rebuild the marts and run every check.",
+    )
+    # 17:00 New York: an hour after the regular close, once the day's last bars are final.
+    daily = dg.build_schedule_from_partitioned_job(
+        ingest_job, name="daily_ingest_schedule", hour_of_day=17, minute_of_hour=0,
+        description="Every day at 17:00 America/New_York: ingest the day that just closed.",
+    )
+    return [ingest_job, import_job], [daily]
