@@ -154,7 +154,8 @@ class FileSource:
         return conform(df.with_columns(pl.lit(timeframe).alias("timeframe"), pl.lit(f"{kind}:{path.name}").alias("source")))
 
     def _parse_time(self, df: pl.DataFrame, path: str, header: str) -> tuple[pl.DataFrame, bool]:
-        text = df["ts"].cast(pl.String).str.strip_chars()
+        # chrono's %z does not accept the ISO 8601 "Z" suffix: spell it as an offset.
+        text = df["ts"].cast(pl.String).str.strip_chars().str.replace(r"Z$", "+00:00")
         if df.schema["ts"] in (pl.Date,) or isinstance(df.schema["ts"], pl.Datetime):
             parsed, date_only = df["ts"], df.schema["ts"] == pl.Date
         else:

@@ -371,12 +371,14 @@ def inject_faults(bars: pl.DataFrame, faults: Mapping[str, int], *, seed: int, n
     for cls, count in faults.items():
         if cls in _IN_PLACE or count <= 0:
             continue
-        copies = df.sample(n=count, with_replacement=True, seed=int(rng.integers(1 << 31)))
+        copies = df.sample(n=count, with_replacement=count > df.height, seed=int(rng.integers(1 << 31)))
+        k = pl.int_range(pl.len())  # distinct offsets: each bad copy has a key of its own
         shift = {
             "misaligned_ts": pl.col("ts") + dt.timedelta(minutes=7),
-            "future_ts": pl.lit(now + 5 * tf).dt.truncate(f"{int(tf.total_seconds())}s"),
+            "future_ts": pl.lit(now + 5 * tf).dt.truncate(f"{int(tf.total_seconds())}s") + k * tf,
             "duplicate_key": pl.col("ts"),
-            "outside_session": pl.col("ts").dt.truncate("1d") + dt.timedelta(hours=3),  # 22:00/23:00 ET
+            # 22:00-23:45 New York: after the close, still on the timeframe grid
+            "outside_session": pl.col("ts").dt.truncate("1d") + dt.timedelta(hours=3) + (k % 8) * tf,
         }[cls]
         copy = copies.with_columns(shift.cast(UTC_TS).alias("ts"))
         if cls == "duplicate_key":

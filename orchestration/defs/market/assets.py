@@ -60,7 +60,9 @@ def _ingest(context: dg.AssetExecutionContext, warehouse: DuckDBResource, batche
 
 
 def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
-    partitions = dg.DailyPartitionsDefinition(start_date=settings.market_start.isoformat(), timezone=EXCHANGE_TZ)
+    # end_offset=1: today's partition exists, so the 17:00 schedule ingests the session that just
+    # closed rather than yesterday's (bars not closed yet are never fetched).
+    partitions = dg.DailyPartitionsDefinition(start_date=settings.market_start.isoformat(), timezone=EXCHANGE_TZ, end_offset=1)
 
     @dg.asset(
         name="raw_bars",
