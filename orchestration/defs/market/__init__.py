@@ -9,7 +9,7 @@ from orchestration.defs.market.assets import build_import_asset, build_raw_asset
 from orchestration.defs.market.checks import build_checks
 from orchestration.defs.market.dbt import build_dbt_assets
 from orchestration.defs.market.schedules import build_jobs_and_schedules
-from orchestration.defs.market.sensors import imports_sensor
+from orchestration.defs.market.sensors import build_imports_sensor
 from orchestration.settings import Settings
 
 
@@ -22,7 +22,7 @@ def build_defs(settings: Settings, dbt_project: DbtProject) -> dg.Definitions:
         asset_checks=build_checks(),
         jobs=jobs,
         schedules=schedules,
-        sensors=[imports_sensor],
+        sensors=[build_imports_sensor(settings.imports_dir)],
     )
 
 

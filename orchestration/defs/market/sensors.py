@@ -2,7 +2,6 @@
 
 
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -11,15 +10,19 @@ from orchestration.defs.market.schedules import IMPORT_JOB
 from orchestration.market.files import SUFFIXES
 
 
-def _imports_dir() -> Path:
-    return Path(os.environ.get("ALPHALINE_HOME", ".alphaline")) / "imports"
+def build_imports_sensor(folder: Path) -> dg.SensorDefinition:
+    @dg.sensor(name="imports_sensor", job_name=IMPORT_JOB, minimum_interval_seconds=30,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description=f"Imports each CSV/Parquet file dropped into {folder} (new or modified).")
+    def imports_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        return _scan(folder, context.cursor)
+
+    return imports_sensor
 
 
-@dg.sensor(job_name=IMPORT_JOB, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Imports each CSV/Parquet file dropped into $ALPHALINE_HOME/imports/ (new or modified).")
-def imports_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    seen: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
-    folder = _imports_dir()
+def _scan(folder: Path, cursor: str | None) -> dg.SensorResult:
+    """One run request per file that is new or changed since the cursor (path → mtime)."""
+    seen: dict[str, float] = json.loads(cursor) if cursor else {}
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith(SUFFIXES)) if folder.is_dir() else []
     requests = []
     for f in files:
