@@ -40,8 +40,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 
 from orchestration.errors import ConfigError, SourceFileError
-from orchestration.market.bars import TIMEFRAMES, UTC_TS, SourceBatch, calendar_for_symbol, conform, timeframe_delta
+from orchestration.market.bars import TIMEFRAMES, UTC_TS, SourceBatch, conform, timeframe_delta
 from orchestration.market.calendars import sessions
+from orchestration.market.validation import with_calendar
 
 SUFFIXES = (".csv", ".csv.gz", ".txt", ".parquet", ".pq")
 
@@ -259,8 +260,7 @@ def _infer_timeframe(df: pl.DataFrame, path: str) -> str:
 
 def _stamp_session_open(df: pl.DataFrame) -> pl.DataFrame:
     """Date-only rows: ts = the session open of that date in the symbol's calendar."""
-    cal = df.select(pl.col("symbol").map_elements(calendar_for_symbol, return_dtype=pl.String).alias("calendar"))["calendar"]
-    df = df.with_columns(cal.alias("calendar"))
+    df = with_calendar(df)
     parts = []
     for (name,), part in df.group_by("calendar"):
         lo, hi = part["ts"].min(), part["ts"].max()

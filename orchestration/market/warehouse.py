@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import duckdb
@@ -157,10 +158,7 @@ def _report(batch: SourceBatch, result: ValidationResult | None, *, batch_id: st
     if result is None:  # identical to an earlier batch: nothing new to validate or store
         return BatchReport(batch_id, asset, batch.label, batch.bars.height, 0, 0, {}, 0, None, None, 0, 0, duplicate_of)
     clean, rej = result.clean, result.rejected
-    reject_rows: dict[str, list[int]] = {}
-    for row, reason in rej.select("source_row", "reason").iter_rows():
-        for code in reason.split(";"):
-            reject_rows.setdefault(code, []).append(row)
+    reject_rows = _rows_by_reason(rej.select("source_row", "reason").iter_rows())
     return BatchReport(
         batch_id=batch_id,
         asset=asset,
@@ -176,6 +174,15 @@ def _report(batch: SourceBatch, result: ValidationResult | None, *, batch_id: st
         missing_bars=int((result.gaps["expected"] - result.gaps["present"]).sum()) if result.gaps.height else 0,
         reject_rows=reject_rows,
     )
+
+
+def _rows_by_reason(rows: Iterable[tuple[int, str]]) -> dict[str, list[int]]:
+    """Source rows per reason code (a row failing several checks counts under each)."""
+    out: dict[str, list[int]] = {}
+    for row, reason in rows:
+        for code in reason.split(";"):
+            out.setdefault(code, []).append(row)
+    return out
 
 
 def _append(con: duckdb.DuckDBPyConnection, result: ValidationResult, batch: SourceBatch, *, batch_id: str, now: dt.datetime) -> None:
@@ -243,11 +250,10 @@ def batch_reports(con: duckdb.DuckDBPyConnection, *, asset: str, run_id: str | N
     ).fetchall()
     out = []
     for row in rows:
-        rejects: dict[str, list[int]] = {}
-        for src_row, reason in con.execute(
-            "select source_row, reason from raw.bars_rejected where batch_id = ? order by source_row limit 2000", [row[0]]
-        ).fetchall():
-            for code in reason.split(";"):
-                rejects.setdefault(code, []).append(src_row)
+        rejects = _rows_by_reason(
+            con.execute(
+                "select source_row, reason from raw.bars_rejected where batch_id = ? order by source_row limit 2000", [row[0]]
+            ).fetchall()
+        )
         out.append(BatchReport(*row[:6], json.loads(row[6]), *row[7:12], duplicate_of=row[12], reject_rows=rejects))
     return out
