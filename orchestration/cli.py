@@ -95,11 +95,15 @@ def _run_job(job_name: str, *, tags: dict[str, str] | None = None, run_config: d
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{job_name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
     # dbt and Dagster's own loggers write to stdout/stderr: keep that in the run log.
-    with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        with dg.DagsterInstance.get() as instance:
-            # A job's logger only starts when the run config names it.
-            config = {**(run_config or {}), "loggers": {"console": {}}}
-            result = job.execute_in_process(instance=instance, tags=tags, run_config=config, raise_on_error=False)
+    # A job's logger only starts when the run config names it.
+    config = {**(run_config or {}), "loggers": {"console": {}}}
+    with (
+        open(log_path, "w") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+        dg.DagsterInstance.get() as instance,
+    ):
+        result = job.execute_in_process(instance=instance, tags=tags, run_config=config, raise_on_error=False)
     click.echo(f"  log: {log_path}")
     checks = result.get_asset_check_evaluations()
     blocking_failed = [c for c in checks if not c.passed and getattr(c.severity, "value", "ERROR") == "ERROR"]

@@ -28,12 +28,11 @@ import polars as pl
 from pandera.engines import polars_engine
 from pandera.errors import SchemaError, SchemaErrors
 
-from orchestration.market.bars import KEY, PRICE_COLUMNS, SOURCE_COLUMNS, TIMEFRAMES, UTC_TS, calendar_for_symbol
+from orchestration.market.bars import KEY, SOURCE_COLUMNS, TIMEFRAMES, UTC_TS, calendar_for_symbol
 from orchestration.market.calendars import bar_grid
 
 SYMBOL_PATTERN = r"^[A-Z0-9.\-/]{1,15}$"
 _ROW = "_row"
-_HELPERS = ("_in_session", "_now")
 _TF_US = {k: int(v.total_seconds() * 1_000_000) for k, v in TIMEFRAMES.items()}
 
 

@@ -117,6 +117,15 @@ class BatchReport:
         return "; ".join(parts)
 
 
+def merged_reasons(reports: Iterable[BatchReport]) -> dict[str, int]:
+    """Reason counts summed over several batches."""
+    out: dict[str, int] = {}
+    for r in reports:
+        for k, v in r.reasons.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
 def fingerprint(bars: pl.DataFrame) -> str:
     """Content hash of a batch, independent of row order."""
     buf = io.BytesIO()
@@ -185,22 +194,31 @@ def _rows_by_reason(rows: Iterable[tuple[int, str]]) -> dict[str, list[int]]:
     return out
 
 
+def _insert(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, sql: str) -> None:
+    """Run ``sql`` with ``frame`` registered as the relation ``_frame`` (explicit, not a variable-name scan)."""
+    con.register("_frame", frame)
+    try:
+        con.execute(sql)
+    finally:
+        con.unregister("_frame")
+
+
 def _append(con: duckdb.DuckDBPyConnection, result: ValidationResult, batch: SourceBatch, *, batch_id: str, now: dt.datetime) -> None:
     clean = result.clean.with_columns(pl.lit(batch_id).alias("batch_id"), pl.lit(now).alias("ingested_at")).select(RAW_COLUMNS)
-    con.execute("insert into raw.bars select * from clean")
+    _insert(con, clean, "insert into raw.bars select * from _frame")
     if result.rejected.height:
         rej = result.rejected.with_columns(pl.lit(batch_id).alias("batch_id"), pl.lit(now).alias("rejected_at"))
-        con.execute("insert into raw.bars_rejected by name select * from rej")
+        _insert(con, rej, "insert into raw.bars_rejected by name select * from _frame")
     if result.gaps.height:
-        gaps = result.gaps.with_columns(pl.lit(batch_id).alias("batch_id"))
-        con.execute("insert into raw.bar_gaps by name select * from gaps")
+        _insert(con, result.gaps.with_columns(pl.lit(batch_id).alias("batch_id")), "insert into raw.bar_gaps by name select * from _frame")
     _upsert_symbols(con, result.clean, batch, batch_id)
     _upsert_sessions(con, result.clean)
     if batch.oracle is not None and batch.oracle.height:
-        oracle = batch.oracle
-        con.execute(
-            """insert into raw.synthetic_oracle select o.* from oracle o
-               anti join raw.synthetic_oracle r using (symbol, ts, horizon)"""
+        _insert(
+            con,
+            batch.oracle,
+            """insert into raw.synthetic_oracle select o.* from _frame o
+               anti join raw.synthetic_oracle r using (symbol, ts, horizon)""",
         )
 
 
@@ -210,10 +228,11 @@ def _upsert_symbols(con: duckdb.DuckDBPyConnection, clean: pl.DataFrame, batch: 
         syms = syms.join(batch.symbols.select("symbol", "sector"), on="symbol", how="left")
     else:
         syms = syms.with_columns(pl.lit(None, dtype=pl.String).alias("sector"))
-    syms = syms.with_columns(pl.lit(batch_id).alias("first_batch_id"))
-    con.execute(
-        """insert into raw.symbols by name select * from syms
-           on conflict (symbol) do update set sector = coalesce(excluded.sector, raw.symbols.sector)"""
+    _insert(
+        con,
+        syms.with_columns(pl.lit(batch_id).alias("first_batch_id")),
+        """insert into raw.symbols by name select * from _frame
+           on conflict (symbol) do update set sector = coalesce(excluded.sector, raw.symbols.sector)""",
     )
 
 
@@ -225,7 +244,7 @@ def _upsert_sessions(con: duckdb.DuckDBPyConnection, clean: pl.DataFrame) -> Non
     )
     for cal, lo, hi in spans.iter_rows():
         sess = sessions(cal, lo.date() - dt.timedelta(days=1), hi.date() + dt.timedelta(days=1))
-        con.execute("insert or ignore into raw.sessions by name select * from sess")
+        _insert(con, sess, "insert or ignore into raw.sessions by name select * from _frame")
 
 
 def _record_batch(con: duckdb.DuckDBPyConnection, r: BatchReport, *, run_id: str | None, fp: str, started: dt.datetime) -> None:

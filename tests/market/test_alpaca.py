@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-import polars as pl
 import pytest
 
 from orchestration.errors import ConfigError, SourceError

@@ -2,7 +2,6 @@
 
 
 import datetime as dt
-from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -10,7 +9,7 @@ from dagster_duckdb import DuckDBResource
 from orchestration.errors import AlphalineError
 from orchestration.market.bars import SourceBatch
 from orchestration.market.files import FileSource
-from orchestration.market.warehouse import BatchReport, ingest_batch
+from orchestration.market.warehouse import BatchReport, ingest_batch, merged_reasons
 from orchestration.resources import MarketSourceResource
 from orchestration.settings import Settings
 
@@ -24,10 +23,6 @@ def report_metadata(reports: list[BatchReport]) -> dict[str, dg.MetadataValue]:
     rejected = sum(r.rows_rejected for r in reports)
     firsts = [r.first_ts for r in reports if r.first_ts]
     lasts = [r.last_ts for r in reports if r.last_ts]
-    reasons: dict[str, int] = {}
-    for r in reports:
-        for k, v in r.reasons.items():
-            reasons[k] = reasons.get(k, 0) + v
     return {
         "batch_ids": dg.MetadataValue.text(", ".join(r.batch_id for r in reports)),
         "sources": dg.MetadataValue.text(", ".join(sorted({r.source for r in reports}))),
@@ -35,7 +30,7 @@ def report_metadata(reports: list[BatchReport]) -> dict[str, dg.MetadataValue]:
         "dagster/row_count": dg.MetadataValue.int(sum(r.rows_accepted for r in reports)),
         "rows_rejected": dg.MetadataValue.int(rejected),
         "reject_share": dg.MetadataValue.float(rejected / received if received else 0.0),
-        "reject_reasons": dg.MetadataValue.json(reasons),
+        "reject_reasons": dg.MetadataValue.json(merged_reasons(reports)),
         "symbols": dg.MetadataValue.int(max((r.symbols for r in reports), default=0)),
         "first_bar": dg.MetadataValue.text(min(firsts).isoformat() if firsts else "-"),
         "last_bar": dg.MetadataValue.text(max(lasts).isoformat() if lasts else "-"),

@@ -14,7 +14,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from orchestration.market.expectations import run_bars_suite
-from orchestration.market.warehouse import BatchReport, batch_reports, ensure_schema
+from orchestration.market.warehouse import BatchReport, batch_reports, ensure_schema, merged_reasons
 from orchestration.resources import DataQualityResource
 
 MARTS_BARS = dg.AssetKey(["marts", "bars"])
@@ -54,10 +54,6 @@ def _reject_check(asset: str) -> dg.AssetChecksDefinition:
         passed, message = reject_share_message(reports, quality.max_reject_share)
         if not passed:
             context.log.error(message)
-        reasons: dict[str, int] = {}
-        for r in reports:
-            for k, v in r.reasons.items():
-                reasons[k] = reasons.get(k, 0) + v
         return dg.AssetCheckResult(
             passed=passed,
             description=message,
@@ -65,7 +61,7 @@ def _reject_check(asset: str) -> dg.AssetChecksDefinition:
                 "limit": quality.max_reject_share,
                 "reject_share": max((r.reject_share for r in reports), default=0.0),
                 "rows_rejected": sum(r.rows_rejected for r in reports),
-                "reasons": dg.MetadataValue.json(reasons),
+                "reasons": dg.MetadataValue.json(merged_reasons(reports)),
                 "message": dg.MetadataValue.text(message),
             },
         )
