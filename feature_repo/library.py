@@ -1,0 +1,252 @@
+"""The feature library: every feature's name, family, window and definition, and how to compute them.
+
+Input is a polars frame of clean bars (one timeframe) with :data:`BAR_COLUMNS`;
+output has one row per bar: ``symbol``, ``event_timestamp`` (the bar's close, when
+its values became knowable), ``created``, ``warmup`` and one column per feature
+named ``{family}_{indicator}_{window}``. Windows count bars of the timeframe unless
+the definition says sessions. Only bars closed by ``event_timestamp`` are used.
+
+Example:
+    >>> from feature_repo.library import FEATURES
+    >>> FEATURES["tech_rsi_14"].family
+    'tech'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+
+from feature_repo import indicators as ind
+
+#: Columns the feature code reads (``marts.bars`` joined to its session's open and close).
+BAR_COLUMNS: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "sector": pl.String(),
+    "ts": pl.Datetime("us", "UTC"),
+    "close_ts": pl.Datetime("us", "UTC"),
+    "session": pl.Date(),
+    "session_open": pl.Datetime("us", "UTC"),
+    "session_close": pl.Datetime("us", "UTC"),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Float64(),
+    "vwap": pl.Float64(),
+}
+RELVOL_SESSIONS = 20
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature: its column name, family, window (in bars unless ``unit`` says otherwise) and definition."""
+
+    name: str
+    family: str
+    window: int
+    definition: str
+    warmup: int  # bars before the first value exists (sessions for unit="sessions")
+    unit: str = "bars"
+
+
+def _spec(name: str, window: int, definition: str, warmup: int | None = None, unit: str = "bars") -> FeatureSpec:
+    return FeatureSpec(name, name.split("_", 1)[0], window, definition, window if warmup is None else warmup, unit)
+
+
+_SPECS = [
+    _spec("ret_log_1", 1, "ln(C_t / C_{t-1})"),
+    _spec("ret_log_4", 4, "ln(C_t / C_{t-4})"),
+    _spec("ret_log_26", 26, "ln(C_t / C_{t-26})"),
+    _spec("ret_overnight_1", 1, "overnight gap ln(first open of the session / last close of the previous session)", unit="sessions"),
+    _spec("ret_intraday_1", 1, "ln(C_t / first open of the session): return since the open", 0, unit="sessions"),
+    _spec("vol_realized_26", 26, "sqrt(sum of r_1^2 over 26 bars)", 27),
+    _spec("vol_realized_78", 78, "sqrt(sum of r_1^2 over 78 bars)", 79),
+    _spec("vol_parkinson_26", 26, "sqrt(sum ln(H/L)^2 / (4 n ln 2)) over 26 bars"),
+    _spec("vol_garmanklass_26", 26, "sqrt(mean of 0.5 ln(H/L)^2 - (2 ln2 - 1) ln(C/O)^2) over 26 bars"),
+    _spec("vol_natr_14", 14, "100 * ATR_14 / C, ATR = Wilder-smoothed true range", 15),
+    _spec("tech_rsi_14", 14, "Wilder RSI: 100 - 100 / (1 + avg gain / avg loss), Wilder smoothing", 15),
+    _spec("tech_macd_26", 26, "(EMA_12(C) - EMA_26(C)) / C", 26),
+    _spec("tech_macdsignal_9", 9, "EMA_9(MACD line) / C", 34),
+    _spec("tech_macdhist_9", 9, "(MACD line - signal) / C", 34),
+    _spec("tech_stochk_14", 14, "100 (C - LL_14) / (HH_14 - LL_14)"),
+    _spec("tech_stochd_3", 3, "SMA_3 of %K_14", 16),
+    _spec("tech_williamsr_14", 14, "-100 (HH_14 - C) / (HH_14 - LL_14)"),
+    _spec("tech_cci_20", 20, "(TP - SMA_20(TP)) / (0.015 * mean abs deviation), TP = (H+L+C)/3"),
+    _spec("tech_roc_12", 12, "100 (C_t / C_{t-12} - 1)", 13),
+    _spec("trend_sma_20", 20, "C / SMA_20(C) - 1"),
+    _spec("trend_sma_50", 50, "C / SMA_50(C) - 1"),
+    _spec("trend_ema_12", 12, "C / EMA_12(C) - 1"),
+    _spec("trend_ema_26", 26, "C / EMA_26(C) - 1"),
+    _spec("trend_adx_14", 14, "Wilder ADX over 14 bars (DI from Wilder-smoothed DM and TR, ADX = Wilder(DX))", 28),
+    _spec("band_pctb_20", 20, "Bollinger %B: (C - lower) / (upper - lower), bands SMA_20 ± 2 population sd"),
+    _spec("band_width_20", 20, "Bollinger bandwidth: (upper - lower) / SMA_20"),
+    _spec("volu_relvol_20", RELVOL_SESSIONS, "V / mean V of the same bar of the session over the previous 20 sessions",
+          RELVOL_SESSIONS + 1, unit="sessions"),
+    _spec("volu_obvslope_26", 26, "least-squares slope of OBV over 26 bars / mean V over 26 bars"),
+    _spec("volu_mfi_14", 14, "money flow index: 100 PMF_14 / (PMF_14 + NMF_14)", 15),
+    _spec("volu_vwapdist_1", 1, "C / session VWAP - 1 (VWAP of the session's bars so far)", 0, unit="sessions"),
+    _spec("sess_minsopen_1", 1, "minutes from the session open to the bar's close", 0),
+    _spec("sess_barsclose_1", 1, "bars left until the session close (early closes included)", 0),
+    _spec("sess_dow_1", 1, "day of week of the session, Monday = 1", 0),
+    _spec("sess_gapdays_1", 1, "calendar days since the previous bar's session: 0 within a session, >1 across "
+          "weekends and holidays, so windows spanning a gap show it", 1),
+    _spec("xs_rank_ret_4", 4, "percentile rank in [0,1] of ret_log_4 across the universe at the same time", 4),
+    _spec("xs_rank_ret_26", 26, "percentile rank in [0,1] of ret_log_26 across the universe", 26),
+    _spec("xs_rank_vol_26", 26, "percentile rank in [0,1] of vol_realized_26 across the universe", 27),
+    _spec("xs_relmkt_ret_4", 4, "ret_log_4 minus its equal-weight universe mean", 4),
+    _spec("xs_relsector_ret_4", 4, "ret_log_4 minus its equal-weight sector mean", 4),
+    _spec("xs_beta_130", 130, "rolling beta of r_1 to the equal-weight market r_1 over 130 bars: cov / var", 131),
+]
+FEATURES: dict[str, FeatureSpec] = {s.name: s for s in _SPECS}
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(s.family for s in _SPECS))
+#: Bars of history a symbol needs before every bar-counted feature has a value.
+WARMUP_BARS = max(s.warmup for s in _SPECS if s.unit == "bars")
+INTEGER_FEATURES = frozenset({"sess_minsopen_1", "sess_barsclose_1", "sess_dow_1", "sess_gapdays_1"})
+
+
+class FeatureInputError(ValueError):
+    """The bars handed to the feature code cannot produce features (names what is wrong)."""
+
+
+def _check_input(bars: pl.DataFrame) -> None:
+    missing = [c for c in BAR_COLUMNS if c not in bars.columns]
+    if missing:
+        raise FeatureInputError(f"bars: missing column(s) {', '.join(missing)}")
+    if bars.is_empty():
+        raise FeatureInputError("bars: the universe is empty (no bars for this timeframe); ingest bars first")
+
+
+def _per_symbol(bars: pl.DataFrame, bar_length: dt.timedelta) -> pl.DataFrame:
+    o, h, lo, c, v = (pl.col(x) for x in ("open", "high", "low", "close", "volume"))
+    r1 = ind.log_return(c, 1)
+    macd_line, macd_signal, macd_hist = ind.macd(c)
+    stoch_k, stoch_d = ind.stochastic(h, lo, c)
+    pctb, width = ind.bollinger(c)
+    per_symbol = {
+        "ret_log_1": r1,
+        "ret_log_4": ind.log_return(c, 4),
+        "ret_log_26": ind.log_return(c, 26),
+        "vol_realized_26": ind.realized_vol(r1, 26),
+        "vol_realized_78": ind.realized_vol(r1, 78),
+        "vol_parkinson_26": ind.parkinson_vol(h, lo, 26),
+        "vol_garmanklass_26": ind.garman_klass_vol(o, h, lo, c, 26),
+        "vol_natr_14": 100.0 * ind.atr(h, lo, c, 14) / c,
+        "tech_rsi_14": ind.rsi(c, 14),
+        "tech_macd_26": macd_line,
+        "tech_macdsignal_9": macd_signal,
+        "tech_macdhist_9": macd_hist,
+        "tech_stochk_14": stoch_k,
+        "tech_stochd_3": stoch_d,
+        "tech_williamsr_14": ind.williams_r(h, lo, c, 14),
+        "tech_cci_20": ind.cci(h, lo, c, 20),
+        "tech_roc_12": ind.roc(c, 12),
+        "trend_sma_20": c / ind.sma(c, 20) - 1.0,
+        "trend_sma_50": c / ind.sma(c, 50) - 1.0,
+        "trend_ema_12": c / ind.ema(c, 12) - 1.0,
+        "trend_ema_26": c / ind.ema(c, 26) - 1.0,
+        "band_pctb_20": pctb,
+        "band_width_20": width,
+        "volu_obvslope_26": ind.slope(ind.obv(c, v), 26) / ind.sma(v, 26),
+        "volu_mfi_14": ind.mfi(h, lo, c, v, 14).clip(0.0, 100.0),  # rolling sums leave ~1e-14 residue
+        "_bar_index": pl.int_range(pl.len(), dtype=pl.Int64),
+        "_session_index": pl.col("session").rank("dense").cast(pl.Int64) - 1,
+        "sess_gapdays_1": (pl.col("session") - pl.col("session").shift(1)).dt.total_days(),
+    }
+    minutes = (pl.col("close_ts") - pl.col("session_open")).dt.total_minutes()
+    left = (pl.col("session_close") - pl.col("close_ts")).dt.total_seconds() / bar_length.total_seconds()
+    session_open_px = o.first().over(["symbol", "session"])
+    price = pl.coalesce(pl.col("vwap"), (h + lo + c) / 3.0)
+    session_vwap = (price * v).cum_sum().over(["symbol", "session"]) / v.cum_sum().over(["symbol", "session"])
+    df = bars.sort("symbol", "ts")
+    for stage in ind.adx_stages(h, lo, c, 14):
+        df = df.with_columns(**{k: e.over("symbol") for k, e in stage.items()})
+    return (
+        df.rename({"adx": "trend_adx_14"})
+        .with_columns(**{k: e.over("symbol") for k, e in per_symbol.items()})
+        .with_columns(
+            ret_intraday_1=(c / session_open_px).log(),
+            volu_vwapdist_1=ind._safe_div(c, session_vwap) - 1.0,
+            sess_minsopen_1=minutes,
+            sess_barsclose_1=left.ceil().cast(pl.Int64),
+            sess_dow_1=pl.col("session").dt.weekday().cast(pl.Int64),
+            _slot=pl.int_range(pl.len(), dtype=pl.Int64).over(["symbol", "session"]),
+        )
+        .with_columns(_relvol_base=v.shift(1).rolling_mean(RELVOL_SESSIONS, min_samples=RELVOL_SESSIONS).over(["symbol", "_slot"]))
+        .with_columns(volu_relvol_20=ind._safe_div(v, pl.col("_relvol_base")))
+        .with_columns(_gap=_overnight_gap())
+        .with_columns(ret_overnight_1=pl.col("_gap").forward_fill().over(["symbol", "session"]))
+    )
+
+
+def _overnight_gap() -> pl.Expr:
+    """ln(first open of the session / last close of the previous session), on the session's first bar."""
+    is_first = pl.col("_slot") == 0
+    # rows are in time order per symbol, so the row before a session's first bar is the previous session's last
+    return pl.when(is_first).then((pl.col("open") / pl.col("close").shift(1).over("symbol")).log()).otherwise(None)
+
+
+def _cross_sectional(df: pl.DataFrame) -> pl.DataFrame:
+    t = "event_timestamp"
+
+    def pct_rank(col: str) -> pl.Expr:
+        n = pl.col(col).count().over(t)
+        rank = pl.col(col).rank("average").over(t)
+        return pl.when(n > 1).then((rank - 1.0) / (n - 1.0)).otherwise(None)
+
+    mkt_r1 = pl.col("ret_log_1").mean().over(t)
+    df = df.with_columns(
+        xs_rank_ret_4=pct_rank("ret_log_4"),
+        xs_rank_ret_26=pct_rank("ret_log_26"),
+        xs_rank_vol_26=pct_rank("vol_realized_26"),
+        xs_relmkt_ret_4=pl.col("ret_log_4") - pl.col("ret_log_4").mean().over(t),
+        xs_relsector_ret_4=pl.col("ret_log_4") - pl.col("ret_log_4").mean().over([t, "sector"]),
+        _mkt_r1=mkt_r1,
+    )
+    n = 130
+    r, m = pl.col("ret_log_1"), pl.col("_mkt_r1")
+    cov = (r * m).rolling_mean(n, min_samples=n) - r.rolling_mean(n, min_samples=n) * m.rolling_mean(n, min_samples=n)
+    var = (m * m).rolling_mean(n, min_samples=n) - m.rolling_mean(n, min_samples=n).pow(2)
+    return df.sort("symbol", t).with_columns(xs_beta_130=ind._safe_div(cov, var).over("symbol"))
+
+
+def compute_features(bars: pl.DataFrame, *, bar_length: dt.timedelta, created: dt.datetime | None = None) -> pl.DataFrame:
+    """Every feature of :data:`FEATURES` for every bar of ``bars`` (one timeframe, any number of symbols).
+
+    Args:
+        bars: clean bars with :data:`BAR_COLUMNS` (extra columns are ignored).
+        bar_length: the timeframe's bar length (``bars to close`` counts these).
+        created: the ``created`` timestamp written beside the values (default: now, UTC).
+
+    Returns:
+        ``symbol, event_timestamp, created, warmup`` and the feature columns, sorted by
+        symbol and time. ``warmup`` is true while a symbol has fewer bars (or sessions)
+        than the longest window needs; NaN and infinities (e.g. from a bad price) are null.
+
+    Raises:
+        FeatureInputError: missing columns or an empty universe.
+    """
+    _check_input(bars)
+    bars = bars.select([pl.col(c).cast(t) for c, t in BAR_COLUMNS.items()])
+    df = _per_symbol(bars, bar_length).rename({"close_ts": "event_timestamp"})
+    df = _cross_sectional(df)
+    floats = [n for n in FEATURE_NAMES if n not in INTEGER_FEATURES]
+    warm = (pl.col("_bar_index") < WARMUP_BARS) | (pl.col("_session_index") < RELVOL_SESSIONS + 1)
+    return df.select(
+        "symbol",
+        "event_timestamp",
+        pl.lit(created or dt.datetime.now(dt.UTC), dtype=pl.Datetime("us", "UTC")).alias("created"),
+        warm.alias("warmup"),
+        *[pl.when(pl.col(n).is_finite()).then(pl.col(n)).otherwise(None).cast(pl.Float64).alias(n) for n in floats],
+        *[pl.col(n).cast(pl.Int64) for n in INTEGER_FEATURES],
+    ).select("symbol", "event_timestamp", "created", "warmup", *FEATURE_NAMES).sort("symbol", "event_timestamp")
+
+
+def describe() -> pl.DataFrame:
+    """The feature catalogue: name, family, window, unit, warm-up and definition."""
+    return pl.DataFrame(
+        [{"name": s.name, "family": s.family, "window": s.window, "unit": s.unit, "warmup": s.warmup, "definition": s.definition} for s in _SPECS]
+    )

@@ -1,0 +1,222 @@
+"""Opening the Feast store, writing the offline Parquet files, materialising online, building training sets.
+
+Example (after ``alphaline demo``)::
+
+    from pathlib import Path
+    from feature_repo.store import open_store, training_set
+    store = open_store(Path(".alphaline"))
+    frame = training_set(store, Path(".alphaline/feast/offline"), start=..., end=...)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+import yaml
+from feast import FeatureStore, RepoConfig
+
+from feature_repo.definitions import SERVICE, feast_objects, offline_path, view_name
+from feature_repo.labels import LABEL_NAMES
+from feature_repo.library import FAMILIES, FEATURE_NAMES, FEATURES
+
+REPO_DIR = Path(__file__).resolve().parent
+KEYS = ("symbol", "event_timestamp")
+UTC_TS = pl.Datetime("us", "UTC")
+CONFIGS = {"local": "feature_store.yaml", "prod": "feature_store.prod.yaml"}
+
+
+class FeatureStoreError(RuntimeError):
+    """The feature store cannot answer (no features written yet, unknown config, ...)."""
+
+
+def feast_dir(home: Path) -> Path:
+    return home / "feast"
+
+
+def offline_dir(home: Path) -> Path:
+    return feast_dir(home) / "offline"
+
+
+def labels_path(offline: Path) -> Path:
+    return offline / "labels.parquet"
+
+
+def load_config(home: Path, variant: Literal["local", "prod"] = "local") -> RepoConfig:
+    """The repo's ``feature_store[.prod].yaml`` with ``${ALPHALINE_HOME}`` set to ``home``.
+
+    Other ``${VARS}`` (the prod secrets) come from the environment, as with Feast's own loader.
+    """
+    if variant not in CONFIGS:
+        raise FeatureStoreError(f"feast config {variant!r} is unknown (choose one of {', '.join(CONFIGS)})")
+    path = REPO_DIR / CONFIGS[variant]
+    text = os.path.expandvars(path.read_text().replace("${ALPHALINE_HOME}", str(home)))
+    config = RepoConfig(**yaml.safe_load(text))
+    config.repo_path = REPO_DIR
+    return config
+
+
+def open_store(home: Path, variant: Literal["local", "prod"] = "local") -> FeatureStore:
+    """A :class:`feast.FeatureStore` whose registry, online and offline data live under ``home/feast``."""
+    offline_dir(home).mkdir(parents=True, exist_ok=True)
+    return FeatureStore(config=load_config(home, variant))
+
+
+def apply(store: FeatureStore, offline: Path, *, bar_length: dt.timedelta) -> list[str]:
+    """Register (or update) the entity, sources, feature views and service; returns the view names."""
+    repo = feast_objects(offline, bar_length=bar_length)
+    store.apply(repo.objects())
+    return [v.name for v in repo.views]
+
+
+# --- offline files -----------------------------------------------------------------------------
+
+
+def write_offline(features: pl.DataFrame, labels: pl.DataFrame, offline: Path) -> dict[str, int]:
+    """Replace the offline files: one Parquet per feature family and one for labels (with the warm-up flag)."""
+    offline.mkdir(parents=True, exist_ok=True)
+    for family in FAMILIES:
+        cols = [s.name for s in FEATURES.values() if s.family == family]
+        features.select(*KEYS, "created", *cols).write_parquet(offline_path(offline, family))
+    labelled = labels.join(features.select(*KEYS, "warmup"), on=list(KEYS), how="left")
+    labelled.select(*KEYS, "warmup", *LABEL_NAMES).write_parquet(labels_path(offline))
+    return {"feature_rows": features.height, "label_rows": labels.height}
+
+
+def read_features(offline: Path) -> pl.DataFrame:
+    """The offline features of every family, joined into one frame (``symbol, event_timestamp, created, ...``)."""
+    frames = []
+    for i, family in enumerate(FAMILIES):
+        path = offline_path(offline, family)
+        if not path.exists():
+            raise FeatureStoreError(f"{path}: no features written yet (materialize bar_features first)")
+        frame = pl.read_parquet(path)
+        frames.append(frame if i == 0 else frame.drop("created"))
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.join(frame, on=list(KEYS), how="left")
+    return out.join(pl.read_parquet(labels_path(offline), columns=[*KEYS, "warmup"]), on=list(KEYS), how="left").select(
+        *KEYS, "created", "warmup", *FEATURE_NAMES
+    )
+
+
+def merge_offline(features: pl.DataFrame, labels: pl.DataFrame, offline: Path) -> dict[str, int]:
+    """Add an incremental batch to the offline files.
+
+    ``features`` and ``labels`` were computed on a trailing window of bars. Features
+    are appended only after each symbol's last stored bar (earlier rows of the window
+    lack their full history); labels replace every stored row of the window, because
+    labels near the old end were null and are now known.
+    """
+    if not labels_path(offline).exists():
+        return write_offline(features, labels, offline)
+    stored = read_features(offline)
+    last = stored.group_by("symbol").agg(pl.col("event_timestamp").max().alias("_last"))
+    fresh = features.join(last, on="symbol", how="left").filter(
+        pl.col("_last").is_null() | (pl.col("event_timestamp") > pl.col("_last"))
+    ).drop("_last")
+    merged_features = pl.concat([stored, fresh.select(stored.columns)]).sort(*KEYS)
+    stored_labels = pl.read_parquet(labels_path(offline)).drop("warmup")
+    merged_labels = pl.concat([stored_labels.join(labels, on=list(KEYS), how="anti"), labels.select(stored_labels.columns)]).sort(*KEYS)
+    write_offline(merged_features, merged_labels, offline)
+    return {"feature_rows": fresh.height, "label_rows": labels.height}
+
+
+# --- online store ------------------------------------------------------------------------------
+
+
+def materialize(store: FeatureStore, *, end: dt.datetime, start: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """Copy the latest feature values up to ``end`` into the online store.
+
+    Incremental: starts where the previous materialisation of the views ended (or at
+    ``start`` / 30 days before ``end`` the first time). Returns the interval loaded.
+    """
+    if start is None:
+        ends = [iv[1] for v in store.list_feature_views() for iv in v.materialization_intervals]
+        start = max(ends) if ends else end - dt.timedelta(days=30)
+    start = min(start, end)
+    store.materialize(start_date=start, end_date=end)
+    return start, end
+
+
+def online_features(store: FeatureStore, symbols: Iterable[str]) -> pl.DataFrame:
+    """The online store's values for ``symbols`` with each view's event timestamp (``ts_<view>``)."""
+    symbols = list(symbols)
+    response = store.get_online_features(
+        features=store.get_feature_service(SERVICE), entity_rows=[{"symbol": s} for s in symbols]
+    ).to_dict(include_event_timestamps=True)
+    frame = pl.DataFrame({k: v for k, v in response.items() if k == "symbol" or k in FEATURES})
+    # Feast gives each value's event time in epoch seconds, 0 when the symbol has no row.
+    stamps = {
+        f"ts_{view_name(f)}": pl.from_epoch(pl.Series(response[f"{_first_feature(f)}__ts"]), time_unit="s")
+        .dt.replace_time_zone("UTC").cast(UTC_TS).replace(dt.datetime(1970, 1, 1, tzinfo=dt.UTC), None)
+        for f in FAMILIES
+    }
+    return frame.with_columns(**stamps).select("symbol", *FEATURE_NAMES, *stamps)
+
+
+def _first_feature(family: str) -> str:
+    return next(s.name for s in FEATURES.values() if s.family == family)
+
+
+# --- training sets -----------------------------------------------------------------------------
+
+
+def training_set(
+    store: FeatureStore,
+    offline: Path,
+    *,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    symbols: Iterable[str] | None = None,
+    include_warmup: bool = False,
+    chunk: dt.timedelta = dt.timedelta(days=31),
+) -> pl.DataFrame:
+    """Features (Feast point-in-time join) and labels for every labelled bar in ``[start, end)``.
+
+    The entity frame is each (symbol, bar close) of the labels file; Feast's
+    ``get_historical_features`` returns, for each, the latest feature row with
+    ``event_timestamp`` ≤ the entity's (within the views' TTL). The range is built in
+    ``chunk``-sized time slices so memory stays bounded on long histories.
+
+    Returns ``symbol, event_timestamp`` + :data:`FEATURE_NAMES` + :data:`LABEL_NAMES`, sorted.
+    """
+    if not labels_path(offline).exists():
+        raise FeatureStoreError(f"{labels_path(offline)}: no labels written yet (materialize bar_labels first)")
+    labels = pl.scan_parquet(labels_path(offline))
+    if start is not None:
+        labels = labels.filter(pl.col("event_timestamp") >= start)
+    if end is not None:
+        labels = labels.filter(pl.col("event_timestamp") < end)
+    if symbols is not None:
+        labels = labels.filter(pl.col("symbol").is_in(list(symbols)))
+    if not include_warmup:
+        labels = labels.filter(~pl.col("warmup"))
+    labels = labels.drop("warmup").collect().sort(*KEYS)
+    if labels.is_empty():
+        return pl.DataFrame(schema={"symbol": pl.String, "event_timestamp": UTC_TS, **{n: pl.Float64 for n in FEATURE_NAMES}}).join(
+            labels, on=list(KEYS), how="left"
+        )
+    service = store.get_feature_service(SERVICE)
+    parts = []
+    lo = labels["event_timestamp"].min()
+    last = labels["event_timestamp"].max()
+    while lo <= last:
+        hi = lo + chunk
+        entities = labels.filter(pl.col("event_timestamp").is_between(lo, hi, closed="left")).select(*KEYS)
+        if entities.height:
+            joined = store.get_historical_features(entity_df=entities.to_pandas(), features=service).to_df()
+            parts.append(_from_feast(joined))
+        lo = hi
+    return pl.concat(parts).join(labels, on=list(KEYS), how="left").select(*KEYS, *FEATURE_NAMES, *LABEL_NAMES).sort(*KEYS)
+
+
+def _from_feast(frame) -> pl.DataFrame:  # noqa: ANN001 - a pandas frame from Feast
+    out = pl.from_pandas(frame)
+    return out.with_columns(pl.col("event_timestamp").cast(UTC_TS)).select(
+        *KEYS, *[pl.col(n).cast(pl.Float64) for n in FEATURE_NAMES]
+    )
