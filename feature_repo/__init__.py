@@ -9,6 +9,7 @@ Example:
     (True, True)
 """
 
+from feature_repo.errors import FeatureInputError, FeatureStoreError
 from feature_repo.labels import HORIZONS, LABEL_NAMES, compute_labels
 from feature_repo.library import (
     BAR_COLUMNS,
@@ -16,13 +17,23 @@ from feature_repo.library import (
     FEATURE_NAMES,
     FEATURES,
     WARMUP_BARS,
-    FeatureInputError,
     FeatureSpec,
     compute_features,
     describe,
 )
 
 __all__ = [
-    "BAR_COLUMNS", "FAMILIES", "FEATURES", "FEATURE_NAMES", "HORIZONS", "LABEL_NAMES", "WARMUP_BARS",
-    "FeatureInputError", "FeatureSpec", "compute_features", "compute_labels", "describe",
+    "BAR_COLUMNS",
+    "FAMILIES",
+    "FEATURES",
+    "FEATURE_NAMES",
+    "HORIZONS",
+    "LABEL_NAMES",
+    "WARMUP_BARS",
+    "FeatureInputError",
+    "FeatureSpec",
+    "FeatureStoreError",
+    "compute_features",
+    "compute_labels",
+    "describe",
 ]

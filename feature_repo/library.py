@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from feature_repo import indicators as ind
+from feature_repo.errors import FeatureInputError
 
 #: Columns the feature code reads (``marts.bars`` joined to its session's open and close).
 BAR_COLUMNS: dict[str, pl.DataType] = {
@@ -38,6 +39,9 @@ BAR_COLUMNS: dict[str, pl.DataType] = {
     "vwap": pl.Float64(),
 }
 RELVOL_SESSIONS = 20
+#: Bars an incremental update recomputes before the new ones: far beyond every window, and long
+#: enough that the seed of a Wilder/EMA smoothing has decayed below 1e-30 ((13/14)^1000).
+INCREMENTAL_LOOKBACK_BARS = 1000
 
 
 @dataclass(frozen=True)
@@ -62,31 +66,31 @@ _SPECS = [
     _spec("ret_log_26", 26, "ln(C_t / C_{t-26})"),
     _spec("ret_overnight_1", 1, "overnight gap ln(first open of the session / last close of the previous session)", unit="sessions"),
     _spec("ret_intraday_1", 1, "ln(C_t / first open of the session): return since the open", 0, unit="sessions"),
-    _spec("vol_realized_26", 26, "sqrt(sum of r_1^2 over 26 bars)", 27),
-    _spec("vol_realized_78", 78, "sqrt(sum of r_1^2 over 78 bars)", 79),
-    _spec("vol_parkinson_26", 26, "sqrt(sum ln(H/L)^2 / (4 n ln 2)) over 26 bars"),
-    _spec("vol_garmanklass_26", 26, "sqrt(mean of 0.5 ln(H/L)^2 - (2 ln2 - 1) ln(C/O)^2) over 26 bars"),
-    _spec("vol_natr_14", 14, "100 * ATR_14 / C, ATR = Wilder-smoothed true range", 15),
-    _spec("tech_rsi_14", 14, "Wilder RSI: 100 - 100 / (1 + avg gain / avg loss), Wilder smoothing", 15),
-    _spec("tech_macd_26", 26, "(EMA_12(C) - EMA_26(C)) / C", 26),
-    _spec("tech_macdsignal_9", 9, "EMA_9(MACD line) / C", 34),
-    _spec("tech_macdhist_9", 9, "(MACD line - signal) / C", 34),
-    _spec("tech_stochk_14", 14, "100 (C - LL_14) / (HH_14 - LL_14)"),
-    _spec("tech_stochd_3", 3, "SMA_3 of %K_14", 16),
-    _spec("tech_williamsr_14", 14, "-100 (HH_14 - C) / (HH_14 - LL_14)"),
-    _spec("tech_cci_20", 20, "(TP - SMA_20(TP)) / (0.015 * mean abs deviation), TP = (H+L+C)/3"),
-    _spec("tech_roc_12", 12, "100 (C_t / C_{t-12} - 1)", 13),
-    _spec("trend_sma_20", 20, "C / SMA_20(C) - 1"),
-    _spec("trend_sma_50", 50, "C / SMA_50(C) - 1"),
-    _spec("trend_ema_12", 12, "C / EMA_12(C) - 1"),
-    _spec("trend_ema_26", 26, "C / EMA_26(C) - 1"),
-    _spec("trend_adx_14", 14, "Wilder ADX over 14 bars (DI from Wilder-smoothed DM and TR, ADX = Wilder(DX))", 28),
-    _spec("band_pctb_20", 20, "Bollinger %B: (C - lower) / (upper - lower), bands SMA_20 ± 2 population sd"),
-    _spec("band_width_20", 20, "Bollinger bandwidth: (upper - lower) / SMA_20"),
+    _spec("vol_realized_26", 26, "sqrt(sum of r_1^2 over 26 bars)", 26),
+    _spec("vol_realized_78", 78, "sqrt(sum of r_1^2 over 78 bars)", 78),
+    _spec("vol_parkinson_26", 26, "sqrt(sum ln(H/L)^2 / (4 n ln 2)) over 26 bars", 25),
+    _spec("vol_garmanklass_26", 26, "sqrt(mean of 0.5 ln(H/L)^2 - (2 ln2 - 1) ln(C/O)^2) over 26 bars", 25),
+    _spec("vol_natr_14", 14, "100 * ATR_14 / C, ATR = Wilder-smoothed true range", 14),
+    _spec("tech_rsi_14", 14, "Wilder RSI: 100 - 100 / (1 + avg gain / avg loss), Wilder smoothing", 14),
+    _spec("tech_macd_26", 26, "(EMA_12(C) - EMA_26(C)) / C", 25),
+    _spec("tech_macdsignal_9", 9, "EMA_9(MACD line) / C", 33),
+    _spec("tech_macdhist_9", 9, "(MACD line - signal) / C", 33),
+    _spec("tech_stochk_14", 14, "100 (C - LL_14) / (HH_14 - LL_14)", 13),
+    _spec("tech_stochd_3", 3, "SMA_3 of %K_14", 15),
+    _spec("tech_williamsr_14", 14, "-100 (HH_14 - C) / (HH_14 - LL_14)", 13),
+    _spec("tech_cci_20", 20, "(TP - SMA_20(TP)) / (0.015 * mean abs deviation), TP = (H+L+C)/3", 19),
+    _spec("tech_roc_12", 12, "100 (C_t / C_{t-12} - 1)", 12),
+    _spec("trend_sma_20", 20, "C / SMA_20(C) - 1", 19),
+    _spec("trend_sma_50", 50, "C / SMA_50(C) - 1", 49),
+    _spec("trend_ema_12", 12, "C / EMA_12(C) - 1", 11),
+    _spec("trend_ema_26", 26, "C / EMA_26(C) - 1", 25),
+    _spec("trend_adx_14", 14, "Wilder ADX over 14 bars (DI from Wilder-smoothed DM and TR, ADX = Wilder(DX))", 27),
+    _spec("band_pctb_20", 20, "Bollinger %B: (C - lower) / (upper - lower), bands SMA_20 ± 2 population sd", 19),
+    _spec("band_width_20", 20, "Bollinger bandwidth: (upper - lower) / SMA_20", 19),
     _spec("volu_relvol_20", RELVOL_SESSIONS, "V / mean V of the same bar of the session over the previous 20 sessions",
-          RELVOL_SESSIONS + 1, unit="sessions"),
-    _spec("volu_obvslope_26", 26, "least-squares slope of OBV over 26 bars / mean V over 26 bars"),
-    _spec("volu_mfi_14", 14, "money flow index: 100 PMF_14 / (PMF_14 + NMF_14)", 15),
+          RELVOL_SESSIONS, unit="sessions"),
+    _spec("volu_obvslope_26", 26, "least-squares slope of OBV over 26 bars / mean V over 26 bars", 25),
+    _spec("volu_mfi_14", 14, "money flow index: 100 PMF_14 / (PMF_14 + NMF_14)", 14),
     _spec("volu_vwapdist_1", 1, "C / session VWAP - 1 (VWAP of the session's bars so far)", 0, unit="sessions"),
     _spec("sess_minsopen_1", 1, "minutes from the session open to the bar's close", 0),
     _spec("sess_barsclose_1", 1, "bars left until the session close (early closes included)", 0),
@@ -95,21 +99,19 @@ _SPECS = [
           "weekends and holidays, so windows spanning a gap show it", 1),
     _spec("xs_rank_ret_4", 4, "percentile rank in [0,1] of ret_log_4 across the universe at the same time", 4),
     _spec("xs_rank_ret_26", 26, "percentile rank in [0,1] of ret_log_26 across the universe", 26),
-    _spec("xs_rank_vol_26", 26, "percentile rank in [0,1] of vol_realized_26 across the universe", 27),
+    _spec("xs_rank_vol_26", 26, "percentile rank in [0,1] of vol_realized_26 across the universe", 26),
     _spec("xs_relmkt_ret_4", 4, "ret_log_4 minus its equal-weight universe mean", 4),
     _spec("xs_relsector_ret_4", 4, "ret_log_4 minus its equal-weight sector mean", 4),
-    _spec("xs_beta_130", 130, "rolling beta of r_1 to the equal-weight market r_1 over 130 bars: cov / var", 131),
+    _spec("xs_beta_130", 130, "rolling beta of r_1 to the equal-weight market r_1 over 130 bars: cov / var", 130),
 ]
 FEATURES: dict[str, FeatureSpec] = {s.name: s for s in _SPECS}
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(s.family for s in _SPECS))
 #: Bars of history a symbol needs before every bar-counted feature has a value.
 WARMUP_BARS = max(s.warmup for s in _SPECS if s.unit == "bars")
+#: Sessions of history a symbol needs before every session-counted feature has a value.
+WARMUP_SESSIONS = max(s.warmup for s in _SPECS if s.unit == "sessions")
 INTEGER_FEATURES = frozenset({"sess_minsopen_1", "sess_barsclose_1", "sess_dow_1", "sess_gapdays_1"})
-
-
-class FeatureInputError(ValueError):
-    """The bars handed to the feature code cannot produce features (names what is wrong)."""
 
 
 def _check_input(bars: pl.DataFrame) -> None:
@@ -232,9 +234,11 @@ def compute_features(bars: pl.DataFrame, *, bar_length: dt.timedelta, created: d
     _check_input(bars)
     bars = bars.select([pl.col(c).cast(t) for c, t in BAR_COLUMNS.items()])
     df = _per_symbol(bars, bar_length).rename({"close_ts": "event_timestamp"})
-    df = _cross_sectional(df)
+    # a bad price makes its symbol's inputs NaN/inf: as nulls they drop out of the universe's means and ranks
+    xs_inputs = ("ret_log_1", "ret_log_4", "ret_log_26", "vol_realized_26")
+    df = _cross_sectional(df.with_columns(pl.when(pl.col(n).is_finite()).then(pl.col(n)).otherwise(None) for n in xs_inputs))
     floats = [n for n in FEATURE_NAMES if n not in INTEGER_FEATURES]
-    warm = (pl.col("_bar_index") < WARMUP_BARS) | (pl.col("_session_index") < RELVOL_SESSIONS + 1)
+    warm = (pl.col("_bar_index") < WARMUP_BARS) | (pl.col("_session_index") < WARMUP_SESSIONS)
     return df.select(
         "symbol",
         "event_timestamp",

@@ -21,17 +21,15 @@ import yaml
 from feast import FeatureStore, RepoConfig
 
 from feature_repo.definitions import SERVICE, feast_objects, offline_path, view_name
+from feature_repo.errors import FeatureStoreError
 from feature_repo.labels import LABEL_NAMES
 from feature_repo.library import FAMILIES, FEATURE_NAMES, FEATURES
 
 REPO_DIR = Path(__file__).resolve().parent
 KEYS = ("symbol", "event_timestamp")
 UTC_TS = pl.Datetime("us", "UTC")
+FIRST_MATERIALIZATION = dt.timedelta(days=30)  # a symbol silent for longer has no online values
 CONFIGS = {"local": "feature_store.yaml", "prod": "feature_store.prod.yaml"}
-
-
-class FeatureStoreError(RuntimeError):
-    """The feature store cannot answer (no features written yet, unknown config, ...)."""
 
 
 def feast_dir(home: Path) -> Path:
@@ -44,6 +42,11 @@ def offline_dir(home: Path) -> Path:
 
 def labels_path(offline: Path) -> Path:
     return offline / "labels.parquet"
+
+
+def spine_path(offline: Path) -> Path:
+    """One row per bar with features: ``symbol, event_timestamp, warmup`` (the entity frame's source)."""
+    return offline / "bars.parquet"
 
 
 def load_config(home: Path, variant: Literal["local", "prod"] = "local") -> RepoConfig:
@@ -76,54 +79,59 @@ def apply(store: FeatureStore, offline: Path, *, bar_length: dt.timedelta) -> li
 # --- offline files -----------------------------------------------------------------------------
 
 
-def write_offline(features: pl.DataFrame, labels: pl.DataFrame, offline: Path) -> dict[str, int]:
-    """Replace the offline files: one Parquet per feature family and one for labels (with the warm-up flag)."""
+def write_features(features: pl.DataFrame, offline: Path) -> int:
+    """Replace the offline features: one Parquet per family, plus the spine with the warm-up flag."""
     offline.mkdir(parents=True, exist_ok=True)
     for family in FAMILIES:
         cols = [s.name for s in FEATURES.values() if s.family == family]
         features.select(*KEYS, "created", *cols).write_parquet(offline_path(offline, family))
-    labelled = labels.join(features.select(*KEYS, "warmup"), on=list(KEYS), how="left")
-    labelled.select(*KEYS, "warmup", *LABEL_NAMES).write_parquet(labels_path(offline))
-    return {"feature_rows": features.height, "label_rows": labels.height}
+    features.select(*KEYS, "warmup").write_parquet(spine_path(offline))
+    return features.height
+
+
+def write_labels(labels: pl.DataFrame, offline: Path) -> int:
+    """Replace the labels file (never registered online)."""
+    offline.mkdir(parents=True, exist_ok=True)
+    labels.select(*KEYS, *LABEL_NAMES).write_parquet(labels_path(offline))
+    return labels.height
 
 
 def read_features(offline: Path) -> pl.DataFrame:
-    """The offline features of every family, joined into one frame (``symbol, event_timestamp, created, ...``)."""
-    frames = []
+    """The offline features of every family joined into one frame (``symbol, event_timestamp, created, warmup, ...``)."""
+    if not spine_path(offline).exists():
+        raise FeatureStoreError(f"{spine_path(offline)}: no features written yet (materialize bar_features first)")
+    out = pl.read_parquet(spine_path(offline))
     for i, family in enumerate(FAMILIES):
-        path = offline_path(offline, family)
-        if not path.exists():
-            raise FeatureStoreError(f"{path}: no features written yet (materialize bar_features first)")
-        frame = pl.read_parquet(path)
-        frames.append(frame if i == 0 else frame.drop("created"))
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.join(frame, on=list(KEYS), how="left")
-    return out.join(pl.read_parquet(labels_path(offline), columns=[*KEYS, "warmup"]), on=list(KEYS), how="left").select(
-        *KEYS, "created", "warmup", *FEATURE_NAMES
-    )
+        frame = pl.read_parquet(offline_path(offline, family))
+        out = out.join(frame if i == 0 else frame.drop("created"), on=list(KEYS), how="left")
+    return out.select(*KEYS, "created", "warmup", *FEATURE_NAMES)
 
 
-def merge_offline(features: pl.DataFrame, labels: pl.DataFrame, offline: Path) -> dict[str, int]:
-    """Add an incremental batch to the offline files.
+def merge_features(features: pl.DataFrame, offline: Path) -> int:
+    """Append an incremental batch computed on a trailing window of bars; returns the rows added.
 
-    ``features`` and ``labels`` were computed on a trailing window of bars. Features
-    are appended only after each symbol's last stored bar (earlier rows of the window
-    lack their full history); labels replace every stored row of the window, because
-    labels near the old end were null and are now known.
+    Only rows after each symbol's last stored bar are taken: the window's earlier rows
+    were computed without their full history.
     """
-    if not labels_path(offline).exists():
-        return write_offline(features, labels, offline)
+    if not spine_path(offline).exists():
+        return write_features(features, offline)
     stored = read_features(offline)
     last = stored.group_by("symbol").agg(pl.col("event_timestamp").max().alias("_last"))
     fresh = features.join(last, on="symbol", how="left").filter(
         pl.col("_last").is_null() | (pl.col("event_timestamp") > pl.col("_last"))
-    ).drop("_last")
-    merged_features = pl.concat([stored, fresh.select(stored.columns)]).sort(*KEYS)
-    stored_labels = pl.read_parquet(labels_path(offline)).drop("warmup")
-    merged_labels = pl.concat([stored_labels.join(labels, on=list(KEYS), how="anti"), labels.select(stored_labels.columns)]).sort(*KEYS)
-    write_offline(merged_features, merged_labels, offline)
-    return {"feature_rows": fresh.height, "label_rows": labels.height}
+    ).select(stored.columns)
+    write_features(pl.concat([stored, fresh]).sort(*KEYS), offline)
+    return fresh.height
+
+
+def merge_labels(labels: pl.DataFrame, offline: Path) -> int:
+    """Replace the stored labels of the window's bars (those near the old end were null and are now known)."""
+    if not labels_path(offline).exists():
+        return write_labels(labels, offline)
+    stored = pl.read_parquet(labels_path(offline))
+    kept = stored.join(labels, on=list(KEYS), how="anti")
+    write_labels(pl.concat([kept, labels.select(stored.columns)]).sort(*KEYS), offline)
+    return labels.height
 
 
 # --- online store ------------------------------------------------------------------------------
@@ -133,12 +141,13 @@ def materialize(store: FeatureStore, *, end: dt.datetime, start: dt.datetime | N
     """Copy the latest feature values up to ``end`` into the online store.
 
     Incremental: starts where the previous materialisation of the views ended (or at
-    ``start`` / 30 days before ``end`` the first time). Returns the interval loaded.
+    ``start``; 30 days before ``end`` the first time). Returns the interval loaded.
     """
     if start is None:
         ends = [iv[1] for v in store.list_feature_views() for iv in v.materialization_intervals]
-        start = max(ends) if ends else end - dt.timedelta(days=30)
-    start = min(start, end)
+        start = max(ends) if ends else None
+        if start is None or start >= end:  # first time, or the data was rebuilt with an earlier end
+            start = end - FIRST_MATERIALIZATION
     store.materialize(start_date=start, end_date=end)
     return start, end
 
@@ -178,29 +187,29 @@ def training_set(
 ) -> pl.DataFrame:
     """Features (Feast point-in-time join) and labels for every labelled bar in ``[start, end)``.
 
-    The entity frame is each (symbol, bar close) of the labels file; Feast's
+    The entity frame is each (symbol, bar close) that has labels (warm-up bars left out unless asked); Feast's
     ``get_historical_features`` returns, for each, the latest feature row with
     ``event_timestamp`` ≤ the entity's (within the views' TTL). The range is built in
     ``chunk``-sized time slices so memory stays bounded on long histories.
 
     Returns ``symbol, event_timestamp`` + :data:`FEATURE_NAMES` + :data:`LABEL_NAMES`, sorted.
     """
-    if not labels_path(offline).exists():
-        raise FeatureStoreError(f"{labels_path(offline)}: no labels written yet (materialize bar_labels first)")
-    labels = pl.scan_parquet(labels_path(offline))
+    for path in (spine_path(offline), labels_path(offline)):
+        if not path.exists():
+            raise FeatureStoreError(f"{path}: not written yet (materialize bar_features and bar_labels first)")
+    rows = pl.scan_parquet(spine_path(offline)).join(pl.scan_parquet(labels_path(offline)), on=list(KEYS), how="inner")
     if start is not None:
-        labels = labels.filter(pl.col("event_timestamp") >= start)
+        rows = rows.filter(pl.col("event_timestamp") >= start)
     if end is not None:
-        labels = labels.filter(pl.col("event_timestamp") < end)
+        rows = rows.filter(pl.col("event_timestamp") < end)
     if symbols is not None:
-        labels = labels.filter(pl.col("symbol").is_in(list(symbols)))
+        rows = rows.filter(pl.col("symbol").is_in(list(symbols)))
     if not include_warmup:
-        labels = labels.filter(~pl.col("warmup"))
-    labels = labels.drop("warmup").collect().sort(*KEYS)
+        rows = rows.filter(~pl.col("warmup"))
+    labels = rows.drop("warmup").collect().sort(*KEYS)
     if labels.is_empty():
-        return pl.DataFrame(schema={"symbol": pl.String, "event_timestamp": UTC_TS, **{n: pl.Float64 for n in FEATURE_NAMES}}).join(
-            labels, on=list(KEYS), how="left"
-        )
+        empty = {"symbol": pl.String, "event_timestamp": UTC_TS, **{n: pl.Float64 for n in FEATURE_NAMES}}
+        return pl.DataFrame(schema=empty).hstack(labels.drop(*KEYS).clear())
     service = store.get_feature_service(SERVICE)
     parts = []
     lo = labels["event_timestamp"].min()
@@ -215,7 +224,7 @@ def training_set(
     return pl.concat(parts).join(labels, on=list(KEYS), how="left").select(*KEYS, *FEATURE_NAMES, *LABEL_NAMES).sort(*KEYS)
 
 
-def _from_feast(frame) -> pl.DataFrame:  # noqa: ANN001 - a pandas frame from Feast
+def _from_feast(frame) -> pl.DataFrame:
     out = pl.from_pandas(frame)
     return out.with_columns(pl.col("event_timestamp").cast(UTC_TS)).select(
         *KEYS, *[pl.col(n).cast(pl.Float64) for n in FEATURE_NAMES]

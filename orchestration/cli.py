@@ -15,9 +15,7 @@ Examples::
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import logging
 import os
 import sys
 import time
@@ -28,91 +26,12 @@ from typing import Any
 import click
 
 from orchestration.errors import AlphalineError, ConfigError
+from orchestration.features_cli import features
+from orchestration.features_cli import print_summary as print_feature_summary
+from orchestration.runner import fail, run_job
 from orchestration.settings import Settings, prepare_environment
 
 DEMO_SESSIONS = 250  # about one year of 15-minute bars: ~312k bars for 48 symbols
-
-
-def _fail(message: str, code: int = 2) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(code)
-
-
-class _Progress(logging.Handler):
-    """Prints one line per Dagster step instead of Dagster's full event log."""
-
-    def __init__(self, out: Any) -> None:
-        super().__init__(logging.DEBUG)
-        self.out = out  # the terminal: stdout itself is redirected to the run log meanwhile
-        self.started: dict[str, float] = {}
-        self.failures: list[str] = []
-
-    def _say(self, text: str, colour: str | None = None) -> None:
-        click.secho(text, fg=colour, file=self.out)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        meta = getattr(record, "dagster_meta", None) or {}
-        event = meta.get("dagster_event")
-        if event is None:
-            return
-        kind, step = event.event_type_value, event.step_key or ""
-        if kind == "STEP_START":
-            self.started[step] = time.monotonic()
-            self._say(f"  … {step}")
-        elif kind == "STEP_SUCCESS":
-            self._say(f"  ✓ {step} ({time.monotonic() - self.started.get(step, time.monotonic()):.1f}s)")
-        elif kind == "STEP_FAILURE":
-            err = event.step_failure_data.error
-            message = (err.message or "").strip().splitlines()[-1] if err else "failed"
-            self.failures.append(f"{step}: {message}")
-            self._say(f"  ✗ {step}: {message}", "red")
-        elif kind == "ASSET_CHECK_EVALUATION":
-            ev = event.event_specific_data
-            if not ev.passed:
-                sev = getattr(ev.severity, "value", "ERROR")
-                colour = "yellow" if sev == "WARN" else "red"
-                self._say(f"    ! check {ev.asset_key.to_user_string()}:{ev.check_name} failed: {ev.description}", colour)
-
-
-def _run_job(job_name: str, *, tags: dict[str, str] | None = None, run_config: dict[str, Any] | None = None) -> Any:
-    import dagster as dg
-
-    from orchestration.definitions import build_definitions
-
-    settings = Settings()
-    handler = _Progress(sys.stdout)
-
-    @dg.logger
-    def progress(_init_context: Any) -> logging.Logger:
-        log = logging.getLogger("alphaline.progress")
-        log.handlers, log.propagate = [handler], False
-        log.setLevel(logging.DEBUG)  # step events arrive at DEBUG
-        return log
-
-    defs = build_definitions(settings, loggers={"console": progress})
-    job = defs.resolve_job_def(job_name)
-    log_dir = settings.home / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{job_name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
-    # dbt and Dagster's own loggers write to stdout/stderr: keep that in the run log.
-    # A job's logger only starts when the run config names it.
-    config = {**(run_config or {}), "loggers": {"console": {}}}
-    with (
-        open(log_path, "w") as log,
-        contextlib.redirect_stdout(log),
-        contextlib.redirect_stderr(log),
-        dg.DagsterInstance.get() as instance,
-    ):
-        result = job.execute_in_process(instance=instance, tags=tags, run_config=config, raise_on_error=False)
-    click.echo(f"  log: {log_path}")
-    checks = result.get_asset_check_evaluations()
-    blocking_failed = [c for c in checks if not c.passed and getattr(c.severity, "value", "ERROR") == "ERROR"]
-    click.echo(f"  run {result.run_id[:8]}: {'succeeded' if result.success and not blocking_failed else 'FAILED'}; "
-               f"{sum(c.passed for c in checks)}/{len(checks)} checks passed")
-    if not result.success or blocking_failed:
-        detail = handler.failures[:1] or [f"{c.asset_key.to_user_string()}:{c.check_name}: {c.description}" for c in blocking_failed[:1]]
-        _fail(detail[0] if detail else "the run failed (see `make ui`)", code=1)
-    return result
 
 
 def _session_range(sessions: int, settings: Settings, end: dt.date | None = None) -> tuple[str, str]:
@@ -156,16 +75,18 @@ def demo(sessions: int, n_symbols: int, seed: int) -> None:
     t0 = time.monotonic()
     from orchestration.defs.market.schedules import INGEST_JOB
 
-    _run_job(
+    run_job(
         INGEST_JOB,
         tags=_range_tags(start, end),
         run_config={"resources": {"market": {"config": {"n_symbols": n_symbols, "seed": seed}}}},
     )
     _print_summary(settings)
+    print_feature_summary(settings)
     click.echo(f"\nDone in {time.monotonic() - t0:.0f}s. Where to look:")
     click.echo(f"  warehouse   {settings.warehouse_path}  (marts.bars, marts.bars_daily, raw.bars_rejected)")
     click.echo(f"  data docs   {settings.reports_dir / 'data_docs' / 'index.html'}")
-    click.echo("  Dagster UI  make ui  → http://127.0.0.1:3000 (assets, checks, runs, schedule, sensor)")
+    click.echo(f"  features    {settings.feast_dir}  (offline/*.parquet, registry.db, online.db); `alphaline features describe`")
+    click.echo("  Dagster UI  make ui  → http://127.0.0.1:3000 (assets, checks, runs, schedules, sensor)")
 
 
 @main.command()
@@ -194,7 +115,7 @@ def ingest(csv_path: Path | None, synthetic: bool, alpaca: bool, symbol: str | N
         batch = source.read()  # fail fast, with file/line/column, before starting a run
         click.echo(f"Importing {batch.bars.height} rows from {csv_path}")
         config = {"paths": [str(csv_path.resolve())], "symbol": symbol, "timeframe": timeframe, "tz": tz}
-        _run_job(IMPORT_JOB, run_config={"ops": {"imported_bars": {"config": config}}})
+        run_job(IMPORT_JOB, run_config={"ops": {"imported_bars": {"config": config}}})
     else:
         market: dict[str, Any] = {"timeframe": timeframe or "15m"}
         if alpaca:
@@ -206,7 +127,7 @@ def ingest(csv_path: Path | None, synthetic: bool, alpaca: bool, symbol: str | N
             market.update(kind="alpaca", alpaca_symbols=names)
         start, last = _session_range(sessions, settings, end.date() if end else None)
         click.echo(f"Ingesting {'Alpaca' if alpaca else 'synthetic'} bars for sessions {start} .. {last}")
-        _run_job(INGEST_JOB, tags=_range_tags(start, last), run_config={"resources": {"market": {"config": market}}})
+        run_job(INGEST_JOB, tags=_range_tags(start, last), run_config={"resources": {"market": {"config": market}}})
     _print_summary(settings)
 
 
@@ -259,11 +180,16 @@ def _print_summary(settings: Settings) -> None:
         click.echo(f"                    {count:>6} × {reason}")
 
 
+main.add_command(features)
+
+
 def run() -> None:
     """Console-script entry: user errors become one line and a non-zero exit, never a traceback."""
     if not os.environ.get("ALPHALINE_DEBUG"):
         warnings.simplefilter("ignore")  # library deprecation notices are not for CLI users
+    from feature_repo.errors import FeatureInputError, FeatureStoreError
+
     try:
         main(standalone_mode=True)
-    except AlphalineError as err:
-        _fail(str(err))
+    except (AlphalineError, FeatureInputError, FeatureStoreError) as err:
+        fail(str(err))

@@ -8,16 +8,20 @@ layout; dbt's target is picked with ``ALPHALINE_DBT_TARGET``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from orchestration.market.bars import BarSource
+from orchestration.market.bars import BarSource, timeframe_delta
 from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
 from orchestration.settings import Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 
 class MarketSourceResource(dg.ConfigurableResource):
@@ -49,6 +53,29 @@ class MarketSourceResource(dg.ConfigurableResource):
         )
 
 
+class FeatureStoreResource(dg.ConfigurableResource):
+    """The Feast repo (``feature_repo/``) with its state under ``home/feast``, and the timeframe it serves."""
+
+    home: str
+    config: Literal["local", "prod"] = "local"
+    timeframe: str = "15m"
+
+    @property
+    def offline(self) -> Path:
+        from feature_repo.store import offline_dir
+
+        return offline_dir(Path(self.home))
+
+    @property
+    def bar_length(self) -> dt.timedelta:
+        return timeframe_delta(self.timeframe)
+
+    def store(self) -> FeatureStore:
+        from feature_repo.store import open_store
+
+        return open_store(Path(self.home), self.config)
+
+
 class DataQualityResource(dg.ConfigurableResource):
     """Thresholds of the blocking data checks and where their reports go."""
 
@@ -67,5 +94,6 @@ def build_resources(settings: Settings, dbt_project: DbtProject) -> dict[str, ob
         "market": market,
         "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
         "dbt": DbtCliResource(project_dir=dbt_project),
+        "features": FeatureStoreResource(home=str(settings.home), config=settings.feast_config, timeframe=settings.feature_timeframe),
         "quality": DataQualityResource(max_reject_share=settings.max_reject_share, reports_dir=str(settings.reports_dir)),
     }

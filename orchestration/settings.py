@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     )
     max_reject_share: float = Field(default=0.01, ge=0.0, le=1.0)
     alpaca_symbols: str = Field(default="", description="Comma-separated symbols for the prod (Alpaca) deployment.")
+    feature_timeframe: str = Field(default="15m", description="Timeframe of the bars the features are computed on.")
+    feast_config: Literal["local", "prod"] = Field(
+        default="local", description="feature_repo/feature_store.yaml (SQLite online) or feature_store.prod.yaml (Redis, SQL registry)."
+    )
 
     @field_validator("home")
     @classmethod
@@ -74,6 +78,10 @@ class Settings(BaseSettings):
     @cached_property
     def imports_dir(self) -> Path:
         return self.home / "imports"
+
+    @cached_property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
 
     @cached_property
     def dbt_target_dir(self) -> Path:

@@ -248,7 +248,7 @@ def _run_path(cfg: SyntheticConfig, uni: _Universe, grid: pl.DataFrame, rng: np.
     for t in range(T):
         # Fixed number of draws per bar: the path up to a day never depends on the end date.
         z = rng.standard_normal((5, n))
-        zm, zs, zg = rng.standard_normal(3)
+        zm, _unused, zg = rng.standard_normal(3)  # three draws kept: the seeded paths stay the same
         zsec = rng.standard_normal(cfg.n_sectors)
         u_shape = _u_shape(pos[t])
         drift = sched.take(t)

@@ -88,7 +88,7 @@ def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
 class ImportConfig(dg.Config):
     """Files to import; with no paths, everything in ``$ALPHALINE_HOME/imports/``."""
 
-    paths: list[str] = []
+    paths: list[str] = []  # noqa: RUF012 - dagster.Config copies defaults per instance (pydantic)
     symbol: str | None = None
     timeframe: str | None = None
     tz: str | None = None

@@ -12,13 +12,14 @@ def build_jobs_and_schedules(raw_bars: dg.AssetsDefinition, imported_bars: dg.As
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
         selection=dg.AssetSelection.assets(raw_bars).downstream(),
-        partitions_def=raw_bars.partitions_def,
-        description="Ingest a day (or a range of days) of market bars, then rebuild the marts and run every check.",
+        description="Ingest a day (or a range of days) of market bars, rebuild the marts, then the features, Feast and the online store.",
     )
     import_job = dg.define_asset_job(
         IMPORT_JOB,
-        selection=dg.AssetSelection.assets(imported_bars).downstream(),
-        description="Import CSV/Parquet files, then rebuild the marts and run every check.",
+        # Features follow on the next ingest or `alphaline features build`: an imported file may
+        # hold another timeframe than the one the features are computed on.
+        selection=dg.AssetSelection.assets(imported_bars).downstream() & dg.AssetSelection.groups("market"),
+        description="Import CSV/Parquet files, then rebuild the marts and run every market check.",
     )
     # 17:00 New York: an hour after the regular close, once the day's last bars are final.
     daily = dg.build_schedule_from_partitioned_job(

@@ -1,0 +1,51 @@
+"""The features job and the intraday schedule (every 15 minutes of the regular session, New York)."""
+
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import exchange_calendars as xcals
+
+FEATURES_JOB = "features_job"
+INTRADAY_JOB = "intraday_features_job"
+EXCHANGE_TZ = "America/New_York"
+#: One minute after each 15-minute bar closes, so the bar is final at the source.
+INTRADAY_CRON = "1,16,31,46 9-16 * * 1-5"
+INCREMENTAL = {"ops": {"bar_features": {"config": {"incremental": True}}, "bar_labels": {"config": {"incremental": True}}}}
+
+
+def build_jobs_and_schedules() -> tuple[list, list]:
+    features_job = dg.define_asset_job(
+        FEATURES_JOB,
+        selection=dg.AssetSelection.groups("features"),
+        description="Recompute every feature and label from marts.bars, apply the Feast repo and materialise online.",
+    )
+    intraday_job = dg.define_asset_job(
+        INTRADAY_JOB,
+        selection=dg.AssetSelection.assets("raw_bars").downstream(),  # partitioned like raw_bars (daily)
+        config=INCREMENTAL,
+        description="Ingest today's newest bars, rebuild the marts, update the features incrementally and materialise them online.",
+    )
+
+    @dg.schedule(
+        name="intraday_features_schedule", job=intraday_job, cron_schedule=INTRADAY_CRON, execution_timezone=EXCHANGE_TZ,
+        description="Every 15 minutes while XNYS is open (a minute after each bar closes): newest bars → features → online store.",
+    )
+    def intraday_features_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        return intraday_request(context.scheduled_execution_time)
+
+    return [features_job, intraday_job], [intraday_features_schedule]
+
+
+def intraday_request(when: dt.datetime) -> dg.RunRequest | dg.SkipReason:
+    """A run for today's partition if a regular-session bar has just closed at ``when``, else a skip."""
+    calendar = xcals.get_calendar("XNYS")
+    minute = when.astimezone(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=1)  # the bar's close
+    session = when.astimezone(ZoneInfo(EXCHANGE_TZ)).date()
+    if not calendar.is_session(session):
+        return dg.SkipReason(f"{session} is not an XNYS session")
+    open_, close = calendar.session_open(session), calendar.session_close(session)
+    if not (open_ < minute <= close):
+        return dg.SkipReason(f"{when.isoformat()}: no regular-session bar closed a minute ago")
+    return dg.RunRequest(run_key=f"intraday-{minute.isoformat()}", partition_key=session.isoformat())
