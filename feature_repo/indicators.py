@@ -41,7 +41,10 @@ def seeded_ema(x: pl.Expr, n: int, alpha: float) -> pl.Expr:
     """
     seen = x.is_not_null().cast(pl.Int64).cum_sum()
     seeded = pl.when(seen < n).then(None).when(seen == n).then(x.rolling_mean(n, min_samples=n)).otherwise(x)
-    return seeded.ewm_mean(alpha=alpha, adjust=False, ignore_nulls=True).fill_nan(None)
+    # NaN in gives NaN out, as in every other indicator (compute_features turns it into null). No
+    # fill_nan here: polars expands it to three copies of its input, and nested smoothings
+    # (MACD's signal, ADX) multiply that, which made it the library's most expensive step.
+    return seeded.ewm_mean(alpha=alpha, adjust=False, ignore_nulls=True)
 
 
 def ema(x: pl.Expr, n: int) -> pl.Expr:

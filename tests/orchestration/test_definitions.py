@@ -5,6 +5,7 @@ import dagster as dg
 import pytest
 
 from orchestration.defs.market.checks import build_checks
+from orchestration.defs.features.schedules import INTRADAY_JOB, intraday_request
 from orchestration.defs.market.schedules import IMPORT_JOB, INGEST_JOB
 from orchestration.definitions import build_definitions
 
@@ -54,3 +55,49 @@ def test_imports_sensor_requests_one_run_per_new_file_and_not_again(defs, settin
     config = first.run_requests[0].run_config["ops"]["imported_bars"]["config"]
     assert config["paths"] == [str(settings.imports_dir / "aaa.csv")]
     assert again.run_requests == [] and again.skip_message
+
+
+def test_feature_assets_sit_downstream_of_the_clean_bars_with_blocking_checks(defs):
+    graph = defs.resolve_asset_graph()
+    for name in ("bar_features", "bar_labels", "feast_registry", "online_features"):
+        assert graph.get(dg.AssetKey(name)).group_name == "features"
+    assert {p.to_user_string() for p in graph.get(dg.AssetKey("bar_features")).parent_keys} == {"marts/bars"}
+    assert {p.to_user_string() for p in graph.get(dg.AssetKey("online_features")).parent_keys} == {"feast_registry", "bar_features"}
+    checks = {c.to_user_string() for c in graph.asset_check_keys}
+    assert {"bar_features:coverage_per_symbol", "bar_features:nan_share_after_warmup", "bar_features:value_ranges",
+            "bar_features:no_lookahead", "bar_features:feature_label_leakage", "bar_labels:labels_null_only_past_the_end",
+            "online_features:online_store_fresh"} <= checks
+    ingest = defs.resolve_job_def(INGEST_JOB)
+    assert dg.AssetKey("online_features") in ingest.asset_layer.executable_asset_keys
+    assert dg.AssetKey("bar_features") not in defs.resolve_job_def(IMPORT_JOB).asset_layer.executable_asset_keys
+
+
+NY = ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("when", "partition"),
+    [
+        (dt.datetime(2024, 3, 5, 10, 1, tzinfo=NY), "2024-03-05"),   # the 9:45-10:00 bar just closed
+        (dt.datetime(2024, 3, 5, 16, 1, tzinfo=NY), "2024-03-05"),   # the last bar of the day
+        (dt.datetime(2024, 7, 3, 13, 1, tzinfo=NY), "2024-07-03"),   # early close at 13:00
+        (dt.datetime(2024, 3, 5, 9, 16, tzinfo=NY), None),           # before the open
+        (dt.datetime(2024, 7, 3, 14, 1, tzinfo=NY), None),           # after an early close
+        (dt.datetime(2024, 7, 4, 11, 1, tzinfo=NY), None),           # Independence Day
+    ],
+)
+def test_intraday_schedule_runs_a_minute_after_each_regular_session_bar(defs, when, partition):
+    schedule = defs.get_schedule_def("intraday_features_schedule")
+    assert schedule.execution_timezone == "America/New_York" and schedule.job_name == INTRADAY_JOB
+    assert schedule.cron_schedule == "1,16,31,46 9-16 * * 1-5"
+    request = intraday_request(when)  # what the schedule's function returns for that tick
+    if partition:
+        assert isinstance(request, dg.RunRequest) and request.partition_key == partition
+    else:
+        assert isinstance(request, dg.SkipReason)
+
+
+def test_intraday_job_updates_features_incrementally_by_default(defs):
+    config = defs.resolve_job_def(INTRADAY_JOB).get_run_config_for_partition_key("2024-03-05")
+    assert config["ops"]["bar_features"]["config"] == {"incremental": True}
+    assert config["ops"]["bar_labels"]["config"] == {"incremental": True}

@@ -66,6 +66,11 @@ def load_bars(warehouse: DuckDBResource, timeframe: str, *, incremental: bool) -
     Returns the bars and whether they are a window (incremental) or the full history.
     """
     with warehouse.get_connection() as con:
+        exists = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'marts' and table_name = 'bars'"
+        ).fetchone()[0]
+        if not exists:
+            raise _fail(FeatureInputError("marts.bars does not exist yet: ingest bars first (alphaline demo / alphaline ingest)"))
         since = _lookback_start(con, timeframe) if incremental else None
         bars = con.execute(_BARS_SQL, {"timeframe": timeframe, "since": since or dt.date(1900, 1, 1)}).pl()
     # DuckDB hands back "Etc/UTC"; polars only compares timestamps of the identical zone.

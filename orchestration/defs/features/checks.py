@@ -132,14 +132,20 @@ def feature_label_leakage(features: FeatureStoreResource) -> dg.AssetCheckResult
     joined = stored.join(labels, on=["symbol", "event_timestamp"]).drop_nulls("label_fwd_ret_1")
     if joined.height < 100:
         return _result(True, f"only {joined.height} labelled rows: too few to judge", dg.AssetCheckSeverity.WARN)
-    ranked = joined.select([pl.col(n).rank() for n in [*FEATURE_NAMES, "label_fwd_ret_1"]])
-    ics = {n: ranked.select(pl.corr(n, "label_fwd_ret_1")).item() for n in FEATURE_NAMES}
+    top, ic = strongest_rank_ic(joined)
+    meta = {"max_abs_rank_ic": abs(ic), "feature": top}
+    if abs(ic) > MAX_ABS_IC:
+        return _result(False, f"{top} has rank IC {ic:.3f} with the next bar's return: a leaked future value?", **meta)
+    return _result(True, f"strongest feature {top}: rank IC {ic:.3f} with the next bar's return", **meta)
+
+
+def strongest_rank_ic(frame: pl.DataFrame, label: str = "label_fwd_ret_1") -> tuple[str, float]:
+    """The feature whose rank correlation with ``label`` is largest in absolute value, and that correlation."""
+    ranked = frame.select([pl.col(n).rank() for n in [*FEATURE_NAMES, label]])
+    ics = {n: ranked.select(pl.corr(n, label)).item() for n in FEATURE_NAMES}
     ics = {k: float(v) for k, v in ics.items() if v is not None and not math.isnan(v)}
     top = max(ics, key=lambda k: abs(ics[k]))
-    meta = {"max_abs_rank_ic": abs(ics[top]), "feature": top}
-    if abs(ics[top]) > MAX_ABS_IC:
-        return _result(False, f"{top} has rank IC {ics[top]:.3f} with the next bar's return: a leaked future value?", **meta)
-    return _result(True, f"strongest feature {top}: rank IC {ics[top]:.3f} with the next bar's return", **meta)
+    return top, ics[top]
 
 
 @dg.asset_check(asset=bar_labels, blocking=True, description="Each label is null exactly on a symbol's last h bars (past the data), nowhere else.")
