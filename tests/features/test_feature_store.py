@@ -26,7 +26,7 @@ def _write(home: Path, bars: pl.DataFrame) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def repo(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("feast_home")
     features = _write(home, BARS)
     store = fs.open_store(home)
@@ -34,7 +34,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     return home, store, features
 
 
-def test_apply_registers_one_view_per_family_and_the_model_service(repo) -> None:  # noqa: ANN001
+def test_apply_registers_one_view_per_family_and_the_model_service(repo) -> None:
     _, store, _ = repo
     views = {v.name: v for v in store.list_feature_views()}
     assert set(views) == {"bar_ret", "bar_vol", "bar_tech", "bar_trend", "bar_band", "bar_volu", "bar_sess", "bar_xs"}
@@ -43,7 +43,7 @@ def test_apply_registers_one_view_per_family_and_the_model_service(repo) -> None
     assert sorted(served) == sorted(FEATURE_NAMES)
 
 
-def test_point_in_time_join_never_returns_a_value_written_after_the_entity_timestamp(repo) -> None:  # noqa: ANN001
+def test_point_in_time_join_never_returns_a_value_written_after_the_entity_timestamp(repo) -> None:
     _, store, features = repo
     aaa = features.filter(pl.col("symbol") == "AAA", ~pl.col("warmup")).sort("event_timestamp")
     picks = aaa[100:110]
@@ -59,7 +59,7 @@ def test_point_in_time_join_never_returns_a_value_written_after_the_entity_times
         assert got_after[name].to_list() == pytest.approx(picks[name].to_list(), rel=1e-12)
 
 
-def test_point_in_time_join_beyond_the_ttl_returns_null_not_an_old_value(repo) -> None:  # noqa: ANN001
+def test_point_in_time_join_beyond_the_ttl_returns_null_not_an_old_value(repo) -> None:
     _, store, features = repo
     last = features["event_timestamp"].max()
     late = pl.DataFrame({"symbol": ["AAA"], "event_timestamp": [last + (TTL_BARS + 1) * BAR]})
@@ -67,7 +67,7 @@ def test_point_in_time_join_beyond_the_ttl_returns_null_not_an_old_value(repo) -
     assert got["ret_log_1"].isna().all()
 
 
-def test_training_set_equals_offline_features_with_labels_and_skips_warmup(repo) -> None:  # noqa: ANN001
+def test_training_set_equals_offline_features_with_labels_and_skips_warmup(repo) -> None:
     home, store, features = repo
     frame = fs.training_set(store, fs.offline_dir(home))
     assert frame.columns == ["symbol", "event_timestamp", *FEATURE_NAMES, *LABEL_NAMES]
@@ -79,7 +79,7 @@ def test_training_set_equals_offline_features_with_labels_and_skips_warmup(repo)
     assert frame["label_fwd_ret_4"].equals(expected["label_fwd_ret_4"])
 
 
-def test_training_set_built_in_small_chunks_equals_one_chunk(repo) -> None:  # noqa: ANN001
+def test_training_set_built_in_small_chunks_equals_one_chunk(repo) -> None:
     home, store, _ = repo
     start = dt.datetime(2024, 7, 8, tzinfo=dt.UTC)
     end = dt.datetime(2024, 7, 20, tzinfo=dt.UTC)
@@ -114,7 +114,7 @@ def test_materialize_is_incremental_and_moves_the_online_store_to_the_newest_bar
     assert online["ts_bar_ret"][0] == full["event_timestamp"].max()
 
 
-def test_online_features_for_an_unknown_symbol_are_null_with_no_timestamp(repo) -> None:  # noqa: ANN001
+def test_online_features_for_an_unknown_symbol_are_null_with_no_timestamp(repo) -> None:
     _, store, _ = repo
     row = fs.online_features(store, ["NOPE"]).row(0, named=True)
     assert row["ret_log_1"] is None and row["ts_bar_ret"] is None

@@ -64,7 +64,7 @@ def test_labels_are_forward_returns_and_null_past_the_end_never_zero() -> None:
         assert one[f"label_fwd_sign_{h}"].tail(h).null_count() == h
 
 
-def test_incremental_update_on_a_trailing_window_equals_the_full_history(tmp_path) -> None:  # noqa: ANN001
+def test_incremental_update_on_a_trailing_window_equals_the_full_history(tmp_path) -> None:
     bars = feature_bars()
     sessions = bars["session"].unique().sort()
     yesterday, today = sessions[-2], sessions[-1]

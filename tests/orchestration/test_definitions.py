@@ -4,10 +4,10 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from orchestration.defs.market.checks import build_checks
-from orchestration.defs.features.schedules import INTRADAY_JOB, intraday_request
-from orchestration.defs.market.schedules import IMPORT_JOB, INGEST_JOB
 from orchestration.definitions import build_definitions
+from orchestration.defs.features.schedules import INTRADAY_JOB, intraday_request
+from orchestration.defs.market.checks import build_checks
+from orchestration.defs.market.schedules import IMPORT_JOB, INGEST_JOB
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from feature_repo import FEATURE_NAMES, compute_features
 from feature_repo import store as fs
+from orchestration.definitions import build_definitions
 from orchestration.defs.features.assets import load_bars
 from orchestration.defs.features.schedules import FEATURES_JOB, INCREMENTAL, INTRADAY_JOB
 from orchestration.defs.market.schedules import INGEST_JOB
-from orchestration.definitions import build_definitions
 from tests.conftest import utc
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from orchestration.defs.market.schedules import IMPORT_JOB, INGEST_JOB
 from orchestration.definitions import build_definitions
+from orchestration.defs.market.schedules import IMPORT_JOB, INGEST_JOB
 from orchestration.market.warehouse import connect
 from tests.conftest import REAL_DATA, utc
 
