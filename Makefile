@@ -27,6 +27,8 @@ ui: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_data_layer.py
+	$(BIN)/python tests/benchmarks/bench_features.py
+	$(BIN)/python tests/benchmarks/bench_training_set.py
 
 clean:
 	rm -rf .alphaline dbt/target dbt/logs
