@@ -121,7 +121,7 @@ def test_online_features_for_an_unknown_symbol_are_null_with_no_timestamp(repo) 
 
 
 def test_training_set_before_anything_is_written_names_the_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(FeatureStoreError, match="bars.parquet: not written yet"):
+    with pytest.raises(FeatureStoreError, match=r"bars\.parquet: not written yet"):
         fs.training_set(fs.open_store(tmp_path), fs.offline_dir(tmp_path))
 
 
