@@ -111,21 +111,33 @@ def macd(close: pl.Expr, fast: int = 12, slow: int = 26, signal: int = 9) -> tup
 
     All three are divided by the close so that symbols at different price levels compare.
     """
-    line = ema(close, fast) - ema(close, slow)
+    return macd_from(ema(close, fast) - ema(close, slow), close, signal)
+
+
+def macd_from(line: pl.Expr, close: pl.Expr, signal: int = 9) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """:func:`macd` from an already computed MACD line (the library passes a column, computed once)."""
     sig = ema(line, signal)
     return line / close, sig / close, (line - sig) / close
 
 
 def stochastic(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int = 14, d: int = 3) -> tuple[pl.Expr, pl.Expr]:
     """Lane's stochastic: ``%K = 100 (C - LL_n) / (HH_n - LL_n)``, ``%D = SMA_d(%K)``; null on a zero range."""
-    hh, ll = high.rolling_max(n, min_samples=n), low.rolling_min(n, min_samples=n)
-    k = 100.0 * _safe_div(close - ll, hh - ll)
+    k = stochastic_k(close, high.rolling_max(n, min_samples=n), low.rolling_min(n, min_samples=n))
     return k, sma(k, d)
+
+
+def stochastic_k(close: pl.Expr, hh: pl.Expr, ll: pl.Expr) -> pl.Expr:
+    """``%K = 100 (C - LL) / (HH - LL)`` from the window's highest high and lowest low."""
+    return 100.0 * _safe_div(close - ll, hh - ll)
 
 
 def williams_r(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int = 14) -> pl.Expr:
     """Williams %R: ``-100 (HH_n - C) / (HH_n - LL_n)``, in [-100, 0]; null on a zero range."""
-    hh, ll = high.rolling_max(n, min_samples=n), low.rolling_min(n, min_samples=n)
+    return williams_r_from(close, high.rolling_max(n, min_samples=n), low.rolling_min(n, min_samples=n))
+
+
+def williams_r_from(close: pl.Expr, hh: pl.Expr, ll: pl.Expr) -> pl.Expr:
+    """``-100 (HH - C) / (HH - LL)`` from the window's highest high and lowest low."""
     return -100.0 * _safe_div(hh - close, hh - ll)
 
 
@@ -135,8 +147,17 @@ def cci(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int = 20) -> pl.Expr:
     ``MD`` is the mean absolute deviation of the last ``n`` typical prices from the
     current ``SMA_n(TP)``.
     """
-    tp = (high + low + close) / 3.0
-    mean = sma(tp, n)
+    tp = typical_price(high, low, close)
+    return cci_from(tp, sma(tp, n), n)
+
+
+def typical_price(high: pl.Expr, low: pl.Expr, close: pl.Expr) -> pl.Expr:
+    """``TP = (H + L + C) / 3``."""
+    return (high + low + close) / 3.0
+
+
+def cci_from(tp: pl.Expr, mean: pl.Expr, n: int) -> pl.Expr:
+    """:func:`cci` from the typical price and its ``SMA_n`` (columns: the deviation sum reads them ``n`` times)."""
     md = pl.sum_horizontal([(tp.shift(j) - mean).abs() for j in range(n)]) / n
     return _safe_div(tp - mean, 0.015 * md)
 
@@ -186,8 +207,11 @@ def adx_stages(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int = 14) -> list
 
 def bollinger(close: pl.Expr, n: int = 20, k: float = 2.0) -> tuple[pl.Expr, pl.Expr]:
     """Bollinger bands ``SMA_n(C) ± k σ_n`` (population σ): ``%B = (C - lower) / (upper - lower)``, bandwidth ``(upper - lower) / SMA_n``."""
-    mid = sma(close, n)
-    sd = close.rolling_std(n, min_samples=n, ddof=0)
+    return bollinger_from(close, sma(close, n), close.rolling_std(n, min_samples=n, ddof=0), k)
+
+
+def bollinger_from(close: pl.Expr, mid: pl.Expr, sd: pl.Expr, k: float = 2.0) -> tuple[pl.Expr, pl.Expr]:
+    """:func:`bollinger` from the band's middle (``SMA_n``) and population σ."""
     upper, lower = mid + k * sd, mid - k * sd
     return _safe_div(close - lower, upper - lower), _safe_div(upper - lower, mid)
 
@@ -213,7 +237,7 @@ def mfi(high: pl.Expr, low: pl.Expr, close: pl.Expr, volume: pl.Expr, n: int = 1
     from the previous bar, negative when it fell; sums over the last ``n`` bars (the first
     bar has no previous TP, so the first MFI is at bar ``n + 1``).
     """
-    tp = (high + low + close) / 3.0
+    tp = typical_price(high, low, close)
     change = tp.diff()
     flow = tp * volume
     pos = pl.when(change > 0).then(flow).when(change.is_null()).then(None).otherwise(0.0).rolling_sum(n, min_samples=n)

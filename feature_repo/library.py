@@ -122,12 +122,34 @@ def _check_input(bars: pl.DataFrame) -> None:
         raise FeatureInputError("bars: the universe is empty (no bars for this timeframe); ingest bars first")
 
 
+def _stages(h: pl.Expr, lo: pl.Expr, c: pl.Expr, v: pl.Expr) -> list[dict[str, pl.Expr]]:
+    """Per-symbol inputs that several features read, as column stages computed once each.
+
+    polars re-evaluates a sub-expression every time an expression mentions it (CCI's
+    deviation sum reads ``SMA_20(TP)`` twenty times), so shared parts become columns first.
+    """
+    col = pl.col
+    first, second, third = ind.adx_stages(h, lo, c, 14)
+    return [
+        {
+            **first,  # _pdm, _mdm, _tr
+            "_r1": ind.log_return(c, 1), "_tp": ind.typical_price(h, lo, c), "_obv": ind.obv(c, v),
+            "_hh14": h.rolling_max(14, min_samples=14), "_ll14": lo.rolling_min(14, min_samples=14),
+            "_sma20": ind.sma(c, 20), "_sd20": c.rolling_std(20, min_samples=20, ddof=0),
+            "_ema12": ind.ema(c, 12), "_ema26": ind.ema(c, 26),
+        },
+        {**second, "_tp_sma20": ind.sma(col("_tp"), 20), "_macd": col("_ema12") - col("_ema26"),
+         "_stochk": ind.stochastic_k(c, col("_hh14"), col("_ll14"))},
+        {**third},  # adx
+    ]
+
+
 def _per_symbol(bars: pl.DataFrame, bar_length: dt.timedelta) -> pl.DataFrame:
     o, h, lo, c, v = (pl.col(x) for x in ("open", "high", "low", "close", "volume"))
-    r1 = ind.log_return(c, 1)
-    macd_line, macd_signal, macd_hist = ind.macd(c)
-    stoch_k, stoch_d = ind.stochastic(h, lo, c)
-    pctb, width = ind.bollinger(c)
+    col = pl.col
+    r1 = col("_r1")
+    macd_line, macd_signal, macd_hist = ind.macd_from(col("_macd"), c)
+    pctb, width = ind.bollinger_from(c, col("_sma20"), col("_sd20"))
     per_symbol = {
         "ret_log_1": r1,
         "ret_log_4": ind.log_return(c, 4),
@@ -136,23 +158,23 @@ def _per_symbol(bars: pl.DataFrame, bar_length: dt.timedelta) -> pl.DataFrame:
         "vol_realized_78": ind.realized_vol(r1, 78),
         "vol_parkinson_26": ind.parkinson_vol(h, lo, 26),
         "vol_garmanklass_26": ind.garman_klass_vol(o, h, lo, c, 26),
-        "vol_natr_14": 100.0 * ind.atr(h, lo, c, 14) / c,
+        "vol_natr_14": 100.0 * ind.wilder(col("_tr"), 14) / c,  # ATR_14 = Wilder(TR)
         "tech_rsi_14": ind.rsi(c, 14),
         "tech_macd_26": macd_line,
         "tech_macdsignal_9": macd_signal,
         "tech_macdhist_9": macd_hist,
-        "tech_stochk_14": stoch_k,
-        "tech_stochd_3": stoch_d,
-        "tech_williamsr_14": ind.williams_r(h, lo, c, 14),
-        "tech_cci_20": ind.cci(h, lo, c, 20),
+        "tech_stochk_14": col("_stochk"),
+        "tech_stochd_3": ind.sma(col("_stochk"), 3),
+        "tech_williamsr_14": ind.williams_r_from(c, col("_hh14"), col("_ll14")),
+        "tech_cci_20": ind.cci_from(col("_tp"), col("_tp_sma20"), 20),
         "tech_roc_12": ind.roc(c, 12),
-        "trend_sma_20": c / ind.sma(c, 20) - 1.0,
+        "trend_sma_20": c / col("_sma20") - 1.0,
         "trend_sma_50": c / ind.sma(c, 50) - 1.0,
-        "trend_ema_12": c / ind.ema(c, 12) - 1.0,
-        "trend_ema_26": c / ind.ema(c, 26) - 1.0,
+        "trend_ema_12": c / col("_ema12") - 1.0,
+        "trend_ema_26": c / col("_ema26") - 1.0,
         "band_pctb_20": pctb,
         "band_width_20": width,
-        "volu_obvslope_26": ind.slope(ind.obv(c, v), 26) / ind.sma(v, 26),
+        "volu_obvslope_26": ind.slope(col("_obv"), 26) / ind.sma(v, 26),
         "volu_mfi_14": ind.mfi(h, lo, c, v, 14).clip(0.0, 100.0),  # rolling sums leave ~1e-14 residue
         "_bar_index": pl.int_range(pl.len(), dtype=pl.Int64),
         "_session_index": pl.col("session").rank("dense").cast(pl.Int64) - 1,
@@ -164,7 +186,7 @@ def _per_symbol(bars: pl.DataFrame, bar_length: dt.timedelta) -> pl.DataFrame:
     price = pl.coalesce(pl.col("vwap"), (h + lo + c) / 3.0)
     session_vwap = (price * v).cum_sum().over(["symbol", "session"]) / v.cum_sum().over(["symbol", "session"])
     df = bars.sort("symbol", "ts")
-    for stage in ind.adx_stages(h, lo, c, 14):
+    for stage in _stages(h, lo, c, v):
         df = df.with_columns(**{k: e.over("symbol") for k, e in stage.items()})
     return (
         df.rename({"adx": "trend_adx_14"})
@@ -212,7 +234,8 @@ def _cross_sectional(df: pl.DataFrame) -> pl.DataFrame:
     r, m = pl.col("ret_log_1"), pl.col("_mkt_r1")
     cov = (r * m).rolling_mean(n, min_samples=n) - r.rolling_mean(n, min_samples=n) * m.rolling_mean(n, min_samples=n)
     var = (m * m).rolling_mean(n, min_samples=n) - m.rolling_mean(n, min_samples=n).pow(2)
-    return df.sort("symbol", t).with_columns(xs_beta_130=ind._safe_div(cov, var).over("symbol"))
+    # still in (symbol, time) order from _per_symbol: window expressions do not reorder rows
+    return df.with_columns(xs_beta_130=ind._safe_div(cov, var).over("symbol"))
 
 
 def compute_features(bars: pl.DataFrame, *, bar_length: dt.timedelta, created: dt.datetime | None = None) -> pl.DataFrame:
@@ -246,7 +269,7 @@ def compute_features(bars: pl.DataFrame, *, bar_length: dt.timedelta, created: d
         warm.alias("warmup"),
         *[pl.when(pl.col(n).is_finite()).then(pl.col(n)).otherwise(None).cast(pl.Float64).alias(n) for n in floats],
         *[pl.col(n).cast(pl.Int64) for n in INTEGER_FEATURES],
-    ).select("symbol", "event_timestamp", "created", "warmup", *FEATURE_NAMES).sort("symbol", "event_timestamp")
+    ).select("symbol", "event_timestamp", "created", "warmup", *FEATURE_NAMES)  # (symbol, ts) order = (symbol, close) order
 
 
 def describe() -> pl.DataFrame:

@@ -1,0 +1,365 @@
+"""Benchmark the point-in-time training-set build through Feast against a DuckDB ASOF join of the same Parquet files.
+
+Run by hand, never under pytest::
+
+    python tests/benchmarks/bench_training_set.py [--symbols 48] [--sessions 250] [--chunk-days 31]
+
+Setup (not timed): ``--symbols`` × the last ``--sessions`` XNYS sessions of 2024 (ending
+2024-12-31) of 15-minute synthetic bars (``tests/features/synthetic_bars.feature_bars``);
+``compute_features`` and ``compute_labels``; ``write_features``/``write_labels`` into a
+temporary ALPHALINE home; ``open_store`` and ``apply`` (one view per family, TTL 4 bars).
+
+What is measured, each contender in a fresh process (multiprocessing, spawn), imports and
+store opening done before the clock starts:
+
+* feast: ``training_set(store, offline, chunk=--chunk-days)`` as the pipeline calls it:
+  entity frame = every non-warm-up labelled bar, Feast's ``get_historical_features``
+  (DuckDB offline store through ibis) with the ``model_inputs`` service, chunk by chunk;
+* feast, one chunk: the same with one chunk covering the whole range, so the cost of
+  chunking is visible;
+* floor: one DuckDB query, the same entity frame (``bars.parquet`` where not warmup,
+  inner join ``labels.parquet``) ``ASOF LEFT JOIN`` each family's Parquet file on
+  ``symbol`` and ``entity ts >= feature ts``, a feature row older than the views' TTL
+  giving null (Feast's rule: ``feature ts + ttl >= entity ts``), sorted, as a polars frame.
+  The offline files hold one row per (symbol, event_timestamp), so the ``created``
+  tie-break Feast applies never matters and the floor leaves it out.
+
+Memory, per contender process (Linux ``/proc/self/status``): ``peak MiB`` is its peak RSS during
+the timed call(s) (the peak is reset just before, so imports do not count beyond what stays
+resident), ``+RSS MiB`` is that minus its RSS just before the call, i.e. what the build added.
+
+Before any timing is printed the outputs are compared: same (symbol, event_timestamp) rows
+in the same order, every feature equal within 1e-12 with the same nulls, labels identical.
+A mismatch is printed and the script exits non-zero.
+
+How to read it: machines are noisy, so judge the ratios, not the seconds. ``/floor`` is a
+contender's time over the ASOF floor measured in the same run. Only a temporary directory is
+written (removed at the end unless ``--keep``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import multiprocessing as mp
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from feature_repo.labels import LABEL_NAMES, compute_labels
+from feature_repo.library import FAMILIES, FEATURE_NAMES, FEATURES, compute_features
+
+LAST_SESSION = dt.date(2024, 12, 31)
+BAR = dt.timedelta(minutes=15)
+KEYS = ("symbol", "event_timestamp")
+UTC_TS = pl.Datetime("us", "UTC")
+TOLERANCE = 1e-12
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    seconds: list[float]
+    rows: int
+    rss_before_kib: int  # resident set just before the timed call(s)
+    rss_peak_kib: int  # the process's peak resident set from then until after them
+    output: str  # the frame, as Parquet (written after the clock stopped)
+
+    @property
+    def best(self) -> float:
+        return min(self.seconds)
+
+    @property
+    def added_mib(self) -> float:
+        return (self.rss_peak_kib - self.rss_before_kib) / 1024
+
+    @property
+    def peak_mib(self) -> float:
+        return self.rss_peak_kib / 1024
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_start() -> int:
+    """The current RSS in KiB, after resetting the peak (Linux ``clear_refs`` 5) so that :func:`rss_peak` sees only what follows.
+
+    ``ru_maxrss`` is no use in a spawned child: Linux carries the forked parent's peak across ``exec``.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    now = _status_kib("VmRSS")
+    return now if now is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def rss_peak() -> int:
+    peak = _status_kib("VmHWM")  # this process image's peak RSS (since the reset)
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def quiet() -> None:
+    """Silence the dependencies' import-time deprecation notices (sqlglot, ibis), as the test suite does."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*sqlglot.*")
+
+
+# --- setup (parent process, not timed) -----------------------------------------------------------
+
+
+def first_session(n_sessions: int) -> dt.date:
+    from orchestration.market.calendars import sessions
+
+    cal = sessions("XNYS", LAST_SESSION - dt.timedelta(days=2 * n_sessions + 30), LAST_SESSION)
+    if cal.height < n_sessions:
+        raise SystemExit(f"only {cal.height} XNYS sessions found before {LAST_SESSION}")
+    return cal["session"][-n_sessions]
+
+
+def build_home(home: Path, n_symbols: int, n_sessions: int) -> dict[str, object]:
+    """Bars → features + labels → offline Parquet files → Feast registry; returns facts for the report."""
+    if str(REPO) not in sys.path:  # run as a script: make `tests.features` importable
+        sys.path.insert(0, str(REPO))
+    from feature_repo.definitions import TTL_BARS
+    from feature_repo.store import apply, offline_dir, open_store, write_features, write_labels
+    from tests.features.synthetic_bars import feature_bars
+
+    first = first_session(n_sessions)
+    bars = feature_bars(n_symbols, first, LAST_SESSION)
+    got = bars["session"].n_unique()
+    if got != n_sessions:
+        raise SystemExit(f"the synthetic market gave {got} sessions, not {n_sessions} (it starts on 2024-01-02: at most 252)")
+    features = compute_features(bars, bar_length=BAR)
+    labels = compute_labels(bars)
+    offline = offline_dir(home)
+    write_features(features, offline)
+    write_labels(labels, offline)
+    if features.select(pl.struct(*KEYS).is_duplicated().any()).item():
+        raise SystemExit("duplicate (symbol, event_timestamp) in the features: the floor's semantics would differ from Feast's")
+    apply(open_store(home), offline, bar_length=BAR)
+    return {
+        "bars": bars.height,
+        "first": first,
+        "warmup": features["warmup"].sum(),
+        "ttl": TTL_BARS * BAR,
+    }
+
+
+def chunk_count(offline: Path, chunk: dt.timedelta) -> tuple[int, dt.timedelta]:
+    """How many non-empty chunks ``training_set`` will build (its own loop, on the entity timestamps), and the span."""
+    ts = (
+        pl.scan_parquet(offline / "bars.parquet").filter(~pl.col("warmup"))
+        .join(pl.scan_parquet(offline / "labels.parquet"), on=list(KEYS), how="inner")
+        .select("event_timestamp").unique().collect()["event_timestamp"]
+    )
+    first, last = ts.min(), ts.max()
+    assert isinstance(first, dt.datetime) and isinstance(last, dt.datetime)
+    idx = ((ts - first).dt.total_microseconds() // int(chunk / dt.timedelta(microseconds=1))).n_unique()
+    return idx, last - first
+
+
+# --- contenders (each in a fresh spawned process) ------------------------------------------------
+
+
+def run_feast(name: str, home: str, chunk_seconds: float, repeat: int, out: str) -> Measure:
+    from feature_repo.store import offline_dir, open_store, training_set
+
+    quiet()  # after importing Feast, which turns deprecation warnings back on
+
+    store = open_store(Path(home))
+    offline = offline_dir(Path(home))
+    chunk = dt.timedelta(seconds=chunk_seconds)
+    before = rss_start()
+    seconds, frame = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        frame = training_set(store, offline, chunk=chunk)
+        seconds.append(time.perf_counter() - t0)
+    peak = rss_peak()
+    assert frame is not None
+    frame.write_parquet(out)
+    return Measure(name, seconds, frame.height, before, peak, out)
+
+
+def asof_sql(offline: str, family_files: dict[str, str], ttl_us: int) -> str:
+    """The floor: one statement, entity frame ASOF-joined to every family file, Feast's TTL rule, sorted."""
+    joins, cols = [], {}
+    for i, family in enumerate(FAMILIES):
+        a = f"f{i}"
+        joins.append(
+            f"ASOF LEFT JOIN read_parquet('{family_files[family]}') {a} "
+            f"ON e.symbol = {a}.symbol AND e.event_timestamp >= {a}.event_timestamp"
+        )
+        fresh = f"{a}.event_timestamp >= e.event_timestamp - to_microseconds({ttl_us})"
+        cols |= {n: f"CAST(CASE WHEN {fresh} THEN {a}.{n} END AS DOUBLE) AS {n}" for n, s in FEATURES.items() if s.family == family}
+    labels = ", ".join(f"l.{n}" for n in LABEL_NAMES)
+    return (
+        f"WITH e AS (SELECT s.symbol, s.event_timestamp, {labels} "
+        f"FROM read_parquet('{offline}/bars.parquet') s "
+        f"JOIN read_parquet('{offline}/labels.parquet') l USING (symbol, event_timestamp) WHERE NOT s.warmup) "
+        f"SELECT e.symbol, e.event_timestamp, {', '.join(cols[n] for n in FEATURE_NAMES)}, {', '.join(f'e.{n}' for n in LABEL_NAMES)} "
+        f"FROM e {' '.join(joins)} ORDER BY e.symbol, e.event_timestamp"
+    )
+
+
+def run_asof(name: str, sql: str, repeat: int, out: str) -> Measure:
+    quiet()
+    import duckdb
+
+    before = rss_start()
+    seconds, frame = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        con = duckdb.connect()  # in memory, default threads (= cores), like Feast's ibis backend
+        con.execute("SET TimeZone = 'UTC'")
+        frame = con.sql(sql).pl()
+        con.close()
+        seconds.append(time.perf_counter() - t0)
+    peak = rss_peak()
+    assert frame is not None
+    frame.write_parquet(out)
+    return Measure(name, seconds, frame.height, before, peak, out)
+
+
+def in_fresh_process(fn: Callable[..., Measure], *args: object) -> Measure:
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+# --- comparison and report -----------------------------------------------------------------------
+
+
+def compare(got: pl.DataFrame, ref: pl.DataFrame) -> tuple[list[str], float]:
+    """Mismatches of ``got`` against ``ref`` (empty if identical within tolerance) and the largest |difference|."""
+    if got.columns != ref.columns:
+        return [f"columns differ: {got.columns} vs {ref.columns}"], math.inf
+    if got.height != ref.height:
+        return [f"rows differ: {got.height:,} vs {ref.height:,}"], math.inf
+    if not got.select(*KEYS).equals(ref.select(*KEYS)):
+        diff = got.select(*KEYS).with_row_index().join(ref.select(*KEYS).with_row_index(), on="index").filter(
+            (pl.col("symbol") != pl.col("symbol_right")) | (pl.col("event_timestamp") != pl.col("event_timestamp_right"))
+        )
+        return [f"(symbol, event_timestamp) differ on {diff.height:,} rows, first: {diff.row(0)}"], math.inf
+    bad, worst = [], 0.0
+    for n in FEATURE_NAMES:
+        a, b = got[n].cast(pl.Float64), ref[n].cast(pl.Float64)
+        if not a.is_null().equals(b.is_null()):
+            bad.append(f"{n}: nulls differ ({a.null_count():,} vs {b.null_count():,})")
+            continue
+        d = (a - b).abs().max()
+        d = float(d) if d is not None else 0.0  # type: ignore[arg-type]
+        worst = max(worst, d)
+        if d > TOLERANCE:
+            bad.append(f"{n}: max |difference| {d:.3e}")
+    for n in LABEL_NAMES:
+        if not got[n].equals(ref[n]):
+            bad.append(f"{n}: labels differ")
+    return bad, worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--symbols", type=int, default=48)
+    parser.add_argument("--sessions", type=int, default=250, help="XNYS sessions of 15-minute bars ending 2024-12-31 (at most 252)")
+    parser.add_argument("--chunk-days", type=float, default=31, help="training_set's chunk (its default: 31 days)")
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs per contender in its process; the best counts")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    repeat = max(1, args.repeat)
+
+    from feature_repo.definitions import offline_path
+    from feature_repo.store import offline_dir
+
+    quiet()  # after importing Feast, which turns deprecation warnings back on
+
+    root = Path(tempfile.mkdtemp(prefix="alphaline-bench-ts-"))
+    try:
+        home = root / "home"
+        t0 = time.perf_counter()
+        facts = build_home(home, args.symbols, args.sessions)
+        setup = time.perf_counter() - t0
+        offline = offline_dir(home)
+        chunk = dt.timedelta(days=args.chunk_days)
+        n_chunks, span = chunk_count(offline, chunk)
+        one_chunk = span + dt.timedelta(days=1)
+        ttl: dt.timedelta = facts["ttl"]  # type: ignore[assignment]
+        print(f"input: {facts['bars']:,} bars = {args.symbols} symbols x {args.sessions} XNYS sessions of 15-minute bars "
+              f"({facts['first']} .. {LAST_SESSION}), {facts['warmup']:,} warm-up; features, labels, Parquet and "
+              f"feast apply in {setup:.1f} s (not timed); workdir {root}")
+        print(f"entity frame: every non-warm-up labelled bar; {len(FEATURE_NAMES)} features in {len(FAMILIES)} views, "
+              f"TTL {ttl}; {n_chunks} chunks of {args.chunk_days:g} days over {span / dt.timedelta(days=1):.1f} days")
+
+        files = {f: str(offline_path(offline, f)) for f in FAMILIES}
+        sql = asof_sql(str(offline), files, int(ttl / dt.timedelta(microseconds=1)))
+        runs = [
+            (run_asof, ("ASOF floor", sql, repeat, str(root / "asof.parquet"))),
+            (run_feast, (f"feast {args.chunk_days:g}d x{n_chunks}", str(home), chunk.total_seconds(), repeat, str(root / "feast.parquet"))),
+            (run_feast, ("feast 1 chunk", str(home), one_chunk.total_seconds(), repeat, str(root / "feast1.parquet"))),
+        ]
+        results: list[Measure] = []
+        for fn, fn_args in runs:
+            print(f"  running {fn_args[0]} ...", flush=True)
+            try:
+                results.append(in_fresh_process(fn, *fn_args))
+            except Exception as exc:
+                print(f"  FAILED {fn_args[0]}: {type(exc).__name__}: {exc}")
+                raise
+
+        floor, feast, feast1 = results
+        ref = pl.read_parquet(floor.output)
+        failed = False
+        for m in (feast, feast1):
+            bad, worst = compare(pl.read_parquet(m.output), ref)
+            print(f"check {m.name} vs ASOF floor: {m.rows:,} vs {floor.rows:,} rows, {len(FEATURE_NAMES)} features, "
+                  f"max |difference| {worst:.2e} (tolerance {TOLERANCE:g}): {'identical' if not bad else 'MISMATCH'}")
+            for line in bad:
+                print(f"  DIFFERS {line}")
+            failed |= bool(bad)
+
+        fmt = "{:>18} {:>9} {:>10} {:>20} {:>11} {:>10} {:>9} {:>9}"
+        print(fmt.format("contender", "rows", "best s", f"runs s (x{repeat})", "rows/s", "/floor", "peak MiB", "+RSS MiB"))
+        for m in results:
+            print(fmt.format(m.name, f"{m.rows:,}", f"{m.best:.3f}", " ".join(f"{s:.2f}" for s in m.seconds),
+                             f"{m.rows / m.best:,.0f}", f"{m.best / floor.best:.1f}x", f"{m.peak_mib:,.0f}", f"{m.added_mib:,.0f}"))
+        ratio = feast.best / floor.best
+        print(f"Feast/ASOF = {ratio:.1f}x: Feast takes {feast.best:.2f} s where the ASOF floor takes {floor.best:.2f} s "
+              f"(+{feast.best - floor.best:.2f} s); peak RSS {feast.peak_mib:,.0f} vs {floor.peak_mib:,.0f} MiB.")
+        chunking = feast.best / feast1.best
+        print(f"chunking: {n_chunks} chunks of {args.chunk_days:g} days take {feast.best:.2f} s vs {feast1.best:.2f} s in one chunk "
+              f"({chunking:.2f}x time, {feast.added_mib:,.0f} vs {feast1.added_mib:,.0f} MiB added RSS).")
+        if ratio >= 2:
+            print(f"VERDICT: Feast is the bottleneck of the training-set build: {ratio:.1f}x the floor, "
+                  f"{feast.best - floor.best:.2f} s of {feast.best:.2f} s is Feast overhead.")
+        else:
+            print(f"VERDICT: Feast is within {ratio:.1f}x of the floor; it is not the bottleneck.")
+        if failed:
+            sys.exit(1)
+    finally:
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
