@@ -90,7 +90,7 @@ def _handler(fake: FakeAlpaca) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-X
+        def do_GET(self) -> None:  # http.server calls it by this name
             url = urlsplit(self.path)
             params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
             reply = fake.handle(url.path, params, {k.lower(): v for k, v in self.headers.items()})
