@@ -53,7 +53,7 @@ class _Base:
 
     @staticmethod
     def load(path: Path) -> _Base:
-        return pickle.loads(path.read_bytes())  # noqa: S301 - our own model files from the model store
+        return pickle.loads(path.read_bytes())
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
