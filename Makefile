@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_data_layer.py
 	$(BIN)/python tests/benchmarks/bench_features.py
 	$(BIN)/python tests/benchmarks/bench_training_set.py
+	$(BIN)/python tests/benchmarks/bench_backtest.py
 
 clean:
 	rm -rf .alphaline dbt/target dbt/logs
