@@ -135,9 +135,7 @@ def bar_features(
         "($ALPHALINE_HOME/feast/offline/labels.parquet). Null where the horizon runs past the data; never served online."
     ),
 )
-def bar_labels(
-    context: dg.AssetExecutionContext, config: FeatureBuildConfig, warehouse: DuckDBResource, features: FeatureStoreResource
-) -> dg.MaterializeResult:
+def bar_labels(config: FeatureBuildConfig, warehouse: DuckDBResource, features: FeatureStoreResource) -> dg.MaterializeResult:
     bars, windowed = load_bars(warehouse, features.timeframe, incremental=config.incremental)
     if bars.is_empty():
         raise _fail(FeatureInputError(f"marts.bars: no {features.timeframe} bars to label; ingest bars first"))

@@ -13,6 +13,8 @@
 
 import math
 import random
+from functools import lru_cache
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -37,7 +39,14 @@ CUT_POINTS = 2
 
 
 def _stored(features: FeatureStoreResource) -> pl.DataFrame:
-    return feast_store.read_features(features.offline)
+    """The offline features, read once for all the checks of a run (the spine is rewritten on every update)."""
+    spine = feast_store.spine_path(features.offline)
+    return _read_stored(str(features.offline), spine.stat().st_mtime_ns if spine.exists() else 0)
+
+
+@lru_cache(maxsize=1)
+def _read_stored(offline: str, _version: int) -> pl.DataFrame:
+    return feast_store.read_features(Path(offline))
 
 
 def _result(passed: bool, message: str, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR, **metadata) -> dg.AssetCheckResult:
