@@ -1,0 +1,115 @@
+"""The hash-chained audit record: one format shared by the trader's log and compliance's verifier.
+
+Every decision the trader takes (prediction → risk decision → order → fill) is appended as
+an :class:`AuditRecord`. Each record's ``hash`` covers its own content *and* the previous
+record's hash, so changing a byte, dropping, reordering or inserting a record anywhere
+breaks every later hash. A forged tail with recomputed hashes is caught by comparing the
+chain's head with a head published earlier (compliance seals one per day).
+
+    hash = sha256( prev_hash  +  canonical({"seq", "ts", "kind", "payload"}) )
+
+``canonical`` is JSON with sorted keys and no whitespace; ``Decimal`` is written as its
+exact string, ``datetime`` as ISO 8601 in UTC. The first record's ``prev_hash`` is
+``GENESIS`` (64 zeros).
+
+Example:
+    >>> import datetime as dt
+    >>> from decimal import Decimal
+    >>> ts = dt.datetime(2024, 1, 2, 15, tzinfo=dt.UTC)
+    >>> first = AuditRecord.create(seq=1, ts=ts, kind="fill", payload={"qty": Decimal("1.5")}, prev_hash=GENESIS)
+    >>> second = AuditRecord.create(seq=2, ts=ts, kind="fill", payload={"qty": Decimal("2")}, prev_hash=first.hash)
+    >>> verify_chain([first, second]).ok
+    True
+    >>> verify_chain([second, first]).reason
+    'seq 2: expected seq 1'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"audit: naive datetime {value!r}; every timestamp is UTC")
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"audit: cannot serialise {type(value).__name__}")
+
+
+def canonical(obj: Any) -> bytes:
+    """Deterministic JSON bytes: sorted keys, no whitespace, exact Decimals, UTC datetimes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_default, allow_nan=False).encode()
+
+
+def record_hash(*, seq: int, ts: str, kind: str, payload: dict[str, Any], prev_hash: str) -> str:
+    body = canonical({"seq": seq, "ts": ts, "kind": kind, "payload": payload})
+    return hashlib.sha256(prev_hash.encode() + body).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One link of the chain. ``ts`` is an ISO 8601 UTC string; ``payload`` is JSON-safe after ``canonical``."""
+
+    seq: int
+    ts: str
+    kind: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def create(cls, *, seq: int, ts: dt.datetime, kind: str, payload: dict[str, Any], prev_hash: str) -> AuditRecord:
+        stamp = _default(ts)
+        # Round-trip the payload so the stored form is exactly what was hashed (Decimals become strings).
+        plain = json.loads(canonical(payload))
+        return cls(seq, stamp, kind, plain, prev_hash, record_hash(seq=seq, ts=stamp, kind=kind, payload=plain, prev_hash=prev_hash))
+
+    def expected_hash(self) -> str:
+        return record_hash(seq=self.seq, ts=self.ts, kind=self.kind, payload=self.payload, prev_hash=self.prev_hash)
+
+
+@dataclass(frozen=True)
+class ChainVerification:
+    """Outcome of :func:`verify_chain`: ``reason`` names the first broken record, or is empty."""
+
+    ok: bool
+    count: int
+    head: str
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+def verify_chain(records: Iterable[AuditRecord], *, start_hash: str = GENESIS, start_seq: int = 1,
+                 expected_head: str | None = None, expected_count: int | None = None) -> ChainVerification:
+    """Walk the chain in order; report the first record whose link or content does not check out.
+
+    ``expected_head``/``expected_count`` come from an earlier published head: a chain that
+    is internally consistent but ends elsewhere (truncated, or a forged tail) fails against it.
+    """
+    prev, seq, count = start_hash, start_seq, 0
+    for record in records:
+        if record.seq != seq:
+            return ChainVerification(False, count, prev, record.seq, f"seq {record.seq}: expected seq {seq}")
+        if record.prev_hash != prev:
+            return ChainVerification(False, count, prev, record.seq, f"seq {record.seq}: prev_hash does not match the previous record")
+        if record.expected_hash() != record.hash:
+            return ChainVerification(False, count, prev, record.seq, f"seq {record.seq}: content does not match its hash")
+        prev, seq, count = record.hash, seq + 1, count + 1
+    if expected_count is not None and count != expected_count:
+        return ChainVerification(False, count, prev, None, f"chain has {count} records, the published head says {expected_count}")
+    if expected_head is not None and prev != expected_head:
+        return ChainVerification(False, count, prev, None, "chain head differs from the published head")
+    return ChainVerification(True, count, prev)
