@@ -28,6 +28,8 @@ import click
 from orchestration.errors import AlphalineError, ConfigError
 from orchestration.features_cli import features
 from orchestration.features_cli import print_summary as print_feature_summary
+from orchestration.models_cli import models
+from orchestration.models_cli import print_summary as print_model_summary
 from orchestration.runner import fail, run_job
 from orchestration.settings import Settings, prepare_environment
 
@@ -66,7 +68,8 @@ def main() -> None:
 @click.option("--sessions", default=DEMO_SESSIONS, show_default=True, type=click.IntRange(1, 5000), help="Trading days of history.")
 @click.option("--symbols", "n_symbols", default=48, show_default=True, type=click.IntRange(1, 676))
 @click.option("--seed", default=7, show_default=True)
-def demo(sessions: int, n_symbols: int, seed: int) -> None:
+@click.option("--train/--no-train", default=True, show_default=True, help="Train, gate and register the models after the features.")
+def demo(sessions: int, n_symbols: int, seed: int, train: bool) -> None:
     """Run the whole pipeline on the synthetic market and say where to look."""
     settings = prepare_environment(Settings())
     start, end = _session_range(sessions, settings)
@@ -82,10 +85,18 @@ def demo(sessions: int, n_symbols: int, seed: int) -> None:
     )
     _print_summary(settings)
     print_feature_summary(settings)
+    if train:
+        from orchestration.defs.training.schedules import TRAINING_JOB
+
+        click.echo("\nTraining: purged walk-forward CV of every learner, stacking, backtest, gates, registry ...")
+        run_job(TRAINING_JOB, run_config={"resources": {"models": {"config": _demo_training()}}})
+        print_model_summary(settings)
     click.echo(f"\nDone in {time.monotonic() - t0:.0f}s. Where to look:")
     click.echo(f"  warehouse   {settings.warehouse_path}  (marts.bars, marts.bars_daily, raw.bars_rejected)")
     click.echo(f"  data docs   {settings.reports_dir / 'data_docs' / 'index.html'}")
     click.echo(f"  features    {settings.feast_dir}  (offline/*.parquet, registry.db, online.db); `alphaline features describe`")
+    click.echo(f"  models      {settings.home / 'bentoml' / 'models'}  (BentoML store); `alphaline models list`")
+    click.echo(f"  tear sheet  {settings.reports_dir / dt.datetime.now(dt.UTC).date().isoformat() / 'backtest' / 'summary.md'}")
     click.echo("  Dagster UI  make ui  → http://127.0.0.1:3000 (assets, checks, runs, schedules, sensor)")
 
 
@@ -181,6 +192,12 @@ def _print_summary(settings: Settings) -> None:
 
 
 main.add_command(features)
+main.add_command(models)
+
+
+def _demo_training() -> dict[str, Any]:
+    """The demo's training sizes: 3 folds and capped torch epochs keep it within a few minutes on 2 cores."""
+    return {"n_folds": 3}
 
 
 def run() -> None:
@@ -188,8 +205,10 @@ def run() -> None:
     if not os.environ.get("ALPHALINE_DEBUG"):
         warnings.simplefilter("ignore")  # library deprecation notices are not for CLI users
     from feature_repo.errors import FeatureInputError, FeatureStoreError
+    from models.data import TrainingDataError
+    from models.registry import RegistryError
 
     try:
         main(standalone_mode=True)
-    except (AlphalineError, FeatureInputError, FeatureStoreError) as err:
+    except (AlphalineError, FeatureInputError, FeatureStoreError, RegistryError, TrainingDataError) as err:
         fail(str(err))

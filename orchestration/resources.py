@@ -23,6 +23,9 @@ from orchestration.settings import Settings
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from models.registry import Registry
+    from models.training import TrainingConfig
+
 
 class MarketSourceResource(dg.ConfigurableResource):
     """Where the scheduled ingestion gets its bars."""
@@ -76,6 +79,54 @@ class FeatureStoreResource(dg.ConfigurableResource):
         return open_store(Path(self.home), self.config)
 
 
+class ModelsResource(dg.ConfigurableResource):
+    """Training settings of the daily retrain: learners, split, gate thresholds, backtest costs.
+
+    Every field maps onto :class:`models.training.TrainingConfig`; ``config()`` validates
+    them together (unknown learner families, impossible gates) before any work starts.
+    """
+
+    home: str
+    label: str = "label_fwd_ret_4"
+    families: list[str] = Field(default_factory=lambda: ["sklearn_ridge", "sklearn_hgb", "xgboost", "torch_mlp", "torch_tcn"])
+    n_folds: int = 4
+    train_sessions: int | None = Field(default=None, description="Train on the last N sessions only (None: all history).")
+    max_train: int | None = Field(default=None, description="Rolling window of at most this many timestamps (None: expanding).")
+    sentinel_family: str = "xgboost"
+    min_oos_ic: float = 0.01
+    min_oos_icir: float = 0.05
+    max_overfit_ratio: float = 4.0
+    sentinel_max_abs_ic: float = 0.01
+    min_backtest_sharpe: float = 0.0
+    max_drawdown: float = -0.30
+    min_oos_timestamps: int = 200
+    commission_bps: float = 0.5
+    half_spread_bps: float = 1.0
+    impact_coef: float = 0.1
+    learner_params: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @property
+    def workdir(self) -> Path:
+        return Path(self.home) / "models" / "latest"
+
+    def config(self, periods_per_year: int) -> TrainingConfig:
+        from models.training import TrainingConfig
+
+        return TrainingConfig.model_validate({
+            "walk_forward": {"label": self.label, "families": tuple(self.families), "n_folds": self.n_folds,
+                             "max_train": self.max_train, "params": self.learner_params},
+            "gates": {k: getattr(self, k) for k in ("min_oos_ic", "min_oos_icir", "max_overfit_ratio", "sentinel_max_abs_ic",
+                                                     "min_backtest_sharpe", "max_drawdown", "min_oos_timestamps")},
+            "backtest": {"commission_bps": self.commission_bps, "half_spread_bps": self.half_spread_bps, "impact_coef": self.impact_coef},
+            "sentinel_family": self.sentinel_family, "periods_per_year": periods_per_year,
+        })
+
+    def registry(self) -> Registry:
+        from models.registry import Registry
+
+        return Registry(Path(self.home))
+
+
 class DataQualityResource(dg.ConfigurableResource):
     """Thresholds of the blocking data checks and where their reports go."""
 
@@ -95,5 +146,6 @@ def build_resources(settings: Settings, dbt_project: DbtProject) -> dict[str, ob
         "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
         "dbt": DbtCliResource(project_dir=dbt_project),
         "features": FeatureStoreResource(home=str(settings.home), config=settings.feast_config, timeframe=settings.feature_timeframe),
+        "models": ModelsResource(home=str(settings.home)),
         "quality": DataQualityResource(max_reject_share=settings.max_reject_share, reports_dir=str(settings.reports_dir)),
     }

@@ -103,6 +103,8 @@ def prepare_environment(settings: Settings) -> Settings:
     os.environ["ALPHALINE_HOME"] = str(settings.home)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     os.environ["ALPHALINE_WAREHOUSE"] = str(settings.warehouse_path)
+    # BentoML's model store (the registry) lives under ALPHALINE_HOME too (DESIGN.md §2).
+    os.environ.setdefault("BENTOML_HOME", str(settings.home / "bentoml"))
     os.environ.setdefault("DBT_LOG_PATH", str(settings.home / "dbt" / "logs"))
     os.environ.setdefault("DBT_TARGET_PATH", str(settings.dbt_target_dir))
     # dbt runs as a subprocess: make this interpreter's scripts (the venv's dbt) findable

@@ -1,0 +1,148 @@
+"""One retrain, end to end, as plain functions (Dagster's training assets call these in turn).
+
+1. :func:`cross_validate` — walk-forward OOF predictions for every learner, plus the
+   leakage sentinel: the same walk-forward on labels shuffled within each timestamp.
+2. :func:`evaluate_run` — the walk-forward stacked ensemble's OOF series, signal
+   metrics (against the oracle when there is one), a costed backtest, and the gates.
+3. :func:`fit_candidate` — every learner refitted on the latest window, stacked with
+   weights fitted on all OOF predictions.
+4. :func:`register_candidate` — members and ensemble into the BentoML model store as
+   ``candidate`` with the metadata of DESIGN.md §3.3.
+
+Example:
+    >>> TrainingConfig().walk_forward.label, TrainingConfig().sentinel_family
+    ('label_fwd_ret_4', 'xgboost')
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from feature_repo import FEATURE_NAMES
+from models.ensemble import Ensemble, stack_weights, stacked_oof
+from models.evaluation import BacktestConfig, backtest_oof, signal_report
+from models.gates import GateConfig, GateResult, build_evaluation, evaluate_gates
+from models.walkforward import WalkForwardConfig, WalkForwardResult, fit_final, run_walk_forward, shuffle_labels
+
+Log = Callable[[str], None]
+
+
+class TrainingConfig(BaseModel):
+    """Everything a retrain is configured by. Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
+    gates: GateConfig = Field(default_factory=GateConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    sentinel_family: str = "xgboost"
+    periods_per_year: int = Field(default=6552, ge=1, description="Bars per year of the timeframe (15m XNYS: 26 × 252).")
+
+
+@dataclass
+class CrossValidation:
+    walk_forward: WalkForwardResult
+    sentinel: WalkForwardResult
+    sentinel_ic: float
+
+
+def cross_validate(frame: pl.DataFrame, config: TrainingConfig, *, log: Log = lambda _: None) -> CrossValidation:
+    wf = run_walk_forward(frame, config.walk_forward, log=log)
+    sentinel_cfg = config.walk_forward.model_copy(update={"families": (config.sentinel_family,)})
+    shuffled = shuffle_labels(frame, config.walk_forward.label)
+    sentinel = run_walk_forward(shuffled, sentinel_cfg, log=lambda m: log(f"sentinel {m}"))
+    ic = sentinel.summary(config.sentinel_family)["ic"]
+    log(f"leakage sentinel ({config.sentinel_family} on shuffled labels): oos ic {ic:.4f}")
+    return CrossValidation(wf, sentinel, ic)
+
+
+@dataclass
+class Evaluation:
+    oof: pl.DataFrame  # OOF frame with pred_ensemble and pred_equal
+    report: dict[str, Any]
+    evaluation: dict[str, Any]
+    gates: list[GateResult]
+    backtest: Any  # models.backtest.BacktestResult
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+
+def evaluate_run(cv: CrossValidation, config: TrainingConfig, *, bars: pl.DataFrame,
+                 oracle: pl.DataFrame | None = None) -> Evaluation:
+    families = list(config.walk_forward.families)
+    label = config.walk_forward.label
+    first_scales = {f: (cv.walk_forward.in_sample_scale[f][0] or 1.0) for f in families}
+    oof = stacked_oof(cv.walk_forward.oof, families, label=label, first_scales=first_scales)
+    in_sample = {f: cv.walk_forward.in_sample_ic(f) for f in families}
+    report = signal_report(oof, families=families, label=label, oracle=oracle, in_sample_ic=in_sample)
+    result = backtest_oof(oof, bars, horizon=config.walk_forward.horizon, config=config.backtest)
+    bt = result.metrics(config.periods_per_year)
+    report["backtest"] = bt
+    evaluation = build_evaluation(report, families=families, sentinel_ic=cv.sentinel_ic, backtest=bt)
+    return Evaluation(oof, report, evaluation, evaluate_gates(evaluation, config.gates), result)
+
+
+def fit_candidate(frame: pl.DataFrame, oof: pl.DataFrame, config: TrainingConfig, *, log: Log = lambda _: None) -> tuple[Ensemble, dict[str, float]]:
+    families = list(config.walk_forward.families)
+    weights, scales = stack_weights(oof, families, label=config.walk_forward.label)
+    members, seconds = fit_final(frame, config.walk_forward, log=log)
+    log("stacking weights: " + ", ".join(f"{f} {w:.2f}" for f, w in weights.items()))
+    return Ensemble(members=members, weights=weights, scales=scales, feature_names=list(FEATURE_NAMES)), seconds
+
+
+def code_version() -> str:
+    """``alphaline <version>`` plus the git commit when run from a checkout."""
+    try:
+        version = importlib_metadata.version("alphaline")
+    except importlib_metadata.PackageNotFoundError:
+        version = "unknown"
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"alphaline {version}" + (f" (git {sha})" if sha else "")
+
+
+def candidate_metadata(frame: pl.DataFrame, cv: CrossValidation, ev: Evaluation, config: TrainingConfig, *,
+                       fingerprint: str) -> dict[str, Any]:
+    """The DESIGN.md §3.3 metadata shared by the ensemble entry and its members."""
+    times = frame["event_timestamp"]
+    return {
+        "features": list(FEATURE_NAMES), "label": config.walk_forward.label,
+        "training_window": {"start": times.min().isoformat(), "end": times.max().isoformat(), "rows": frame.height,
+                            "symbols": frame["symbol"].n_unique()},
+        "oos_window": ev.report["window"], "data_fingerprint": fingerprint,
+        "folds": [f.record() for f in cv.walk_forward.folds],
+        "cv_metrics": cv.walk_forward.fold_metrics,
+        "oos_metrics": ev.report["models"], "oracle_ic": ev.report["oracle_ic"], "ic_decay": ev.report["ic_decay"],
+        "backtest": ev.report["backtest"], "sentinel_ic": cv.sentinel_ic,
+        "gates": [g.record() for g in ev.gates], "gates_passed": ev.passed,
+        "config": config.model_dump(mode="json"), "code_version": code_version(),
+    }
+
+
+def register_candidate(registry: Any, ensemble: Ensemble, metadata: dict[str, Any], oof: pl.DataFrame) -> str:
+    """Save members then the ensemble as ``candidate``; returns the ensemble's tag."""
+    member_tags = {}
+    for family, learner in ensemble.members.items():
+        member_meta = {**metadata, "family": family, "importance": _top(learner.feature_importance())}
+        member_tags[family] = registry.save_member(learner, metadata=member_meta)
+    keep = oof.select("symbol", "event_timestamp", "fold", metadata["label"], "pred_ensemble", "pred_equal")
+    return str(registry.save_ensemble(ensemble, member_tags, metadata=metadata, oof=keep))
+
+
+def _top(importance: dict[str, float], n: int = 10) -> dict[str, float]:
+    ranked = sorted(((k, v) for k, v in importance.items() if not math.isnan(v)), key=lambda kv: -kv[1])
+    return dict(ranked[:n])

@@ -1,0 +1,184 @@
+"""Training assets: Feast training frame → walk-forward OOF → evaluation (gated) → candidate → production.
+
+Working files of the latest run live under ``$ALPHALINE_HOME/models/latest/``; the
+tear sheet goes to ``reports/<date>/backtest/``; models go to the BentoML store.
+The gates are blocking checks on ``model_evaluation`` (``checks.py``): when one
+fails, no candidate is registered and production is untouched.
+"""
+
+
+import datetime as dt
+import json
+import pickle
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from models import data as training_data
+from models.performance import periods_per_year
+from models.registry import PromotionRefused
+from models.tearsheet import write_tearsheet
+from models.training import (
+    CrossValidation,
+    Evaluation,
+    candidate_metadata,
+    cross_validate,
+    evaluate_run,
+    fit_candidate,
+    register_candidate,
+)
+from orchestration.resources import DataQualityResource, FeatureStoreResource, ModelsResource
+
+GROUP = "training"
+FEATURE_ASSETS = [dg.AssetKey("bar_features"), dg.AssetKey("bar_labels"), dg.AssetKey("feast_registry")]
+FRAME, CV, EVALUATION, CANDIDATE = "frame.parquet", "cv.pkl", "evaluation.pkl", "candidate.json"
+
+
+def _path(models: ModelsResource, name: str) -> Path:
+    models.workdir.mkdir(parents=True, exist_ok=True)
+    return models.workdir / name
+
+
+def _load(models: ModelsResource, name: str):
+    path = _path(models, name)
+    if not path.exists():
+        raise training_data.TrainingDataError(f"{path}: missing (materialize the upstream training assets first)")
+    return pickle.loads(path.read_bytes())
+
+
+def _save(models: ModelsResource, name: str, obj: object) -> None:
+    tmp = _path(models, name + ".tmp")
+    tmp.write_bytes(pickle.dumps(obj))
+    tmp.replace(_path(models, name))
+
+
+def _config(models: ModelsResource, features: FeatureStoreResource):
+    return models.config(periods_per_year(features.timeframe))
+
+
+@dg.asset(group_name=GROUP, deps=FEATURE_ASSETS, kinds={"feast", "polars"})
+def training_frame(context: dg.AssetExecutionContext, features: FeatureStoreResource, models: ModelsResource) -> dg.MaterializeResult:
+    """Features as of each bar's close from Feast's point-in-time join, plus labels; built once per retrain."""
+    start = None
+    if models.train_sessions:
+        spine = pl.scan_parquet(features.offline / "bars.parquet").select(pl.col("event_timestamp").dt.date().alias("d"))
+        days = spine.unique().sort("d").collect()["d"]
+        first = days[max(0, days.len() - models.train_sessions)]
+        start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
+    frame = training_data.build_training_frame(features.store(), features.offline, label=models.label, start=start)
+    training_data.save_frame(frame, _path(models, FRAME))
+    times = frame["event_timestamp"]
+    return dg.MaterializeResult(metadata={
+        "rows": frame.height, "symbols": frame["symbol"].n_unique(), "timestamps": times.n_unique(),
+        "start": times.min().isoformat(), "end": times.max().isoformat(), "label": models.label,
+        "fingerprint": training_data.fingerprint(frame), "path": dg.MetadataValue.path(str(_path(models, FRAME))),
+    })
+
+
+@dg.asset(group_name=GROUP, deps=[training_frame], kinds={"xgboost", "scikitlearn", "pytorch"})
+def walk_forward_predictions(context: dg.AssetExecutionContext, features: FeatureStoreResource, models: ModelsResource) -> dg.MaterializeResult:
+    """Purged walk-forward CV of every learner (out-of-fold predictions) and the shuffled-label sentinel."""
+    config = _config(models, features)
+    frame = training_data.load_frame(_path(models, FRAME))
+    cv = cross_validate(frame, config, log=context.log.info)
+    _save(models, CV, cv)
+    meta: dict[str, object] = {"folds": len(cv.walk_forward.folds), "sentinel_ic": cv.sentinel_ic}
+    for family in config.walk_forward.families:
+        meta[f"oos_ic/{family}"] = cv.walk_forward.summary(family)["ic"]
+        meta[f"seconds/{family}"] = round(cv.walk_forward.seconds[family], 1)
+    meta["fold_boundaries"] = dg.MetadataValue.json([f.record() for f in cv.walk_forward.folds])
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(group_name=GROUP, deps=[walk_forward_predictions], kinds={"polars"})
+def model_evaluation(context: dg.AssetExecutionContext, features: FeatureStoreResource, models: ModelsResource,
+                     warehouse: DuckDBResource, quality: DataQualityResource) -> dg.MaterializeResult:
+    """Stacked ensemble's OOF metrics (vs the oracle on synthetic data), costed backtest, tear sheet, gate values."""
+    config = _config(models, features)
+    cv: CrossValidation = _load(models, CV)
+    bars, oracle = _bars_and_oracle(warehouse, features, cv)
+    ev = evaluate_run(cv, config, bars=bars, oracle=oracle)
+    _save(models, EVALUATION, ev)
+    folder = Path(quality.reports_dir) / dt.datetime.now(dt.UTC).date().isoformat() / "backtest"
+    sheet = write_tearsheet(ev.backtest, folder, periods_per_year=config.periods_per_year,
+                            ic_by_horizon={int(h): v for h, v in ev.report["ic_decay"].items()}, title="Ensemble (out-of-fold) backtest")
+    (folder / "evaluation.json").write_text(json.dumps(ev.report, indent=2, default=str))
+    return dg.MaterializeResult(metadata=_evaluation_metadata(ev, sheet))
+
+
+def _bars_and_oracle(warehouse: DuckDBResource, features: FeatureStoreResource, cv: CrossValidation):
+    oof = cv.walk_forward.oof
+    lo, hi = oof["event_timestamp"].min(), oof["event_timestamp"].max()
+    length = features.bar_length
+    with warehouse.get_connection() as con:
+        bars = con.execute(
+            "select symbol, ts, open, close, volume from marts.bars where timeframe = $tf and ts between $lo and $hi order by ts, symbol",
+            {"tf": features.timeframe, "lo": lo - length, "hi": hi},
+        ).pl()
+        has_oracle = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = 'synthetic_oracle'"
+        ).fetchone()[0]
+        oracle = None
+        if has_oracle:
+            oracle = con.execute(
+                "select symbol, ts, expected_log_return as expected from raw.synthetic_oracle "
+                "where horizon = $h and ts between $lo and $hi",
+                {"h": int(oof["label"].item(0).rsplit("_", 1)[1]), "lo": lo - length, "hi": hi},
+            ).pl()
+    bars = bars.with_columns(pl.col("ts").dt.convert_time_zone("UTC"))
+    bars = bars.select("symbol", (pl.col("ts") + length).alias("ts"), "open", "close", pl.col("volume").cast(pl.Float64))
+    if oracle is not None:
+        oracle = oracle.select("symbol", (pl.col("ts").dt.convert_time_zone("UTC") + length).alias("event_timestamp"), "expected")
+        oracle = oracle.with_columns(pl.col("event_timestamp").cast(oof["event_timestamp"].dtype))
+    return bars.with_columns(pl.col("ts").cast(oof["event_timestamp"].dtype)), oracle
+
+
+def _evaluation_metadata(ev: Evaluation, sheet: dict[str, Path]) -> dict[str, object]:
+    ens, bt = ev.report["models"]["ensemble"], ev.report["backtest"]
+    meta: dict[str, object] = {
+        "ic": ens["ic"], "rank_ic": ens["rank_ic"], "icir": ens["icir"], "hit_rate": ens["hit_rate"],
+        "oracle_ic": ev.report["oracle_ic"], "oracle_fraction": ens["oracle_fraction"],
+        "equal_weight_ic": ev.report["models"]["equal_weight"]["ic"],
+        "sharpe": bt["sharpe_ratio"], "max_drawdown": bt["max_drawdown"], "turnover": bt["turnover"],
+        "annual_return": bt["annual_return"], "gates_passed": ev.passed,
+        "tearsheet": dg.MetadataValue.path(str(sheet["summary"])),
+        "summary": dg.MetadataValue.md(Path(sheet["summary"]).read_text()),
+    }
+    return meta
+
+
+@dg.asset(group_name=GROUP, deps=[model_evaluation], kinds={"bentoml"})
+def ensemble_candidate(context: dg.AssetExecutionContext, features: FeatureStoreResource, models: ModelsResource) -> dg.MaterializeResult:
+    """Every learner refitted on the latest window, stacked, and registered as a candidate in the BentoML store."""
+    config = _config(models, features)
+    frame = training_data.load_frame(_path(models, FRAME))
+    cv: CrossValidation = _load(models, CV)
+    ev: Evaluation = _load(models, EVALUATION)
+    ensemble, seconds = fit_candidate(frame, ev.oof, config, log=context.log.info)
+    meta = candidate_metadata(frame, cv, ev, config, fingerprint=training_data.fingerprint(frame))
+    meta["final_fit_seconds"] = seconds
+    tag = register_candidate(models.registry(), ensemble, meta, ev.oof)
+    _path(models, CANDIDATE).write_text(json.dumps({"tag": tag}))
+    return dg.MaterializeResult(metadata={"tag": tag, "weights": dg.MetadataValue.json(ensemble.weights),
+                                          **{f"final_fit_seconds/{k}": round(v, 1) for k, v in seconds.items()}})
+
+
+@dg.asset(group_name=GROUP, deps=[ensemble_candidate], kinds={"bentoml"})
+def production_model(context: dg.AssetExecutionContext, models: ModelsResource) -> dg.MaterializeResult:
+    """Champion/challenger: the gated candidate becomes production only if it beats the champion out of sample."""
+    registry = models.registry()
+    tag = json.loads(_path(models, CANDIDATE).read_text())["tag"]
+    champion = registry.production()
+    try:
+        comparison = registry.promote(tag, by="dagster")
+    except PromotionRefused as refused:
+        context.log.warning(str(refused))
+        return dg.MaterializeResult(metadata={"production": champion or "none", "candidate": tag, "promoted": False,
+                                              "reason": str(refused)})
+    meta: dict[str, object] = {"production": tag, "candidate": tag, "promoted": True, "previous": champion or "none"}
+    if comparison is not None:
+        meta |= {"challenger_ic": comparison.challenger_ic, "champion_ic": comparison.champion_ic,
+                 "common_timestamps": comparison.timestamps}
+    return dg.MaterializeResult(metadata=meta)

@@ -1,0 +1,23 @@
+"""The training job and the daily retrain schedule (after the day's ingest and features)."""
+
+
+import dagster as dg
+
+TRAINING_JOB = "training_job"
+EXCHANGE_TZ = "America/New_York"
+#: 18:30 New York on weekdays: after the 17:00 ingest (marts, features, Feast) has finished.
+RETRAIN_CRON = "30 18 * * 1-5"
+
+
+def build_jobs_and_schedules() -> tuple[list, list]:
+    training_job = dg.define_asset_job(
+        TRAINING_JOB,
+        selection=dg.AssetSelection.groups("training"),
+        description="Feast training frame → purged walk-forward CV of every learner → stacked ensemble, backtest and gates → "
+        "candidate in the BentoML store → champion/challenger promotion.",
+    )
+    retrain = dg.ScheduleDefinition(
+        name="daily_retrain_schedule", job=training_job, cron_schedule=RETRAIN_CRON, execution_timezone=EXCHANGE_TZ,
+        description="Weekdays at 18:30 America/New_York: retrain on the updated features and promote the candidate if it wins.",
+    )
+    return [training_job], [retrain]
