@@ -1,0 +1,204 @@
+"""Wash sales (IRC §1091, IRS Publication 550 "Wash Sales", Treas. Reg. §1.1091-1 and -2).
+
+A loss on a sale of shares is *disallowed* when substantially identical shares (here: the
+same symbol, in any account of the ledger) are acquired within 30 days before or after the
+sale: a 61-day window on trade dates, both ends included. The disallowed loss is added to
+the basis of the replacement shares, and their holding period is extended by that of the
+shares sold, so the loss is deferred, not lost.
+
+How the rules are applied, in the order the ledger books fills:
+
+* **Per block.** A sale that takes several FIFO lots gives one disposal per lot; each is a
+  gain or a loss on its own. A loss block never nets against a gain block sold the same day
+  (Rev. Rul. 56-602): the gain stays whole and the loss is disallowed on its own shares.
+* **Losses in sale order; replacements in the order bought.** Each loss disposal takes the
+  earliest eligible replacement shares first. Shares bought before the sale are matched
+  when the sale is booked; the loss's unreplaced remainder then waits ("pending") and is
+  matched by later purchases, up to 30 days after the sale, as they arrive.
+* **One loss per replacement share.** Shares that absorbed a loss are carved off into their
+  own lot and never absorb another; the rest of the purchase stays available.
+* **Partial replacement is proportional.** With ``r`` replacement shares for ``n`` shares
+  sold, ``loss × r / n`` is disallowed and the rest is deductible. The last share to be
+  replaced takes the exact remainder, so a fully replaced loss is disallowed to the cent.
+* **Holding period.** The replacement shares' holding period starts
+  ``(date sold − holding start of the sold shares)`` days before their own purchase.
+
+Which shares can be replacement shares (the interpretation this module takes):
+
+* **Not shares of the same purchase.** Shares bought by the order that bought the shares
+  being sold, including the unsold rest of the lot and other fills of that order, are the
+  same acquisition, not a re-acquisition: buy 100, sell 50 of them at a loss a week later,
+  keep 50 → no wash sale from the kept 50.
+* **Not shares acquired before the shares sold.** Stock already held before the loss shares
+  were bought cannot replace them (the position of Kaye Thomas, Fairmark, in his comments on
+  IRS Notice 2009-17). Under FIFO within one account this never arises; it matters across
+  accounts of the same ledger.
+* **Only shares still held.** Shares bought in the 30 days before the sale but already sold
+  by the time of the loss sale (including the other blocks of the same sale) are not
+  replacement shares: there is no basis left to carry the loss, and re-opening a closed
+  sale would turn an earlier gain retroactively.
+* **Only long purchases.** A buy that covers a short sale delivers its shares to the lender;
+  it is not a replacement purchase. Only the part of a buy that opens a long lot counts.
+
+Not modelled (documented gaps): losses on *closing short sales* (Pub 550, "Short sales")
+are reported without wash-sale adjustment; options, contracts to acquire and IRA purchases
+are not in the fills.
+
+Example (Publication 550): buy 100 for $1,000, sell for $750, buy 100 for $800 within 30 days:
+    >>> import datetime as dt
+    >>> from trader.compliance.lots import Ledger
+    >>> from trader.compliance.fills import ComplianceFill
+    >>> def fill(fid, side, day, price):
+    ...     ts = dt.datetime(2013, *day, 15, tzinfo=dt.UTC)
+    ...     return ComplianceFill(fill_id=fid, order_id=fid, client_order_id=fid, symbol="XYZ", side=side,
+    ...                           qty="100", price=price, fee="0", ts=ts, venue="SIM", account="A1")
+    >>> ledger = Ledger()
+    >>> ledger.apply_all([fill("b1", "buy", (1, 1), "10"), fill("s1", "sell", (6, 1), "7.50"),
+    ...                   fill("b2", "buy", (6, 15), "8")])
+    >>> sale = ledger.disposals[0]
+    >>> sale.proceeds, sale.basis, sale.disallowed, sale.gain
+    (Decimal('750.00'), Decimal('1000'), Decimal('250.00'), Decimal('0.00'))
+    >>> lot = ledger.open_lots()[0]
+    >>> lot.cost, lot.holding_start.isoformat()
+    (Decimal('1050.00'), '2013-01-15')
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the ledger imports this module at runtime; only the types flow back
+    from trader.compliance.lots import Disposal, TaxLot
+
+WINDOW = dt.timedelta(days=30)
+
+#: Cut ``qty`` shares off the front of an open lot (in place in its position) and return them.
+Carve = Callable[["TaxLot", Decimal], "TaxLot"]
+
+
+@dataclass(frozen=True)
+class WashSale:
+    """One wash-sale adjustment: ``qty`` replacement shares absorbing part of one loss.
+
+    ``booked`` is the day the adjustment became known: the later of the loss sale and the
+    replacement purchase. A loss can be split over several replacement lots (several rows).
+    """
+
+    loss_disposal_id: str
+    symbol: str
+    loss_account: str
+    sold: dt.date
+    replacement_lot_id: str
+    replacement_account: str
+    replacement_acquired: dt.date
+    qty: Decimal
+    disallowed: Decimal
+    holding_days_added: int
+    replacement_holding_start: dt.date
+    booked: dt.date
+
+
+def in_window(sold: dt.date, acquired: dt.date) -> bool:
+    """True if ``acquired`` falls in the 61-day window around ``sold`` (30 days each side, inclusive).
+
+    Example:
+        >>> in_window(dt.date(2024, 3, 1), dt.date(2024, 3, 31)), in_window(dt.date(2024, 3, 1), dt.date(2024, 4, 1))
+        (True, False)
+    """
+    return abs(acquired - sold) <= WINDOW
+
+
+def is_replacement(loss: Disposal, lot: TaxLot) -> bool:
+    """Whether ``lot`` may absorb (part of) ``loss``: see the module docstring for each condition."""
+    return (
+        lot.direction == "long"
+        and lot.replacement_for is None
+        and lot.symbol == loss.symbol
+        and lot.order_id != loss.lot_order_id
+        and lot.seq > loss.lot_seq
+        and in_window(loss.sold, lot.acquired)
+    )
+
+
+class WashSaleBook:
+    """Applies the wash-sale rules as the ledger books fills; holds losses still waiting for replacements.
+
+    The ledger calls :meth:`on_sale` after each sale and :meth:`on_purchase` for each new
+    long lot; both mutate the lots (basis, holding start) and the loss disposals
+    (``disallowed``) through ``carve``, and record a :class:`WashSale` per adjustment.
+    """
+
+    def __init__(self) -> None:
+        self.adjustments: list[WashSale] = []
+        self._pending: dict[str, list[Disposal]] = {}
+
+    def on_sale(self, pieces: Iterable[Disposal], held: Callable[[str], list[TaxLot]], carve: Carve) -> None:
+        """Match the sale's loss blocks, in order, against shares still held; queue what stays unreplaced.
+
+        Args:
+            pieces: the disposals of one sell fill, in FIFO order.
+            held: open lots of a symbol after the whole sale (all accounts), in the order bought.
+            carve: cuts shares off an open lot (see :data:`Carve`).
+        """
+        losses = [piece for piece in pieces if piece.direction == "long" and piece.loss > 0]
+        if not losses:
+            return
+        # One candidate list per sale, not per block: a sale can close hundreds of fragmented blocks.
+        pool = [lot for lot in held(losses[0].symbol) if lot.replacement_for is None and in_window(losses[0].sold, lot.acquired)]
+        start = 0
+        for piece in losses:
+            for lot in pool[start:]:
+                if piece.unreplaced <= 0:
+                    break
+                if is_replacement(piece, lot):
+                    self._absorb(piece, lot, carve, booked=piece.sold)
+            while start < len(pool) and pool[start].replacement_for is not None:
+                start += 1  # lots taken whole never absorb again
+            if piece.unreplaced > 0:
+                self._pending.setdefault(piece.symbol, []).append(piece)
+
+    def on_purchase(self, lot: TaxLot, carve: Carve) -> None:
+        """Let a new long lot absorb waiting losses, oldest sale first, until it or they run out."""
+        queue = self._pending.get(lot.symbol)
+        if not queue:
+            return
+        # A loss whose window closed before this purchase can never be replaced: forget it.
+        queue[:] = [piece for piece in queue if lot.acquired <= piece.sold + WINDOW]
+        for piece in list(queue):
+            if not is_replacement(piece, lot):
+                continue
+            taken = self._absorb(piece, lot, carve, booked=lot.acquired)
+            if piece.unreplaced <= 0:
+                queue.remove(piece)
+            if taken is lot:  # the whole lot is spoken for
+                break
+
+    def pending(self, as_of: dt.date) -> list[Disposal]:
+        """Loss disposals not fully replaced whose window is still open on ``as_of``: they may yet become wash sales."""
+        return [piece for queue in self._pending.values() for piece in queue if as_of <= piece.sold + WINDOW and piece.unreplaced > 0]
+
+    def _absorb(self, piece: Disposal, lot: TaxLot, carve: Carve, *, booked: dt.date) -> TaxLot:
+        qty = min(piece.unreplaced, lot.qty)
+        taken = carve(lot, qty)
+        if piece.replaced_qty + qty == piece.qty:
+            amount = piece.loss - piece.disallowed  # the exact remainder: a full replacement disallows all of it
+        else:
+            amount = piece.loss * qty / piece.qty
+        held_days = (piece.sold - piece.holding_start).days
+        taken.cost += amount
+        taken.wash_adjustment += amount
+        taken.holding_start = taken.acquired - dt.timedelta(days=held_days)
+        taken.replacement_for = piece.disposal_id
+        piece.disallowed += amount
+        piece.replaced_qty += qty
+        self.adjustments.append(WashSale(
+            loss_disposal_id=piece.disposal_id, symbol=piece.symbol, loss_account=piece.account, sold=piece.sold,
+            replacement_lot_id=taken.lot_id, replacement_account=taken.account, replacement_acquired=taken.acquired,
+            qty=qty, disallowed=amount, holding_days_added=held_days, replacement_holding_start=taken.holding_start,
+            booked=booked,
+        ))
+        return taken

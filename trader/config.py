@@ -1,0 +1,257 @@
+"""Typed configuration: ``trader.yaml`` (risk limits, universe, sizing, prediction service, mode) and secrets.
+
+Everything in the file is validated at start-up and unknown keys are refused, so a typo
+(``max_postion_pct``) fails loudly instead of silently keeping a default. Errors are one
+line naming the file, the field and the reason (:class:`~trader.errors.TraderConfigError`).
+Secrets never live in the file: :class:`Secrets` reads ``ALPACA_API_KEY``,
+``ALPACA_SECRET_KEY`` and ``TRADER_API_TOKEN`` from the environment and keeps them as
+``SecretStr`` (shown as ``**********`` in any repr or log line).
+
+A minimal ``trader.yaml``::
+
+    mode: sim
+    universe:
+      symbols: [AAA, BBB, CCC]
+      sectors: {tech: [AAA, BBB], energy: [CCC]}
+    risk:
+      max_position_pct: 0.10
+      drawdown: {tiers: [{at: 0.05, size_multiplier: 0.75}, {at: 0.10, size_multiplier: 0.5}],
+                 flatten_and_halt_at: 0.15}
+    sizing: {mode: long_short, k: 1}
+
+Example:
+    >>> cfg = TraderConfig.model_validate({"universe": {"symbols": ["AAA"], "sectors": {"tech": ["AAA"]}}})
+    >>> cfg.mode, cfg.risk.max_position_pct, cfg.universe.sector_of("AAA")
+    (<Mode.SIM: 'sim'>, Decimal('0.10'), 'tech')
+    >>> Secrets.from_env({"ALPACA_API_KEY": "PKTEST123", "ALPACA_SECRET_KEY": "s3cr3t-value"}).alpaca_secret_key
+    SecretStr('**********')
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, model_validator
+
+from trader.errors import TraderConfigError
+
+Fraction = Annotated[Decimal, Field(gt=0, le=1)]
+Money = Annotated[Decimal, Field(gt=0)]
+Ticker = Annotated[str, Field(pattern=r"^[A-Z0-9.\-/]{1,15}$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Mode(StrEnum):
+    SIM = "sim"
+    PAPER = "paper"
+    LIVE = "live"
+    DRY_RUN = "dry-run"
+
+
+class DrawdownTier(_Model):
+    """From a drawdown of ``at`` (fraction of the equity peak) on, new risk is sized by ``size_multiplier``."""
+
+    at: Annotated[Decimal, Field(gt=0, lt=1)]
+    size_multiplier: Fraction
+
+
+class DrawdownConfig(_Model):
+    """Drawdown tiers; at ``flatten_and_halt_at`` the trader flattens and halts (the size multiplier is 0)."""
+
+    tiers: tuple[DrawdownTier, ...] = (
+        DrawdownTier(at=Decimal("0.05"), size_multiplier=Decimal("0.75")),
+        DrawdownTier(at=Decimal("0.10"), size_multiplier=Decimal("0.5")),
+    )
+    flatten_and_halt_at: Annotated[Decimal, Field(gt=0, lt=1)] = Decimal("0.15")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DrawdownConfig:
+        ats = [t.at for t in self.tiers]
+        if ats != sorted(set(ats)):
+            raise ValueError("tiers must have strictly increasing 'at'")
+        mults = [t.size_multiplier for t in self.tiers]
+        if mults != sorted(mults, reverse=True):
+            raise ValueError("a deeper tier cannot have a larger size_multiplier")
+        if ats and ats[-1] >= self.flatten_and_halt_at:
+            raise ValueError("every tier must start below flatten_and_halt_at")
+        return self
+
+    def size_multiplier(self, drawdown: Decimal) -> Decimal:
+        """1 above the first tier, the deepest reached tier's multiplier, 0 from ``flatten_and_halt_at`` on."""
+        if drawdown >= self.flatten_and_halt_at:
+            return Decimal(0)
+        reached = [t.size_multiplier for t in self.tiers if drawdown >= t.at]
+        return reached[-1] if reached else Decimal(1)
+
+
+class RiskLimits(_Model):
+    """Limits of :class:`trader.risk.RiskEngine`. Percentages are fractions of equity (0.10 = 10 %)."""
+
+    max_notional_per_order: Money = Decimal(50_000)
+    max_position_pct: Fraction = Decimal("0.10")
+    max_gross_exposure_pct: Annotated[Decimal, Field(gt=0, le=10)] = Decimal("1.0")
+    max_net_exposure_pct: Annotated[Decimal, Field(ge=0, le=10)] = Decimal("0.5")
+    #: ``None`` switches the sector check off; otherwise every traded symbol needs a sector.
+    max_sector_pct: Fraction | None = Decimal("0.30")
+    daily_loss_limit_pct: Annotated[Decimal, Field(gt=0, lt=1)] = Decimal("0.03")
+    drawdown: DrawdownConfig = DrawdownConfig()
+    price_collar_pct: Fraction = Decimal("0.05")
+    max_orders_per_minute: PositiveInt = 60
+    #: Seconds (``1800``) or ISO 8601 (``PT30M``); older features make a prediction stale.
+    max_prediction_age: dt.timedelta = dt.timedelta(minutes=30)
+    market_hours_only: bool = True
+    restricted_symbols: frozenset[Ticker] = frozenset()
+
+
+class SizingConfig(_Model):
+    """How scores become orders (:mod:`trader.sizing`)."""
+
+    mode: Literal["long_short", "long_only"] = "long_short"
+    #: Names per side: the top ``k`` scores go long, the bottom ``k`` short (long-short only).
+    k: PositiveInt = 5
+    #: Target sum of |weights| before the drawdown size multiplier.
+    gross_exposure: Annotated[Decimal, Field(gt=0, le=10)] = Decimal(1)
+    weighting: Literal["equal", "kelly"] = "equal"
+    #: Kelly from the prediction's confidence p and payoff ratio b: f = fraction · (p − (1 − p) / b), capped.
+    kelly_fraction: Fraction = Decimal("0.25")
+    kelly_cap: Fraction = Decimal("0.10")
+    kelly_payoff: Money = Decimal(1)
+    #: Volatility targeting: weights scale by target_vol / vol (same units as the vol estimates given).
+    target_vol: Money | None = None
+    max_weight: Fraction = Decimal("0.10")
+    fractional: bool = False
+    qty_decimals: Annotated[int, Field(ge=0, le=9)] = 4
+    min_order_notional: Annotated[Decimal, Field(ge=0)] = Decimal(1)
+    #: No order when |target weight − current weight| is below this (full closes excepted).
+    rebalance_threshold: Annotated[Decimal, Field(ge=0, lt=1)] = Decimal("0.005")
+    #: Only buy a long-direction prediction and only short a short-direction one; never trade "flat".
+    respect_direction: bool = True
+
+
+class UniverseConfig(_Model):
+    symbols: Annotated[tuple[Ticker, ...], Field(min_length=1)]
+    sectors: dict[str, tuple[Ticker, ...]] = {}
+
+    @model_validator(mode="after")
+    def _sectors_in_universe(self) -> UniverseConfig:
+        seen: dict[str, str] = {}
+        for sector, members in self.sectors.items():
+            for symbol in members:
+                if symbol not in self.symbols:
+                    raise ValueError(f"sector {sector!r} lists {symbol}, which is not in symbols")
+                if symbol in seen:
+                    raise ValueError(f"{symbol} is in two sectors ({seen[symbol]!r}, {sector!r})")
+                seen[symbol] = sector
+        return self
+
+    def sector_map(self) -> dict[str, str]:
+        return {s: sector for sector, members in self.sectors.items() for s in members}
+
+    def sector_of(self, symbol: str) -> str | None:
+        return self.sector_map().get(symbol)
+
+
+class PredictionConfig(_Model):
+    url: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:3000"
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 5.0
+    #: Consecutive failed cycles after which the trading state goes to HALTED.
+    max_consecutive_failures: PositiveInt = 3
+
+
+class TraderConfig(_Model):
+    mode: Mode = Mode.SIM
+    universe: UniverseConfig
+    risk: RiskLimits = RiskLimits()
+    sizing: SizingConfig = SizingConfig()
+    prediction: PredictionConfig = PredictionConfig()
+    #: Any SQLAlchemy URL; default ``sqlite:///$ALPHALINE_HOME/trader/trader.db``.
+    store_url: str | None = None
+
+    @model_validator(mode="after")
+    def _sectors_cover_universe(self) -> TraderConfig:
+        if self.risk.max_sector_pct is not None and self.universe.sectors:
+            missing = sorted(set(self.universe.symbols) - set(self.universe.sector_map()))
+            if missing:
+                raise ValueError(f"risk.max_sector_pct is set but {', '.join(missing)} have no sector")
+        return self
+
+
+def load_config(path: str | Path) -> TraderConfig:
+    """Read and validate ``trader.yaml``; every problem is one :class:`TraderConfigError` line.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "trader.yaml"
+        >>> _ = p.write_text("universe: {symbols: [AAA]}\\nrisk: {max_postion_pct: 0.1}\\n")
+        >>> load_config(p)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        trader.errors.TraderConfigError: ...trader.yaml: risk.max_postion_pct: Extra inputs are not permitted
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise TraderConfigError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        raise TraderConfigError(source, where, f"not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise TraderConfigError(source, "", f"the top level must be a mapping, got {type(data).__name__}")
+    try:
+        return TraderConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise TraderConfigError(source, field, err["msg"].removeprefix("Value error, ") + more) from None
+
+
+_PLACEHOLDERS = {"changeme", "change-me", "changethis", "secret", "xxx", "your-key", "your_key", "todo", "placeholder"}
+
+
+def _secret(env: Mapping[str, str], name: str) -> SecretStr | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    if value.lower() in _PLACEHOLDERS or value.startswith("<"):
+        raise TraderConfigError("environment", name, "looks like a placeholder, not a real secret")
+    return SecretStr(value)
+
+
+class Secrets(_Model):
+    """Secrets from the environment only; never in ``trader.yaml``, never in a repr or log line."""
+
+    alpaca_api_key: SecretStr | None = None
+    alpaca_secret_key: SecretStr | None = None
+    api_token: SecretStr | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Secrets:
+        """Read ``ALPACA_API_KEY``, ``ALPACA_SECRET_KEY`` and ``TRADER_API_TOKEN`` (placeholders refused)."""
+        env = os.environ if env is None else env
+        return cls(alpaca_api_key=_secret(env, "ALPACA_API_KEY"), alpaca_secret_key=_secret(env, "ALPACA_SECRET_KEY"),
+                   api_token=_secret(env, "TRADER_API_TOKEN"))
+
+    def require_alpaca(self, mode: Mode) -> tuple[SecretStr, SecretStr]:
+        """Both Alpaca keys, or a :class:`TraderConfigError` naming the missing one for ``mode``."""
+        for name, value in (("ALPACA_API_KEY", self.alpaca_api_key), ("ALPACA_SECRET_KEY", self.alpaca_secret_key)):
+            if value is None:
+                raise TraderConfigError("environment", name, f"not set; --mode {mode.value} needs Alpaca keys")
+        assert self.alpaca_api_key is not None and self.alpaca_secret_key is not None
+        return self.alpaca_api_key, self.alpaca_secret_key

@@ -1,0 +1,134 @@
+"""Tables of the trader's state store (SQLAlchemy Core), shared by the store and by readers such as compliance.
+
+Column types are chosen to be exact and portable: :class:`DecimalText` keeps a
+``Decimal`` as its exact string (``"0.10"`` stays ``"0.10"``), :class:`UTCText` a timestamp
+as fixed-width ISO 8601 UTC (``2024-03-05T15:00:00.000000+00:00``), which sorts as text.
+The ``fills`` columns are DESIGN.md §3.5's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+
+class DecimalText(TypeDecorator[Decimal]):
+    """A ``Decimal`` stored as its exact text; binding a float is refused (it is not exact)."""
+
+    impl = sa.String(64)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, float) or isinstance(value, bool) or not isinstance(value, Decimal | int):
+            raise TypeError(f"store: {value!r} ({type(value).__name__}) is not a Decimal")
+        return str(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+class UTCText(TypeDecorator[dt.datetime]):
+    """An aware datetime stored as fixed-width ISO 8601 in UTC; a naive datetime is refused."""
+
+    impl = sa.String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime) or value.utcoffset() is None:
+            raise TypeError(f"store: {value!r} is not a timezone-aware datetime")
+        return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+    def process_result_value(self, value: Any, dialect: Any) -> dt.datetime | None:
+        return None if value is None else dt.datetime.fromisoformat(value)
+
+
+metadata = sa.MetaData()
+
+orders = sa.Table(
+    "orders", metadata,
+    sa.Column("client_order_id", sa.String(128), primary_key=True),
+    sa.Column("order_id", sa.String(128), index=True),
+    sa.Column("symbol", sa.String(15), nullable=False, index=True),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("order_type", sa.String(16), nullable=False),
+    sa.Column("time_in_force", sa.String(8), nullable=False),
+    sa.Column("qty", DecimalText, nullable=False),
+    sa.Column("limit_price", DecimalText),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("filled_qty", DecimalText, nullable=False),
+    sa.Column("avg_fill_price", DecimalText),
+    sa.Column("fees", DecimalText, nullable=False),
+    sa.Column("status_reason", sa.Text, nullable=False),
+    sa.Column("created_at", UTCText, nullable=False, index=True),
+    sa.Column("updated_at", UTCText, nullable=False),
+)
+
+fills = sa.Table(
+    "fills", metadata,
+    sa.Column("fill_id", sa.String(128), primary_key=True),
+    sa.Column("order_id", sa.String(128), nullable=False),
+    sa.Column("client_order_id", sa.String(128), nullable=False, index=True),
+    sa.Column("symbol", sa.String(15), nullable=False, index=True),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("qty", DecimalText, nullable=False),
+    sa.Column("price", DecimalText, nullable=False),
+    sa.Column("fee", DecimalText, nullable=False),
+    sa.Column("ts", UTCText, nullable=False, index=True),
+    sa.Column("venue", sa.String(32), nullable=False),
+    sa.Column("account", sa.String(64), nullable=False),
+)
+
+positions = sa.Table(
+    "positions", metadata,
+    sa.Column("symbol", sa.String(15), primary_key=True),
+    sa.Column("qty", DecimalText, nullable=False),
+    sa.Column("avg_cost", DecimalText, nullable=False),
+    sa.Column("realized_pnl", DecimalText, nullable=False),
+    sa.Column("fees", DecimalText, nullable=False),
+    sa.Column("updated_at", UTCText, nullable=False),
+)
+
+#: One row per change: the latest row is the trading state; the rest is its history.
+risk_state = sa.Table(
+    "risk_state", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("changed_by", sa.String(128), nullable=False),
+    sa.Column("changed_at", UTCText, nullable=False),
+)
+
+#: :class:`trader.audit.AuditRecord` rows; ``payload`` is the canonical JSON that was hashed.
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False, index=True),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+)
+
+#: Equity marks with the running high-water mark (drawdown tiers and the daily loss limit survive restarts).
+equity_marks = sa.Table(
+    "equity_marks", metadata,
+    sa.Column("ts", UTCText, primary_key=True),
+    sa.Column("equity", DecimalText, nullable=False),
+    sa.Column("cash", DecimalText, nullable=False),
+    sa.Column("peak", DecimalText, nullable=False),
+)
+
+#: SQLite only: the database itself refuses to rewrite history.
+APPEND_ONLY_TRIGGERS = tuple(
+    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+    for table in ("audit", "fills") for op in ("UPDATE", "DELETE")
+)
