@@ -3,8 +3,9 @@
 Each member's prediction is divided by a **scale** (the standard deviation of its
 out-of-fold predictions) so members speak in comparable units, then combined with
 non-negative weights: ``score = Σ w_f · pred_f / scale_f`` with ``Σ w_f = 1``. The
-weights come from a non-negative least-squares fit of the label on the scaled OOF
-predictions (scikit-learn ``LinearRegression(positive=True)``); the equal-weight
+weights come from a non-negative least-squares fit (scikit-learn
+``LinearRegression(positive=True)``) of the label on the OOF predictions, both
+standardised across symbols within each timestamp (the cross-section IC measures); the equal-weight
 ensemble is the baseline it is reported against. Scoring is row-wise, so one symbol
 scores the same alone or within its cross-section (serving parity).
 
@@ -17,7 +18,8 @@ Example:
     >>> import numpy as np, polars as pl
     >>> rng = np.random.default_rng(0)
     >>> y = rng.normal(size=2000)
-    >>> oof = pl.DataFrame({"label_fwd_ret_4": y, "pred_good": y + rng.normal(size=2000), "pred_noise": rng.normal(size=2000)})
+    >>> oof = pl.DataFrame({"event_timestamp": np.arange(2000) // 20, "label_fwd_ret_4": y,
+    ...                     "pred_good": y + rng.normal(size=2000), "pred_noise": rng.normal(size=2000)})
     >>> w, _ = stack_weights(oof, ["good", "noise"], label="label_fwd_ret_4")
     >>> w["good"] > 0.9 and w["noise"] < 0.1
     True
@@ -52,15 +54,24 @@ def stack_weights(oof: pl.DataFrame, families: Sequence[str], *, label: str,
 
     scales = dict(scales) if scales is not None else member_scales(oof, families)
     cols = [f"pred_{f}" for f in families]
-    data = oof.select(*cols, label).drop_nulls().drop_nans()
+    data = oof.select("event_timestamp", *cols, label).drop_nulls().drop_nans()
     if data.height < 10 * len(families):
         return equal_weights(families), scales
-    x = data.select(pl.col(c) / scales[f] for c, f in zip(cols, families, strict=True)).to_numpy()
-    meta = LinearRegression(positive=True, fit_intercept=True).fit(x, data[label].to_numpy())
+    # The models are judged by cross-sectional IC, so the meta-learner fits what IC measures: members'
+    # scores and the label standardised across symbols within each timestamp (market moves drop out).
+    zscored = data.select(_xs_z(c) for c in (*cols, label)).drop_nulls().drop_nans()
+    x = zscored.select(cols).to_numpy()
+    y = zscored[label].to_numpy()
+    meta = LinearRegression(positive=True, fit_intercept=False).fit(x, y)
     coef = np.clip(meta.coef_, 0.0, None)
     if coef.sum() <= 0:
         return equal_weights(families), scales
     return {f: float(c / coef.sum()) for f, c in zip(families, coef, strict=True)}, scales
+
+
+def _xs_z(column: str) -> pl.Expr:
+    col = pl.col(column)
+    return ((col - col.mean().over("event_timestamp")) / col.std().over("event_timestamp")).alias(column)
 
 
 def equal_weights(families: Sequence[str]) -> dict[str, float]:

@@ -89,7 +89,7 @@ def demo(sessions: int, n_symbols: int, seed: int, train: bool) -> None:
         from orchestration.defs.training.schedules import TRAINING_JOB
 
         click.echo("\nTraining: purged walk-forward CV of every learner, stacking, backtest, gates, registry ...")
-        run_job(TRAINING_JOB, run_config={"resources": {"models": {"config": _demo_training()}}})
+        run_job(TRAINING_JOB, run_config={"resources": {"models": {"config": _demo_training(settings)}}})
         print_model_summary(settings)
     click.echo(f"\nDone in {time.monotonic() - t0:.0f}s. Where to look:")
     click.echo(f"  warehouse   {settings.warehouse_path}  (marts.bars, marts.bars_daily, raw.bars_rejected)")
@@ -195,9 +195,9 @@ main.add_command(features)
 main.add_command(models)
 
 
-def _demo_training() -> dict[str, Any]:
+def _demo_training(settings: Settings) -> dict[str, Any]:
     """The demo's training sizes: 3 folds and capped torch epochs keep it within a few minutes on 2 cores."""
-    return {"n_folds": 3}
+    return {"home": str(settings.home), "n_folds": 3, "families": ["sklearn_ridge", "sklearn_hgb", "xgboost"], "sentinel_family": "sklearn_ridge"}
 
 
 def run() -> None:

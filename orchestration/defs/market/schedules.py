@@ -11,7 +11,8 @@ IMPORT_JOB = "file_import_job"
 def build_jobs_and_schedules(raw_bars: dg.AssetsDefinition, imported_bars: dg.AssetsDefinition) -> tuple[list, list]:
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
-        selection=dg.AssetSelection.assets(raw_bars).downstream(),
+        # Training has its own job and schedule (after the ingest): a day's ingest must not wait on a retrain.
+        selection=dg.AssetSelection.assets(raw_bars).downstream() - dg.AssetSelection.groups("training"),
         description="Ingest a day (or a range of days) of market bars, rebuild the marts, then the features, Feast and the online store.",
     )
     import_job = dg.define_asset_job(

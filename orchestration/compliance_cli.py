@@ -1,0 +1,100 @@
+"""``alphaline compliance``: close a trading day and re-check everything ever sealed.
+
+Examples::
+
+    alphaline compliance run --date 2024-03-05   # ledger, reports, audit check, WORM archive for that session
+    alphaline compliance verify                  # archive, sealed fills vs the store, audit chain; exit 1 if altered
+
+``run`` goes through Dagster (the ``eod_compliance_job``, one partition), so the run, its
+checks and its metadata show up in ``make ui``; ``verify`` is plain Python and reads only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import click
+
+from orchestration.errors import ConfigError
+from orchestration.runner import fail, run_job
+from orchestration.settings import Settings, prepare_environment
+
+
+def _paths(settings: Settings):
+    from orchestration.defs.compliance.resources import ComplianceResource
+
+    return ComplianceResource.for_home(settings.home).paths()
+
+
+@click.group()
+def compliance() -> None:
+    """End-of-day compliance: tax lots, wash sales, Form 8949, audit trail, WORM archive."""
+
+
+@compliance.command()
+@click.option("--date", "date_", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="The session to close (YYYY-MM-DD).")
+def run(date_: dt.datetime) -> None:
+    """Run the EOD compliance job for one session, then show what was written, verified and sealed."""
+    from orchestration.defs.compliance.schedules import EOD_JOB
+    from orchestration.defs.compliance.sources import NY, is_session
+
+    day = date_.date()
+    settings = prepare_environment(Settings())
+    if day < settings.market_start:
+        raise ConfigError(f"--date {day}: before ALPHALINE_MARKET_START={settings.market_start} (no closing prices)")
+    if day > dt.datetime.now(NY).date():
+        raise ConfigError(f"--date {day}: in the future")
+    if not is_session(day):
+        raise ConfigError(f"--date {day}: not an XNYS session (weekend or exchange holiday): nothing to close")
+    click.echo(f"EOD compliance for {day} (ALPHALINE_HOME={settings.home})")
+    run_job(EOD_JOB, tags={"dagster/partition": day.isoformat()})
+    _print_day(settings, day)
+
+
+def _print_day(settings: Settings, day: dt.date) -> None:
+    from orchestration.defs.compliance.eod import SEALED, current_entries
+
+    paths = _paths(settings)
+    directory = paths.day_dir(day)
+    click.echo(f"\nReports  {directory}")
+    for name in SEALED[:-1]:
+        path = directory / name
+        if path.exists():
+            rows = max(0, len(path.read_text().splitlines()) - 1) if name.endswith((".csv", ".jsonl")) else None
+            click.echo(f"  {name:<24} {'' if rows is None else f'{rows} row(s)'}")
+    verification = json.loads((directory / "audit_verification.json").read_text())
+    head = verification["head"]
+    click.echo(f"\nAudit trail  {'verified' if verification['ok'] else 'NOT VERIFIED'}: {verification['chain']['records']} "
+               f"records; day head {head['count']}:{head['hash'][:16]}…; Merkle root {verification['day']['merkle_root'][:16]}…")
+    for problem in verification["problems"][:5]:
+        click.secho(f"  ! {problem}", fg="red")
+    entries = [e for (_, date), e in current_entries(paths.archive()).items() if date == day]
+    click.echo(f"\nArchive  {paths.archive_root}: {len(entries)} record(s) sealed for {day}")
+    for entry in sorted(entries, key=lambda e: e.seq):
+        corrects = f", corrects {entry.corrects[:12]}…" if entry.corrects else ""
+        click.echo(f"  seq {entry.seq:<5} {entry.name:<24} sha256 {entry.sha256[:16]}…  kept until {entry.retention_until}{corrects}")
+
+
+@compliance.command()
+def verify() -> None:
+    """Re-check the whole archive, every sealed day's fills and the audit chain; exit 1 if anything was altered."""
+    from trader.compliance import ComplianceError
+
+    from orchestration.defs.compliance.verify import verify_everything
+
+    settings = prepare_environment(Settings())
+    try:
+        report = verify_everything(_paths(settings))
+    except ComplianceError as err:
+        fail(str(err))
+        return
+    for line in report.lines:
+        click.echo(line)
+    if report.ok:
+        click.secho("OK: nothing was altered", fg="green")
+        return
+    click.secho(f"{len(report.problems)} problem(s):", fg="red")
+    for problem in report.problems:
+        click.secho(f"  ✗ {problem}", fg="red")
+    raise SystemExit(1)

@@ -1,0 +1,361 @@
+"""The end-of-day compliance steps in plain Python; the Dagster assets, the CLI and the benchmark call these.
+
+One day ``D`` (an XNYS session) goes through four steps, each an asset:
+
+1. :func:`close_ledger`: resume the tax-lot ledger from the last *sealed* checkpoint before
+   ``D`` (or replay every fill when there is none, or when the store gained fills for the
+   checkpoint's days since), apply the fills up to ``D``, mark to ``marts.bars`` closes and
+   save the day close to ``$ALPHALINE_HOME/compliance/ledger/<D>.json``;
+2. :func:`write_day_reports`: the reports of :func:`trader.compliance.write_reports` plus the
+   day's fills (``fills.csv``) under ``reports/<D>/``;
+3. :func:`verify_day_audit`: the whole audit chain against every head published so far,
+   writing ``audit_verification.json`` and the day's records (``audit_records.jsonl``);
+4. :func:`seal_day`: every file above into the WORM archive. The checkpoint is sealed last
+   and is the only one the next day resumes from, read back through the archive (so its
+   bytes are checked against their hash first).
+
+Re-running a day rebuilds the same bytes (every file is deterministic), so sealing archives
+nothing new; a file that did change (a late fill) is appended as a correction that names
+the entry it supersedes. Nothing archived is ever rewritten.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from orchestration.defs.compliance import sources
+from trader.audit import verify_chain
+from trader.compliance import (
+    ArchiveEntry,
+    AuditVerification,
+    ComplianceError,
+    ComplianceFill,
+    DayClose,
+    LedgerError,
+    PublishedHead,
+    ReportSet,
+    WormArchive,
+    close_day,
+    dumps_day_close,
+    restore_day_close,
+    restore_ledger,
+    verify_audit_trail,
+    write_reports,
+)
+from trader.compliance.audit_check import record_day
+from trader.compliance.checkpoint import loads
+from trader.compliance.fills import COLUMNS as FILL_COLUMNS
+
+LEDGER_STATE, FILLS, AUDIT_RECORDS, AUDIT_VERIFICATION, FEES = (
+    "ledger_state.json", "fills.csv", "audit_records.jsonl", "audit_verification.json", "fee_reconciliation.csv")
+REPORTS = ("tax_lots.csv", "realized_pnl.csv", "wash_sales.csv", "form_8949.csv", "schedule_d.csv", "roll_forward.csv", FEES)
+#: What is sealed each day, in order; the checkpoint goes last: a sealed checkpoint means a complete day.
+SEALED = (*REPORTS, FILLS, AUDIT_RECORDS, AUDIT_VERIFICATION, LEDGER_STATE)
+
+
+@dataclass(frozen=True)
+class CompliancePaths:
+    """Where a run reads and writes (built by ``ComplianceResource.paths()``)."""
+
+    store_url: str
+    reports_dir: Path
+    archive_root: Path
+    work_dir: Path
+    allow_short: bool = False
+    retention_years: int = 6
+    resume: bool = True
+
+    def day_dir(self, day: dt.date) -> Path:
+        """``reports/<day>/``: what a user reads, and what is sealed."""
+        return self.reports_dir / day.isoformat()
+
+    def checkpoint(self, day: dt.date) -> Path:
+        """The working copy of the day's ledger checkpoint (the sealed copy is the one resumed from)."""
+        return self.work_dir / "ledger" / f"{day.isoformat()}.json"
+
+    def audit_verdict(self, day: dt.date) -> Path:
+        """The end-to-end audit verdict of the day's run (what the blocking check reads)."""
+        return self.work_dir / "audit" / f"{day.isoformat()}.json"
+
+    def broker_statement(self, day: dt.date) -> Path:
+        return self.work_dir / "broker_fees" / f"{day.isoformat()}.csv"
+
+    def archive(self) -> WormArchive:
+        return WormArchive(self.archive_root, retention_years=self.retention_years)
+
+
+# -- the archive as the EOD run sees it ----------------------------------------------------
+
+def current_entries(archive: WormArchive) -> dict[tuple[str, dt.date], ArchiveEntry]:
+    """The current version of every ``(name, date)``: corrections replace what they correct."""
+    entries = archive.entries()
+    corrected = {e.corrects for e in entries if e.corrects}
+    return {(e.name, e.date): e for e in entries if e.hash not in corrected}
+
+
+def published_heads(archive: WormArchive) -> list[tuple[dt.date, PublishedHead]]:
+    """Every audit chain head ever sealed, with its day (superseded ones too: each was a public commitment)."""
+    heads = {(e.date, PublishedHead(**e.meta["audit_head"])) for e in archive.entries()
+             if e.name == AUDIT_VERIFICATION and "audit_head" in e.meta}
+    return sorted(heads, key=lambda pair: (pair[1].count, pair[0]))
+
+
+# -- 1. the ledger -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LedgerRun:
+    """What :func:`close_ledger` did: the close, and whether it resumed from a checkpoint or replayed."""
+
+    close: DayClose
+    resumed_from: dt.date | None
+    note: str
+    fills_applied: int
+    fills_through: int
+    path: Path
+
+
+def _checkpoint_before(paths: CompliancePaths, day: dt.date) -> tuple[dt.date | None, Any, str]:
+    """``(checkpoint day, restored ledger, note)``; ``(None, None, why not)`` when the run must replay."""
+    if not paths.resume:
+        return None, None, "checkpoints turned off: replaying every fill"
+    archive = paths.archive()
+    sealed = [e for (name, date), e in current_entries(archive).items() if name == LEDGER_STATE and date < day]
+    if not sealed:
+        return None, None, f"no sealed checkpoint before {day}: replaying every fill"
+    entry = max(sealed, key=lambda e: e.date)
+    state = loads(archive.read(entry.sha256))
+    now = sources.count_fills(paths.store_url, through=entry.date)
+    if now != state["fills_through"]:
+        return None, None, (f"the store has {now} fills through {entry.date}, its checkpoint {state['fills_through']} "
+                            "(late fills): replaying every fill")
+    if state["ledger"]["allow_short"] != paths.allow_short:
+        return None, None, f"allow_short changed since the {entry.date} checkpoint: replaying every fill"
+    return entry.date, restore_ledger(state["ledger"]), f"resumed from the {entry.date} checkpoint"
+
+
+def close_ledger(paths: CompliancePaths, *, day: dt.date, warehouse: str) -> LedgerRun:
+    """Close ``day``: resume or replay the ledger, mark it, save the checkpoint (see the module docstring).
+
+    Raises:
+        ComplianceError: a fill is invalid, an account is oversold, a price is missing in marts.bars.
+    """
+    since, resume, note = _checkpoint_before(paths, day)
+    fills = sources.read_fills(paths.store_url, after=since, through=day)
+    through = sources.count_fills(paths.store_url, through=day)
+    opening = sources.closing_marks(warehouse, sources.previous_session(day))
+    try:
+        close = close_day(fills, day=day, closing_marks=sources.closing_marks(warehouse, day), opening_marks=opening,
+                          allow_short=paths.allow_short, resume=resume)
+    except LedgerError as err:
+        hint = " (prices come from marts.bars: ingest that session first)" if "_marks" in str(err) else ""
+        raise LedgerError(f"{day}: {err}{hint}") from None
+    path = paths.checkpoint(day)
+    _write_atomic(path, dumps_day_close(close, fills_through=through))
+    return LedgerRun(close=close, resumed_from=since, note=note, fills_applied=len(fills), fills_through=through, path=path)
+
+
+def load_day_close(paths: CompliancePaths, day: dt.date) -> DayClose:
+    """The day close that :func:`close_ledger` saved.
+
+    Raises:
+        ComplianceError: there is none (the ledger step has not run for ``day``).
+    """
+    return restore_day_close(_read_state(paths.checkpoint(day)))
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ComplianceError(f"{path}: missing (materialize tax_lot_ledger for {path.stem} first)")
+    return _cached_state(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=2)
+def _cached_state(path: str, _version: int) -> dict[str, Any]:
+    # The checks and the reports step each need the day close: parse it once per file version.
+    # Callers only read the dict (restoring builds new objects), so sharing it is safe.
+    return loads(Path(path).read_bytes())
+
+
+# -- 2. reports ----------------------------------------------------------------------------
+
+def broker_fees(paths: CompliancePaths, day: dt.date) -> tuple[dict[str, str], Literal["fill", "day"]] | None:
+    """The broker's fee statement for ``day`` (``compliance/broker_fees/<day>.csv``), or None when there is none.
+
+    The file has a ``fee`` column and either ``fill_id`` (per fill) or ``date`` (one total per day).
+
+    Raises:
+        ComplianceError: the file has neither key column.
+    """
+    path = paths.broker_statement(day)
+    if not path.exists():
+        return None
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        by: Literal["fill", "day"] | None = "fill" if "fill_id" in (reader.fieldnames or ()) else "day" if "date" in (reader.fieldnames or ()) else None
+        if by is None or "fee" not in (reader.fieldnames or ()):
+            raise ComplianceError(f"{path}: header: needs a fee column and a fill_id or date column")
+        return {row["fill_id" if by == "fill" else "date"]: row["fee"].strip() for row in reader}, by
+
+
+def fills_csv(fills: Iterable[ComplianceFill]) -> bytes:
+    """The day's fills as CSV with the §3.5 columns, exactly as stored (deterministic bytes)."""
+    lines = [",".join(FILL_COLUMNS)]
+    lines += [",".join(_csv_field(row[c]) for c in FILL_COLUMNS) for row in (f.to_row() for f in fills)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _csv_field(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"' if any(ch in value for ch in ',"\n') else value
+
+
+def read_fills_csv_rows(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(data.decode().splitlines()))
+
+
+def write_day_reports(paths: CompliancePaths, day: dt.date) -> ReportSet:
+    """Write ``reports/<day>/``: the compliance reports and ``fills.csv``, from the saved day close."""
+    close = load_day_close(paths, day)
+    statement = broker_fees(paths, day)
+    directory = paths.day_dir(day)
+    if statement is None:
+        (directory / FEES).unlink(missing_ok=True)  # a stale reconciliation must not be sealed as today's
+        reports = write_reports(close, directory)
+    else:
+        reports = write_reports(close, directory, broker_fees=statement[0], fee_by=statement[1])
+    _write_atomic(directory / FILLS, fills_csv(close.day_fills))
+    return reports
+
+
+# -- 3. the audit trail --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DayAudit:
+    """The day's audit check: ``sealed`` is what the archive keeps, ``problems`` the verdict on the whole chain.
+
+    ``sealed`` covers the chain *through the day* against the heads published on *earlier*
+    days, so it depends only on history up to the day: re-running the day later (after
+    more records and more published heads) rebuilds the same file and archives nothing. The
+    verdict covers everything: the records after the day and every published head, the
+    day's own earlier one included (a forged record with recomputed hashes fails there).
+    """
+
+    sealed: AuditVerification
+    problems: list[str]
+    records: int
+    heads: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def verdict(self) -> dict[str, Any]:
+        return {"day": self.sealed.day.isoformat(), "ok": self.ok, "problems": self.problems, "records": self.records,
+                "published_heads": self.heads}
+
+
+def verify_day_audit(paths: CompliancePaths, day: dt.date) -> DayAudit:
+    """Verify the chain end to end; write the sealed verification, the day's records and the verdict."""
+    records = sources.read_audit_records(paths.store_url)
+    heads = published_heads(paths.archive())
+    upto = 0  # records are appended in time order: "through the day" is a prefix of the chain
+    while upto < len(records) and record_day(records[upto]) <= day:
+        upto += 1
+    sealed = verify_audit_trail(records[:upto], day=day, published=[head for date, head in heads if date < day])
+    problems = list(sealed.problems) or ([sealed.chain_reason] if sealed.chain_reason else [])
+    tail = verify_chain(records[upto:], start_hash=sealed.head.hash, start_seq=upto + 1)
+    if not tail.ok:
+        problems.append(f"after {day}: {tail.reason}")
+    for date, head in heads:
+        if date >= day and (head.count > len(records) or records[head.count - 1].hash != head.hash):
+            problems.append(f"the chain no longer holds the head published for {date} (record {head.count}, "
+                            f"{head.hash[:12]}…): records were removed, replaced or forged after it was sealed")
+    directory = paths.day_dir(day)
+    lines = [json.dumps(asdict(r), sort_keys=True, separators=(",", ":")) + "\n" for r in records[:upto] if record_day(r) == day]
+    _write_atomic(directory / AUDIT_RECORDS, "".join(lines).encode())
+    _write_atomic(directory / AUDIT_VERIFICATION, sealed.dumps())
+    audit = DayAudit(sealed=sealed, problems=problems, records=len(records), heads=len(heads))
+    _write_atomic(paths.audit_verdict(day), (json.dumps(audit.verdict(), indent=2) + "\n").encode())
+    return audit
+
+
+def read_verdict(paths: CompliancePaths, day: dt.date) -> dict[str, Any]:
+    """The verdict :func:`verify_day_audit` wrote for ``day``."""
+    path = paths.audit_verdict(day)
+    if not path.exists():
+        raise ComplianceError(f"{path}: missing (materialize audit_trail_verification for {day} first)")
+    return json.loads(path.read_text())
+
+
+def read_verification(paths: CompliancePaths, day: dt.date) -> dict[str, Any]:
+    """The day's sealed ``audit_verification.json``."""
+    path = paths.day_dir(day) / AUDIT_VERIFICATION
+    if not path.exists():
+        raise ComplianceError(f"{path}: missing (materialize audit_trail_verification for {day} first)")
+    return json.loads(path.read_text())
+
+
+# -- 4. sealing ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sealed:
+    """One file of the day and what sealing did: ``new``, ``unchanged`` (nothing written) or ``correction``."""
+
+    name: str
+    status: Literal["new", "unchanged", "correction"]
+    entry: ArchiveEntry
+
+
+def seal_day(paths: CompliancePaths, day: dt.date, *, log: Callable[[str], None] = lambda _msg: None) -> list[Sealed]:
+    """Seal the day's files (those that exist, in :data:`SEALED` order) into the WORM archive.
+
+    Raises:
+        ComplianceError: the checkpoint or the audit verification is missing, or the archive's
+            manifest no longer verifies (nothing is appended to a tampered chain).
+    """
+    archive = paths.archive()
+    if not read_verdict(paths, day)["ok"]:  # the blocking check stops a run first; this guards direct calls
+        raise ComplianceError(f"{day}: the audit chain did not verify: not sealing (run `alphaline compliance verify`)")
+    verification = read_verification(paths, day)
+    meta = {AUDIT_VERIFICATION: {"audit_head": verification["head"], "merkle_root": verification["day"]["merkle_root"],
+                                 "ok": verification["ok"]}}
+    files = {name: paths.day_dir(day) / name for name in SEALED if name != LEDGER_STATE}
+    files[LEDGER_STATE] = paths.checkpoint(day)
+    if not files[LEDGER_STATE].exists():
+        raise ComplianceError(f"{files[LEDGER_STATE]}: missing (materialize tax_lot_ledger for {day} first)")
+    current = current_entries(archive)
+    sealed = []
+    for name, path in files.items():
+        if not path.exists():
+            continue
+        data = path.read_bytes()
+        prior = current.get((name, day))
+        if prior is not None and prior.sha256 == hashlib.sha256(data).hexdigest():
+            sealed.append(Sealed(name, "unchanged", prior))
+            continue
+        entry = archive.put(data, name=name, date=day, corrects=prior.hash if prior else None, meta=meta.get(name))
+        if prior is not None:
+            log(f"{name} ({day}) changed since entry seq {prior.seq}: appended correction seq {entry.seq}")
+        sealed.append(Sealed(name, "correction" if prior else "new", entry))
+    return sealed
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and a rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def money(value: Decimal) -> str:
+    """Cents for metadata and CLI output."""
+    return f"{value.quantize(Decimal('0.01')):,}"

@@ -1,0 +1,148 @@
+"""The Great Expectations (1.x) suite on a closed day: its fills, its open tax lots and its disposals.
+
+Same approach as the ``marts.bars`` suite (:mod:`orchestration.market.expectations`): an
+ephemeral GX context, pandas frames at the boundary (GX validates pandas, not the ledger's
+Decimals), one validation per frame. Amounts become floats here only to be compared with
+zero; the one exact rule, "proceeds = qty × price − fees", is computed in Decimal first and
+handed to GX as its error in dollars, which must stay under half a cent.
+
+No Data Docs are written: their HTML carries run times, and a day's sealed records must be
+byte-for-byte reproducible. The failed expectations go into the check's metadata instead.
+
+Example:
+    >>> outcome = run_day_suite(day_close)  # doctest: +SKIP
+    >>> outcome.success, outcome.failed  # doctest: +SKIP
+    (False, ['lots: expect_column_values_to_be_between(qty): 1 unexpected, e.g. [-5.0]'])
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pandas as pd
+
+from trader.compliance import DayClose
+
+#: Half a cent: the pro-rata split of a fee may leave Decimal residue, never a cent.
+MAX_AMOUNT_ERROR = 0.005
+_FAR_OFF = 1e18  # an amount that cannot be matched to the day's fill at all
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    success: bool
+    evaluated: int
+    failed: list[str]
+    rows: dict[str, int]
+
+
+def day_frames(close: DayClose) -> dict[str, pd.DataFrame]:
+    """The three frames the suite validates: ``fills``, ``lots`` (open at the close), ``disposals`` (of the day)."""
+    day = pd.Timestamp(close.day)
+    fills = pd.DataFrame(
+        [{"fill_id": f.fill_id, "side": f.side, "qty": float(f.qty), "price": float(f.price), "fee": float(f.fee),
+          "ts": pd.Timestamp(f.ts), "trade_date": pd.Timestamp(f.trade_date)} for f in close.day_fills],
+        columns=["fill_id", "side", "qty", "price", "fee", "ts", "trade_date"],
+    )
+    lots = pd.DataFrame(
+        [{"lot_id": lot.lot_id, "direction": lot.direction, "qty": float(lot.qty), "cost": float(lot.cost),
+          "acquired": pd.Timestamp(lot.acquired), "holding_start": pd.Timestamp(lot.holding_start), "as_of": day}
+         for lot in close.ledger.open_lots()],
+        columns=["lot_id", "direction", "qty", "cost", "acquired", "holding_start", "as_of"],
+    )
+    by_id = {f.fill_id: f for f in close.day_fills}
+    disposals = pd.DataFrame(
+        [{"disposal_id": d.disposal_id, "direction": d.direction, "qty": float(d.qty), "proceeds": float(d.proceeds),
+          "basis": float(d.basis), "disallowed": float(d.disallowed), "loss": float(d.loss),
+          "acquired": pd.Timestamp(d.acquired), "holding_start": pd.Timestamp(d.holding_start), "sold": pd.Timestamp(d.sold),
+          "amount_error": _amount_error(d, by_id)}
+         for d in close.ledger.disposals if d.sold == close.day],
+        columns=["disposal_id", "direction", "qty", "proceeds", "basis", "disallowed", "loss", "acquired",
+                 "holding_start", "sold", "amount_error"],
+    )
+    return {"fills": fills, "lots": lots, "disposals": disposals}
+
+
+def _amount_error(disposal, fills_by_id) -> float:
+    """|booked − (qty × price ∓ pro-rata fee)| against the fill that closed the lot, in dollars.
+
+    A long lot is closed by a sale: proceeds = qty × price − fee. A short lot is closed by a
+    buy: its basis = qty × price + fee. Either way the fee share is the disposal's share of the fill.
+    """
+    fill = fills_by_id.get(disposal.fill_id)
+    if fill is None:
+        return _FAR_OFF
+    fee = fill.fee * disposal.qty / fill.qty
+    if disposal.direction == "long":
+        expected, booked = disposal.qty * fill.price - fee, disposal.proceeds
+    else:
+        expected, booked = disposal.qty * fill.price + fee, disposal.basis
+    return float(abs(Decimal(booked) - expected))
+
+
+def _suites(day: pd.Timestamp) -> dict[str, list]:
+    import great_expectations as gx
+
+    E = gx.expectations
+
+    def positive(col: str, strict: bool = True):
+        return E.ExpectColumnValuesToBeBetween(column=col, min_value=0, strict_min=strict)
+
+    def not_after(later: str, earlier: str):
+        return E.ExpectColumnPairValuesAToBeGreaterThanB(column_A=later, column_B=earlier, or_equal=True)
+
+    return {
+        "fills": [
+            E.ExpectColumnValuesToBeUnique(column="fill_id"),
+            *(E.ExpectColumnValuesToNotBeNull(column=c) for c in ("fill_id", "side", "qty", "price", "fee", "ts")),
+            E.ExpectColumnValuesToBeInSet(column="side", value_set=["buy", "sell"]),
+            positive("qty"), positive("price"), positive("fee", strict=False),
+            E.ExpectColumnValuesToBeInSet(column="trade_date", value_set=[day]),
+            E.ExpectColumnValuesToBeIncreasing(column="ts"),  # FIFO order is execution order
+        ],
+        "lots": [
+            E.ExpectColumnValuesToBeInSet(column="direction", value_set=["long", "short"]),
+            positive("qty"), positive("cost", strict=False),
+            not_after("as_of", "acquired"), not_after("acquired", "holding_start"),
+        ],
+        "disposals": [
+            positive("qty"), positive("proceeds", strict=False), positive("basis", strict=False),
+            positive("disallowed", strict=False), not_after("loss", "disallowed"),
+            not_after("sold", "acquired"), not_after("sold", "holding_start"),
+            E.ExpectColumnValuesToBeInSet(column="sold", value_set=[day]),
+            E.ExpectColumnValuesToBeBetween(column="amount_error", min_value=0, max_value=MAX_AMOUNT_ERROR),
+        ],
+    }
+
+
+def run_day_suite(close: DayClose) -> SuiteOutcome:
+    """Validate the day's fills, open lots and disposals; ``failed`` names each broken expectation."""
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = {"globally": False}
+    source = ctx.data_sources.add_pandas("compliance")
+    frames = day_frames(close)
+    failed, evaluated = [], 0
+    for name, expectations in _suites(pd.Timestamp(close.day)).items():
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("day")
+        suite = ctx.suites.add(gx.ExpectationSuite(name=f"compliance_{name}", expectations=expectations))
+        validation = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"compliance_{name}", data=batch, suite=suite))
+        result = validation.run(batch_parameters={"dataframe": frames[name]})
+        for r in result.results:
+            evaluated += 1
+            if not r.success:
+                failed.append(f"{name}: {_describe(r)}")
+    return SuiteOutcome(success=not failed, evaluated=evaluated, failed=failed, rows={k: len(v) for k, v in frames.items()})
+
+
+def _describe(result) -> str:
+    kwargs = result.expectation_config.kwargs
+    column = kwargs.get("column") or f"{kwargs.get('column_A')} vs {kwargs.get('column_B')}"
+    count = result.result.get("unexpected_count", "?")
+    sample = result.result.get("partial_unexpected_list") or []
+    example = f", e.g. {[str(v) for v in sample[:3]]}" if sample else ""
+    return f"{result.expectation_config.type}({column}): {count} unexpected{example}"

@@ -1,0 +1,129 @@
+"""What the EOD compliance run reads: XNYS sessions, the trader's fills and audit log, closing prices.
+
+* Fills are read straight from the ``fills`` table with SQLAlchemy Core and the shared
+  :mod:`trader.store_schema` (the module exists for such readers): the run needs a *range* of
+  trade dates and a *count* up to a day, neither of which :meth:`TraderStore.list_fills` offers,
+  and a count in SQL is what lets a checkpoint be trusted without reading a year of fills.
+* The audit log comes through :meth:`TraderStore.audit_records`, the chain format's owner.
+* Closing prices come from ``marts.bars`` in the DuckDB warehouse, opened read-only (the
+  trader and compliance never write the warehouse; DESIGN.md §6).
+
+A fill's *trade date* is its New York date (as in :mod:`trader.compliance.fills`), so the day
+``D`` is the UTC interval ``[midnight D New York, midnight D+1 New York)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from trader.audit import AuditRecord
+from trader.compliance import ComplianceError, ComplianceFill, load_fills
+from trader.store import TraderStore
+from trader.store_schema import fills as fills_table
+
+EXCHANGE = "XNYS"
+NY = ZoneInfo("America/New_York")
+
+
+def is_session(day: dt.date) -> bool:
+    """True if XNYS trades on ``day`` (weekends and exchange holidays are not sessions)."""
+    from orchestration.market.calendars import sessions
+
+    return sessions(EXCHANGE, day, day).height == 1
+
+
+def previous_session(day: dt.date) -> dt.date:
+    """The XNYS session before ``day`` (the longest closure on record is well under three weeks)."""
+    from orchestration.market.calendars import sessions
+
+    earlier = sessions(EXCHANGE, day - dt.timedelta(days=21), day - dt.timedelta(days=1))["session"]
+    return earlier[-1]
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    """Midnight of ``day`` in New York, in UTC: where that trade date's fills begin."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=NY).astimezone(dt.UTC)
+
+
+def _require_store(url: str) -> None:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).exists():
+            raise ComplianceError(f"trader store {parsed.database}: missing (no fills yet: run the trader first)")
+
+
+@contextmanager
+def _connection(url: str) -> Iterator[sa.Connection]:
+    _require_store(url)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except sa.exc.OperationalError as exc:
+        raise ComplianceError(f"trader store {engine.url.render_as_string(hide_password=True)}: {exc.orig}") from None
+    finally:
+        engine.dispose()
+
+
+def count_fills(url: str, *, through: dt.date) -> int:
+    """How many fills have a trade date up to and including ``through``."""
+    query = sa.select(sa.func.count()).select_from(fills_table).where(fills_table.c.ts < day_start(through + dt.timedelta(days=1)))
+    with _connection(url) as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def read_fills(url: str, *, through: dt.date, after: dt.date | None = None) -> list[ComplianceFill]:
+    """Fills with a trade date in ``(after, through]`` (all history when ``after`` is None), validated, in FIFO order.
+
+    Raises:
+        FillError: a stored fill breaks the compliance rules (the message names the fill and field).
+    """
+    query = sa.select(fills_table).where(fills_table.c.ts < day_start(through + dt.timedelta(days=1)))
+    if after is not None:
+        query = query.where(fills_table.c.ts >= day_start(after + dt.timedelta(days=1)))
+    with _connection(url) as conn:
+        rows = [row._asdict() for row in conn.execute(query.order_by(fills_table.c.ts, fills_table.c.fill_id))]
+    return load_fills(rows)
+
+
+def read_audit_records(url: str) -> list[AuditRecord]:
+    """The trader's whole audit chain, oldest first."""
+    _require_store(url)
+    with TraderStore(url) as store:
+        return list(store.audit_records())
+
+
+def closing_marks(database: str, day: dt.date) -> dict[str, Decimal]:
+    """Symbol → the session's last close in ``marts.bars`` (the latest bar close of that session).
+
+    Prices are DOUBLE in the warehouse; each becomes the Decimal of its shortest repr, so
+    ``101.23`` is ``Decimal("101.23")``, not the binary float's 50-digit expansion.
+
+    Raises:
+        ComplianceError: the warehouse or ``marts.bars`` does not exist yet.
+    """
+    import duckdb
+
+    from orchestration.market.warehouse import connect
+
+    if not Path(database).exists():
+        raise ComplianceError(f"warehouse {database}: missing (closing prices come from marts.bars: ingest bars first)")
+    con = connect(database, read_only=True)
+    try:
+        rows = con.execute(
+            "select symbol, close from marts.bars where session = ? "
+            "qualify row_number() over (partition by symbol order by close_ts desc, ts desc) = 1",
+            [day],
+        ).fetchall()
+    except duckdb.CatalogException:
+        raise ComplianceError(f"warehouse {database}: marts.bars does not exist yet (ingest bars first)") from None
+    finally:
+        con.close()
+    return {symbol: Decimal(repr(float(close))) for symbol, close in rows}

@@ -1,0 +1,140 @@
+"""The training run on the synthetic market: walk-forward OOF, stacking, gates and the leakage sentinel."""
+
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from feature_repo import compute_features, compute_labels
+from models.cv import PurgedWalkForward
+from models.data import prepare
+from models.ensemble import stack_weights
+from models.gates import GateConfig, evaluate_gates
+from models.training import TrainingConfig, cross_validate, evaluate_run
+from models.walkforward import WalkForwardConfig, run_walk_forward, shuffle_labels
+from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
+from tests.features.synthetic_bars import BAR, feature_bars
+
+LABEL = "label_fwd_ret_4"
+FIRST, LAST = dt.date(2024, 3, 1), dt.date(2024, 8, 30)
+FAST = TrainingConfig(walk_forward=WalkForwardConfig(families=("sklearn_ridge", "xgboost"), n_folds=3), sentinel_family="xgboost")
+
+
+@pytest.fixture(scope="module")
+def frame() -> pl.DataFrame:
+    bars = feature_bars(n_symbols=24, first=FIRST, last=LAST)
+    joined = compute_features(bars, bar_length=BAR).join(compute_labels(bars), on=["symbol", "event_timestamp"])
+    return prepare(joined.filter(~pl.col("warmup")).drop("warmup"), label=LABEL)
+
+
+@pytest.fixture(scope="module")
+def bars() -> pl.DataFrame:
+    raw = feature_bars(n_symbols=24, first=FIRST, last=LAST)
+    return raw.select("symbol", pl.col("close_ts").alias("ts"), "open", "close", pl.col("volume").cast(pl.Float64))
+
+
+@pytest.fixture(scope="module")
+def oracle() -> pl.DataFrame:
+    market = SyntheticMarket(SyntheticConfig(n_symbols=24))
+    end = dt.datetime.combine(LAST + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    sim = market.fetch(dt.datetime.combine(FIRST, dt.time(), tzinfo=dt.UTC), end, now=end + dt.timedelta(days=2))
+    return sim.oracle.filter(pl.col("horizon") == 4).select(
+        "symbol", (pl.col("ts") + BAR).alias("event_timestamp"), pl.col("expected_log_return").alias("expected"))
+
+
+@pytest.fixture(scope="module")
+def run(frame, bars, oracle):
+    cv = cross_validate(frame, FAST)
+    return cv, evaluate_run(cv, FAST, bars=bars, oracle=oracle)
+
+
+def test_walk_forward_oof_rows_lie_in_their_fold_and_training_ends_a_purge_before_it(run, frame):
+    cv, _ = run
+    times = frame["event_timestamp"].unique().sort().to_list()
+    for fold in cv.walk_forward.folds:
+        assert fold.test_start_index - fold.train_end_index >= 4  # purge ≥ the label horizon (4 bars)
+        assert fold.train_end < fold.test_start
+        rows = cv.walk_forward.oof.filter(pl.col("fold") == fold.number)["event_timestamp"]
+        assert rows.min() >= times[fold.test_start_index] and rows.max() <= times[fold.test_end_index - 1]
+    assert cv.walk_forward.oof["fold"].min() == 0 and cv.walk_forward.oof.select(pl.col("pred_xgboost").is_nan().sum()).item() == 0
+
+
+def test_ensemble_oos_ic_is_clearly_positive_and_below_the_oracle(run):
+    _, ev = run
+    ens = ev.report["models"]["ensemble"]
+    assert ens["ic"] > 0.02 and ens["ic_tstat"] > 3, ens
+    assert ens["ic"] < ev.report["oracle_ic"], (ens["ic"], ev.report["oracle_ic"])
+    assert 0 < ens["oracle_fraction"] < 1
+    assert set(ev.report["ic_decay"]) == {"1", "4", "26"}
+
+
+def test_gates_pass_on_real_labels_with_a_quiet_sentinel(run):
+    cv, ev = run
+    assert abs(cv.sentinel_ic) < 0.01, cv.sentinel_ic
+    assert ev.passed, [g for g in ev.gates if not g.passed]
+    assert {g.name for g in ev.gates} == {"min_oos_ic", "min_oos_icir", "max_overfit_ratio", "leakage_sentinel",
+                                          "min_backtest_sharpe", "max_drawdown", "min_oos_timestamps"}
+
+
+def test_a_model_trained_on_shuffled_labels_fails_the_gates(frame, bars):
+    shuffled = shuffle_labels(frame, LABEL, seed=3)
+    cv = cross_validate(shuffled, FAST)
+    ev = evaluate_run(cv, FAST, bars=bars)
+    failed = {g.name for g in ev.gates if not g.passed}
+    assert "min_oos_ic" in failed and not ev.passed
+
+
+def test_leakage_sentinel_fails_a_pipeline_whose_training_folds_include_the_test_block(frame, monkeypatch):
+    honest = PurgedWalkForward.split
+
+    def leaky(self, timestamps):  # the bug the sentinel exists for: test rows end up in training
+        return [dataclasses.replace(f, train_end_index=f.test_end_index) for f in honest(self, timestamps)]
+
+    monkeypatch.setattr(PurgedWalkForward, "split", leaky)
+    config = TrainingConfig(
+        walk_forward=WalkForwardConfig(families=("xgboost",), n_folds=2, params={"xgboost": {"max_depth": 10, "min_child_weight": 1}}),
+        sentinel_family="xgboost",
+    )
+    cv = cross_validate(frame, config)
+    verdict = next(g for g in evaluate_gates({"sentinel_ic": cv.sentinel_ic}, GateConfig()) if g.name == "leakage_sentinel")
+    assert not verdict.passed, cv.sentinel_ic
+
+
+def test_shuffle_labels_permutes_within_each_timestamp_only(frame):
+    shuffled = shuffle_labels(frame, LABEL)
+    before = frame.group_by("event_timestamp").agg(pl.col(LABEL).sort()).sort("event_timestamp")
+    after = shuffled.group_by("event_timestamp").agg(pl.col(LABEL).sort()).sort("event_timestamp")
+    assert before.equals(after)
+    assert not np.array_equal(frame[LABEL].to_numpy(), shuffled[LABEL].to_numpy())
+
+
+def test_stacking_weights_are_non_negative_sum_to_one_and_favour_the_informative_member():
+    rng = np.random.default_rng(1)
+    t = np.repeat(np.arange(400), 10)
+    y = rng.normal(size=t.size)
+    oof = pl.DataFrame({"event_timestamp": t, LABEL: y, "pred_a": y + 2 * rng.normal(size=t.size),
+                        "pred_b": rng.normal(size=t.size), "pred_c": -y + rng.normal(size=t.size)})
+    weights, _ = stack_weights(oof, ["a", "b", "c"], label=LABEL)
+    assert all(w >= 0 for w in weights.values()) and sum(weights.values()) == pytest.approx(1.0)
+    assert weights["a"] > 0.9 and weights["c"] == 0.0
+
+
+def test_walk_forward_config_refuses_an_unknown_learner_and_label():
+    with pytest.raises(ValueError, match="unknown learner family"):
+        WalkForwardConfig(families=("lightgbm",))
+    with pytest.raises(ValueError, match="label"):
+        WalkForwardConfig(label="label_fwd_ret_7")
+
+
+def test_walk_forward_purge_is_never_shorter_than_the_label_horizon():
+    cfg = WalkForwardConfig(label="label_fwd_ret_26", purge=2)
+    assert cfg.cv(n_timestamps=1000).purge == 26
+
+
+def test_run_walk_forward_is_deterministic(frame):
+    cfg = WalkForwardConfig(families=("sklearn_ridge",), n_folds=2)
+    small = frame.filter(pl.col("event_timestamp") < frame["event_timestamp"].min() + dt.timedelta(days=40))
+    one, two = run_walk_forward(small, cfg), run_walk_forward(small, cfg)
+    assert one.oof.equals(two.oof)
