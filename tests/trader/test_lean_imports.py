@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 CORE = ["trader.domain", "trader.predictions", "trader.config", "trader.sizing", "trader.risk", "trader.store",
-        "trader.market_hours", "trader.errors", "trader.brokers"]
+        "trader.market_hours", "trader.errors", "trader.brokers", "trader.brokers.bars", "trader.brokers.sim",
+        "trader.brokers.alpaca", "trader.reconcile"]
 FORBIDDEN = ["dagster", "feast", "torch", "bentoml", "polars", "duckdb", "orchestration", "models", "serving", "feature_repo"]
 
 

@@ -1,0 +1,162 @@
+"""Bars for the simulator: the :class:`BarFeed` interface, an in-memory feed for tests and :class:`DuckDBBars`.
+
+A :class:`Bar` is one row of ``marts.bars`` (DESIGN.md §3.1) with its prices and volume as
+``Decimal`` and its open time ``ts`` in UTC. The simulator asks a feed for the bars of a few
+symbols whose open time lies in ``(after, until]``; that is the whole interface, so a test
+can hand it a list and a replay can read the warehouse.
+
+:class:`DuckDBBars` reads ``$ALPHALINE_HOME/warehouse.duckdb`` **read-only** and opens it
+only for the duration of one query: DuckDB allows one writer process per file, and the
+trader must never stand in the way of (or become) that writer (DESIGN.md §6).
+
+Example:
+    >>> import datetime as dt
+    >>> from decimal import Decimal as D
+    >>> t0 = dt.datetime(2024, 3, 5, 14, 30, tzinfo=dt.UTC)
+    >>> feed = InMemoryBars([Bar(symbol="AAA", ts=t0, open=D(100), high=D(101), low=D(99), close=D(100.5),
+    ...                          volume=D(1000))], timeframe=dt.timedelta(minutes=15))
+    >>> [b.close for b in feed.bars({"AAA"}, after=t0 - dt.timedelta(minutes=1), until=t0)]
+    [Decimal('100.5')]
+    >>> feed.bars({"AAA"}, after=t0, until=t0 + dt.timedelta(hours=1))
+    []
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import os
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+from trader.domain import Symbol, to_decimal, to_symbol, to_utc
+from trader.errors import BrokerError
+
+#: The timeframes of DESIGN.md §3.1 and their lengths.
+TIMEFRAMES: Mapping[str, dt.timedelta] = {
+    "1m": dt.timedelta(minutes=1),
+    "5m": dt.timedelta(minutes=5),
+    "15m": dt.timedelta(minutes=15),
+    "1h": dt.timedelta(hours=1),
+    "1d": dt.timedelta(days=1),
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Bar:
+    """One bar: ``ts`` is its open time (UTC); it is fully known only at ``end`` (its close time)."""
+
+    symbol: Symbol
+    ts: dt.datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    end: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "symbol", to_symbol(self.symbol))
+        object.__setattr__(self, "ts", to_utc(self.ts, "bar.ts"))
+        for name in ("open", "high", "low", "close", "volume"):
+            object.__setattr__(self, name, to_decimal(getattr(self, name), f"bar.{name}"))
+        if self.end is not None:
+            object.__setattr__(self, "end", to_utc(self.end, "bar.end"))
+
+
+class BarFeed(Protocol):
+    """Where the simulator's prices come from."""
+
+    #: Length of one bar; a bar opening at ``ts`` closes at ``ts + timeframe``.
+    timeframe: dt.timedelta
+
+    def bars(self, symbols: Collection[str], *, after: dt.datetime, until: dt.datetime) -> list[Bar]:
+        """Bars of ``symbols`` whose open time is in ``(after, until]``, sorted by ``(ts, symbol)``."""
+        ...
+
+
+def _with_end(bar: Bar, timeframe: dt.timedelta) -> Bar:
+    if bar.end is not None:
+        return bar
+    return Bar(symbol=bar.symbol, ts=bar.ts, open=bar.open, high=bar.high, low=bar.low, close=bar.close,
+               volume=bar.volume, end=bar.ts + timeframe)
+
+
+class InMemoryBars:
+    """A :class:`BarFeed` over a list of bars (tests, and replays that already hold their bars)."""
+
+    def __init__(self, bars: Iterable[Bar], *, timeframe: dt.timedelta = TIMEFRAMES["15m"]):
+        self.timeframe = timeframe
+        self._by_symbol: dict[str, list[Bar]] = {}
+        for bar in sorted(bars, key=lambda b: (b.symbol, b.ts)):
+            self._by_symbol.setdefault(bar.symbol, []).append(_with_end(bar, timeframe))
+        self._times = {s: [b.ts for b in rows] for s, rows in self._by_symbol.items()}
+
+    def bars(self, symbols: Collection[str], *, after: dt.datetime, until: dt.datetime) -> list[Bar]:
+        out: list[Bar] = []
+        for symbol in symbols:
+            times = self._times.get(symbol)
+            if times:
+                lo, hi = bisect.bisect_right(times, after), bisect.bisect_right(times, until)
+                out.extend(self._by_symbol[symbol][lo:hi])
+        out.sort(key=lambda b: (b.ts, b.symbol))
+        return out
+
+
+def default_warehouse_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$ALPHALINE_HOME/warehouse.duckdb`` (``ALPHALINE_HOME`` defaults to ``.alphaline``)."""
+    env = os.environ if env is None else env
+    return Path(env.get("ALPHALINE_HOME", ".alphaline")).resolve() / "warehouse.duckdb"
+
+
+_QUERY = """
+    SELECT symbol, timezone('UTC', ts) AS ts_utc, open, high, low, close, volume
+    FROM marts.bars
+    WHERE timeframe = ? AND ts > ? AND ts <= ? AND symbol IN (SELECT unnest(?::VARCHAR[]))
+    ORDER BY ts, symbol
+"""
+
+
+def _exact(value: float) -> Decimal:
+    # repr() of a float is the shortest string that reads back as the same float: 100.12 stays
+    # 100.12 instead of becoming 100.1199999999999903366...
+    return Decimal(repr(value))
+
+
+class DuckDBBars:
+    """A :class:`BarFeed` reading ``marts.bars`` from the warehouse, read-only.
+
+    Args:
+        path: the DuckDB file; default :func:`default_warehouse_path`.
+        timeframe: which bars (``15m`` by default; any of :data:`TIMEFRAMES`).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, timeframe: str = "15m"):
+        if timeframe not in TIMEFRAMES:
+            raise BrokerError(f"timeframe: {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
+        self.path = Path(path) if path is not None else default_warehouse_path()
+        self.timeframe_code = timeframe
+        self.timeframe = TIMEFRAMES[timeframe]
+
+    def bars(self, symbols: Collection[str], *, after: dt.datetime, until: dt.datetime) -> list[Bar]:
+        if not symbols:
+            return []
+        args = [self.timeframe_code, to_utc(after, "after"), to_utc(until, "until"), sorted(symbols)]
+        rows = self._query(args)
+        return [Bar(symbol=Symbol(r[0]), ts=r[1].replace(tzinfo=dt.UTC), open=_exact(r[2]), high=_exact(r[3]),
+                    low=_exact(r[4]), close=_exact(r[5]), volume=_exact(r[6]), end=r[1].replace(tzinfo=dt.UTC) + self.timeframe)
+                for r in rows]
+
+    def _query(self, args: list[Any]) -> list[tuple[Any, ...]]:
+        import duckdb  # here, not at import time: the trader core stays lean (tests/trader/test_lean_imports.py)
+
+        if not self.path.is_file():
+            raise BrokerError(f"{self.path}: no warehouse here; build marts.bars first (or set ALPHALINE_HOME)")
+        try:
+            with duckdb.connect(str(self.path), read_only=True) as conn:
+                return conn.execute(_QUERY, args).fetchall()
+        except duckdb.Error as exc:
+            raise BrokerError(f"{self.path}: cannot read marts.bars ({type(exc).__name__}: {exc})".splitlines()[0]) from None
