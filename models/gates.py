@@ -8,8 +8,9 @@ number with a threshold from :class:`GateConfig`:
 ``min_oos_icir``           ensemble OOS ICIR (mean IC / its std, per timestamp) at least this
 ``max_overfit_ratio``      mean in-sample IC / OOS IC of the members at most this
 ``leakage_sentinel``       the same pipeline on labels shuffled within each timestamp scores
-                           |IC| at most ``sentinel_max_abs_ic`` (anything more means the
-                           pipeline, not the data, produces the signal)
+                           |IC| at most ``sentinel_max_abs_ic``, or an IC statistically
+                           indistinguishable from zero (|t| < ``sentinel_max_abs_t``) on small
+                           panels; anything more means the pipeline, not the data, makes the signal
 ``min_backtest_sharpe``    annualised Sharpe after costs at least this
 ``max_drawdown``           backtest max drawdown (a negative fraction) no deeper than this
 ``min_oos_timestamps``     out-of-sample timestamps at least this
@@ -42,6 +43,7 @@ class GateConfig(BaseModel):
     min_oos_icir: float = 0.05
     max_overfit_ratio: float = Field(default=4.0, gt=0)
     sentinel_max_abs_ic: float = Field(default=0.01, ge=0)
+    sentinel_max_abs_t: float = Field(default=3.0, gt=0)
     min_backtest_sharpe: float = 0.0
     max_drawdown: float = Field(default=-0.30, le=0, description="Deepest acceptable drawdown, e.g. -0.3 = 30%.")
     min_oos_timestamps: int = Field(default=200, ge=1)
@@ -85,6 +87,11 @@ def evaluate_gates(evaluation: dict[str, Any], config: GateConfig) -> list[GateR
     out = []
     for name, value, threshold, op, text in specs:
         ok = not math.isnan(value) and (value >= threshold if op == ">=" else value <= threshold)
+        if name == "leakage_sentinel" and not ok:
+            # A small panel's shuffled-label IC is noisy: it passes if it cannot be told apart from zero.
+            t = abs(_finite(evaluation.get("sentinel_tstat")))
+            ok = not math.isnan(t) and t < config.sentinel_max_abs_t
+            text += f" (or |t| < {config.sentinel_max_abs_t:g}; t = {t:.2f})"
         out.append(GateResult(name, ok, value, threshold, f"{text} {op} {threshold:g}"))
     return out
 
@@ -100,14 +107,15 @@ def overfit_ratio(in_sample_ic: dict[str, float], oos_ic: dict[str, float]) -> f
 
 
 def build_evaluation(report: dict[str, Any], *, families: list[str], sentinel_ic: float,
-                     backtest: dict[str, float]) -> dict[str, Any]:
+                     backtest: dict[str, float], sentinel_tstat: float = math.nan) -> dict[str, Any]:
     """The flat evaluation the gates read, from a :func:`models.evaluation.signal_report`."""
     models = report["models"]
     ins = {f: models[f].get("is_ic", math.nan) for f in families}
     oos = {f: models[f]["ic"] for f in families}
     return {
         "ensemble": models["ensemble"], "equal_weight": models.get("equal_weight", {}),
-        "overfit_ratio": overfit_ratio(ins, oos), "sentinel_ic": sentinel_ic, "backtest": backtest,
+        "overfit_ratio": overfit_ratio(ins, oos), "sentinel_ic": sentinel_ic,
+        "sentinel_tstat": sentinel_tstat, "backtest": backtest,
     }
 
 

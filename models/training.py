@@ -53,6 +53,7 @@ class CrossValidation:
     walk_forward: WalkForwardResult
     sentinel: WalkForwardResult
     sentinel_ic: float
+    sentinel_tstat: float
 
 
 def cross_validate(frame: pl.DataFrame, config: TrainingConfig, *, log: Log = lambda _: None) -> CrossValidation:
@@ -60,9 +61,9 @@ def cross_validate(frame: pl.DataFrame, config: TrainingConfig, *, log: Log = la
     sentinel_cfg = config.walk_forward.model_copy(update={"families": (config.sentinel_family,)})
     shuffled = shuffle_labels(frame, config.walk_forward.label)
     sentinel = run_walk_forward(shuffled, sentinel_cfg, log=lambda m: log(f"sentinel {m}"))
-    ic = sentinel.summary(config.sentinel_family)["ic"]
-    log(f"leakage sentinel ({config.sentinel_family} on shuffled labels): oos ic {ic:.4f}")
-    return CrossValidation(wf, sentinel, ic)
+    summary = sentinel.summary(config.sentinel_family)
+    log(f"leakage sentinel ({config.sentinel_family} on shuffled labels): oos ic {summary['ic']:.4f}, t {summary['ic_tstat']:.2f}")
+    return CrossValidation(wf, sentinel, summary["ic"], summary["ic_tstat"])
 
 
 @dataclass
@@ -89,7 +90,8 @@ def evaluate_run(cv: CrossValidation, config: TrainingConfig, *, bars: pl.DataFr
     result = backtest_oof(oof, bars, horizon=config.walk_forward.horizon, config=config.backtest)
     bt = result.metrics(config.periods_per_year)
     report["backtest"] = bt
-    evaluation = build_evaluation(report, families=families, sentinel_ic=cv.sentinel_ic, backtest=bt)
+    evaluation = build_evaluation(report, families=families, sentinel_ic=cv.sentinel_ic, backtest=bt,
+                                  sentinel_tstat=cv.sentinel_tstat)
     return Evaluation(oof, report, evaluation, evaluate_gates(evaluation, config.gates), result)
 
 
@@ -127,7 +129,7 @@ def candidate_metadata(frame: pl.DataFrame, cv: CrossValidation, ev: Evaluation,
         "folds": [f.record() for f in cv.walk_forward.folds],
         "cv_metrics": cv.walk_forward.fold_metrics,
         "oos_metrics": ev.report["models"], "oracle_ic": ev.report["oracle_ic"], "ic_decay": ev.report["ic_decay"],
-        "backtest": ev.report["backtest"], "sentinel_ic": cv.sentinel_ic,
+        "backtest": ev.report["backtest"], "sentinel_ic": cv.sentinel_ic, "sentinel_tstat": cv.sentinel_tstat,
         "gates": [g.record() for g in ev.gates], "gates_passed": ev.passed,
         "config": config.model_dump(mode="json"), "code_version": code_version(),
     }

@@ -97,6 +97,7 @@ class ModelsResource(dg.ConfigurableResource):
     min_oos_icir: float = 0.05
     max_overfit_ratio: float = 4.0
     sentinel_max_abs_ic: float = 0.01
+    sentinel_max_abs_t: float = 3.0
     min_backtest_sharpe: float = 0.0
     max_drawdown: float = -0.30
     min_oos_timestamps: int = 200
@@ -115,7 +116,7 @@ class ModelsResource(dg.ConfigurableResource):
         return TrainingConfig.model_validate({
             "walk_forward": {"label": self.label, "families": tuple(self.families), "n_folds": self.n_folds,
                              "max_train": self.max_train, "params": self.learner_params},
-            "gates": {k: getattr(self, k) for k in ("min_oos_ic", "min_oos_icir", "max_overfit_ratio", "sentinel_max_abs_ic",
+            "gates": {k: getattr(self, k) for k in ("min_oos_ic", "min_oos_icir", "max_overfit_ratio", "sentinel_max_abs_ic", "sentinel_max_abs_t",
                                                      "min_backtest_sharpe", "max_drawdown", "min_oos_timestamps")},
             "backtest": {"commission_bps": self.commission_bps, "half_spread_bps": self.half_spread_bps, "impact_coef": self.impact_coef},
             "sentinel_family": self.sentinel_family, "periods_per_year": periods_per_year,

@@ -13,7 +13,7 @@ from models.training import Evaluation
 from orchestration.defs.training.assets import EVALUATION, _load, model_evaluation
 from orchestration.resources import ModelsResource
 
-GATES = tuple(GateConfig.model_fields)
+GATES = tuple(f for f in GateConfig.model_fields if f != "sentinel_max_abs_t")  # the t bound belongs to the sentinel gate
 DESCRIPTIONS = {
     "min_oos_ic": "Ensemble out-of-sample IC at least the threshold.",
     "min_oos_icir": "Ensemble out-of-sample ICIR at least the threshold.",
