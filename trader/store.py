@@ -300,6 +300,21 @@ class TraderStore:
             rows = conn.execute(sa.select(audit).where(audit.c.seq >= start_seq).order_by(audit.c.seq)).all()
         return iter([_audit_from_row(r) for r in rows])
 
+    def latest_audit(self, kind: str) -> AuditRecord | None:
+        """The last record of ``kind`` (e.g. the run loop's latest ``cycle`` summary), or ``None``."""
+        query = sa.select(audit).where(audit.c.kind == kind).order_by(audit.c.seq.desc()).limit(1)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return _audit_from_row(row) if row else None
+
+    def audit_for_order(self, client_order_id: str) -> list[AuditRecord]:
+        """Records whose payload names ``client_order_id`` (the decision lineage of one order), in ``seq`` order."""
+        # The payload is canonical JSON (no whitespace), so the key/value pair has exactly one spelling.
+        needle = canonical({"client_order_id": client_order_id}).decode()[1:-1]
+        query = sa.select(audit).where(audit.c.payload.contains(needle, autoescape=True)).order_by(audit.c.seq)
+        with self._read() as conn:
+            return [_audit_from_row(r) for r in conn.execute(query)]
+
     def audit_head(self) -> tuple[int, str]:
         """``(seq, hash)`` of the last record; ``(0, GENESIS)`` when the chain is empty."""
         with self._read() as conn:

@@ -7,7 +7,9 @@ import sys
 
 CORE = ["trader.domain", "trader.predictions", "trader.config", "trader.sizing", "trader.risk", "trader.store",
         "trader.market_hours", "trader.errors", "trader.brokers", "trader.brokers.bars", "trader.brokers.sim",
-        "trader.brokers.alpaca", "trader.reconcile"]
+        "trader.brokers.alpaca", "trader.reconcile",
+        # the run loop and its front ends: `trader run`, the ops API, the HTTP prediction client
+        "trader.runner", "trader.prediction_client", "trader.api", "trader.cli"]
 FORBIDDEN = ["dagster", "feast", "torch", "bentoml", "polars", "duckdb", "orchestration", "models", "serving", "feature_repo"]
 
 

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import re
+
+import duckdb
+import pytest
+import yaml
+from click.testing import CliRunner
+from fake_venue import SYMBOLS, PredictionServer, make_bars
+
+from trader.cli import main
+from trader.domain import OrderStatus, TradingState
+from trader.store import TraderStore
+
+CONFIG = {
+    "universe": {"symbols": list(SYMBOLS), "sectors": {"tech": ["AAA", "BBB"], "energy": ["CCC", "DDD"], "health": ["EEE", "FFF"]}},
+    "risk": {"max_position_pct": "0.30", "max_sector_pct": "0.60", "max_net_exposure_pct": "1.0"},
+    "sizing": {"k": 2, "max_weight": "0.2"},
+}
+
+
+def one_line_error(result, *, code: int | None = None) -> str:
+    """The CLI failed with exactly one line of output and no traceback."""
+    assert result.exit_code != 0 and (code is None or result.exit_code == code), result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    return result.output.strip()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """ALPHALINE_HOME with a warehouse holding the first 6 bars of a session for the test universe."""
+    monkeypatch.setenv("ALPHALINE_HOME", str(tmp_path))
+    for name in ("ALPACA_API_KEY", "ALPACA_SECRET_KEY", "TRADER_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        conn.execute("CREATE SCHEMA marts")
+        conn.execute("CREATE TABLE marts.bars (symbol VARCHAR, timeframe VARCHAR, ts TIMESTAMPTZ, open DOUBLE, high DOUBLE, "
+                     "low DOUBLE, close DOUBLE, volume DOUBLE)")
+        conn.executemany("INSERT INTO marts.bars VALUES (?, '15m', ?, ?, ?, ?, ?, ?)",
+                         [(b.symbol, b.ts, float(b.open), float(b.high), float(b.low), float(b.close), float(b.volume))
+                          for b in make_bars(n=6)])
+    return tmp_path
+
+
+def write_config(home, url: str, **changes) -> str:
+    path = home / "trader.yaml"
+    path.write_text(yaml.safe_dump(CONFIG | {"prediction": {"url": url, "timeout_s": 2}} | changes))
+    return str(path)
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_cli_sim_run_then_status_positions_orders_and_explain(home):
+    with PredictionServer() as server:
+        cfg = write_config(home, server.url)
+        result = cli("run", "--mode", "sim", "--config", cfg)
+    assert result.exit_code == 0, result.output
+    assert "done: 6 cycles" in result.output and len(server.requests) == 6
+    assert server.requests[0]["as_of"] == "2024-03-05T14:45:00Z"
+    status = cli("status", "--config", cfg)
+    assert status.exit_code == 0 and "state:     ACTIVE" in status.output and "sim.db" in status.output
+    assert cli("positions", "--config", cfg).output.splitlines()[0].split() == ["symbol", "qty", "avg_cost", "realized", "fees"]
+    with TraderStore(f"sqlite:///{home / 'trader' / 'sim.db'}") as store:
+        filled = next(o for o in store.list_orders() if o.status is OrderStatus.FILLED)
+    assert filled.client_order_id in cli("orders", "--config", cfg).output
+    lineage = cli("explain", filled.client_order_id, "--config", cfg)
+    assert lineage.exit_code == 0, lineage.output
+    text = lineage.output
+    assert f"order {filled.client_order_id}: {filled.side.value} {filled.qty} {filled.symbol}" in text
+    assert re.search(r"prediction  model ens:http-fake, score [+-]\d\.\d{4} (long|short), confidence 0\.60, features at 2024-03-05T", text)
+    assert "risk        APPROVED" in text and "trading_state" in text and "buying_power" in text
+    assert "order submit, venue sim" in text and "order accepted, order_id sim-" in text and re.search(r"fill sim-\d+-1: ", text)
+
+
+def test_cli_sim_run_resumes_and_once_runs_one_cycle(home):
+    with PredictionServer() as server:
+        cfg = write_config(home, server.url)
+        first = cli("run", "--once", "--config", cfg)
+        second = cli("run", "--once", "--config", cfg)
+        rest = cli("run", "--config", cfg)
+        again = cli("run", "--config", cfg)
+    assert "done: 1 cycles" in first.output and "done: 1 cycles" in second.output and "done: 4 cycles" in rest.output
+    assert first.output.splitlines()[1].startswith("2024-03-05T14:45:00") and second.output.splitlines()[1].startswith("2024-03-05T15:00:00")
+    assert again.exit_code == 0 and "nothing to do" in again.output
+
+
+def test_cli_kill_persists_across_processes_and_the_loop_then_sends_nothing(home):
+    with PredictionServer() as server:
+        cfg = write_config(home, server.url)
+        kill = cli("kill", "--reason", "feed looks wrong", "--by", "alice", "--config", cfg)
+        assert kill.exit_code == 0 and kill.output.startswith("HALTED (sim): feed looks wrong.")
+        status = cli("status", "--config", cfg)  # a new store object, as a new process would open
+        assert "state:     HALTED" in status.output and "by alice: feed looks wrong" in status.output
+        run = cli("run", "--once", "--config", cfg)
+        assert run.exit_code == 0 and "sent 0" in run.output and "HALTED (feed looks wrong)" in run.output
+        assert server.requests == []
+        resume = cli("resume", "--by", "bob", "--config", cfg)
+        assert resume.exit_code == 0 and "ACTIVE" in cli("status", "--config", cfg).output
+        assert "sent 0" not in cli("run", "--once", "--config", cfg).output
+    with TraderStore(f"sqlite:///{home / 'trader' / 'sim.db'}") as store:
+        states = [(r.payload["state"], r.payload["changed_by"]) for r in store.audit_records() if r.kind == "trading_state"]
+        assert states == [("halted", "alice"), ("active", "bob")] and store.trading_state().state is TradingState.ACTIVE
+
+
+def test_cli_live_mode_needs_the_explicit_confirmation(home):
+    cfg = write_config(home, "http://127.0.0.1:9")
+    message = one_line_error(cli("run", "--mode", "live", "--config", cfg), code=2)
+    assert "--i-understand-this-is-live" in message
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["explain", "al-nope"], "no order 'al-nope'"),
+    (["run", "--config", "missing.yaml"], "missing.yaml: cannot read the file"),
+    (["run", "--mode", "sim", "--date", "2024-03-09"], "marts.bars has no 15m bars on 2024-03-09"),
+    (["run", "--mode", "paper", "--date", "2024-03-05"], "--date and --fresh apply to --mode sim only"),
+    (["run", "--cash", "lots"], "'lots' is not a number"),
+    (["reconcile", "--mode", "paper"], "ALPACA_API_KEY: not set"),
+    (["reconcile", "--mode", "sim"], "the venue lives inside `trader run`"),
+    (["kill", "--reason", "x", "--mode", "paper"], "HALTED (paper), but the venue cannot be reached"),
+])
+def test_cli_user_errors_are_one_line_with_a_non_zero_exit(home, monkeypatch, args, expected):
+    monkeypatch.chdir(home)
+    write_config(home, "http://127.0.0.1:9")
+    assert expected in one_line_error(cli(*args))
+
+
+def test_cli_config_typo_and_placeholder_secret_are_one_line_errors(home, monkeypatch):
+    cfg = write_config(home, "http://127.0.0.1:9", risk={"max_postion_pct": "0.1"})
+    assert "risk.max_postion_pct: Extra inputs are not permitted" in one_line_error(cli("run", "--config", cfg))
+    cfg = write_config(home, "http://127.0.0.1:9")
+    monkeypatch.setenv("ALPACA_API_KEY", "changeme")
+    assert "ALPACA_API_KEY: looks like a placeholder" in one_line_error(cli("run", "--config", cfg))
+
+
+def test_cli_prediction_service_down_runs_without_orders_and_halts(home):
+    cfg = write_config(home, "http://127.0.0.1:9", prediction={"url": "http://127.0.0.1:9", "timeout_s": 1,
+                                                                "max_consecutive_failures": 2})
+    result = cli("run", "--config", cfg)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "no new orders, prediction failed (1 of 2 before HALTED): prediction service http://127.0.0.1:9: unreachable" in lines[1]
+    assert "HALTED after 2 prediction failures" in lines[2] and "sent 0" in lines[-2]
+    status = cli("status", "--config", cfg).output
+    assert "HALTED since" in status and "by runner: prediction service failed 2 cycles in a row" in status
+
+
+def test_cli_output_never_shows_secrets(home, monkeypatch):
+    monkeypatch.setenv("ALPACA_API_KEY", "PKSECRETKEY123")
+    monkeypatch.setenv("ALPACA_SECRET_KEY", "sk-very-secret-456")
+    monkeypatch.setenv("TRADER_API_TOKEN", "tok-789-secret")
+    with PredictionServer() as server:
+        cfg = write_config(home, server.url)
+        outputs = [cli(*args, "--config", cfg).output for args in (["run", "--once"], ["status"], ["positions"], ["orders"])]
+    for secret in ("PKSECRETKEY123", "sk-very-secret-456", "tok-789-secret"):
+        assert not any(secret in out for out in outputs)
