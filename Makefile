@@ -30,6 +30,8 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_features.py
 	$(BIN)/python tests/benchmarks/bench_training_set.py
 	$(BIN)/python tests/benchmarks/bench_backtest.py
+	$(BIN)/python tests/benchmarks/bench_training.py
+	$(BIN)/python tests/benchmarks/bench_trader.py
 
 clean:
 	rm -rf .alphaline dbt/target dbt/logs
