@@ -58,8 +58,8 @@ def test_duckdb_bars_never_writes_the_warehouse_and_does_not_hold_it_open(wareho
     broker = SimBroker(DuckDBBars(warehouse), config=SimConfig(max_participation=None), start=T0)
     broker.submit(Order(client_order_id=ClientOrderId("al-1"), symbol=Symbol("AAA"), side=Side.BUY, qty=D(3), created_at=T0))
     broker.advance_to(T0 + dt.timedelta(minutes=15))
-    (event,) = broker.poll_events()
-    assert isinstance(event, OrderFilled) and event.fill.price == D("101.12")
+    (event,) = broker.poll_events()  # the decision at T0 fills at the open of the bar starting at T0
+    assert isinstance(event, OrderFilled) and (event.fill.price, event.fill.ts) == (D("100.12"), T0)
     assert digest(warehouse) == before
     with duckdb.connect(str(warehouse)) as writer:  # a writer (Dagster) can still open it between reads
         writer.execute("SELECT count(*) FROM marts.bars").fetchone()

@@ -3,7 +3,9 @@
 Fill rules, in the order a newcomer will ask about them:
 
 * **Next bar, never the current one.** An order submitted at time ``t`` can first fill on the
-  bar that *opens strictly after* ``t``. A market order fills at that bar's open.
+  first bar that opens at or after ``t``: a decision taken at a bar's close fills at the open
+  of the bar that starts then. :meth:`SimBroker.advance_to` ``(t)`` processes opens strictly
+  before ``t`` only, so that open is still ahead when the decision at ``t`` is submitted.
 * **The clock moves only when told**: :meth:`SimBroker.advance_to` processes every bar event
   up to ``ts`` — a bar's *open* at ``bar.ts`` and its *close* at ``bar.end`` — in time order.
   Marks use the open at the open and the close at the close, so nothing is seen early.
@@ -32,9 +34,12 @@ Example:
     >>> order = Order(client_order_id=ClientOrderId("al-1"), symbol=Symbol("AAA"), side=Side.BUY, qty=D(10), created_at=t0)
     >>> broker.submit(order).order_id
     'sim-1'
+    >>> broker.advance_to(t0)  # the bar opening at t0 is still ahead of the decision taken at t0
+    >>> broker.poll_events()
+    []
     >>> broker.advance_to(t0 + dt.timedelta(minutes=15))
-    >>> [(e.fill.price, e.fill.fee) for e in broker.poll_events()]
-    [(Decimal('101.0505'), Decimal('0.050'))]
+    >>> [(e.fill.price, e.fill.fee, e.fill.ts == t0) for e in broker.poll_events()]
+    [(Decimal('100.0500'), Decimal('0.050'), True)]
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ from trader.errors import BrokerError, BrokerRejectedError
 BPS = Decimal(10_000)
 _NEW_YORK = ZoneInfo("America/New_York")
 _UNSUPPORTED_TIF = frozenset({TimeInForce.OPG, TimeInForce.CLS})
+_TICK = dt.timedelta(microseconds=1)  # the clock's resolution: "before ts" is "at or before ts - _TICK"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,6 +158,7 @@ class SimBroker:
         self._account = Account(cash=self._cfg.initial_cash)
         self._last: dict[Symbol, Decimal] = {}
         self._pending: list[Bar] = []  # bars whose open was processed, not yet their close
+        self._opens_done: dt.datetime | None = None  # set by restore(): opens at or before it were traded already
         self._capacity: dict[tuple[Symbol, dt.datetime], Decimal] = {}
         self._seq = 0
 
@@ -168,7 +175,11 @@ class SimBroker:
             raise BrokerError(f"sim clock: cannot go back from {self._now.isoformat()} to {ts.isoformat()}")
         start = self._now if self._now is not None else min((w.submitted_at for w in self._all_working()), default=ts)
         symbols = set(self._working) | {s for s, p in self._account.positions.items() if p.qty != 0}
-        new = self._feed.bars(symbols, after=start, until=ts) if symbols and start < ts else []
+        # Opens strictly before ``ts``: a bar opening exactly at ``ts`` is still ahead of a decision taken at ``ts``.
+        after = start - _TICK
+        if self._opens_done is not None:
+            after = max(after, self._opens_done)
+        new = self._feed.bars(symbols, after=after, until=ts - _TICK) if symbols and start < ts else []
         # At one instant a bar's close comes before the next bar's open (phase 0, then 1).
         steps = [(b.ts, 1, b) for b in new]
         waiting = self._pending + new
@@ -187,7 +198,7 @@ class SimBroker:
     def _at_open(self, bar: Bar) -> None:
         self._last[bar.symbol] = bar.open
         for w in list(self._working.get(bar.symbol, {}).values()):
-            if w.submitted_at >= bar.ts or self._expired(w, bar):
+            if w.submitted_at > bar.ts or self._expired(w, bar):
                 continue
             order = w.order
             marketable = order.order_type is OrderType.MARKET or _through(order, bar.open)
@@ -201,7 +212,7 @@ class SimBroker:
         self._last[bar.symbol] = bar.close
         for w in list(self._working.get(bar.symbol, {}).values()):
             order = w.order
-            if w.submitted_at >= bar.ts or order.order_type is not OrderType.LIMIT:
+            if w.submitted_at > bar.ts or order.order_type is not OrderType.LIMIT:
                 continue
             assert order.limit_price is not None
             extreme = bar.low if order.side is Side.BUY else bar.high
@@ -353,7 +364,11 @@ class SimBroker:
 
         Fills set cash and positions; orders the venue had accepted come back (working ones
         keep working); ``NEW`` orders never reached the venue and are left out. The clock
-        resumes at the latest stored event, so no bar already traded on is traded on again.
+        resumes at the latest stored event; when a fill there came from a bar's open, that
+        open is marked as traded, so no bar already traded on is traded on again.
+
+        A limit fill exactly at its limit is taken for a close fill (the next open still
+        ahead): from the store alone it cannot be told from an open fill capped at the limit.
         """
         if self._orders or self._fills:
             raise BrokerError("sim: restore() works only on a fresh SimBroker")
@@ -372,7 +387,10 @@ class SimBroker:
                 self._working.setdefault(order.symbol, {})[order.client_order_id] = w
         times = [f.ts for f in self._fills] + [o.updated_at for o in self._orders.values() if o.updated_at is not None]
         if times:
-            self._now = max(times) if self._now is None else max(self._now, *times)
+            latest = max(times)
+            self._now = latest if self._now is None else max(self._now, latest)
+            if any(f.ts == latest and _at_an_open(f, self._orders.get(f.client_order_id)) for f in self._fills):
+                self._opens_done = latest  # advance_to() would otherwise trade the open at ``latest`` again
 
 
 def _through(order: Order, price: Decimal) -> bool:
@@ -380,3 +398,8 @@ def _through(order: Order, price: Decimal) -> bool:
     if order.limit_price is None:
         return True
     return price <= order.limit_price if order.side is Side.BUY else price >= order.limit_price
+
+
+def _at_an_open(fill: Fill, order: Order | None) -> bool:
+    """``fill`` came from a bar's open: a close fill is always a limit order's, exactly at its limit."""
+    return order is None or order.limit_price is None or fill.price != order.limit_price
