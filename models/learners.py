@@ -4,6 +4,11 @@ Every learner takes a float matrix of features (NaN where a value is missing) an
 label vector, is seeded, and early-stops on an inner validation slice taken from the
 *end* of its training window (never a random slice: that would look ahead).
 
+Rows are ordered by time ascending (ties in any order). ``groups`` gives one integer
+symbol code per row; learners that read a symbol's recent history (``torch_tcn``) need
+it, the others ignore it. ``LEARNERS`` maps each family name to its class; the torch
+learners live in :mod:`models.torch_learners` and load torch only when fitted.
+
 Example:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -29,8 +34,8 @@ VALIDATION_SHARE = 0.15
 class Learner(Protocol):
     family: str
 
-    def fit(self, x: np.ndarray, y: np.ndarray, *, feature_names: list[str]) -> Learner: ...
-    def predict(self, x: np.ndarray) -> np.ndarray: ...
+    def fit(self, x: np.ndarray, y: np.ndarray, *, feature_names: list[str], groups: np.ndarray | None = None) -> Learner: ...
+    def predict(self, x: np.ndarray, *, groups: np.ndarray | None = None) -> np.ndarray: ...
     def save(self, path: Path) -> None: ...
     def feature_importance(self) -> dict[str, float]: ...
 
@@ -68,7 +73,7 @@ class RidgeLearner(_Base):
 
     family: ClassVar[str] = "sklearn_ridge"
 
-    def fit(self, x: np.ndarray, y: np.ndarray, *, feature_names: list[str]) -> RidgeLearner:
+    def fit(self, x: np.ndarray, y: np.ndarray, *, feature_names: list[str], groups: np.ndarray | None = None) -> RidgeLearner:
         from sklearn.impute import SimpleImputer
         from sklearn.linear_model import Ridge
         from sklearn.pipeline import make_pipeline
@@ -79,7 +84,7 @@ class RidgeLearner(_Base):
         self.model.fit(self._check(x), y)
         return self
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, *, groups: np.ndarray | None = None) -> np.ndarray:
         return self.model.predict(self._check(x))
 
     def feature_importance(self) -> dict[str, float]:
@@ -93,7 +98,7 @@ class HistGBLearner(_Base):
 
     family: ClassVar[str] = "sklearn_hgb"
 
-    def fit(self, x: np.ndarray, y: np.ndarray, *, feature_names: list[str]) -> HistGBLearner:
+    def fit(self, x: np.ndarray, y: np.ndarray, *, feature_names: list[str], groups: np.ndarray | None = None) -> HistGBLearner:
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         self.feature_names = list(feature_names)
@@ -111,7 +116,7 @@ class HistGBLearner(_Base):
         self.params["best_iteration"] = best
         return self
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, *, groups: np.ndarray | None = None) -> np.ndarray:
         return self.model.predict(self._check(x))
 
     def feature_importance(self) -> dict[str, float]:
@@ -134,7 +139,7 @@ class XGBLearner(_Base):
 
     family: ClassVar[str] = "xgboost"
 
-    def fit(self, x: np.ndarray, y: np.ndarray, *, feature_names: list[str]) -> XGBLearner:
+    def fit(self, x: np.ndarray, y: np.ndarray, *, feature_names: list[str], groups: np.ndarray | None = None) -> XGBLearner:
         import xgboost as xgb
 
         self.feature_names = list(feature_names)
@@ -149,7 +154,7 @@ class XGBLearner(_Base):
         self.params["best_iteration"] = int(self.model.best_iteration)
         return self
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, *, groups: np.ndarray | None = None) -> np.ndarray:
         return self.model.predict(self._check(x), iteration_range=(0, self.model.best_iteration + 1))
 
     def feature_importance(self) -> dict[str, float]:
@@ -158,4 +163,19 @@ class XGBLearner(_Base):
         return {name: gain.get(f"f{i}", 0.0) / total for i, name in enumerate(self.feature_names)}
 
 
-LEARNERS: dict[str, type[_Base]] = {cls.family: cls for cls in (RidgeLearner, HistGBLearner, XGBLearner)}
+LEARNERS: dict[str, type[_Base]]  # family → class; built on first access by ``__getattr__`` below
+
+
+def _registry() -> dict[str, type[_Base]]:
+    from models.torch_learners import MLPLearner, TCNLearner
+
+    return {cls.family: cls for cls in (RidgeLearner, HistGBLearner, XGBLearner, MLPLearner, TCNLearner)}
+
+
+def __getattr__(name: str) -> Any:
+    # The torch learners subclass ``_Base``, so their module imports this one; importing theirs while
+    # this one loads would break whenever ``models.torch_learners`` is the module imported first.
+    if name == "LEARNERS":
+        globals()["LEARNERS"] = registry = _registry()
+        return registry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
