@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 
+from orchestration.compliance_cli import compliance
 from orchestration.errors import AlphalineError, ConfigError
 from orchestration.features_cli import features
 from orchestration.features_cli import print_summary as print_feature_summary
@@ -193,6 +194,7 @@ def _print_summary(settings: Settings) -> None:
 
 main.add_command(features)
 main.add_command(models)
+main.add_command(compliance)
 
 
 def _demo_training(settings: Settings) -> dict[str, Any]:

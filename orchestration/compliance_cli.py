@@ -49,7 +49,12 @@ def run(date_: dt.datetime) -> None:
         raise ConfigError(f"--date {day}: not an XNYS session (weekend or exchange holiday): nothing to close")
     click.echo(f"EOD compliance for {day} (ALPHALINE_HOME={settings.home})")
     run_job(EOD_JOB, tags={"dagster/partition": day.isoformat()})
-    _print_day(settings, day)
+    from trader.compliance import ComplianceError
+
+    try:
+        _print_day(settings, day)
+    except ComplianceError as err:  # e.g. a manifest tampered with since the run: say so, no traceback
+        fail(f"{err} (run `alphaline compliance verify`)")
 
 
 def _print_day(settings: Settings, day: dt.date) -> None:
@@ -61,8 +66,8 @@ def _print_day(settings: Settings, day: dt.date) -> None:
     for name in SEALED[:-1]:
         path = directory / name
         if path.exists():
-            rows = max(0, len(path.read_text().splitlines()) - 1) if name.endswith((".csv", ".jsonl")) else None
-            click.echo(f"  {name:<24} {'' if rows is None else f'{rows} row(s)'}")
+            rows = len(path.read_bytes().splitlines()) - (0 if name.endswith(".jsonl") else 1)
+            click.echo(f"  {name:<24} {f'{rows} row(s)' if name.endswith(('.csv', '.jsonl')) else ''}".rstrip())
     verification = json.loads((directory / "audit_verification.json").read_text())
     head = verification["head"]
     click.echo(f"\nAudit trail  {'verified' if verification['ok'] else 'NOT VERIFIED'}: {verification['chain']['records']} "
@@ -79,9 +84,8 @@ def _print_day(settings: Settings, day: dt.date) -> None:
 @compliance.command()
 def verify() -> None:
     """Re-check the whole archive, every sealed day's fills and the audit chain; exit 1 if anything was altered."""
-    from trader.compliance import ComplianceError
-
     from orchestration.defs.compliance.verify import verify_everything
+    from trader.compliance import ComplianceError
 
     settings = prepare_environment(Settings())
     try:

@@ -16,6 +16,7 @@ from dagster_dbt import DbtCliResource, DbtProject
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from orchestration.defs.compliance.resources import ComplianceResource
 from orchestration.market.bars import BarSource, timeframe_delta
 from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
 from orchestration.settings import Settings
@@ -148,5 +149,6 @@ def build_resources(settings: Settings, dbt_project: DbtProject) -> dict[str, ob
         "dbt": DbtCliResource(project_dir=dbt_project),
         "features": FeatureStoreResource(home=str(settings.home), config=settings.feast_config, timeframe=settings.feature_timeframe),
         "models": ModelsResource(home=str(settings.home)),
+        "compliance": ComplianceResource.for_home(settings.home),
         "quality": DataQualityResource(max_reject_share=settings.max_reject_share, reports_dir=str(settings.reports_dir)),
     }

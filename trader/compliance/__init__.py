@@ -9,6 +9,7 @@ module                 what it does
 ``fills``              :class:`ComplianceFill`: the §3.5 ``fills`` row, validated
 ``holding``            short/long-term holding period (trade dates, leap years)
 ``lots``               :class:`Ledger`: FIFO tax lots, realised/unrealised P&L; :func:`close_day`
+``checkpoint``         a ledger's state at a day's close as JSON, so the next day resumes from it
 ``wash_sales``         IRS Pub 550 wash sales (applied by the ledger as it books fills)
 ``reports``            :func:`write_reports`: ``reports/<date>/*.csv``; fee reconciliation
 ``audit_check``        :func:`verify_audit_trail`: chain check, day head, Merkle root
@@ -36,6 +37,7 @@ Example (one day, end to end):
 """
 
 from trader.compliance.audit_check import AuditVerification, PublishedHead, verify_audit_trail
+from trader.compliance.checkpoint import day_close_state, dumps_day_close, ledger_state, restore_day_close, restore_ledger
 from trader.compliance.errors import ComplianceError, FillError, LedgerError, WormViolation
 from trader.compliance.fills import ComplianceFill, load_fills, read_fills_csv
 from trader.compliance.holding import term
@@ -66,10 +68,15 @@ __all__ = [
     "WormViolation",
     "audit_path",
     "close_day",
+    "day_close_state",
+    "dumps_day_close",
+    "ledger_state",
     "load_fills",
     "merkle_root",
     "read_fills_csv",
     "reconcile_fees",
+    "restore_day_close",
+    "restore_ledger",
     "term",
     "verify_audit_trail",
     "verify_inclusion",

@@ -347,8 +347,9 @@ class DayClose:
 
 
 def close_day(fills: Iterable[ComplianceFill], *, day: dt.date, closing_marks: Mapping[str, Decimal],
-              opening_marks: Mapping[str, Decimal] | None = None, allow_short: bool = False) -> DayClose:
-    """Replay every fill up to the end of ``day`` and bridge the day's P&L.
+              opening_marks: Mapping[str, Decimal] | None = None, allow_short: bool = False,
+              resume: Ledger | None = None) -> DayClose:
+    """Replay every fill up to the end of ``day`` (or only those after a checkpoint) and bridge the day's P&L.
 
     Args:
         fills: the account history (any order; fills traded after ``day`` are ignored).
@@ -356,10 +357,14 @@ def close_day(fills: Iterable[ComplianceFill], *, day: dt.date, closing_marks: M
         closing_marks: symbol → closing price on ``day`` for every position open at its end.
         opening_marks: symbol → closing price of the previous trading day, for every position
             open at the end of it (may be omitted when there was none).
-        allow_short: see :class:`Ledger`.
+        allow_short: see :class:`Ledger` (ignored with ``resume``: the ledger keeps its own).
+        resume: continue this ledger, restored from an earlier close
+            (:func:`trader.compliance.checkpoint.restore_ledger`), instead of an empty one;
+            ``fills`` are then only those after it. The ledger is changed in place.
 
     Raises:
-        FillError, LedgerError: an invalid fill, an oversell, or a missing price.
+        FillError, LedgerError: an invalid fill, an oversell, a missing price, or (with
+            ``resume``) a fill at or before the checkpoint's last fill.
 
     Example:
         >>> import datetime as dt
@@ -372,7 +377,7 @@ def close_day(fills: Iterable[ComplianceFill], *, day: dt.date, closing_marks: M
         (Decimal('19'), True)
     """
     ordered = [fill for fill in load_fills(fills) if fill.trade_date <= day]
-    ledger = Ledger(allow_short=allow_short)
+    ledger = resume if resume is not None else Ledger(allow_short=allow_short)
     before = [fill for fill in ordered if fill.trade_date < day]
     for fill in before:
         ledger.apply(fill)

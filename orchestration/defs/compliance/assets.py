@@ -2,14 +2,17 @@
 
 ::
 
-    trader/fills ─┐                                            ┌─ (blocking checks) ─┐
-    marts/bars ───┴─► tax_lot_ledger ──► compliance_reports ───┤                     ├─► sealed_compliance_records
-    trader/audit_log ──────────────► audit_trail_verification ─┘                     ┘
+    trader/fills ─────► tax_lot_ledger ──► compliance_reports ───┐
+    trader/audit_log ─► audit_trail_verification ─────────────────┴─► sealed_compliance_records
+                        (blocking checks on each step before the archive)
 
 ``trader/fills`` and ``trader/audit_log`` are the trader's tables (external assets: the
-trader writes them, Dagster only reads). The steps themselves are plain Python in
-:mod:`orchestration.defs.compliance.eod`. A partition that is not an XNYS session (a holiday
-on a weekday) materializes as a no-op that says so.
+trader writes them, Dagster only reads). The ledger also reads closing prices from
+``marts.bars`` (read-only), but that is deliberately *not* drawn as a dependency: the market
+jobs select everything downstream of ``raw_bars`` (daily partitions, and every 15 minutes
+intraday), and an edge would pull the EOD run into them. The steps themselves are plain
+Python in :mod:`orchestration.defs.compliance.eod`. A partition that is not an XNYS session
+(a holiday on a weekday) materializes as a no-op that says so.
 """
 
 
@@ -27,7 +30,6 @@ from trader.compliance import ComplianceError
 GROUP = "compliance"
 TRADER_FILLS = dg.AssetKey(["trader", "fills"])
 TRADER_AUDIT_LOG = dg.AssetKey(["trader", "audit_log"])
-MARTS_BARS = dg.AssetKey(["marts", "bars"])
 
 TRADER_TABLES = [
     dg.AssetSpec(TRADER_FILLS, group_name=GROUP, kinds={"sqlite"},
@@ -55,10 +57,11 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinitio
 
 
 def _ledger_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(name="tax_lot_ledger", group_name=GROUP, partitions_def=partitions, deps=[TRADER_FILLS, MARTS_BARS],
+    @dg.asset(name="tax_lot_ledger", group_name=GROUP, partitions_def=partitions, deps=[TRADER_FILLS],
               kinds={"python", "json"},
-              description="FIFO tax lots, realised and unrealised P&L, wash sales and the roll-forward at the day's close; "
-                          "resumed from the last sealed checkpoint, saved to compliance/ledger/<date>.json.")
+              description="FIFO tax lots, realised and unrealised P&L, wash sales and the roll-forward at the day's close "
+                          "(marked to marts.bars closes); resumed from the last sealed checkpoint, saved to "
+                          "compliance/ledger/<date>.json.")
     def tax_lot_ledger(context: dg.AssetExecutionContext, compliance: ComplianceResource, warehouse: DuckDBResource) -> dg.MaterializeResult:
         day = partition_day(context)
         if not is_session(day):
@@ -99,7 +102,7 @@ def _reports_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             reports = eod.write_day_reports(compliance.paths(), day)
         except ComplianceError as err:
             raise _failure(err) from None
-        rows = {name: max(0, sum(1 for _ in path.open()) - 1) for name, path in reports.paths.items()}
+        rows = {name: max(0, len(path.read_bytes().splitlines()) - 1) for name, path in reports.paths.items()}
         return dg.MaterializeResult(metadata={
             "directory": dg.MetadataValue.path(str(reports.directory)),
             "rows": dg.MetadataValue.json(rows),

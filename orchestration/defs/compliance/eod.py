@@ -40,6 +40,7 @@ from trader.compliance import (
     ComplianceError,
     ComplianceFill,
     DayClose,
+    Ledger,
     LedgerError,
     PublishedHead,
     ReportSet,
@@ -52,7 +53,7 @@ from trader.compliance import (
     write_reports,
 )
 from trader.compliance.audit_check import record_day
-from trader.compliance.checkpoint import loads
+from trader.compliance.checkpoint import loads, paused_gc
 from trader.compliance.fills import COLUMNS as FILL_COLUMNS
 
 LEDGER_STATE, FILLS, AUDIT_RECORDS, AUDIT_VERIFICATION, FEES = (
@@ -123,23 +124,33 @@ class LedgerRun:
     path: Path
 
 
-def _checkpoint_before(paths: CompliancePaths, day: dt.date) -> tuple[dt.date | None, Any, str]:
-    """``(checkpoint day, restored ledger, note)``; ``(None, None, why not)`` when the run must replay."""
+@dataclass(frozen=True)
+class _Start:
+    """Where a close starts: after a sealed checkpoint (``since``, its ledger and fill count) or from nothing."""
+
+    note: str
+    since: dt.date | None = None
+    ledger: Ledger | None = None
+    fills_before: int = 0
+
+
+def _checkpoint_before(paths: CompliancePaths, day: dt.date) -> _Start:
+    """The last sealed checkpoint before ``day`` that still matches the store, or a replay and why."""
     if not paths.resume:
-        return None, None, "checkpoints turned off: replaying every fill"
+        return _Start("checkpoints turned off: replaying every fill")
     archive = paths.archive()
     sealed = [e for (name, date), e in current_entries(archive).items() if name == LEDGER_STATE and date < day]
     if not sealed:
-        return None, None, f"no sealed checkpoint before {day}: replaying every fill"
+        return _Start(f"no sealed checkpoint before {day}: replaying every fill")
     entry = max(sealed, key=lambda e: e.date)
-    state = loads(archive.read(entry.sha256))
+    state = loads(archive.read(entry.sha256))  # read back through the archive: its bytes are checked first
     now = sources.count_fills(paths.store_url, through=entry.date)
     if now != state["fills_through"]:
-        return None, None, (f"the store has {now} fills through {entry.date}, its checkpoint {state['fills_through']} "
-                            "(late fills): replaying every fill")
+        return _Start(f"the store has {now} fills through {entry.date}, its checkpoint {state['fills_through']} "
+                      "(late fills): replaying every fill")
     if state["ledger"]["allow_short"] != paths.allow_short:
-        return None, None, f"allow_short changed since the {entry.date} checkpoint: replaying every fill"
-    return entry.date, restore_ledger(state["ledger"]), f"resumed from the {entry.date} checkpoint"
+        return _Start(f"allow_short changed since the {entry.date} checkpoint: replaying every fill")
+    return _Start(f"resumed from the {entry.date} checkpoint", entry.date, restore_ledger(state["ledger"]), now)
 
 
 def close_ledger(paths: CompliancePaths, *, day: dt.date, warehouse: str) -> LedgerRun:
@@ -148,41 +159,48 @@ def close_ledger(paths: CompliancePaths, *, day: dt.date, warehouse: str) -> Led
     Raises:
         ComplianceError: a fill is invalid, an account is oversold, a price is missing in marts.bars.
     """
-    since, resume, note = _checkpoint_before(paths, day)
-    fills = sources.read_fills(paths.store_url, after=since, through=day)
-    through = sources.count_fills(paths.store_url, through=day)
+    with paused_gc():  # see paused_gc: a year of lots and disposals is rebuilt here
+        return _close_ledger(paths, day, warehouse)
+
+
+def _close_ledger(paths: CompliancePaths, day: dt.date, warehouse: str) -> LedgerRun:
+    start = _checkpoint_before(paths, day)
+    fills = sources.read_fills(paths.store_url, after=start.since, through=day)
     opening = sources.closing_marks(warehouse, sources.previous_session(day))
     try:
         close = close_day(fills, day=day, closing_marks=sources.closing_marks(warehouse, day), opening_marks=opening,
-                          allow_short=paths.allow_short, resume=resume)
+                          allow_short=paths.allow_short, resume=start.ledger)
     except LedgerError as err:
         hint = " (prices come from marts.bars: ingest that session first)" if "_marks" in str(err) else ""
         raise LedgerError(f"{day}: {err}{hint}") from None
+    # Counted from what was applied, not queried again: a fill landing meanwhile must not be
+    # counted as booked (the next day would then trust this checkpoint without it).
+    through = start.fills_before + len(fills)
     path = paths.checkpoint(day)
     _write_atomic(path, dumps_day_close(close, fills_through=through))
-    return LedgerRun(close=close, resumed_from=since, note=note, fills_applied=len(fills), fills_through=through, path=path)
+    return LedgerRun(close=close, resumed_from=start.since, note=start.note, fills_applied=len(fills), fills_through=through,
+                     path=path)
 
 
 def load_day_close(paths: CompliancePaths, day: dt.date) -> DayClose:
-    """The day close that :func:`close_ledger` saved.
+    """The day close that :func:`close_ledger` saved; treat it as read-only (it is shared, see below).
 
     Raises:
         ComplianceError: there is none (the ledger step has not run for ``day``).
     """
-    return restore_day_close(_read_state(paths.checkpoint(day)))
-
-
-def _read_state(path: Path) -> dict[str, Any]:
+    path = paths.checkpoint(day)
     if not path.exists():
-        raise ComplianceError(f"{path}: missing (materialize tax_lot_ledger for {path.stem} first)")
-    return _cached_state(str(path), path.stat().st_mtime_ns)
+        raise ComplianceError(f"{path}: missing (materialize tax_lot_ledger for {day} first)")
+    return _restored(str(path), path.stat().st_mtime_ns)
 
 
-@lru_cache(maxsize=2)
-def _cached_state(path: str, _version: int) -> dict[str, Any]:
-    # The checks and the reports step each need the day close: parse it once per file version.
-    # Callers only read the dict (restoring builds new objects), so sharing it is safe.
-    return loads(Path(path).read_bytes())
+@lru_cache(maxsize=1)
+def _restored(path: str, _version: int) -> DayClose:
+    # The reports step and four checks each need the day close; at year end it holds a few
+    # hundred thousand lots and disposals, so it is parsed and rebuilt once per file version
+    # per process (the in-process executor runs them all in one), not five times.
+    with paused_gc():
+        return restore_day_close(loads(Path(path).read_bytes()))
 
 
 # -- 2. reports ----------------------------------------------------------------------------
@@ -200,10 +218,18 @@ def broker_fees(paths: CompliancePaths, day: dt.date) -> tuple[dict[str, str], L
         return None
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        by: Literal["fill", "day"] | None = "fill" if "fill_id" in (reader.fieldnames or ()) else "day" if "date" in (reader.fieldnames or ()) else None
-        if by is None or "fee" not in (reader.fieldnames or ()):
+        header = reader.fieldnames or ()
+        by: Literal["fill", "day"] | None = "fill" if "fill_id" in header else "day" if "date" in header else None
+        if by is None or "fee" not in header:
             raise ComplianceError(f"{path}: header: needs a fee column and a fill_id or date column")
-        return {row["fill_id" if by == "fill" else "date"]: row["fee"].strip() for row in reader}, by
+        key = "fill_id" if by == "fill" else "date"
+        fees = {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                fees[row[key]] = str(Decimal((row["fee"] or "").strip()))
+            except ArithmeticError:
+                raise ComplianceError(f"{path}:{line}: fee: not a decimal number ({row['fee']!r})") from None
+        return fees, by
 
 
 def fills_csv(fills: Iterable[ComplianceFill]) -> bytes:
@@ -223,6 +249,11 @@ def read_fills_csv_rows(data: bytes) -> list[dict[str, str]]:
 
 def write_day_reports(paths: CompliancePaths, day: dt.date) -> ReportSet:
     """Write ``reports/<day>/``: the compliance reports and ``fills.csv``, from the saved day close."""
+    with paused_gc():  # Form 8949 is year to date: a few hundred thousand rows at year end
+        return _write_day_reports(paths, day)
+
+
+def _write_day_reports(paths: CompliancePaths, day: dt.date) -> ReportSet:
     close = load_day_close(paths, day)
     statement = broker_fees(paths, day)
     directory = paths.day_dir(day)
@@ -264,6 +295,11 @@ class DayAudit:
 
 def verify_day_audit(paths: CompliancePaths, day: dt.date) -> DayAudit:
     """Verify the chain end to end; write the sealed verification, the day's records and the verdict."""
+    with paused_gc():  # the whole chain is held as objects
+        return _verify_day_audit(paths, day)
+
+
+def _verify_day_audit(paths: CompliancePaths, day: dt.date) -> DayAudit:
     records = sources.read_audit_records(paths.store_url)
     heads = published_heads(paths.archive())
     upto = 0  # records are appended in time order: "through the day" is a prefix of the chain

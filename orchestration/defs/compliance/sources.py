@@ -34,6 +34,8 @@ NY = ZoneInfo("America/New_York")
 
 def is_session(day: dt.date) -> bool:
     """True if XNYS trades on ``day`` (weekends and exchange holidays are not sessions)."""
+    # Imported here, as duckdb below: `alphaline compliance verify` uses this module but never
+    # needs the calendar (polars, exchange_calendars) or the warehouse.
     from orchestration.market.calendars import sessions
 
     return sessions(EXCHANGE, day, day).height == 1

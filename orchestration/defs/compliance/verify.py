@@ -107,6 +107,9 @@ def _audit_problems(paths: CompliancePaths, days: list[dt.date], lines: list[str
         records = sources.read_audit_records(paths.store_url)
         heads = [head for _, head in published_heads(paths.archive())]
     except ComplianceError as err:
+        if not days:  # a fresh home: nothing traded, nothing sealed, nothing to compare
+            lines.append(f"audit chain: {err}; nothing sealed yet")
+            return []
         return [f"audit chain: {err}"]
     last = days[-1] if days else dt.date.today()  # only the problems are used; the day just names the head
     check = verify_audit_trail(records, day=last, published=heads)

@@ -1,0 +1,227 @@
+"""Ledger checkpoints: the state of a :class:`~trader.compliance.lots.Ledger` at a day's close, as JSON.
+
+Without a checkpoint, :func:`~trader.compliance.lots.close_day` replays every fill since
+inception each day; with one, the next day resumes from yesterday's state and applies only
+its own fills (``close_day(..., resume=restore_ledger(state))``).
+
+A checkpoint holds exactly what later days can still need, so it stays bounded by one tax
+year rather than growing with the whole history:
+
+* every open lot, in FIFO order (carved wash-sale parts included), with its sequence number;
+* the disposals of the checkpoint's tax year (Form 8949 is year to date) plus older loss
+  disposals still waiting for replacement shares (their 30-day window is open: a purchase
+  tomorrow can still disallow part of the loss and change them);
+* the wash-sale adjustments booked in the tax year, the queue of pending losses (in sale
+  order, by disposal id), cash, the lot sequence and the last fill applied.
+
+Fill ids seen before the checkpoint are not kept (that set grows with the history). The
+restored ledger still refuses a fill it already booked: every earlier fill sorts before the
+last one applied, which :meth:`Ledger.apply` rejects, and the last fill's own id is kept.
+
+The JSON is deterministic (sorted keys, exact Decimal strings, no clock): the same day
+closed by a full replay or by a resume gives the same bytes, so archiving it again on a
+re-run is a no-op.
+
+Example:
+    >>> import datetime as dt
+    >>> from decimal import Decimal
+    >>> from trader.compliance.fills import ComplianceFill
+    >>> from trader.compliance.lots import close_day
+    >>> def fill(fid, side, day, qty, price):
+    ...     return ComplianceFill(fill_id=fid, order_id=fid, client_order_id=fid, symbol="ACME", side=side, qty=qty,
+    ...                           price=price, fee="0", ts=dt.datetime(2024, 5, day, 15, tzinfo=dt.UTC),
+    ...                           venue="SIM", account="A1")
+    >>> monday = close_day([fill("b1", "buy", 6, "10", "50")], day=dt.date(2024, 5, 6), closing_marks={"ACME": Decimal("51")})
+    >>> state = dumps_day_close(monday)
+    >>> tuesday = close_day([fill("s1", "sell", 7, "4", "55")], day=dt.date(2024, 5, 7), closing_marks={"ACME": Decimal("54")},
+    ...                     opening_marks={"ACME": Decimal("51")}, resume=restore_ledger(loads(state)["ledger"]))
+    >>> [(d.lot_id, d.qty, d.proceeds - d.basis) for d in tuesday.ledger.disposals], tuesday.roll_forward.ok
+    ([('b1', Decimal('4'), Decimal('20'))], True)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import fields
+from decimal import Decimal
+from operator import attrgetter
+from typing import Any
+
+from trader.compliance.errors import ComplianceError
+from trader.compliance.fills import ComplianceFill
+from trader.compliance.lots import DayClose, Disposal, Ledger, RollForward, TaxLot
+from trader.compliance.wash_sales import WashSale
+
+FORMAT = 1
+_LOT_FIELDS = ("lot_id", "account", "symbol", "direction", "order_id", "seq", "acquired", "holding_start", "qty", "cost",
+               "wash_adjustment", "replacement_for")
+_DISPOSAL_FIELDS = ("disposal_id", "account", "symbol", "direction", "lot_id", "fill_id", "qty", "opened", "acquired",
+                    "holding_start", "sold", "proceeds", "basis", "term", "disallowed", "replaced_qty", "lot_order_id", "lot_seq")
+_WASH_FIELDS = ("loss_disposal_id", "symbol", "loss_account", "sold", "replacement_lot_id", "replacement_account",
+                "replacement_acquired", "qty", "disallowed", "holding_days_added", "replacement_holding_start", "booked")
+_DATES = {"acquired", "holding_start", "opened", "sold", "replacement_acquired", "replacement_holding_start", "booked"}
+_DECIMALS = {"qty", "cost", "wash_adjustment", "proceeds", "basis", "disallowed", "replaced_qty"}
+_ROLL_FIELDS = ("opening", "realised_before_wash", "disallowed", "unrealised_open", "unrealised_close", "closing")
+
+
+class _Table:
+    """Objects of one dataclass as ``{"columns": [...], "rows": [[...], ...]}``.
+
+    Rows are lists, not one dict per object: a year-end checkpoint holds a few hundred thousand
+    lots and disposals, and repeating every key in each would double the file and its parse time.
+    Dates and Decimals (never None in these types) travel as ISO and exact strings, converted a
+    column at a time, and objects are built positionally: this is the hot path of a resume.
+    """
+
+    def __init__(self, cls: type, names: tuple[str, ...]):
+        init_fields = tuple(f.name for f in fields(cls) if f.init)
+        if names != init_fields:  # positional construction below relies on it
+            raise TypeError(f"{cls.__name__}: checkpoint columns {names} do not match its fields {init_fields}")
+        self.cls, self.names, self._get = cls, names, attrgetter(*names)
+        self._out = [(i, dt.date.isoformat if n in _DATES else str) for i, n in enumerate(names) if n in _DATES | _DECIMALS]
+        self._in = [(i, dt.date.fromisoformat if n in _DATES else Decimal) for i, n in enumerate(names) if n in _DATES | _DECIMALS]
+
+    def dump(self, objects: Iterable[Any]) -> dict[str, Any]:
+        rows = [list(values) for values in map(self._get, objects)]
+        for i, convert in self._out:
+            for row in rows:
+                row[i] = convert(row[i])
+        return {"columns": list(self.names), "rows": rows}
+
+    def load(self, table: Mapping[str, Any]) -> list[Any]:
+        if tuple(table["columns"]) != self.names:
+            raise ComplianceError(f"ledger checkpoint: {self.cls.__name__} columns: expected {list(self.names)}, got {table['columns']}")
+        rows = [list(row) for row in table["rows"]]  # copies: the parsed state stays as it was read
+        for i, parse in self._in:
+            for row in rows:
+                row[i] = parse(row[i])
+        cls = self.cls
+        return [cls(*row) for row in rows]
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building or dumping a whole ledger.
+
+    Creating a few hundred thousand objects triggers collection after collection, each walking
+    everything built so far (measured: it roughly doubles a year-end resume). Nothing here
+    creates reference cycles, so there is nothing for the collector to find meanwhile; callers
+    with a bounded, allocation-heavy step (an EOD close) may wrap it whole for the same reason.
+    Reference counting still frees everything that is not in a cycle.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_LOTS, _DISPOSALS, _WASH = _Table(TaxLot, _LOT_FIELDS), _Table(Disposal, _DISPOSAL_FIELDS), _Table(WashSale, _WASH_FIELDS)
+
+
+def ledger_state(ledger: Ledger, *, as_of: dt.date) -> dict[str, Any]:
+    """The JSON-ready state of ``ledger`` at the close of ``as_of`` (see the module docstring for what is kept)."""
+    # The ledger's internals are read here on purpose: this module is the ledger's persistence,
+    # kept apart so that lots.py stays about tax rules.
+    with paused_gc():
+        return _ledger_state(ledger, as_of)
+
+
+def _ledger_state(ledger: Ledger, as_of: dt.date) -> dict[str, Any]:
+    pending = ledger.pending_losses(as_of)
+    pending_ids = {d.disposal_id for d in pending}
+    disposals = [d for d in ledger.disposals if d.sold.year == as_of.year or d.disposal_id in pending_ids]
+    queues: dict[str, list[str]] = {}
+    for piece in pending:  # WashSaleBook keeps each symbol's queue in sale order; so does pending()
+        queues.setdefault(piece.symbol, []).append(piece.disposal_id)
+    last = ledger._last
+    return {
+        "format": FORMAT,
+        "as_of": as_of.isoformat(),
+        "allow_short": ledger.allow_short,
+        "cash": str(ledger.cash),
+        "seq": ledger._seq,
+        "last_fill": None if last is None else {"ts": last[0].isoformat(), "fill_id": last[1]},
+        "lots": _LOTS.dump(ledger.open_lots()),
+        "disposals": _DISPOSALS.dump(disposals),
+        "wash_sales": _WASH.dump(w for w in ledger.wash_sales if w.booked.year == as_of.year),
+        "pending_losses": {symbol: queues[symbol] for symbol in sorted(queues)},
+    }
+
+
+def restore_ledger(state: Mapping[str, Any]) -> Ledger:
+    """A ledger that continues from ``state`` (from :func:`ledger_state`).
+
+    Raises:
+        ComplianceError: the state has another format or is inconsistent (a pending loss
+            that is not among its disposals).
+    """
+    if state.get("format") != FORMAT:
+        raise ComplianceError(f"ledger checkpoint: format: expected {FORMAT}, got {state.get('format')!r}")
+    with paused_gc():
+        return _restore_ledger(state)
+
+
+def _restore_ledger(state: Mapping[str, Any]) -> Ledger:
+    ledger = Ledger(allow_short=bool(state["allow_short"]))
+    ledger.cash = Decimal(state["cash"])
+    ledger._seq = int(state["seq"])
+    if state["last_fill"] is not None:
+        last = state["last_fill"]
+        ledger._last = (dt.datetime.fromisoformat(last["ts"]), last["fill_id"])
+        ledger._seen.add(last["fill_id"])  # the one earlier fill whose key the order check does not refuse
+    for lot in _LOTS.load(state["lots"]):
+        ledger._positions.setdefault(lot.symbol, {}).setdefault(lot.account, []).append(lot)
+    ledger.disposals.extend(_DISPOSALS.load(state["disposals"]))
+    by_id = {disposal.disposal_id: disposal for disposal in ledger.disposals}
+    ledger._wash.adjustments.extend(_WASH.load(state["wash_sales"]))
+    for symbol, ids in state["pending_losses"].items():
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise ComplianceError(f"ledger checkpoint: pending_losses: {symbol}: disposal {missing[0]} is not in the checkpoint")
+        ledger._wash._pending[symbol] = [by_id[i] for i in ids]
+    return ledger
+
+
+def day_close_state(close: DayClose) -> dict[str, Any]:
+    """Everything :func:`~trader.compliance.reports.write_reports` needs about a closed day, JSON-ready."""
+    return {
+        "format": FORMAT,
+        "day": close.day.isoformat(),
+        "ledger": ledger_state(close.ledger, as_of=close.day),
+        "roll_forward": {name: str(getattr(close.roll_forward, name)) for name in _ROLL_FIELDS},
+        "closing_marks": {symbol: str(close.closing_marks[symbol]) for symbol in sorted(close.closing_marks)},
+        "day_fills": [fill.to_row() for fill in close.day_fills],
+    }
+
+
+def restore_day_close(state: Mapping[str, Any]) -> DayClose:
+    """The :class:`DayClose` saved by :func:`day_close_state` (its ledger pruned as described above)."""
+    day = dt.date.fromisoformat(state["day"])
+    roll = RollForward(day=day, **{name: Decimal(state["roll_forward"][name]) for name in _ROLL_FIELDS})
+    return DayClose(day=day, ledger=restore_ledger(state["ledger"]), roll_forward=roll,
+                    closing_marks={symbol: Decimal(price) for symbol, price in state["closing_marks"].items()},
+                    day_fills=tuple(ComplianceFill.from_row(row) for row in state["day_fills"]))
+
+
+def dumps_day_close(close: DayClose, **extra: Any) -> bytes:
+    """The checkpoint file's bytes: :func:`day_close_state` plus ``extra`` top-level keys, deterministic."""
+    state = {**day_close_state(close), **extra}
+    with paused_gc():
+        return (json.dumps(state, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+def loads(data: bytes | str) -> dict[str, Any]:
+    """Parse a checkpoint file (the inverse of :func:`dumps_day_close`, before restoring)."""
+    with paused_gc():
+        state = json.loads(data)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ComplianceError(f"ledger checkpoint: format: expected {FORMAT}, got {found!r}")
+    return state
