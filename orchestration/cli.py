@@ -198,11 +198,13 @@ main.add_command(compliance)
 
 
 def _demo_training(settings: Settings) -> dict[str, Any]:
-    """The demo's training sizes: the full learner family, 3 folds, on the last 120 sessions (a few minutes on 2 cores).
+    """The demo's training sizes: the full learner family, 3 folds, on 120 sessions (a few minutes on 2 cores).
+
+    The newest session is held out: the trader's simulated session trades a day the models never saw.
 
     ``alphaline models train`` (and the daily schedule) use the resource's defaults: all history, 4 folds.
     """
-    return {"home": str(settings.home), "n_folds": 3, "train_sessions": 120}
+    return {"home": str(settings.home), "n_folds": 3, "train_sessions": 120, "holdout_sessions": 1}
 
 
 def run() -> None:

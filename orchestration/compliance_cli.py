@@ -20,11 +20,22 @@ from orchestration.errors import ConfigError
 from orchestration.runner import fail, run_job
 from orchestration.settings import Settings, prepare_environment
 
+TRADER_STORES = ("live", "paper", "sim", "dry-run")
+_TRADER_OPTION = click.option(
+    "--trader", "trader_mode", type=click.Choice(TRADER_STORES), default="live", show_default=True,
+    help="Whose fills: the trader keeps one store per mode (live: trader/trader.db, others: trader/<mode>.db).",
+)
 
-def _paths(settings: Settings):
+
+def _store_url(settings: Settings, trader_mode: str) -> str:
+    name = "trader.db" if trader_mode == "live" else f"{trader_mode}.db"
+    return f"sqlite:///{settings.home / 'trader' / name}"
+
+
+def _paths(settings: Settings, trader_mode: str = "live"):
     from orchestration.defs.compliance.resources import ComplianceResource
 
-    return ComplianceResource.for_home(settings.home).paths()
+    return ComplianceResource.for_home(settings.home, store_url=_store_url(settings, trader_mode)).paths()
 
 
 @click.group()
@@ -34,7 +45,8 @@ def compliance() -> None:
 
 @compliance.command()
 @click.option("--date", "date_", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="The session to close (YYYY-MM-DD).")
-def run(date_: dt.datetime) -> None:
+@_TRADER_OPTION
+def run(date_: dt.datetime, trader_mode: str) -> None:
     """Run the EOD compliance job for one session, then show what was written, verified and sealed."""
     from orchestration.defs.compliance.schedules import EOD_JOB
     from orchestration.defs.compliance.sources import NY, is_session
@@ -48,7 +60,11 @@ def run(date_: dt.datetime) -> None:
     if not is_session(day):
         raise ConfigError(f"--date {day}: not an XNYS session (weekend or exchange holiday): nothing to close")
     click.echo(f"EOD compliance for {day} (ALPHALINE_HOME={settings.home})")
-    run_job(EOD_JOB, tags={"dagster/partition": day.isoformat()})
+    from orchestration.defs.compliance.resources import ComplianceResource
+
+    resource = ComplianceResource.for_home(settings.home, store_url=_store_url(settings, trader_mode))
+    run_job(EOD_JOB, tags={"dagster/partition": day.isoformat()},
+            run_config={"resources": {"compliance": {"config": resource.model_dump()}}})
     from trader.compliance import ComplianceError
 
     try:
@@ -82,14 +98,15 @@ def _print_day(settings: Settings, day: dt.date) -> None:
 
 
 @compliance.command()
-def verify() -> None:
+@_TRADER_OPTION
+def verify(trader_mode: str) -> None:
     """Re-check the whole archive, every sealed day's fills and the audit chain; exit 1 if anything was altered."""
     from orchestration.defs.compliance.verify import verify_everything
     from trader.compliance import ComplianceError
 
     settings = prepare_environment(Settings())
     try:
-        report = verify_everything(_paths(settings))
+        report = verify_everything(_paths(settings, trader_mode))
     except ComplianceError as err:
         fail(str(err))
         return

@@ -92,6 +92,7 @@ class ModelsResource(dg.ConfigurableResource):
     families: list[str] = Field(default_factory=lambda: ["sklearn_ridge", "sklearn_hgb", "xgboost", "torch_mlp", "torch_tcn"])
     n_folds: int = 4
     train_sessions: int | None = Field(default=None, description="Train on the last N sessions only (None: all history).")
+    holdout_sessions: int = Field(default=0, ge=0, description="Leave the newest N sessions out of training (e.g. to trade them).")
     max_train: int | None = Field(default=None, description="Rolling window of at most this many timestamps (None: expanding).")
     sentinel_family: str = "xgboost"
     min_oos_ic: float = 0.01

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import pickle
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import polars as pl
@@ -61,13 +62,12 @@ def _config(models: ModelsResource, features: FeatureStoreResource):
 @dg.asset(group_name=GROUP, deps=FEATURE_ASSETS, kinds={"feast", "polars"})
 def training_frame(context: dg.AssetExecutionContext, features: FeatureStoreResource, models: ModelsResource) -> dg.MaterializeResult:
     """Features as of each bar's close from Feast's point-in-time join, plus labels; built once per retrain."""
-    start = None
-    if models.train_sessions:
-        spine = pl.scan_parquet(features.offline / "bars.parquet").select(pl.col("event_timestamp").dt.date().alias("d"))
-        days = spine.unique().sort("d").collect()["d"]
-        first = days[max(0, days.len() - models.train_sessions)]
-        start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
-    frame = training_data.build_training_frame(features.store(), features.offline, label=models.label, start=start)
+    start, end = _window(features, models)
+    frame = training_data.build_training_frame(features.store(), features.offline, label=models.label, start=start, end=end)
+    if models.holdout_sessions:
+        # The last rows' labels look `horizon` bars ahead, into the held-out session: purge them too.
+        times = frame["event_timestamp"].unique().sort()
+        frame = frame.filter(pl.col("event_timestamp") < times[-training_data.label_horizon(models.label)])
     training_data.save_frame(frame, _path(models, FRAME))
     times = frame["event_timestamp"]
     return dg.MaterializeResult(metadata={
@@ -75,6 +75,23 @@ def training_frame(context: dg.AssetExecutionContext, features: FeatureStoreReso
         "start": times.min().isoformat(), "end": times.max().isoformat(), "label": models.label,
         "fingerprint": training_data.fingerprint(frame), "path": dg.MetadataValue.path(str(_path(models, FRAME))),
     })
+
+
+def _window(features: FeatureStoreResource, models: ModelsResource) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``[start, end)`` of the sessions to train on: the last ``train_sessions`` before the ``holdout_sessions``."""
+    if not models.train_sessions and not models.holdout_sessions:
+        return None, None
+    spine = pl.scan_parquet(features.offline / "bars.parquet").select(
+        pl.col("event_timestamp").dt.convert_time_zone("America/New_York").dt.date().alias("d"))
+    days = spine.unique().sort("d").collect()["d"].to_list()
+    kept = days[: len(days) - models.holdout_sessions] if models.holdout_sessions else days
+    if not kept:
+        raise training_data.TrainingDataError(f"holdout_sessions={models.holdout_sessions}: leaves no session to train on")
+    first = kept[-models.train_sessions] if models.train_sessions and len(kept) > models.train_sessions else kept[0]
+    zone = ZoneInfo("America/New_York")
+    start = dt.datetime.combine(first, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+    end = dt.datetime.combine(kept[-1] + dt.timedelta(days=1), dt.time(), tzinfo=zone).astimezone(dt.UTC) if models.holdout_sessions else None
+    return start, end
 
 
 @dg.asset(group_name=GROUP, deps=[training_frame], kinds={"xgboost", "scikitlearn", "pytorch"})
