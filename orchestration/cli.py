@@ -92,12 +92,20 @@ def demo(sessions: int, n_symbols: int, seed: int, train: bool) -> None:
         click.echo("\nTraining: purged walk-forward CV of every learner, stacking, backtest, gates, registry ...")
         run_job(TRAINING_JOB, run_config={"resources": {"models": {"config": _demo_training(settings)}}})
         print_model_summary(settings)
+        from orchestration.demo_trading import close_the_day, serve_trade_and_close
+
+        serve_trade_and_close(settings)
+        close_the_day(settings)
     click.echo(f"\nDone in {time.monotonic() - t0:.0f}s. Where to look:")
     click.echo(f"  warehouse   {settings.warehouse_path}  (marts.bars, marts.bars_daily, raw.bars_rejected)")
     click.echo(f"  data docs   {settings.reports_dir / 'data_docs' / 'index.html'}")
     click.echo(f"  features    {settings.feast_dir}  (offline/*.parquet, registry.db, online.db); `alphaline features describe`")
     click.echo(f"  models      {settings.home / 'bentoml' / 'models'}  (BentoML store); `alphaline models list`")
     click.echo(f"  tear sheet  {settings.reports_dir / dt.datetime.now(dt.UTC).date().isoformat() / 'backtest' / 'summary.md'}")
+    click.echo(f"  trading     {settings.home / 'trader' / 'sim.db'}; `trader status --mode sim`, `trader orders --mode sim`, `trader explain ID`")
+    click.echo(f"  compliance  {settings.reports_dir}/<date>/ (8949, Schedule D, lots, audit); archive {settings.home / 'archive'}; "
+               "`alphaline compliance verify --trader sim`")
+    click.echo("  serving     make serve → http://127.0.0.1:3000 (POST /predict, GET /model)")
     click.echo("  Dagster UI  make ui  → http://127.0.0.1:3000 (assets, checks, runs, schedules, sensor)")
 
 

@@ -46,7 +46,8 @@ def compliance() -> None:
 @compliance.command()
 @click.option("--date", "date_", required=True, type=click.DateTime(formats=["%Y-%m-%d"]), help="The session to close (YYYY-MM-DD).")
 @_TRADER_OPTION
-def run(date_: dt.datetime, trader_mode: str) -> None:
+@click.option("--allow-short", is_flag=True, help="Sells beyond the shares held open short lots (a long-short book).")
+def run(date_: dt.datetime, trader_mode: str, allow_short: bool) -> None:
     """Run the EOD compliance job for one session, then show what was written, verified and sealed."""
     from orchestration.defs.compliance.schedules import EOD_JOB
     from orchestration.defs.compliance.sources import NY, is_session
@@ -62,7 +63,7 @@ def run(date_: dt.datetime, trader_mode: str) -> None:
     click.echo(f"EOD compliance for {day} (ALPHALINE_HOME={settings.home})")
     from orchestration.defs.compliance.resources import ComplianceResource
 
-    resource = ComplianceResource.for_home(settings.home, store_url=_store_url(settings, trader_mode))
+    resource = ComplianceResource.for_home(settings.home, store_url=_store_url(settings, trader_mode), allow_short=allow_short)
     run_job(EOD_JOB, tags={"dagster/partition": day.isoformat()},
             run_config={"resources": {"compliance": {"config": resource.model_dump()}}})
     from trader.compliance import ComplianceError

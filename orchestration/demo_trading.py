@@ -1,0 +1,101 @@
+"""The demo's last act: serve the production ensemble, trade the held-out session, close the day.
+
+1. ``bentoml serve serving.service:Ensemble`` on a free local port (a real subprocess);
+   ``/predict`` for the whole universe and ``/model`` are printed.
+2. ``trader run --mode sim --fresh`` replays the newest session — the one training held
+   out — asking the service for scores ``as_of`` each bar, through the risk engine, to the
+   simulated broker; its status and positions are printed.
+3. ``alphaline compliance run --trader sim --allow-short`` closes that day: tax lots, wash sales,
+   Form 8949, the audit trail check and the WORM archive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+import yaml
+
+from orchestration.settings import Settings
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def trader_config(settings: Settings, url: str) -> Path:
+    """The example ``trader.yaml`` with the prediction service at ``url``, written under ``ALPHALINE_HOME/trader``."""
+    import trader
+
+    example = Path(trader.__file__).with_name("trader.example.yaml")
+    config: dict[str, Any] = yaml.safe_load(example.read_text())
+    config["prediction"]["url"] = url
+    config["prediction"]["timeout_s"] = 30  # as_of predictions run Feast's point-in-time join on each call
+    path = settings.home / "trader" / "demo.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _trader(*args: str, settings: Settings) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ALPHALINE_HOME": str(settings.home)}
+    return subprocess.run([_bin("trader"), *args], capture_output=True, text=True, check=False, env=env, timeout=1800)
+
+
+def _print_predictions(answer: dict[str, Any]) -> None:
+    preds = answer.get("predictions", [])
+    ranked = sorted(preds, key=lambda p: p["score"], reverse=True)
+    click.echo(f"  /predict: {len(preds)} symbols from {answer.get('model_version')}")
+    for p in ranked[:3] + ranked[-3:]:
+        click.echo(f"    {p['symbol']:<5} score {p['score']:+.5f}  {p['direction']:<5}  confidence {p['confidence']:.2f}  "
+                   f"features at {p['feature_ts']}{'  STALE' if p.get('stale') else ''}")
+
+
+def serve_trade_and_close(settings: Settings) -> dict[str, Any]:
+    """Run the three steps; returns what the summary needs (the day traded, the trader's output)."""
+    import httpx
+
+    from serving.demo import free_port, running, universe
+
+    click.echo("\nServing: bentoml serve serving.service:Ensemble (production ensemble) ...")
+    with running(settings.home, free_port(), log=settings.home / "logs" / "serve.log") as server:
+        with httpx.Client(base_url=server.url, timeout=60.0) as client:
+            answer = client.post("/predict", json={"symbols": universe(settings.home), "allow_stale": True})
+            card = client.get("/model").json()
+        click.echo(f"  {server.url}  GET /model → {card.get('version', card.get('model_version', '?'))}")
+        if answer.status_code != 200:
+            raise click.ClickException(f"/predict answered {answer.status_code}: {answer.text[:200]}")
+        _print_predictions(answer.json())
+        config = trader_config(settings, server.url)
+        click.echo("\nTrading: trader run --mode sim on the held-out session (predictions as_of each bar) ...")
+        run = _trader("run", "--mode", "sim", "--fresh", "--config", str(config), settings=settings)
+    if run.returncode != 0:
+        raise click.ClickException(f"trader run failed: {(run.stderr or run.stdout).strip().splitlines()[-1:]}")
+    click.echo("  " + "\n  ".join(run.stdout.strip().splitlines()[-8:]))
+    for command in (["status", "--mode", "sim"], ["positions", "--mode", "sim"]):
+        out = _trader(*command, settings=settings)
+        click.echo("  " + "\n  ".join((out.stdout or out.stderr).strip().splitlines()[:16]))
+    return {"trader": run.stdout}
+
+
+def close_the_day(settings: Settings) -> None:
+    """``alphaline compliance run --date <the traded session> --trader sim`` in this process."""
+    from orchestration.compliance_cli import run as compliance_run
+    from trader.store import TraderStore
+
+    store = TraderStore(f"sqlite:///{settings.home / 'trader' / 'sim.db'}")
+    fills = store.list_fills()
+    if not fills:
+        click.echo("\nCompliance: the simulated session had no fills; nothing to close")
+        return
+    day = max(f.ts for f in fills).astimezone(NEW_YORK).date()
+    click.echo(f"\nCompliance: EOD run for {day} on the simulated fills ...")
+    compliance_run.callback(date_=dt.datetime.combine(day, dt.time()), trader_mode="sim", allow_short=True)
