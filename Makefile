@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export ALPHALINE_HOME ?= $(CURDIR)/.alphaline
 
-.PHONY: install demo test ui bench clean
+.PHONY: install demo test ui serve bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ test: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/alphaline ui
 
+serve: $(STAMP)
+	$(BIN)/python -m serving.serve
+
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_data_layer.py
 	$(BIN)/python tests/benchmarks/bench_features.py
@@ -32,6 +35,8 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_backtest.py
 	$(BIN)/python tests/benchmarks/bench_training.py
 	$(BIN)/python tests/benchmarks/bench_trader.py
+	$(BIN)/python tests/benchmarks/bench_serving.py
+	$(BIN)/python tests/benchmarks/bench_compliance.py
 
 clean:
 	rm -rf .alphaline dbt/target dbt/logs

@@ -93,6 +93,19 @@ class Registry:
         self.store = ModelStore(str(self.root / "models"))
         self.history_path = self.root / "production_history.jsonl"
 
+    @classmethod
+    def from_store(cls, store: Any) -> Registry:
+        """A registry over an existing BentoML ``ModelStore`` (e.g. BentoML's global one inside ``bentoml serve``).
+
+        A served Bento keeps its models in its own store, not under ``ALPHALINE_HOME``; reading
+        (``production``, ``info``, ``load_ensemble``) works the same over it.
+        """
+        self = cls.__new__(cls)
+        self.store = store
+        self.root = Path(store._path).parent
+        self.history_path = self.root / "production_history.jsonl"
+        return self
+
     # ---- writing -------------------------------------------------------------------------------
     def save_member(self, learner: Any, *, metadata: dict[str, Any], stage: str = "candidate") -> Any:
         import bentoml

@@ -1,0 +1,189 @@
+"""BentoML service ``Ensemble``: the production ensemble over HTTP (DESIGN.md §3.4).
+
+Endpoints:
+
+* ``POST /predict`` ``{"symbols": [...], "as_of": optional ISO UTC, "allow_stale": false}`` →
+  ``{"model_version", "predictions": [{"symbol", "score", "direction", "confidence", "feature_ts", "stale"}]}``
+* ``POST /predict_rows`` ``{"rows": [{"symbol", "features": {name: value}, "feature_ts": optional}]}`` → same shape
+* ``GET /model`` → the model card; ``POST /reload`` (admin) → swap to the store's current production ensemble
+* BentoML's own: ``GET /metrics`` (Prometheus), ``/livez``, ``/readyz``, ``/docs.json`` (OpenAPI), ``/``
+
+Start it with ``python -m serving.serve`` (``make serve``), which points BentoML's model store
+at ``$ALPHALINE_HOME/bentoml``; a bare ``bentoml serve serving.service:Ensemble`` needs
+``BENTOML_HOME=$ALPHALINE_HOME/bentoml`` in the environment.
+
+**Models.** The production ensemble and its members are class-level
+``bentoml.models.BentoModel`` references, resolved when this module is imported: BentoML
+learns which models a Bento must carry from class attributes, at class creation, so
+there is no later hook (STYLE.md habit 4 yields here; the read is a few small YAML files
+of the local model store). Each worker loads the ensemble once, at start-up.
+
+**Hot reload.** A promotion does not change a running service. ``POST /reload`` loads the
+store's current production ensemble next to the old one and swaps a single reference:
+requests in flight finish on the model they started with, later ones use the new one.
+It is admin-only (``Authorization: Bearer $ALPHALINE_SERVING_ADMIN_TOKEN``; without a
+token configured, loopback clients only) and per worker (this service runs one worker).
+A built Bento carries only its own models, so there a new model means a new Bento.
+
+**Logging.** One line per request (endpoint, sizes, ``as_of``, model, stale count,
+status, milliseconds), never feature values; BentoML's access log adds method, path,
+status and latency. Request models hide their input in validation errors for the same reason.
+
+Example::
+
+    python -m serving.serve &                                   # http://127.0.0.1:3000
+    curl -s -X POST localhost:3000/predict -d '{"symbols": ["AAA", "BBB"]}'
+    curl -s localhost:3000/model
+"""
+
+from __future__ import annotations
+
+import gc
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import bentoml
+from bentoml.models import BentoModel
+from fastapi import FastAPI, Header, HTTPException, Request
+from prometheus_client import Counter
+from starlette.responses import JSONResponse
+
+from feature_repo import FeatureStoreError
+from serving.config import ServingSettings
+from serving.errors import NoProductionModel, RequestRejected
+from serving.middleware import JsonBodiesOnly
+from serving.predictor import Predictor
+from serving.schemas import ModelCard, PredictRequest, PredictResponse, PredictRowsRequest, ReloadResponse
+
+logger = logging.getLogger("alphaline.serving")
+ENSEMBLE_REF = "ensemble_model"
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+API_ROUTES = ("/predict", "/predict_rows")
+
+# prometheus_client directly (BentoML 1.4 deprecates bentoml.metrics); BentoML's /metrics collects it with its own.
+rejections = Counter("alphaline_serving_rejections", "Requests refused with a 4xx by the handlers, by reason.",
+                     ["endpoint", "reason"])
+admin = FastAPI(title="Alphaline serving: model card and admin", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+def _model_store() -> Any:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return BentoMLContainer.model_store.get()
+
+
+def production_refs() -> dict[str, BentoModel]:
+    """``BentoModel`` references to the production ensemble and its members in BentoML's model store.
+
+    Empty when the store has no production ensemble (the service then refuses to start).
+    """
+    from models.registry import Registry
+
+    registry = Registry.from_store(_model_store())
+    tag = registry.production()
+    if tag is None:
+        return {}
+    members = registry.info(tag)["metadata"].get("members") or {}
+    return {ENSEMBLE_REF: BentoModel(tag), **{f"member_{family}": BentoModel(t) for family, t in sorted(members.items())}}
+
+
+class _EnsembleService:
+    """The production ensemble: scores, directions and confidences per symbol (DESIGN.md §3.4)."""
+
+    def __init__(self) -> None:
+        from models.registry import Registry
+
+        ref = getattr(type(self), ENSEMBLE_REF, None)
+        if not isinstance(ref, BentoModel) or ref.stored is None:
+            raise NoProductionModel(f"no production ensemble in the model store {_model_store()._path} when the service was "
+                                    "imported (train and promote one; serve with BENTOML_HOME=$ALPHALINE_HOME/bentoml)")
+        # BentoML's logging config disables loggers that existed before it ran and leaves the root at WARNING:
+        # re-enable this one, at INFO, so the per-request lines reach BentoML's handler.
+        logger.disabled = False
+        logger.setLevel(logging.INFO)
+        settings = ServingSettings()
+        self.predictor = Predictor.from_settings(settings, Registry.from_store(_model_store()), tag=str(ref.tag))
+        self.predictor.warm_up()  # the first request should not pay for the first Feast read
+        _freeze_heap()
+        logger.info("serving %s (features from %s, stale after %d bars, clock %s)", self.predictor.model.tag,
+                    settings.home, self.predictor.stale_bars, settings.stale_clock)
+
+    @bentoml.api(route="/predict")
+    def predict(self, request: PredictRequest, /) -> PredictResponse:
+        """Scores for symbols from the latest online features, or as of a past moment (``as_of``)."""
+        extra = f"symbols={len(request.symbols)} as_of={request.as_of.isoformat() if request.as_of else '-'}"
+        return self._handle("predict", self.predictor.predict, request, extra)
+
+    @bentoml.api(route="/predict_rows")
+    def predict_rows(self, request: PredictRowsRequest, /) -> PredictResponse:
+        """Scores for caller-supplied feature rows (every feature of the model card, by name)."""
+        return self._handle("predict_rows", self.predictor.predict_rows, request, f"rows={len(request.rows)}")
+
+    def _handle(self, endpoint: str, call: Callable[[Any], PredictResponse], request: Any, extra: str) -> Any:
+        began = time.perf_counter()
+        try:
+            answer = call(request)
+        except RequestRejected as exc:
+            rejections.labels(endpoint=endpoint, reason=exc.problems[0].type).inc()
+            logger.info("%s %s -> %d %s (%.1f ms)", endpoint, extra, exc.status, exc.summary(), _ms(began))
+            return JSONResponse(exc.body(), status_code=exc.status)
+        except FeatureStoreError as exc:  # the store, not the request, is wrong: 503 says retry later
+            logger.error("%s %s -> 503 %s", endpoint, extra, exc)
+            return JSONResponse({"error": f"feature store: {exc}"}, status_code=503)
+        stale = sum(p.stale for p in answer.predictions)
+        logger.info("%s %s model=%s stale=%d -> 200 (%.1f ms)", endpoint, extra, answer.model_version, stale, _ms(began))
+        return answer
+
+    @admin.get("/model", response_model=ModelCard)
+    def model_card(self) -> ModelCard:
+        """The model card: members, weights, training window, out-of-sample metrics, gates, features."""
+        return self.predictor.card()
+
+    @admin.post("/reload", response_model=ReloadResponse)
+    def reload(self, request: Request, authorization: str | None = Header(default=None)) -> ReloadResponse:
+        """Swap to the model store's current production ensemble (admin)."""
+        _authorize(request, authorization, self.predictor.settings)
+        try:
+            old, new = self.predictor.swap()
+        except NoProductionModel as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        _freeze_heap()
+        logger.info("reload: %s", f"{old.tag} -> {new.tag}" if new is not old else f"{old.tag} (unchanged)")
+        return ReloadResponse(reloaded=new is not old, model_version=new.tag, previous=old.tag)
+
+
+def _authorize(request: Request, authorization: str | None, settings: ServingSettings) -> None:
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    if token is None:
+        host = request.client.host if request.client else ""
+        if host not in LOOPBACK:
+            raise HTTPException(status_code=403, detail="reload: admin only; from other hosts set ALPHALINE_SERVING_ADMIN_TOKEN "
+                                                        "and send Authorization: Bearer <token>")
+        return
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise HTTPException(status_code=403, detail="reload: missing or wrong bearer token (Authorization: Bearer <token>)")
+
+
+def _freeze_heap() -> None:
+    # Feast, polars, sklearn and the models leave a large long-lived heap; the first full collection over it
+    # stalled requests for ~0.3 s under load (tests/benchmarks/bench_serving.py). Frozen objects are skipped.
+    gc.freeze()
+
+
+def _ms(began: float) -> float:
+    return (time.perf_counter() - began) * 1000
+
+
+for _name, _ref in production_refs().items():
+    setattr(_EnsembleService, _name, _ref)
+
+Ensemble = bentoml.service(
+    name="alphaline_ensemble_service",
+    workers=1,  # /reload swaps one worker's model; more workers would need a restart to agree
+    traffic={"timeout": 30},
+)(bentoml.asgi_app(admin, path="/")(_EnsembleService))
+Ensemble.add_asgi_middleware(JsonBodiesOnly, paths=API_ROUTES)
