@@ -83,7 +83,3 @@ def backtest_oof(oof: pl.DataFrame, bars: pl.DataFrame, *, horizon: int, config:
         initial_cash=config.initial_cash, costs=config.costs(), rebalance_every=horizon,
     )
 
-
-def bars_at_close(bars: pl.DataFrame, bar_length: Any) -> pl.DataFrame:
-    """Warehouse bars (``ts`` = bar open) re-keyed by their close, the time scores are stamped with."""
-    return bars.select("symbol", (pl.col("ts") + bar_length).alias("ts"), "open", "close", pl.col("volume").cast(pl.Float64))

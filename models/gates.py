@@ -118,6 +118,3 @@ def build_evaluation(report: dict[str, Any], *, families: list[str], sentinel_ic
         "sentinel_tstat": sentinel_tstat, "backtest": backtest,
     }
 
-
-def all_passed(results: list[GateResult]) -> bool:
-    return all(r.passed for r in results)
