@@ -35,6 +35,7 @@ from orchestration.resources import DataQualityResource, FeatureStoreResource, M
 GROUP = "training"
 FEATURE_ASSETS = [dg.AssetKey("bar_features"), dg.AssetKey("bar_labels"), dg.AssetKey("feast_registry")]
 FRAME, CV, EVALUATION, CANDIDATE = "frame.parquet", "cv.pkl", "evaluation.pkl", "candidate.json"
+GATE_INPUTS = "gate_inputs.json"  # the few numbers the gate checks read (they need not unpickle the OOF frame)
 
 
 def _path(models: ModelsResource, name: str) -> Path:
@@ -118,6 +119,7 @@ def model_evaluation(context: dg.AssetExecutionContext, features: FeatureStoreRe
     bars, oracle = _bars_and_oracle(warehouse, features, cv)
     ev = evaluate_run(cv, config, bars=bars, oracle=oracle)
     _save(models, EVALUATION, ev)
+    _path(models, GATE_INPUTS).write_text(json.dumps(ev.evaluation, default=str))
     folder = Path(quality.reports_dir) / dt.datetime.now(dt.UTC).date().isoformat() / "backtest"
     sheet = write_tearsheet(ev.backtest, folder, periods_per_year=config.periods_per_year,
                             ic_by_horizon={int(h): v for h, v in ev.report["ic_decay"].items()}, title="Ensemble (out-of-fold) backtest")

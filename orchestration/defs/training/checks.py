@@ -6,11 +6,12 @@ One check per gate (see :mod:`models.gates`): ``min_oos_ic``, ``min_oos_icir``,
 """
 
 
+import json
+
 import dagster as dg
 
 from models.gates import GateConfig, evaluate_gates
-from models.training import Evaluation
-from orchestration.defs.training.assets import EVALUATION, _load, model_evaluation
+from orchestration.defs.training.assets import GATE_INPUTS, _path, model_evaluation
 from orchestration.resources import ModelsResource
 
 GATES = tuple(f for f in GateConfig.model_fields if f != "sentinel_max_abs_t")  # the t bound belongs to the sentinel gate
@@ -32,9 +33,9 @@ def _gate_check(field: str) -> dg.AssetChecksDefinition:
 
     @dg.asset_check(asset=model_evaluation, name=gate, blocking=True, description=DESCRIPTIONS[field])
     def _check(models: ModelsResource) -> dg.AssetCheckResult:
-        ev: Evaluation = _load(models, EVALUATION)
+        evaluation = json.loads(_path(models, GATE_INPUTS).read_text())
         config = models.config(1).gates  # periods_per_year is irrelevant to the gates
-        result = next(r for r in evaluate_gates(ev.evaluation, config) if r.name == gate)
+        result = next(r for r in evaluate_gates(evaluation, config) if r.name == gate)
         return dg.AssetCheckResult(
             passed=result.passed,
             metadata={"value": result.value, "threshold": result.threshold, "rule": result.description},
