@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -10,7 +12,12 @@ import pytest
 
 from orchestration.settings import Settings, prepare_environment
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+TEST_DATA = Path(__file__).resolve().parent / "data"
+#: sha256 of each real file as published (tests/data/README.md): the importer must see the vendor's exact bytes.
+REAL_FILES = {
+    "sp500_daily.csv": "1c4d0aeed8db9284de8ad71e4063c97f645ad6dd13507f8e305338e96c396ba7",
+    "nasdaq_daily.csv": "799ab0bf4a29129f23c27743098215c4033c139ff76dc935a1cd53d1aea9997e",
+}
 UTC = dt.UTC
 
 
@@ -40,6 +47,15 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dbt_manifest: Path
     settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(dbt_manifest, settings.dbt_target_dir / "manifest.json")
     return settings
+
+
+def real_csv(name: str, folder: Path) -> Path:
+    """The real file ``name`` (``tests/data/<name>.gz``) unpacked into ``folder`` under its own name."""
+    data = gzip.decompress((TEST_DATA / f"{name}.gz").read_bytes())
+    assert hashlib.sha256(data).hexdigest() == REAL_FILES[name], f"tests/data/{name}.gz is not the published file"
+    path = folder / name
+    path.write_bytes(data)
+    return path
 
 
 def utc(*args: int) -> dt.datetime:

@@ -8,12 +8,12 @@ import pytest
 from orchestration.errors import SourceFileError
 from orchestration.market.files import FileSource, symbol_from_filename
 from orchestration.market.validation import validate_bars
-from tests.conftest import REAL_DATA, utc
+from tests.conftest import real_csv, utc
 
 
 @pytest.mark.parametrize(("name", "symbol"), [("sp500_daily.csv", "SP500"), ("nasdaq_daily.csv", "NASDAQ")])
-def test_file_source_imports_real_daily_file_with_no_manual_editing(name: str, symbol: str):
-    batch = FileSource(REAL_DATA / name).read()
+def test_file_source_imports_real_daily_file_with_no_manual_editing(name: str, symbol: str, tmp_path: Path):
+    batch = FileSource(real_csv(name, tmp_path)).read()
     bars = batch.bars
     assert bars.height == 5031
     assert bars["symbol"].unique().to_list() == [symbol]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import math
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -17,8 +17,8 @@ from models.backtest import (
     run_signal_backtest,
     sma_cross_signal,
 )
+from tests.conftest import TEST_DATA
 
-SP500 = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "sp500_daily.csv"
 T0 = dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.UTC)
 BAR = dt.timedelta(minutes=15)
 COSTS = Costs(commission_bps=1.0, commission_per_trade=0.5, half_spread_bps=2.0, impact_coef=0.5)
@@ -52,7 +52,7 @@ def random_market(n_symbols: int = 12, n_bars: int = 300, seed: int = 7) -> tupl
 
 
 def sp500() -> pl.DataFrame:
-    return pl.read_csv(SP500).select(
+    return pl.read_csv(gzip.decompress((TEST_DATA / "sp500_daily.csv.gz").read_bytes())).select(
         pl.col("Date").str.to_date("%m/%d/%Y").alias("ts"), pl.col("Open").alias("open"),
         pl.col("Close").alias("close"), pl.col("Volume").cast(pl.Float64).alias("volume"),
     )

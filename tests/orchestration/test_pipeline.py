@@ -11,7 +11,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from orchestration.definitions import build_definitions
 from orchestration.defs.market.schedules import IMPORT_JOB, INGEST_JOB
 from orchestration.market.warehouse import connect
-from tests.conftest import REAL_DATA, utc
+from tests.conftest import real_csv, utc
 
 pytestmark = pytest.mark.slow
 RANGE = {ASSET_PARTITION_RANGE_START_TAG: "2024-01-03", ASSET_PARTITION_RANGE_END_TAG: "2024-01-05"}
@@ -79,8 +79,8 @@ def test_ingest_job_when_rejects_exceed_the_limit_blocks_everything_downstream(s
     assert _sql(settings, "select count(*) n from raw.bars")["n"][0] == 4 * 26 * 3 - 10  # clean rows kept
 
 
-def test_import_job_loads_a_real_daily_file_into_the_marts(settings):
-    path = str(REAL_DATA / "sp500_daily.csv")
+def test_import_job_loads_a_real_daily_file_into_the_marts(settings, tmp_path):
+    path = str(real_csv("sp500_daily.csv", tmp_path))
     result = _run(settings, IMPORT_JOB, ops={"imported_bars": {"config": {"paths": [path]}}})
     assert result.success, _checks(result)
     bars = _sql(settings, "select * from marts.bars")
