@@ -14,6 +14,12 @@ weights used on fold *k* are fitted on the OOF predictions of folds before *k* o
 (fold 0 uses equal weights), so reported ensemble metrics contain no fitted weight
 that has seen its test block.
 
+No single member can bring the ensemble down: a member whose predictions are constant
+or not finite on more than :data:`MAX_DEGENERATE_SHARE` of a block's timestamps (a tree
+model early-stopped at one tree, a network that diverged) gets weight 0 on that block,
+with a warning; elsewhere its non-finite values contribute 0 and a timestamp without
+spread standardises to 0, so the meta-learner never sees an infinity.
+
 Example:
     >>> import numpy as np, polars as pl
     >>> rng = np.random.default_rng(0)
@@ -27,91 +33,144 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from models.metrics import degenerate_share
+
+
+#: A member whose predictions are constant or not finite on more than this share of the timestamps it scores
+#: (e.g. a tree model early-stopped at one tree) ranks nothing there: it gets weight 0, with a warning.
+MAX_DEGENERATE_SHARE = 0.2
+
+
+class EnsembleError(ValueError):
+    """No member is fit to stack: every one is constant or non-finite on most timestamps."""
+
 
 def member_scales(oof: pl.DataFrame, families: Sequence[str]) -> dict[str, float]:
-    """Standard deviation of each member's OOF predictions (1.0 when undefined)."""
+    """Standard deviation of each member's finite OOF predictions (1.0 when undefined)."""
     out = {}
     for f in families:
-        sd = oof[f"pred_{f}"].drop_nulls().drop_nans().std()
+        sd = oof[f"pred_{f}"].filter(oof[f"pred_{f}"].is_finite()).std()
         out[f] = float(sd) if sd is not None and np.isfinite(sd) and sd > 0 else 1.0
     return out
 
 
-def stack_weights(oof: pl.DataFrame, families: Sequence[str], *, label: str,
-                  scales: Mapping[str, float] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+def degenerate_members(preds: pl.DataFrame, families: Sequence[str]) -> dict[str, float]:
+    """``{family: share}`` of the members whose predictions are constant or non-finite on too many timestamps.
+
+    Reads predictions only, never labels, so it may judge the very block it weights.
+    """
+    shares = {f: degenerate_share(preds, score=f"pred_{f}", time="event_timestamp") for f in families}
+    return {f: share for f, share in shares.items() if share > MAX_DEGENERATE_SHARE}
+
+
+def stack_weights(oof: pl.DataFrame, families: Sequence[str], *, label: str, scales: Mapping[str, float] | None = None,
+                  exclude: Collection[str] = ()) -> tuple[dict[str, float], dict[str, float]]:
     """Non-negative stacking weights (summing to 1) and the scales they apply to.
 
-    Falls back to equal weights when every fitted weight is zero (no member helps).
+    Members in ``exclude`` or degenerate in ``oof`` (:func:`degenerate_members`) get weight 0.
+    Falls back to equal weights over the others when every fitted weight is zero (no member helps).
+
+    Raises:
+        EnsembleError: every member is excluded.
     """
     from sklearn.linear_model import LinearRegression
 
     scales = dict(scales) if scales is not None else member_scales(oof, families)
-    cols = [f"pred_{f}" for f in families]
-    data = oof.select("event_timestamp", *cols, label).drop_nulls().drop_nans()
-    if data.height < 10 * len(families):
-        return equal_weights(families), scales
+    usable = _usable(families, exclude={*exclude, *degenerate_members(oof, families)})
+    cols = [f"pred_{f}" for f in usable]
+    data = oof.select("event_timestamp", *cols, label).filter(pl.col(label).is_finite())
+    if data.height < 10 * len(usable):
+        return equal_weights(families, usable=usable), scales
     # The models are judged by cross-sectional IC, so the meta-learner fits what IC measures: members'
     # scores and the label standardised across symbols within each timestamp (market moves drop out).
-    zscored = data.select(_xs_z(c) for c in (*cols, label)).drop_nulls().drop_nans()
-    x = zscored.select(cols).to_numpy()
-    y = zscored[label].to_numpy()
-    meta = LinearRegression(positive=True, fit_intercept=False).fit(x, y)
+    zscored = data.select(_xs_z(c) for c in (*cols, label))
+    meta = LinearRegression(positive=True, fit_intercept=False).fit(zscored.select(cols).to_numpy(), zscored[label].to_numpy())
     coef = np.clip(meta.coef_, 0.0, None)
     if coef.sum() <= 0:
-        return equal_weights(families), scales
-    return {f: float(c / coef.sum()) for f, c in zip(families, coef, strict=True)}, scales
+        return equal_weights(families, usable=usable), scales
+    fitted = {f: float(c / coef.sum()) for f, c in zip(usable, coef, strict=True)}
+    return {f: fitted.get(f, 0.0) for f in families}, scales
+
+
+def _usable(families: Sequence[str], *, exclude: Collection[str]) -> list[str]:
+    usable = [f for f in families if f not in exclude]
+    if not usable:
+        raise EnsembleError(f"no member to stack: every one of {', '.join(families)} predicts a constant or non-finite "
+                            f"values on more than {MAX_DEGENERATE_SHARE:.0%} of the timestamps")
+    return usable
 
 
 def _xs_z(column: str) -> pl.Expr:
-    col = pl.col(column)
-    return ((col - col.mean().over("event_timestamp")) / col.std().over("event_timestamp")).alias(column)
+    """Standardised across symbols within each timestamp; 0 where a timestamp has no spread or a value is not finite."""
+    col = pl.when(pl.col(column).is_finite()).then(pl.col(column))
+    sd = col.std().over("event_timestamp")
+    z = pl.when(sd > 0).then((col - col.mean().over("event_timestamp")) / sd)
+    return z.fill_null(0.0).alias(column)
 
 
-def equal_weights(families: Sequence[str]) -> dict[str, float]:
-    return dict.fromkeys(families, 1.0 / len(families))
+def equal_weights(families: Sequence[str], *, usable: Collection[str] | None = None) -> dict[str, float]:
+    """``1/n`` for each of the ``usable`` members (default: all), 0 for the rest."""
+    usable = list(families) if usable is None else [f for f in families if f in usable]
+    return {f: (1.0 / len(usable) if f in usable else 0.0) for f in families}
 
 
 def combine(preds: Mapping[str, np.ndarray], weights: Mapping[str, float], scales: Mapping[str, float]) -> np.ndarray:
-    """``Σ w_f · pred_f / scale_f`` over the members with a weight."""
+    """``Σ w_f · pred_f / scale_f`` over the members with a weight; a non-finite member value contributes 0."""
     total = None
     for family, w in weights.items():
         if w == 0:
             continue
-        part = w * np.asarray(preds[family], dtype=np.float64) / scales[family]
+        pred = np.asarray(preds[family], dtype=np.float64)
+        part = w * np.where(np.isfinite(pred), pred, 0.0) / scales[family]
         total = part if total is None else total + part
     if total is None:
-        raise ValueError("ensemble: no member has a weight")
+        raise EnsembleError("ensemble: no member has a weight")
     return total
 
 
+@dataclass
+class Stacked:
+    """The OOF frame with ``pred_ensemble`` and ``pred_equal``, the weights used on each fold, and why any were 0."""
+
+    oof: pl.DataFrame
+    fold_weights: dict[int, dict[str, float]]
+    warnings: list[str]
+
+
 def stacked_oof(oof: pl.DataFrame, families: Sequence[str], *, label: str,
-                first_scales: Mapping[str, float]) -> pl.DataFrame:
-    """Add ``pred_ensemble`` (walk-forward stacking) and ``pred_equal`` (equal weights) to the OOF frame.
+                first_scales: Mapping[str, float]) -> Stacked:
+    """Walk-forward stacking of the OOF frame (see the module docstring).
 
     ``first_scales`` scale fold 0, which has no earlier OOF predictions (e.g. the spread
-    of the members' in-sample predictions on fold 0's training window).
+    of the members' in-sample predictions on fold 0's training window). A member that is
+    degenerate on a fold's own predictions gets weight 0 on that fold, in both ensembles.
     """
-    parts = []
+    parts, fold_weights, warnings = [], {}, []
     for fold in sorted(oof["fold"].unique().to_list()):
         past = oof.filter(pl.col("fold") < fold)
         here = oof.filter(pl.col("fold") == fold)
+        flat = degenerate_members(here, families)
+        warnings += [f"{f}: constant or non-finite predictions on {share:.0%} of fold {fold}'s timestamps; weight 0 there"
+                     for f, share in flat.items()]
         if past.is_empty():
-            weights, scales = equal_weights(families), dict(first_scales)
+            weights, scales = equal_weights(families, usable=_usable(families, exclude=flat)), dict(first_scales)
         else:
-            weights, scales = stack_weights(past, families, label=label)
+            weights, scales = stack_weights(past, families, label=label, exclude=flat)
+        usable = [f for f in families if f not in flat]
         preds = {f: here[f"pred_{f}"].to_numpy() for f in families}
+        fold_weights[fold] = weights
         parts.append(here.with_columns(
             pred_ensemble=pl.Series(combine(preds, weights, scales)),
-            pred_equal=pl.Series(combine(preds, equal_weights(families), scales)),
+            pred_equal=pl.Series(combine(preds, equal_weights(families, usable=usable), scales)),
         ))
-    return pl.concat(parts).sort("event_timestamp", "symbol")
+    return Stacked(pl.concat(parts).sort("event_timestamp", "symbol"), fold_weights, warnings)
 
 
 @dataclass

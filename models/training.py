@@ -28,10 +28,17 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from feature_repo import FEATURE_NAMES
-from models.ensemble import Ensemble, stack_weights, stacked_oof
+from models.ensemble import Ensemble, degenerate_members, stack_weights, stacked_oof
 from models.evaluation import BacktestConfig, backtest_oof, signal_report
 from models.gates import GateConfig, GateResult, build_evaluation, evaluate_gates
-from models.walkforward import WalkForwardConfig, WalkForwardResult, fit_final, run_walk_forward, shuffle_labels
+from models.walkforward import (
+    WalkForwardConfig,
+    WalkForwardResult,
+    final_fit_health,
+    fit_final,
+    run_walk_forward,
+    shuffle_labels,
+)
 
 Log = Callable[[str], None]
 
@@ -83,24 +90,45 @@ def evaluate_run(cv: CrossValidation, config: TrainingConfig, *, bars: pl.DataFr
                  oracle: pl.DataFrame | None = None) -> Evaluation:
     families = list(config.walk_forward.families)
     label = config.walk_forward.label
-    first_scales = {f: (cv.walk_forward.in_sample_scale[f][0] or 1.0) for f in families}
-    oof = stacked_oof(cv.walk_forward.oof, families, label=label, first_scales=first_scales)
+    first_scales = {f: _scale(cv.walk_forward.in_sample_scale[f][0]) for f in families}
+    stacked = stacked_oof(cv.walk_forward.oof, families, label=label, first_scales=first_scales)
+    oof = stacked.oof
     in_sample = {f: cv.walk_forward.in_sample_ic(f) for f in families}
     report = signal_report(oof, families=families, label=label, oracle=oracle, in_sample_ic=in_sample)
     result = backtest_oof(oof, bars, horizon=config.walk_forward.horizon, config=config.backtest)
     bt = result.metrics(config.periods_per_year)
     report["backtest"] = bt
+    report["warnings"] = stacked.warnings
+    report["fold_weights"] = {str(k): w for k, w in stacked.fold_weights.items()}
     evaluation = build_evaluation(report, families=families, sentinel_ic=cv.sentinel_ic, backtest=bt,
                                   sentinel_tstat=cv.sentinel_tstat)
     return Evaluation(oof, report, evaluation, evaluate_gates(evaluation, config.gates), result)
 
 
-def fit_candidate(frame: pl.DataFrame, oof: pl.DataFrame, config: TrainingConfig, *, log: Log = lambda _: None) -> tuple[Ensemble, dict[str, float]]:
+def _scale(sd: float) -> float:
+    return sd if math.isfinite(sd) and sd > 0 else 1.0
+
+
+def fit_candidate(frame: pl.DataFrame, oof: pl.DataFrame, config: TrainingConfig, *,
+                  log: Log = lambda _: None) -> tuple[Ensemble, dict[str, float], list[str]]:
+    """Every learner refitted on the latest window and stacked; also the warnings of members given weight 0.
+
+    Weights come from all OOF predictions; a member whose *final* fit is degenerate on the
+    newest stretch of its own window (:func:`~models.walkforward.final_fit_health`) is
+    left out too, whatever its OOF record.
+    """
     families = list(config.walk_forward.families)
-    weights, scales = stack_weights(oof, families, label=config.walk_forward.label)
     members, seconds = fit_final(frame, config.walk_forward, log=log)
+    flat = final_fit_health(members, frame, config.walk_forward)
+    warnings = [f"{f}: the final fit predicts a constant or non-finite values on {share:.0%} of the newest timestamps; weight 0"
+                for f, share in flat.items()]
+    weights, scales = stack_weights(oof, families, label=config.walk_forward.label, exclude=flat)
+    warnings += [f"{f}: weight 0 in the production stack (degenerate out-of-fold predictions)"
+                 for f in degenerate_members(oof, families) if f not in flat]
+    for line in warnings:
+        log(f"warning: {line}")
     log("stacking weights: " + ", ".join(f"{f} {w:.2f}" for f, w in weights.items()))
-    return Ensemble(members=members, weights=weights, scales=scales, feature_names=list(FEATURE_NAMES)), seconds
+    return Ensemble(members=members, weights=weights, scales=scales, feature_names=list(FEATURE_NAMES)), seconds, warnings
 
 
 def code_version() -> str:
@@ -130,7 +158,8 @@ def candidate_metadata(frame: pl.DataFrame, cv: CrossValidation, ev: Evaluation,
         "cv_metrics": cv.walk_forward.fold_metrics,
         "oos_metrics": ev.report["models"], "oracle_ic": ev.report["oracle_ic"], "ic_decay": ev.report["ic_decay"],
         "backtest": ev.report["backtest"], "sentinel_ic": cv.sentinel_ic, "sentinel_tstat": cv.sentinel_tstat,
-        "gates": [g.record() for g in ev.gates], "gates_passed": ev.passed,
+        "gates": [g.record() for g in ev.gates], "gates_passed": ev.passed, "warnings": list(ev.report.get("warnings", [])),
+        "tearsheet": ev.report.get("tearsheet"),
         "config": config.model_dump(mode="json"), "code_version": code_version(),
     }
 

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from feature_repo import FEATURE_NAMES
 from models.cv import Fold, PurgedWalkForward
 from models.data import DEFAULT_LABEL, label_horizon, matrix, symbol_codes
+from models.ensemble import degenerate_members
 from models.learners import LEARNERS
 from models.metrics import ic_summary
 
@@ -140,7 +141,8 @@ def run_walk_forward(
             is_window = train & (index >= is_lo)
             is_pred = model.predict(x[is_window], groups=groups[is_window])[probe[is_window]]
             seconds[family] += time.perf_counter() - began
-            scales[family].append(float(np.nanstd(is_pred)))
+            finite = is_pred[np.isfinite(is_pred)]
+            scales[family].append(float(finite.std()) if finite.size else float("nan"))
             metrics.append(_fold_metrics(frame, family, fold, test, preds[family], probe, is_pred, config.label))
             log(f"fold {fold.number} {family}: oos ic {metrics[-1]['ic']:.4f}, is ic {metrics[-1]['is_ic']:.4f}")
     oof = frame.select("symbol", "event_timestamp", *[c for c in frame.columns if c.startswith("label_")]).with_columns(
@@ -173,6 +175,23 @@ def fit_final(frame: pl.DataFrame, config: WalkForwardConfig, *, log: Callable[[
         seconds[family] = time.perf_counter() - began
         log(f"final fit {family}: {seconds[family]:.1f} s")
     return members, seconds
+
+
+def final_fit_health(members: dict[str, Any], frame: pl.DataFrame, config: WalkForwardConfig, *,
+                     share: float = 0.1) -> dict[str, float]:
+    """The final fits that are degenerate (:func:`models.ensemble.degenerate_members`) on the newest ``share`` of
+    the frame's timestamps: what they would serve tomorrow. Reads no label."""
+    times = frame["event_timestamp"].unique().sort()
+    first = max(0, int(times.len() * (1 - share)))
+    index = times.search_sorted(frame["event_timestamp"]).to_numpy()
+    probe = index >= first
+    preds = frame.select("event_timestamp").filter(pl.Series(probe))
+    x, groups = matrix(frame), symbol_codes(frame)
+    for family, model in members.items():
+        window = index >= max(0, first - context_of(model))  # sequence learners read their history first
+        out = np.asarray(model.predict(x[window], groups=groups[window]), dtype=np.float64)
+        preds = preds.with_columns(pl.Series(f"pred_{family}", out[probe[window]]))
+    return degenerate_members(preds, list(members))
 
 
 def shuffle_labels(frame: pl.DataFrame, label: str, *, seed: int = 11) -> pl.DataFrame:

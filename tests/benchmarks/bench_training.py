@@ -71,7 +71,7 @@ def main() -> None:
     wf = run_walk_forward(frame, config, log=lambda m: print("  " + m, flush=True))
     _, final_seconds = fit_final(frame, config)
     families = list(DEFAULT_FAMILIES)
-    oof = stacked_oof(wf.oof, families, label=LABEL, first_scales={f: wf.in_sample_scale[f][0] or 1.0 for f in families})
+    oof = stacked_oof(wf.oof, families, label=LABEL, first_scales={f: wf.in_sample_scale[f][0] or 1.0 for f in families}).oof
     report = signal_report(oof, families=families, label=LABEL, oracle=oracle)
 
     floor_cv, floor_fit = wf.seconds["sklearn_ridge"], final_seconds["sklearn_ridge"]

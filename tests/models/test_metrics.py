@@ -62,3 +62,16 @@ def test_ic_decay_and_oracle_fraction():
     assert list(decay) == [1, 4, 26]
     assert oracle_fraction(0.05, 0.1) == pytest.approx(0.5)
     assert math.isnan(oracle_fraction(0.05, 0.0))
+
+
+def test_constant_or_non_finite_scores_count_as_ic_zero_not_dropped():
+    # ts 2: a flat model (one tree, a constant); ts 3: a model that blew up on one name
+    scores = [0.1, 0.4, 0.2, 0.9, 0.5, 0.5, 0.5, 0.5, 3.0, math.inf, 2.0, 4.0]
+    frame = FRAME.with_columns(pl.Series("score", scores))
+    per = ic_by_time(frame, score="score", label="ret")
+    assert per["ts"].to_list() == [1, 2, 3]
+    assert per["degenerate"].to_list() == [False, True, True]
+    assert per["ic"].to_list()[1:] == [0.0, 0.0] and per["rank_ic"].to_list()[1:] == [0.0, 0.0]
+    summary = ic_summary(frame, score="score", label="ret")
+    assert summary["timestamps"] == 3 and summary["degenerate_timestamps"] == 2
+    assert summary["ic"] == pytest.approx(per["ic"][0] / 3)

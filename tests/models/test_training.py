@@ -139,3 +139,62 @@ def test_run_walk_forward_is_deterministic(frame):
     small = frame.filter(pl.col("event_timestamp") < frame["event_timestamp"].min() + dt.timedelta(days=40))
     one, two = run_walk_forward(small, cfg), run_walk_forward(small, cfg)
     assert one.oof.equals(two.oof)
+
+
+class BrokenLearner:
+    """A member gone wrong: a constant (a tree model that kept one tree), or that plus infinities on some rows."""
+
+    family = "broken"
+
+    def __init__(self, params: dict):
+        self.params, self.mean = params, 0.0
+
+    def fit(self, x, y, *, feature_names, groups=None):
+        self.mean = float(np.mean(y))
+        return self
+
+    def predict(self, x, *, groups=None):
+        out = np.full(len(x), self.mean)
+        if self.params.get("blow_up"):
+            out[::5] = np.inf
+        return out
+
+    def feature_importance(self):
+        return {}
+
+
+@pytest.mark.parametrize("blow_up", [False, True], ids=["constant", "non-finite"])
+def test_a_degenerate_member_gets_weight_zero_with_a_warning_and_cannot_break_the_ensemble(frame, bars, monkeypatch, blow_up):
+    from models.learners import LEARNERS
+    from models.training import fit_candidate
+
+    monkeypatch.setitem(LEARNERS, "broken", BrokenLearner)
+    config = TrainingConfig(walk_forward=WalkForwardConfig(families=("sklearn_ridge", "broken"), n_folds=3,
+                                                           params={"broken": {"blow_up": blow_up}}),
+                            sentinel_family="sklearn_ridge")
+    cv = cross_validate(frame, config)
+    ev = evaluate_run(cv, config, bars=bars)
+
+    broken, ridge = ev.report["models"]["broken"], ev.report["models"]["sklearn_ridge"]
+    # its timestamps count as IC 0: it is not flattered by dropping them
+    assert broken["ic"] == 0.0 and broken["timestamps"] == ridge["timestamps"] == broken["degenerate_timestamps"]
+    assert all(w["broken"] == 0.0 for w in ev.report["fold_weights"].values())
+    assert len(ev.report["warnings"]) == 3 and all(w.startswith("broken: ") for w in ev.report["warnings"])
+    assert ev.oof["pred_ensemble"].is_finite().all()
+    assert ev.report["models"]["ensemble"]["ic"] == pytest.approx(ridge["ic"], abs=1e-9)  # ridge alone carries it
+
+    ensemble, _, warnings = fit_candidate(frame, ev.oof, config)
+    assert ensemble.weights == {"sklearn_ridge": 1.0, "broken": 0.0}
+    assert warnings and warnings[0].startswith("broken: ")
+    x = frame.drop("symbol", "event_timestamp").select(ensemble.feature_names).to_numpy()
+    assert np.isfinite(ensemble.predict(x)).all()
+
+
+def test_stacking_never_sees_an_infinity_when_a_member_is_flat_on_some_timestamps():
+    rng = np.random.default_rng(2)
+    t = np.repeat(np.arange(400), 10)
+    y = rng.normal(size=t.size)
+    flat_sometimes = np.where(t % 10 == 0, 0.5, y + rng.normal(size=t.size))  # constant on 10% of the timestamps
+    oof = pl.DataFrame({"event_timestamp": t, LABEL: y, "pred_a": flat_sometimes, "pred_b": rng.normal(size=t.size)})
+    weights, _ = stack_weights(oof, ["a", "b"], label=LABEL)
+    assert weights["a"] > 0.9 and sum(weights.values()) == pytest.approx(1.0)

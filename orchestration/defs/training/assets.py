@@ -118,12 +118,17 @@ def model_evaluation(context: dg.AssetExecutionContext, features: FeatureStoreRe
     cv: CrossValidation = _load(models, CV)
     bars, oracle = _bars_and_oracle(warehouse, features, cv)
     ev = evaluate_run(cv, config, bars=bars, oracle=oracle)
-    _save(models, EVALUATION, ev)
-    _path(models, GATE_INPUTS).write_text(json.dumps(ev.evaluation, default=str))
-    folder = Path(quality.reports_dir) / dt.datetime.now(dt.UTC).date().isoformat() / "backtest"
+    for line in ev.report["warnings"]:
+        context.log.warning(line)
+    # Filed under the last session the evaluation saw (not today's date): the same data gives the same path.
+    last_day = dt.datetime.fromisoformat(ev.report["window"]["end"]).astimezone(ZoneInfo("America/New_York")).date()
+    folder = Path(quality.reports_dir) / last_day.isoformat() / "backtest"
     sheet = write_tearsheet(ev.backtest, folder, periods_per_year=config.periods_per_year,
                             ic_by_horizon={int(h): v for h, v in ev.report["ic_decay"].items()}, title="Ensemble (out-of-fold) backtest")
+    ev.report["tearsheet"] = str(sheet["summary"])
     (folder / "evaluation.json").write_text(json.dumps(ev.report, indent=2, default=str))
+    _save(models, EVALUATION, ev)
+    _path(models, GATE_INPUTS).write_text(json.dumps(ev.evaluation, default=str))
     return dg.MaterializeResult(metadata=_evaluation_metadata(ev, sheet))
 
 
@@ -162,6 +167,7 @@ def _evaluation_metadata(ev: Evaluation, sheet: dict[str, Path]) -> dict[str, ob
         "equal_weight_ic": ev.report["models"]["equal_weight"]["ic"],
         "sharpe": bt["sharpe_ratio"], "max_drawdown": bt["max_drawdown"], "turnover": bt["turnover"],
         "annual_return": bt["annual_return"], "gates_passed": ev.passed,
+        "warnings": dg.MetadataValue.json(ev.report["warnings"]),
         "tearsheet": dg.MetadataValue.path(str(sheet["summary"])),
         "summary": dg.MetadataValue.md(Path(sheet["summary"]).read_text()),
     }
@@ -175,12 +181,14 @@ def ensemble_candidate(context: dg.AssetExecutionContext, features: FeatureStore
     frame = training_data.load_frame(_path(models, FRAME))
     cv: CrossValidation = _load(models, CV)
     ev: Evaluation = _load(models, EVALUATION)
-    ensemble, seconds = fit_candidate(frame, ev.oof, config, log=context.log.info)
+    ensemble, seconds, warnings = fit_candidate(frame, ev.oof, config, log=context.log.info)
     meta = candidate_metadata(frame, cv, ev, config, fingerprint=training_data.fingerprint(frame))
     meta["final_fit_seconds"] = seconds
+    meta["warnings"] += warnings
     tag = register_candidate(models.registry(), ensemble, meta, ev.oof)
     _path(models, CANDIDATE).write_text(json.dumps({"tag": tag}))
     return dg.MaterializeResult(metadata={"tag": tag, "weights": dg.MetadataValue.json(ensemble.weights),
+                                          "warnings": dg.MetadataValue.json(meta["warnings"]),
                                           **{f"final_fit_seconds/{k}": round(v, 1) for k, v in seconds.items()}})
 
 
