@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import click
 
@@ -60,6 +61,7 @@ def run(date_: dt.datetime, trader_mode: str, allow_short: bool) -> None:
         raise ConfigError(f"--date {day}: in the future")
     if not is_session(day):
         raise ConfigError(f"--date {day}: not an XNYS session (weekend or exchange holiday): nothing to close")
+    _require_session_data(settings, day, trader_mode)
     click.echo(f"EOD compliance for {day} (ALPHALINE_HOME={settings.home})")
     from orchestration.defs.compliance.resources import ComplianceResource
 
@@ -72,6 +74,34 @@ def run(date_: dt.datetime, trader_mode: str, allow_short: bool) -> None:
         _print_day(settings, day)
     except ComplianceError as err:  # e.g. a manifest tampered with since the run: say so, no traceback
         fail(f"{err} (run `alphaline compliance verify`)")
+
+
+def _require_session_data(settings: Settings, day: dt.date, trader_mode: str) -> None:
+    """Refuse, before anything is written or sealed, a day the warehouse has no bars for or a trader store that is not there.
+
+    Sealing is for keeps (six years, never rewritten): an empty day sealed by a typo could not be taken back.
+    """
+    from orchestration.defs.compliance.sources import closing_marks
+    from trader.compliance import ComplianceError
+
+    try:
+        marks = closing_marks(str(settings.warehouse_path), day)
+    except ComplianceError as err:
+        raise ConfigError(f"--date {day}: {err}") from None
+    if not marks:
+        raise ConfigError(f"--date {day}: marts.bars has no bars in that session (no closing prices): nothing to close; "
+                          "ingest the session first")
+    store = _sqlite_file(_store_url(settings, trader_mode))
+    if store is not None and not store.exists():
+        raise ConfigError(f"--trader {trader_mode}: no trader store at {store} (no fills: run the trader first)")
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL (``None`` for other databases)."""
+    import sqlalchemy as sa
+
+    parsed = sa.make_url(url)
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
 
 
 def _print_day(settings: Settings, day: dt.date) -> None:

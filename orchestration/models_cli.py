@@ -140,3 +140,12 @@ def print_summary(settings: Settings) -> None:
     failed = [g["name"] for g in meta.get("gates") or [] if not g["passed"]]
     click.echo(f"  gates: {'all passed' if not failed else 'FAILED ' + ', '.join(failed)}")
     click.echo(f"  latest ensemble {info['tag']} ({info['labels'].get('stage')}); production: {registry.production() or 'none'}")
+
+
+def latest_tearsheet(settings: Settings) -> str | None:
+    """The tear sheet of the newest registered ensemble (``summary.md``), if any."""
+    from models.registry import Registry
+
+    registry = Registry(settings.home)
+    rows = registry.list(role="ensemble")
+    return registry.info(rows[-1]["tag"])["metadata"].get("tearsheet") if rows else None

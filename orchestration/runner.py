@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import re
 import sys
 import time
+import traceback
 from typing import Any
 
 import click
@@ -22,12 +24,27 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _user_message(error: Any) -> str:
+    """The last line of the innermost cause (the user's exception, not Dagster's wrapper), without a class path."""
+    while error is not None and error.cause is not None:
+        error = error.cause
+    if error is None:
+        return "failed"
+    lines = (error.message or "").strip().splitlines()
+    message = lines[-1] if lines else error.cls_name or "failed"
+    # "dagster._core.definitions.events.Failure: text" → "text": a module path means nothing to a user, and our
+    # own errors' messages are written for them. A builtin's name stays ("ValueError: ..." says it is a bug).
+    prefix = re.match(r"^[\w]+(\.[\w]+)+: ", message)
+    return message[prefix.end():] if prefix else message
+
+
 class _Progress(logging.Handler):
     """Prints one line per Dagster step instead of Dagster's full event log."""
 
-    def __init__(self, out: Any) -> None:
+    def __init__(self, out: Any, log: Any = None) -> None:
         super().__init__(logging.DEBUG)
         self.out = out  # the terminal: stdout itself is redirected to the run log meanwhile
+        self.log = log  # the run log: gets each failure's whole traceback, which the terminal shows one line of
         self.started: dict[str, float] = {}
         self.failures: list[str] = []
 
@@ -46,12 +63,13 @@ class _Progress(logging.Handler):
         elif kind == "STEP_SUCCESS":
             self._say(f"  ✓ {step} ({time.monotonic() - self.started.get(step, time.monotonic()):.1f}s)")
         elif kind == "STEP_FAILURE":
-            err = event.step_failure_data.error
-            while err is not None and err.cause is not None:  # the user's exception, not Dagster's wrapper
-                err = err.cause
-            message = (err.message or "").strip().splitlines()[-1] if err else "failed"
+            error = event.step_failure_data.error
+            message = _user_message(error)
             self.failures.append(f"{step}: {message}")
             self._say(f"  ✗ {step}: {message}", "red")
+            if self.log is not None and error is not None:
+                self.log.write(f"\n=== step {step} failed ===\n{error.to_string()}\n")
+                self.log.flush()
         elif kind == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
             if not ev.passed:
@@ -89,7 +107,14 @@ def run_job(job_name: str, *, tags: dict[str, str] | None = None, run_config: di
         contextlib.redirect_stderr(log),
         dg.DagsterInstance.get() as instance,
     ):
-        result = job.execute_in_process(instance=instance, tags=tags, run_config=config, raise_on_error=False)
+        handler.log = log
+        try:
+            result = job.execute_in_process(instance=instance, tags=tags, run_config=config, raise_on_error=False)
+        except BaseException:  # a failure outside any step (config, definitions): its traceback belongs in the log too
+            log.write(traceback.format_exc())
+            raise
+        finally:
+            handler.log = None
     click.echo(f"  log: {log_path}")
     checks = result.get_asset_check_evaluations()
     blocking_failed = [c for c in checks if not c.passed and getattr(c.severity, "value", "ERROR") == "ERROR"]

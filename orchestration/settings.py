@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Tools in the stack that report usage over the network unless told not to.
@@ -38,6 +38,12 @@ telemetry:
 run_queue:
   max_concurrent_runs: 1
 """
+
+
+#: The demo's pinned as-of session. ``alphaline demo`` and ``alphaline ingest --synthetic`` end here unless the
+#: user names another day (``--as-of``/``--end``, or ``today``), so the same commit builds the same experiment —
+#: bars, metrics, orders, equity — on any day and any machine. Move it deliberately, in its own commit.
+DEMO_AS_OF = dt.date(2026, 11, 25)
 
 
 class Settings(BaseSettings):
@@ -88,13 +94,41 @@ class Settings(BaseSettings):
         return self.home / "dbt" / "target"
 
 
+def describe_invalid(err: ValidationError) -> str:
+    """One line naming each bad ``ALPHALINE_*`` variable, the value it had and why it was refused.
+
+    Example:
+        >>> try:
+        ...     Settings(deployment="prdo")
+        ... except ValidationError as err:
+        ...     print(describe_invalid(err))
+        ALPHALINE_DEPLOYMENT='prdo': input should be 'local' or 'prod'
+    """
+    parts = []
+    for e in err.errors():
+        name = "ALPHALINE_" + "_".join(str(p) for p in e["loc"]).upper()
+        message = e["msg"][0].lower() + e["msg"][1:]
+        parts.append(f"{name}={e.get('input')!r}: {message}" if e["type"] != "extra_forbidden" else f"{name}: not a known setting")
+    return "; ".join(parts)
+
+
 def prepare_environment(settings: Settings) -> Settings:
     """Create the state folders and point every tool at them.
 
     Called by the CLI and the Dagster loader, never at import time.
+
+    Raises:
+        ConfigError: ``ALPHALINE_HOME`` (or a folder the layout needs inside it) is a file or cannot be created.
     """
+    from orchestration.errors import ConfigError
+
     for d in (settings.home, settings.dagster_home, settings.reports_dir, settings.imports_dir):
-        d.mkdir(parents=True, exist_ok=True)
+        if d.exists() and not d.is_dir():
+            raise ConfigError(f"ALPHALINE_HOME={settings.home}: {d} is a file, not a folder (point ALPHALINE_HOME at a folder)")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"ALPHALINE_HOME={settings.home}: cannot create {d} ({exc.strerror})") from None
     yaml_path = settings.dagster_home / "dagster.yaml"
     if not yaml_path.exists():
         yaml_path.write_text(_DAGSTER_YAML)

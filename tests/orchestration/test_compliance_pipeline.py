@@ -274,6 +274,25 @@ def test_cli_run_closes_a_day_and_prints_what_was_written_verified_and_sealed(ho
     assert holiday.exit_code != 0 and "not an XNYS session" in str(holiday.exception)
 
 
+def test_cli_run_refuses_a_session_without_bars_and_seals_nothing(home):
+    before = archive_entries(home)
+    result = CliRunner().invoke(compliance, ["run", "--date", "2024-07-12"])  # a session, but no bars of it
+    assert result.exit_code != 0
+    assert "--date 2024-07-12: marts.bars has no bars in that session" in str(result.exception)
+    assert archive_entries(home) == before and not (home.reports_dir / "2024-07-12").exists()
+
+
+def test_cli_run_names_a_missing_warehouse_and_trader_store_in_one_line(home):
+    missing_store = CliRunner().invoke(compliance, ["run", "--date", "2024-03-04", "--trader", "paper"])
+    assert missing_store.exit_code != 0 and "--trader paper: no trader store at" in str(missing_store.exception)
+    home.warehouse_path.unlink()
+    no_warehouse = CliRunner().invoke(compliance, ["run", "--date", "2024-03-04"])
+    assert no_warehouse.exit_code != 0
+    message = str(no_warehouse.exception)
+    assert message.startswith("--date 2024-03-04: warehouse ") and "missing" in message and "dagster" not in message
+    assert archive_entries(home) == []
+
+
 def test_the_eod_assets_stay_out_of_the_market_jobs_that_select_everything_downstream_of_the_bars(home):
     # The market jobs run daily and every 15 minutes with their own partitions; pulling the EOD
     # assets in would break them (mixed partitions) or run compliance intraday.
