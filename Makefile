@@ -22,11 +22,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Distinct default ports so both run side by side; `make serve PORT=3005`, `make ui PORT=3100` pick others.
+ui: PORT ?= 3000
 ui: $(STAMP)
-	$(BIN)/alphaline ui
+	$(BIN)/alphaline ui --port $(PORT)
 
+serve: PORT ?= 3001
 serve: $(STAMP)
-	$(BIN)/python -m serving.serve
+	$(BIN)/python -m serving.serve --port $(PORT)
 
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_data_layer.py

@@ -42,7 +42,6 @@ import polars as pl
 
 from models.metrics import degenerate_share
 
-
 #: A member whose predictions are constant or not finite on more than this share of the timestamps it scores
 #: (e.g. a tree model early-stopped at one tree) ranks nothing there: it gets weight 0, with a warning.
 MAX_DEGENERATE_SHARE = 0.2

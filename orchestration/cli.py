@@ -29,28 +29,47 @@ from orchestration.compliance_cli import compliance
 from orchestration.errors import AlphalineError, ConfigError
 from orchestration.features_cli import features
 from orchestration.features_cli import print_summary as print_feature_summary
-from orchestration.models_cli import models
+from orchestration.models_cli import latest_tearsheet, models
 from orchestration.models_cli import print_summary as print_model_summary
 from orchestration.runner import fail, run_job
-from orchestration.settings import Settings, prepare_environment
+from orchestration.settings import DEMO_AS_OF, Settings, describe_invalid, prepare_environment
 
 DEMO_SESSIONS = 250  # about one year of 15-minute bars: ~312k bars for 48 symbols
+DEMO_TRAIN_SESSIONS = 120
 
 
-def _session_range(sessions: int, settings: Settings, end: dt.date | None = None) -> tuple[str, str]:
-    """The last ``sessions`` complete XNYS sessions (up to ``end``) as partition keys."""
+def _session_range(sessions: int, settings: Settings, end: dt.date | None) -> tuple[str, str]:
+    """The last ``sessions`` XNYS sessions up to ``end`` (``None``: the latest complete one by the clock) as partition keys.
+
+    Only ``end=None`` reads the clock; a pinned ``end`` gives the same range on any day.
+    """
     from orchestration.market.calendars import sessions as xnys_sessions
 
     now = dt.datetime.now(dt.UTC)
-    last_day = min(end or now.date(), now.date())
+    last_day = end or now.date()
     s = xnys_sessions("XNYS", settings.market_start, last_day)
-    s = s.filter(s["close_ts"] <= now)
     if s.is_empty():
-        raise ConfigError(f"no complete XNYS session between {settings.market_start} and {last_day}")
+        raise ConfigError(f"no XNYS session between ALPHALINE_MARKET_START={settings.market_start} and {last_day}")
+    if end is None:
+        s = s.filter(s["close_ts"] <= now)
+    elif s["close_ts"][-1] > now:
+        raise ConfigError(f"{s['session'][-1]}: that session has not closed yet (bars exist only once they have closed)")
     picked = s["session"].tail(sessions)
     if len(picked) < sessions:
         click.echo(f"  (only {len(picked)} sessions since ALPHALINE_MARKET_START={settings.market_start})")
     return picked[0].isoformat(), picked[-1].isoformat()
+
+
+def _as_of(value: str | None, default: dt.date | None) -> dt.date | None:
+    """``YYYY-MM-DD`` → that day; ``today`` → ``None`` (the latest complete session by the clock); nothing → ``default``."""
+    if value is None:
+        return default
+    if value.strip().lower() == "today":
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(f"--as-of/--end {value!r}: not a date (YYYY-MM-DD) or 'today'") from None
 
 
 def _range_tags(start: str, end: str) -> dict[str, str]:
@@ -69,12 +88,21 @@ def main() -> None:
 @click.option("--sessions", default=DEMO_SESSIONS, show_default=True, type=click.IntRange(1, 5000), help="Trading days of history.")
 @click.option("--symbols", "n_symbols", default=48, show_default=True, type=click.IntRange(1, 676))
 @click.option("--seed", default=7, show_default=True)
+@click.option("--as-of", "as_of", default=None, metavar="YYYY-MM-DD|today",
+              help=f"Last session of the data [default: {DEMO_AS_OF}, pinned so every day gives the same demo]; "
+                   "'today' takes the latest complete session by the clock.")
 @click.option("--train/--no-train", default=True, show_default=True, help="Train, gate and register the models after the features.")
-def demo(sessions: int, n_symbols: int, seed: int, train: bool) -> None:
-    """Run the whole pipeline on the synthetic market and say where to look."""
+@click.option("--train-sessions", default=DEMO_TRAIN_SESSIONS, show_default=True, type=click.IntRange(20, 5000),
+              help="Sessions the models train on (the newest, before the held-out one).")
+def demo(sessions: int, n_symbols: int, seed: int, as_of: str | None, train: bool, train_sessions: int) -> None:
+    """Run the whole pipeline on the synthetic market and say where to look.
+
+    The same options give the same bars, model metrics, orders and equity on any day:
+    the data window ends at ``--as-of`` (pinned in code), never at today's date unless asked.
+    """
     settings = prepare_environment(Settings())
-    start, end = _session_range(sessions, settings)
-    click.echo(f"Alphaline demo: synthetic market, {n_symbols} symbols, sessions {start} .. {end}")
+    start, end = _session_range(sessions, settings, _as_of(as_of, DEMO_AS_OF))
+    click.echo(f"Alphaline demo: synthetic market, {n_symbols} symbols, seed {seed}, sessions {start} .. {end} (as of {end})")
     click.echo(f"  ALPHALINE_HOME={settings.home}")
     t0 = time.monotonic()
     from orchestration.defs.market.schedules import INGEST_JOB
@@ -90,7 +118,7 @@ def demo(sessions: int, n_symbols: int, seed: int, train: bool) -> None:
         from orchestration.defs.training.schedules import TRAINING_JOB
 
         click.echo("\nTraining: purged walk-forward CV of every learner, stacking, backtest, gates, registry ...")
-        run_job(TRAINING_JOB, run_config={"resources": {"models": {"config": _demo_training(settings)}}})
+        run_job(TRAINING_JOB, run_config={"resources": {"models": {"config": _demo_training(settings, train_sessions)}}})
         print_model_summary(settings)
         from orchestration.demo_trading import close_the_day, serve_trade_and_close
 
@@ -101,11 +129,11 @@ def demo(sessions: int, n_symbols: int, seed: int, train: bool) -> None:
     click.echo(f"  data docs   {settings.reports_dir / 'data_docs' / 'index.html'}")
     click.echo(f"  features    {settings.feast_dir}  (offline/*.parquet, registry.db, online.db); `alphaline features describe`")
     click.echo(f"  models      {settings.home / 'bentoml' / 'models'}  (BentoML store); `alphaline models list`")
-    click.echo(f"  tear sheet  {settings.reports_dir / dt.datetime.now(dt.UTC).date().isoformat() / 'backtest' / 'summary.md'}")
+    click.echo(f"  tear sheet  {latest_tearsheet(settings) or settings.reports_dir / '<last training session>' / 'backtest'}")
     click.echo(f"  trading     {settings.home / 'trader' / 'sim.db'}; `trader status --mode sim`, `trader orders --mode sim`, `trader explain ID`")
     click.echo(f"  compliance  {settings.reports_dir}/<date>/ (8949, Schedule D, lots, audit); archive {settings.home / 'archive'}; "
                "`alphaline compliance verify --trader sim`")
-    click.echo("  serving     make serve → http://127.0.0.1:3000 (POST /predict, GET /model)")
+    click.echo("  serving     make serve → http://127.0.0.1:3001 (POST /predict, GET /model)")
     click.echo("  Dagster UI  make ui  → http://127.0.0.1:3000 (assets, checks, runs, schedules, sensor)")
 
 
@@ -118,9 +146,11 @@ def demo(sessions: int, n_symbols: int, seed: int, train: bool) -> None:
 @click.option("--timeframe", help="1m, 5m, 15m, 1h or 1d (default: inferred for files, 15m otherwise).")
 @click.option("--tz", help="Zone of naive timestamps in the file, e.g. America/New_York.")
 @click.option("--sessions", default=1, show_default=True, type=click.IntRange(1, 5000), help="With --synthetic/--alpaca: trading days up to --end.")
-@click.option("--end", type=click.DateTime(formats=["%Y-%m-%d"]), help="Last session (default: the latest complete one).")
+@click.option("--end", default=None, metavar="YYYY-MM-DD|today",
+              help=f"Last session: synthetic default {DEMO_AS_OF} (the demo's pinned as-of); Alpaca default: today, "
+                   "i.e. the latest complete session.")
 def ingest(csv_path: Path | None, synthetic: bool, alpaca: bool, symbol: str | None, symbols: str | None,
-           timeframe: str | None, tz: str | None, sessions: int, end: dt.datetime | None) -> None:
+           timeframe: str | None, tz: str | None, sessions: int, end: str | None) -> None:
     """Ingest bars from a file, the synthetic market or Alpaca; then rebuild the marts."""
     chosen = [name for name, on in (("--csv", csv_path is not None), ("--synthetic", synthetic), ("--alpaca", alpaca)) if on]
     if len(chosen) != 1:
@@ -145,7 +175,7 @@ def ingest(csv_path: Path | None, synthetic: bool, alpaca: bool, symbol: str | N
             if not (os.environ.get("ALPACA_API_KEY") and os.environ.get("ALPACA_SECRET_KEY")):
                 raise ConfigError("--alpaca needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment")
             market.update(kind="alpaca", alpaca_symbols=names)
-        start, last = _session_range(sessions, settings, end.date() if end else None)
+        start, last = _session_range(sessions, settings, _as_of(end, None if alpaca else DEMO_AS_OF))
         click.echo(f"Ingesting {'Alpaca' if alpaca else 'synthetic'} bars for sessions {start} .. {last}")
         run_job(INGEST_JOB, tags=_range_tags(start, last), run_config={"resources": {"market": {"config": market}}})
     _print_summary(settings)
@@ -153,8 +183,10 @@ def ingest(csv_path: Path | None, synthetic: bool, alpaca: bool, symbol: str | N
 
 @main.command()
 def status() -> None:
-    """Summarise the warehouse: bars, symbols, sessions, rejects."""
-    settings = prepare_environment(Settings())
+    """Summarise the warehouse: bars, symbols, sessions, rejects (reads only: creates nothing)."""
+    settings = Settings()
+    if settings.home.exists() and not settings.home.is_dir():
+        raise ConfigError(f"ALPHALINE_HOME={settings.home}: a file, not a folder")
     if not settings.warehouse_path.exists():
         raise ConfigError(f"no warehouse at {settings.warehouse_path}: run `alphaline demo` or `alphaline ingest` first")
     _print_summary(settings)
@@ -163,7 +195,15 @@ def status() -> None:
 @main.command()
 @click.option("--port", default=3000, show_default=True)
 def ui(port: int) -> None:
-    """Open the Dagster UI (dagster dev) on this project's assets and state."""
+    """Open the Dagster UI (dagster dev) on this project's assets and state.
+
+    Port 3000 by default (``make ui PORT=3100`` for another); ``make serve`` uses 3001 beside it.
+    """
+    from serving.serve import port_problem
+
+    # dagster dev would only find a taken port after building the manifest, and then say it with a traceback.
+    if problem := port_problem("127.0.0.1", port):
+        raise ConfigError(problem)
     settings = prepare_environment(Settings())
     from orchestration.defs.market.dbt import dbt_project, prepare_manifest
 
@@ -205,20 +245,24 @@ main.add_command(models)
 main.add_command(compliance)
 
 
-def _demo_training(settings: Settings) -> dict[str, Any]:
-    """The demo's training sizes: the full learner family, 3 folds, on 120 sessions (a few minutes on 2 cores).
+def _demo_training(settings: Settings, train_sessions: int) -> dict[str, Any]:
+    """The demo's training sizes: the full learner family, 3 folds, on 120 sessions by default (a few minutes on 2 cores).
 
     The newest session is held out: the trader's simulated session trades a day the models never saw.
 
     ``alphaline models train`` (and the daily schedule) use the resource's defaults: all history, 4 folds.
     """
-    return {"home": str(settings.home), "n_folds": 3, "train_sessions": 120, "holdout_sessions": 1}
+    return {"home": str(settings.home), "n_folds": 3, "train_sessions": train_sessions, "holdout_sessions": 1}
 
 
 def run() -> None:
     """Console-script entry: user errors become one line and a non-zero exit, never a traceback."""
     if not os.environ.get("ALPHALINE_DEBUG"):
         warnings.simplefilter("ignore")  # library deprecation notices are not for CLI users
+        # ...and stay hidden even when a library resets the filters on import (Feast sets "once").
+        warnings.showwarning = lambda *args, **kwargs: None
+    from pydantic import ValidationError
+
     from feature_repo.errors import FeatureInputError, FeatureStoreError
     from models.data import TrainingDataError
     from models.registry import RegistryError
@@ -227,3 +271,7 @@ def run() -> None:
         main(standalone_mode=True)
     except (AlphalineError, FeatureInputError, FeatureStoreError, RegistryError, TrainingDataError) as err:
         fail(str(err))
+    except ValidationError as err:
+        if err.title != Settings.__name__:  # a bug elsewhere: keep its traceback
+            raise
+        fail(describe_invalid(err))

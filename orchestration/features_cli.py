@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 
 import click
 import polars as pl
 
+from orchestration.errors import ConfigError
 from orchestration.runner import run_job
 from orchestration.settings import Settings, prepare_environment
 
@@ -74,11 +76,40 @@ def sample(rows: int, sessions: int) -> None:
 def online(symbols: tuple[str, ...]) -> None:
     """Show the online store's feature vector for SYMBOLS (what serving scores)."""
     settings = prepare_environment(Settings())
-    from feature_repo.store import online_features, open_store
+    from feature_repo.store import offline_dir, online_features, open_store
 
-    frame = online_features(open_store(settings.home, settings.feast_config), [s.upper() for s in symbols])
+    wanted = list(dict.fromkeys(s.upper() for s in symbols))  # a repeated symbol would repeat a column
+    known = _feature_universe(offline_dir(settings.home))
+    _refuse_unknown([s for s in wanted if s not in known], known)  # before Feast: a typo costs no store start-up
+    frame = online_features(open_store(settings.home, settings.feast_config), wanted)
+    # Feast answers an entity it has no row for with nulls: such a symbol is unknown to the online store.
+    served = set(frame.filter(pl.any_horizontal(pl.col("^ts_.*$").is_not_null()))["symbol"].to_list())
+    _refuse_unknown([s for s in wanted if s not in served], known)
     with pl.Config(tbl_rows=100, tbl_cols=8, fmt_str_lengths=30):
         click.echo(frame.transpose(include_header=True, header_name="feature", column_names="symbol"))
+
+
+def _feature_universe(offline: Path) -> set[str]:
+    """Symbols with features (the spine's), or a one-line error when nothing was built yet."""
+    from feature_repo.store import spine_path
+
+    if not spine_path(offline).exists():
+        raise ConfigError(f"{spine_path(offline)}: no features yet; run `alphaline demo` or `alphaline features build`")
+    return set(pl.scan_parquet(spine_path(offline)).select("symbol").unique().collect()["symbol"].to_list())
+
+
+def _refuse_unknown(unknown: list[str], known: set[str]) -> None:
+    if unknown:
+        raise ConfigError(f"features online: unknown symbol(s) {', '.join(unknown)} (known: {_listing(sorted(known))})")
+
+
+def _listing(symbols: list[str], shown: int = 8) -> str:
+    """``AAA, BBB, … 48 symbols``: enough to spot a typo without flooding the terminal."""
+    if not symbols:
+        return "none"
+    if len(symbols) <= shown:
+        return f"{', '.join(symbols)}; {len(symbols)} symbol{'s' if len(symbols) != 1 else ''}"
+    return f"{', '.join(symbols[:shown])}, … {len(symbols)} symbols"
 
 
 def print_summary(settings: Settings) -> None:
@@ -104,8 +135,6 @@ def _print_sample(settings: Settings, *, rows: int, sessions: int) -> None:
 
     offline = offline_dir(settings.home)
     if not spine_path(offline).exists():
-        from orchestration.errors import ConfigError
-
         raise ConfigError(f"{spine_path(offline)}: no features yet; run `alphaline demo` or `alphaline features build`")
     times = pl.read_parquet(spine_path(offline), columns=["event_timestamp"])["event_timestamp"]
     sessions_seen = times.dt.convert_time_zone("America/New_York").dt.date().unique().sort()

@@ -121,7 +121,8 @@ def run_job(job_name: str, *, tags: dict[str, str] | None = None, run_config: di
     click.echo(f"  run {result.run_id[:8]}: {'succeeded' if result.success and not blocking_failed else 'FAILED'}; "
                f"{sum(c.passed for c in checks)}/{len(checks)} checks passed")
     if not result.success or blocking_failed:
-        detail = handler.failures[:1] or [f"{c.asset_key.to_user_string()}:{c.check_name}: {c.description}" for c in blocking_failed[:1]]
+        # A blocking check's own description says what was wrong; the step that raised for it only names the check.
+        detail = [f"{c.asset_key.to_user_string()}:{c.check_name}: {c.description}" for c in blocking_failed[:1]] or handler.failures[:1]
         fail(detail[0] if detail else "the run failed (see `make ui`)", code=1)
     return result
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from serving.refusals import log_refusal
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -54,6 +56,7 @@ class JsonBodiesOnly:
             elif content_type and not _is_json(content_type):
                 msg = f"Content-Type {_media(content_type)!r} is not accepted: send application/json"
                 body = {"error": f"body: {msg}", "detail": [{"loc": ["body"], "msg": msg, "type": "unsupported_media_type"}]}
+                log_refusal("POST", scope["path"], 415, f"body: {msg}")
                 await JSONResponse(body, status_code=415)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

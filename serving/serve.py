@@ -3,25 +3,32 @@
 ``bentoml serve serving.service:Ensemble`` with the environment the service needs:
 ``ALPHALINE_HOME`` (features), ``BENTOML_HOME=$ALPHALINE_HOME/bentoml`` (the model
 store the registry writes) and telemetry off. It checks first that a production
-ensemble exists, so a fresh checkout gets one line of advice instead of a traceback.
+ensemble exists and that the port is free, so a fresh checkout or a second server gets
+one line of advice instead of a traceback.
+
+The default port is 3001: the Dagster UI (``make ui``) has Dagster's 3000, and both
+often run side by side. ``make serve PORT=3005`` picks another.
 
 Examples::
 
-    python -m serving.serve                       # http://127.0.0.1:3000
-    python -m serving.serve --port 3001 --host 0.0.0.0
+    python -m serving.serve                       # http://127.0.0.1:3001
+    python -m serving.serve --port 3005 --host 0.0.0.0
     ALPHALINE_HOME=/data/alphaline python -m serving.serve
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "serving.service:Ensemble"
+DEFAULT_PORT = 3001  # next to the Dagster UI's 3000 (make ui)
 #: Tools in the stack that report usage over the network unless told not to.
 TELEMETRY_OFF = {"BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "1", "FEAST_USAGE": "False"}
 
@@ -40,10 +47,28 @@ def serve_env(home: Path, base: Mapping[str, str] | None = None) -> dict[str, st
     return env
 
 
-def serve_command(*, port: int = 3000, host: str = "127.0.0.1") -> list[str]:
+def serve_command(*, port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> list[str]:
     """The ``bentoml serve`` command line (this interpreter's ``bentoml``, the repo as working dir)."""
     return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port),
             "--working-dir", str(REPO)]
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why a server could not listen on ``host:port`` (one line), or ``None`` when it can.
+
+    It binds the port the way uvicorn and Dagster do, then lets it go.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR as the servers set it: connections of a stopped server in TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is in use (another make serve / make ui?); choose another with PORT=..."
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def production_tag(home: Path) -> str:
@@ -64,13 +89,17 @@ def production_tag(home: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.serve", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--home", type=Path, default=None, help="ALPHALINE_HOME (default: $ALPHALINE_HOME or .alphaline)")
     args = parser.parse_args(argv)
     home = (args.home or default_home()).expanduser().resolve()
     from serving.errors import NoProductionModel
 
+    problem = port_problem(args.host, args.port)
+    if problem:  # bentoml would find out only after seconds of imports, and say it with a traceback
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         tag = production_tag(home)
     except NoProductionModel as exc:

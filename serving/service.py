@@ -28,12 +28,15 @@ A built Bento carries only its own models, so there a new model means a new Bent
 **Logging.** One line per request (endpoint, sizes, ``as_of``, model, stale count,
 status, milliseconds), never feature values; BentoML's access log adds method, path,
 status and latency. Request models hide their input in validation errors for the same reason.
+A refused request (every 4xx, including bodies BentoML itself rejects) is one WARNING line:
+method, path, status, reason (:mod:`serving.refusals`); only real server errors log ERROR
+with a traceback.
 
 Example::
 
-    python -m serving.serve &                                   # http://127.0.0.1:3000
-    curl -s -X POST localhost:3000/predict -d '{"symbols": ["AAA", "BBB"]}'
-    curl -s localhost:3000/model
+    python -m serving.serve &                                   # http://127.0.0.1:3001
+    curl -s -X POST localhost:3001/predict -d '{"symbols": ["AAA", "BBB"]}'
+    curl -s localhost:3001/model
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ from serving.config import ServingSettings
 from serving.errors import NoProductionModel, RequestRejected
 from serving.middleware import JsonBodiesOnly
 from serving.predictor import Predictor
+from serving.refusals import install as install_refusal_logging
+from serving.refusals import log_refusal
 from serving.schemas import ModelCard, PredictRequest, PredictResponse, PredictRowsRequest, ReloadResponse
 
 logger = logging.getLogger("alphaline.serving")
@@ -104,6 +109,7 @@ class _EnsembleService:
         # re-enable this one, at INFO, so the per-request lines reach BentoML's handler.
         logger.disabled = False
         logger.setLevel(logging.INFO)
+        install_refusal_logging()  # BentoML's own 4xx (bad types, malformed JSON) would log ERROR + traceback
         settings = ServingSettings()
         self.predictor = Predictor.from_settings(settings, Registry.from_store(_model_store()), tag=str(ref.tag))
         self.predictor.warm_up()  # the first request should not pay for the first Feast read
@@ -115,20 +121,21 @@ class _EnsembleService:
     def predict(self, request: PredictRequest, /) -> PredictResponse:
         """Scores for symbols from the latest online features, or as of a past moment (``as_of``)."""
         extra = f"symbols={len(request.symbols)} as_of={request.as_of.isoformat() if request.as_of else '-'}"
-        return self._handle("predict", self.predictor.predict, request, extra)
+        return self._handle("/predict", self.predictor.predict, request, extra)
 
     @bentoml.api(route="/predict_rows")
     def predict_rows(self, request: PredictRowsRequest, /) -> PredictResponse:
         """Scores for caller-supplied feature rows (every feature of the model card, by name)."""
-        return self._handle("predict_rows", self.predictor.predict_rows, request, f"rows={len(request.rows)}")
+        return self._handle("/predict_rows", self.predictor.predict_rows, request, f"rows={len(request.rows)}")
 
-    def _handle(self, endpoint: str, call: Callable[[Any], PredictResponse], request: Any, extra: str) -> Any:
+    def _handle(self, route: str, call: Callable[[Any], PredictResponse], request: Any, extra: str) -> Any:
         began = time.perf_counter()
+        endpoint = route.lstrip("/")
         try:
             answer = call(request)
         except RequestRejected as exc:
             rejections.labels(endpoint=endpoint, reason=exc.problems[0].type).inc()
-            logger.info("%s %s -> %d %s (%.1f ms)", endpoint, extra, exc.status, exc.summary(), _ms(began))
+            log_refusal("POST", route, exc.status, exc.summary(), f"{extra}, {_ms(began):.1f} ms")
             return JSONResponse(exc.body(), status_code=exc.status)
         except FeatureStoreError as exc:  # the store, not the request, is wrong: 503 says retry later
             logger.error("%s %s -> 503 %s", endpoint, extra, exc)
@@ -149,7 +156,7 @@ class _EnsembleService:
         try:
             old, new = self.predictor.swap()
         except NoProductionModel as exc:
-            raise HTTPException(status_code=409, detail=str(exc)) from None
+            raise _refuse(request, 409, str(exc)) from None
         _freeze_heap()
         logger.info("reload: %s", f"{old.tag} -> {new.tag}" if new is not old else f"{old.tag} (unchanged)")
         return ReloadResponse(reloaded=new is not old, model_version=new.tag, previous=old.tag)
@@ -160,12 +167,17 @@ def _authorize(request: Request, authorization: str | None, settings: ServingSet
     if token is None:
         host = request.client.host if request.client else ""
         if host not in LOOPBACK:
-            raise HTTPException(status_code=403, detail="reload: admin only; from other hosts set ALPHALINE_SERVING_ADMIN_TOKEN "
-                                                        "and send Authorization: Bearer <token>")
+            raise _refuse(request, 403, "reload: admin only; from other hosts set ALPHALINE_SERVING_ADMIN_TOKEN "
+                                        "and send Authorization: Bearer <token>")
         return
     given = (authorization or "").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(given.encode(), token.encode()):
-        raise HTTPException(status_code=403, detail="reload: missing or wrong bearer token (Authorization: Bearer <token>)")
+        raise _refuse(request, 403, "reload: missing or wrong bearer token (Authorization: Bearer <token>)")
+
+
+def _refuse(request: Request, status: int, detail: str) -> HTTPException:
+    log_refusal(request.method, request.url.path, status, detail)
+    return HTTPException(status_code=status, detail=detail)
 
 
 def _freeze_heap() -> None:

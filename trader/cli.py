@@ -14,7 +14,9 @@ Each mode keeps its own state store under ``$ALPHALINE_HOME/trader/`` (``sim.db`
 ``dry-run.db``, ``paper.db``; live uses ``trader.db``) unless ``trader.yaml`` sets
 ``store_url``, so simulated fills never mix with an account's. Read commands take
 ``--mode`` (default: the config's mode, else ``sim``) to pick the store. Every error a user
-can cause is one line on stderr and a non-zero exit code; secrets never appear in output.
+can cause is one line on stderr and a non-zero exit code; a ``run`` that ends with trading HALTED
+exits 3. Read commands (``status``, ``positions``, ``orders``, ``explain``) never create a store, and
+``run --fresh`` moves the old sim store aside instead of deleting it. Secrets never appear in output.
 """
 
 from __future__ import annotations
@@ -23,34 +25,38 @@ import datetime as dt
 import functools
 import getpass
 import json
-import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any
 
 import click
-import sqlalchemy as sa
 
 from trader.api import cancel_working, create_app, plain, pnl_payload, status_payload
 from trader.brokers.base import Broker, BrokerAccount, BrokerPosition
+from trader.cli_sim import (
+    TIMEFRAME,
+    RunHalted,
+    Session,
+    UserError,
+    alphaline_home,
+    load_replay,
+    replace_sim_store,
+    safe_url,
+    sim_session,
+    sqlite_file,
+)
 from trader.config import Mode, Secrets, TraderConfig, load_config
 from trader.domain import ClientOrderId, Fill, Order, OrderAccepted, OrderEvent, OrderExpired, Symbol, TradingState
 from trader.errors import TraderError
 from trader.prediction_client import HttpPredictionClient
-from trader.runner import Runner, Tick, last_closes, live_ticks, replay_ticks, session_start
+from trader.runner import CycleReport, Runner, last_closes, live_ticks
 from trader.store import TraderStore, default_store_url
 
-TIMEFRAME = "15m"
+if TYPE_CHECKING:
+    pass
+
 _MODES = click.Choice([m.value for m in Mode])
-
-
-class UserError(click.ClickException):
-    """A wrong combination of options: one line (no usage block), exit code 2 like click's own usage errors."""
-
-    exit_code = 2
 
 
 class _Group(click.Group):
@@ -63,17 +69,13 @@ class _Group(click.Group):
             raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
-def _home() -> Path:
-    return Path(os.environ.get("ALPHALINE_HOME", ".alphaline")).resolve()
-
-
 def store_url_for(mode: Mode, config: TraderConfig | None) -> str:
     """``store_url`` from the config, else the mode's own SQLite file (live: DESIGN.md's ``trader.db``)."""
     if config is not None and config.store_url:
         return config.store_url
     if mode is Mode.LIVE:
         return default_store_url()
-    return f"sqlite:///{_home() / 'trader' / f'{mode.value}.db'}"
+    return f"sqlite:///{alphaline_home() / 'trader' / f'{mode.value}.db'}"
 
 
 def _config(path: Path | None, *, required: bool) -> TraderConfig | None:
@@ -101,10 +103,6 @@ def _options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _safe(url: str) -> str:
-    return sa.make_url(url).render_as_string(hide_password=True)
-
-
 def _table(rows: Iterable[Iterable[Any]], headers: list[str]) -> None:
     rows = [[str(c) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
@@ -121,132 +119,109 @@ def main() -> None:
 @main.command()
 def paths() -> None:
     """Show where the trader keeps its state (under ALPHALINE_HOME)."""
-    click.echo(f"live store: {_home() / 'trader' / 'trader.db'}")
+    click.echo(f"live store: {alphaline_home() / 'trader' / 'trader.db'}")
     for mode in (Mode.SIM, Mode.DRY_RUN, Mode.PAPER):
-        click.echo(f"{mode.value} store: {_home() / 'trader' / f'{mode.value}.db'}")
+        click.echo(f"{mode.value} store: {alphaline_home() / 'trader' / f'{mode.value}.db'}")
 
 
 # -- run ------------------------------------------------------------------------------------------
-@dataclass
-class Session:
-    """What one mode brings to the run loop: the venue, the ticks and how the clock advances."""
-
-    broker: Broker
-    ticks: Iterable[Tick]
-    run_id: str
-    strict: bool
-    started_at: dt.datetime
-    before_cycle: Callable[[Tick], object] | None = None
-
-
 @main.command()
 @click.option("--mode", type=_MODES, default=None, help="sim (replay), dry-run, paper or live (default: the config's).")
 @click.option("--once", is_flag=True, help="Run one cycle and exit.")
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="sim: the day to replay (default: the latest).")
 @click.option("--cash", type=str, default=None, help="sim/dry-run: starting cash (default 100000).")
-@click.option("--fresh", is_flag=True, help="sim: start from an empty sim store.")
+@click.option("--fresh", is_flag=True, help="sim: start from an empty sim store (the old one is moved aside, not deleted).")
+@click.option("--discard-sealed", "discard_sealed", default=None, metavar="DAY[,DAY...]",
+              help="With --fresh: replace a store holding these days sealed into the WORM archive.")
 @click.option("--i-understand-this-is-live", "live_ok", is_flag=True, help="Required with --mode live: real money.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="trader.yaml.")
-def run(mode: str | None, once: bool, day: dt.datetime | None, cash: str | None, fresh: bool, live_ok: bool,
-        config_path: Path | None) -> None:
-    """Run the decision loop: predictions → sizing → risk checks → orders → fills."""
+def run(mode: str | None, once: bool, day: dt.datetime | None, cash: str | None, fresh: bool, discard_sealed: str | None,
+        live_ok: bool, config_path: Path | None) -> None:
+    """Run the decision loop: predictions → sizing → risk checks → orders → fills.
+
+    Every option, the config and (sim) the day's bars are checked before the store is touched.
+    Exit codes: 0 done; 1 a failure (config, warehouse, store, venue, reconciliation); 2 a wrong
+    option; 3 the run ended with trading HALTED (kill switch, drawdown flatten-and-halt, prediction
+    failures...): the reason is on stderr, and `trader resume --by NAME` clears it.
+    """
     cfg = _config(config_path, required=True)
     assert cfg is not None
     chosen = Mode(mode) if mode else cfg.mode
-    if chosen is Mode.LIVE and not live_ok:
-        raise UserError("--mode live trades real money; add --i-understand-this-is-live to confirm")
-    if chosen is not Mode.SIM and (day or fresh):
-        raise UserError("--date and --fresh apply to --mode sim only")
-    try:
-        start_cash = Decimal(cash) if cash is not None else None
-    except ArithmeticError:
-        raise UserError(f"--cash: {cash!r} is not a number") from None
+    start_cash, discard = _check_run_options(chosen, live_ok=live_ok, day=day, fresh=fresh, cash=cash,
+                                             discard_sealed=discard_sealed)
     secrets = Secrets.from_env()
     url = store_url_for(chosen, cfg)
-    if fresh:
-        _remove_sqlite(url)
+    replay = load_replay(cfg, day.date() if day else None) if chosen is Mode.SIM else None
+    venue = None if chosen is Mode.SIM else _venue_session(chosen, cfg, secrets, cash=start_cash, once=once)
+    replaced = replace_sim_store(url, discard=discard) if fresh else None
     with TraderStore(url) as store, HttpPredictionClient(cfg.prediction.url, cfg.prediction.timeout_s) as predictor:
-        session = _session(chosen, cfg, store, secrets, day=day.date() if day else None, cash=start_cash, once=once)
+        session = sim_session(store, replay, cash=start_cash, replaced=replaced) if replay is not None else venue
+        assert session is not None  # every other mode built its venue above
         from trader.reconcile import reconcile as run_reconcile
 
         # Refuse to trade on a book that disagrees with the venue (ReconciliationError: one line, exit 1).
         run_reconcile(store, session.broker, now=session.started_at).raise_if_blocked()
         runner = Runner(config=cfg, store=store, broker=session.broker, predictor=predictor, run_id=session.run_id,
                         strict=session.strict)
-        click.echo(f"{chosen.value}: store {_safe(url)}, venue {session.broker.venue}, predictions from {predictor.url}")
+        click.echo(f"{chosen.value}: store {safe_url(url)}, venue {session.broker.venue}, predictions from {predictor.url}")
         try:
             reports = runner.run(session.ticks, before_cycle=session.before_cycle, limit=1 if once else None,
                                  on_report=lambda r: click.echo(r.line()))
         except KeyboardInterrupt:
             raise click.ClickException("interrupted; state is in the store, `trader run` resumes after the last cycle") from None
-        if not reports:
-            click.echo("nothing to do: every tick of this session already ran in this store (sim: --fresh starts over)")
-            return
-        last = reports[-1]
-        click.echo(f"done: {len(reports)} cycles, {sum(r.submitted for r in reports)} orders, {sum(r.fills for r in reports)} "
-                   f"fills; equity {last.equity:.2f}, state {last.state.value}")
+        _summary(reports)
+        _raise_if_halted(store)
 
 
-def _remove_sqlite(url: str) -> None:
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        raise UserError("--fresh only removes a SQLite sim store")
-    for suffix in ("", "-wal", "-shm"):
-        Path(parsed.database + suffix).unlink(missing_ok=True)
+def _check_run_options(mode: Mode, *, live_ok: bool, day: dt.datetime | None, fresh: bool, cash: str | None,
+                       discard_sealed: str | None) -> tuple[Decimal | None, frozenset[dt.date]]:
+    """The options that need no file: the starting cash and the sealed days ``--discard-sealed`` names."""
+    if mode is Mode.LIVE and not live_ok:
+        raise UserError("--mode live trades real money; add --i-understand-this-is-live to confirm")
+    if mode is not Mode.SIM and (day or fresh):
+        raise UserError("--date and --fresh apply to --mode sim only")
+    if discard_sealed is not None and not fresh:
+        raise UserError("--discard-sealed applies with --fresh only")
+    try:
+        start_cash = Decimal(cash) if cash is not None else None
+    except ArithmeticError:
+        raise UserError(f"--cash: {cash!r} is not a number") from None
+    return start_cash, _days(discard_sealed)
 
 
-def _session(mode: Mode, cfg: TraderConfig, store: TraderStore, secrets: Secrets, *, day: dt.date | None,
-             cash: Decimal | None, once: bool) -> Session:
+def _days(text: str | None) -> frozenset[dt.date]:
+    try:
+        return frozenset(dt.date.fromisoformat(d.strip()) for d in (text or "").split(",") if d.strip())
+    except ValueError:
+        raise UserError(f"--discard-sealed: {text!r} is not a list of YYYY-MM-DD days") from None
+
+
+def _summary(reports: list[CycleReport]) -> None:
+    if not reports:
+        click.echo("nothing to do: every tick of this session already ran in this store (sim: --fresh starts over)")
+        return
+    last = reports[-1]
+    click.echo(f"done: {len(reports)} cycles, {sum(r.submitted for r in reports)} orders, {sum(r.fills for r in reports)} "
+               f"fills; equity {last.equity:.2f}, state {last.state.value}")
+
+
+def _raise_if_halted(store: TraderStore) -> None:
+    """A run that ends HALTED fails (exit 3): a scheduler must not read it as a good day."""
+    state = store.trading_state()
+    if state.state is TradingState.HALTED:
+        since = f" since {state.changed_at.isoformat()}" if state.changed_at else ""
+        raise RunHalted(f"run ended HALTED{since} by {state.changed_by or 'unknown'}: {state.reason} "
+                        "(`trader resume --by NAME` after checking)")
+
+
+def _venue_session(mode: Mode, cfg: TraderConfig, secrets: Secrets, *, cash: Decimal | None, once: bool) -> Session:
+    """dry-run, paper and live: the current bars' closes each tick, at a venue built before the store is opened."""
     from trader.brokers.bars import DuckDBBars  # reads the warehouse read-only, one query at a time
 
     feed = DuckDBBars(timeframe=TIMEFRAME)
-    if mode is Mode.SIM:
-        return _sim_session(cfg, store, feed, day=day, cash=cash)
     broker: Broker = DryRunBroker(cash or Decimal(100_000)) if mode is Mode.DRY_RUN else venue_broker(mode, secrets)
     ticks = live_ticks(lambda at: last_closes(feed, cfg.universe.symbols, at), timeframe=TIMEFRAME, once=once)
     return Session(broker=broker, ticks=ticks, run_id=mode.value, strict=False, started_at=dt.datetime.now(dt.UTC))
-
-
-def _sim_session(cfg: TraderConfig, store: TraderStore, feed: Any, *, day: dt.date | None, cash: Decimal | None) -> Session:
-    from trader.brokers.bars import InMemoryBars
-    from trader.brokers.sim import SimBroker, SimConfig
-
-    day = day or _latest_day(feed.path)
-    start = session_start(day)
-    bars = feed.bars(cfg.universe.symbols, after=start, until=start + dt.timedelta(days=1))
-    if not bars:
-        raise TraderError(f"{feed.path}: marts.bars has no {TIMEFRAME} bars on {day} for the configured universe")
-    opened = store.latest_audit("sim_session")
-    if opened is None:  # remembered, so that a resumed session rebuilds the same venue
-        cash = cash or Decimal(100_000)
-        store.append_audit("sim_session", {"cash": cash, "first_day": day}, ts=start)
-    elif cash is not None and cash != Decimal(opened.payload["cash"]):
-        raise UserError(f"this sim store started with cash {opened.payload['cash']}; drop --cash or add --fresh")
-    else:
-        cash = Decimal(opened.payload["cash"])
-    last = store.latest_audit("cycle")
-    resume_at = dt.datetime.fromisoformat(last.payload["ts"]) if last else None
-    broker = SimBroker(InMemoryBars(bars, timeframe=feed.timeframe), config=SimConfig(initial_cash=cash),
-                       start=resume_at or bars[0].ts)
-    if resume_at is not None:  # the simulator keeps no state: rebuild it from the store
-        broker.restore(orders=store.list_orders(), fills=store.list_fills())
-    return Session(broker=broker, ticks=replay_ticks(bars, timeframe=TIMEFRAME), run_id=f"sim-{day}", strict=True,
-                   started_at=resume_at or bars[0].ts, before_cycle=lambda tick: broker.advance_to(tick.ts))
-
-
-def _latest_day(path: Path) -> dt.date:
-    import duckdb
-
-    if not path.is_file():
-        raise TraderError(f"{path}: no warehouse here; build marts.bars first (or set ALPHALINE_HOME)")
-    try:
-        with duckdb.connect(str(path), read_only=True) as conn:
-            (latest,) = conn.execute("SELECT max(ts) FROM marts.bars WHERE timeframe = ?", [TIMEFRAME]).fetchone()
-    except duckdb.Error as exc:
-        raise TraderError(f"{path}: cannot read marts.bars ({str(exc).splitlines()[0]})") from None
-    if latest is None:
-        raise TraderError(f"{path}: marts.bars has no {TIMEFRAME} bars")
-    return latest.astimezone(ZoneInfo("America/New_York")).date()
 
 
 def venue_broker(mode: Mode, secrets: Secrets) -> Broker:
@@ -300,13 +275,21 @@ class DryRunBroker:
 
 
 # -- state ----------------------------------------------------------------------------------------
+def _read_store(url: str, mode: Mode) -> TraderStore:
+    """The store of a read command, which creates nothing: a missing SQLite file is an error, not a new empty store."""
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise click.ClickException(f"no {mode.value} store at {path}: nothing has run in this mode yet (is ALPHALINE_HOME set?)")
+    return TraderStore(url)
+
+
 @main.command()
 @_options
 def status(cfg: TraderConfig | None, mode: Mode, store_url: str) -> None:
     """Trading state, the last cycle and counts."""
-    with TraderStore(store_url) as store:
+    with _read_store(store_url, mode) as store:
         s = status_payload(store)
-    click.echo(f"store:     {_safe(store_url)} ({mode.value})")
+    click.echo(f"store:     {safe_url(store_url)} ({mode.value})")
     click.echo(f"state:     {s['state'].upper()}" + (f" since {s['changed_at']} by {s['changed_by']}: {s['reason']}" if s["changed_at"] else ""))
     last = s["last_cycle"]
     if last:
@@ -320,7 +303,7 @@ def status(cfg: TraderConfig | None, mode: Mode, store_url: str) -> None:
 @_options
 def positions(cfg: TraderConfig | None, mode: Mode, store_url: str, show_all: bool) -> None:
     """Positions from the store, and the P&L summary."""
-    with TraderStore(store_url) as store:
+    with _read_store(store_url, mode) as store:
         rows = [p for p in store.positions().values() if show_all or p.qty != 0]
         pnl = pnl_payload(store)
     _table([(p.symbol, p.qty, f"{p.avg_cost:.4f}", f"{p.realized_pnl:.2f}", f"{p.fees:.2f}") for p in rows],
@@ -335,7 +318,7 @@ def positions(cfg: TraderConfig | None, mode: Mode, store_url: str, show_all: bo
 @_options
 def orders(cfg: TraderConfig | None, mode: Mode, store_url: str, working: bool, limit: int) -> None:
     """Recent orders, oldest first."""
-    with TraderStore(store_url) as store:
+    with _read_store(store_url, mode) as store:
         rows = (store.working_orders() if working else store.list_orders())[-limit:]
     _table([(o.created_at.isoformat(timespec="minutes"), o.client_order_id, o.symbol, o.side.value, o.qty, o.filled_qty,
              f"{o.avg_fill_price:.4f}" if o.avg_fill_price else "", o.status.value, o.status_reason) for o in rows],
@@ -411,10 +394,10 @@ def api(cfg: TraderConfig | None, mode: Mode, store_url: str, host: str, port: i
 @_options
 def explain(cfg: TraderConfig | None, mode: Mode, store_url: str, client_order_id: str, as_json: bool) -> None:
     """The decision lineage of one order: prediction, model, features' time, risk checks, fills."""
-    with TraderStore(store_url) as store:
+    with _read_store(store_url, mode) as store:
         order, records = store.get_order(client_order_id), store.audit_for_order(client_order_id)
     if order is None and not records:
-        raise click.ClickException(f"explain: no order {client_order_id!r} in {_safe(store_url)} (wrong --mode?)")
+        raise click.ClickException(f"explain: no order {client_order_id!r} in {safe_url(store_url)} (wrong --mode?)")
     if as_json:
         click.echo(json.dumps([{"seq": r.seq, "ts": r.ts, "kind": r.kind, "payload": r.payload} for r in records], indent=2))
         return

@@ -162,7 +162,7 @@ class UniverseConfig(_Model):
 
 
 class PredictionConfig(_Model):
-    url: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:3000"
+    url: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:3001"
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 5.0
     #: Consecutive failed cycles after which the trading state goes to HALTED.
     max_consecutive_failures: PositiveInt = 3

@@ -13,14 +13,14 @@ Example:
     ...     return httpx.Response(200, json={"model_version": "ens:v1", "predictions": [
     ...         {"symbol": "AAA", "score": 0.4, "direction": "long", "confidence": 0.6,
     ...          "feature_ts": "2024-03-05T14:45:00Z", "stale": False}]})
-    >>> client = HttpPredictionClient("http://127.0.0.1:3000", transport=httpx.MockTransport(service))
+    >>> client = HttpPredictionClient("http://127.0.0.1:3001", transport=httpx.MockTransport(service))
     >>> client.predict(["AAA"]).model_version
     'ens:v1'
-    >>> down = HttpPredictionClient("http://127.0.0.1:3000", transport=httpx.MockTransport(lambda r: httpx.Response(503)))
+    >>> down = HttpPredictionClient("http://127.0.0.1:3001", transport=httpx.MockTransport(lambda r: httpx.Response(503)))
     >>> down.predict(["AAA"])
     Traceback (most recent call last):
     ...
-    trader.errors.PredictionError: prediction service http://127.0.0.1:3000: HTTP 503 from /predict
+    trader.errors.PredictionError: prediction service http://127.0.0.1:3001: HTTP 503 from /predict
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class HttpPredictionClient:
     """``POST {url}/predict`` with ``{"symbols": [...], "as_of": ISO UTC or omitted}``.
 
     Args:
-        url: base URL of the service, e.g. ``http://127.0.0.1:3000`` (``trader.yaml``: ``prediction.url``).
+        url: base URL of the service, e.g. ``http://127.0.0.1:3001`` (``trader.yaml``: ``prediction.url``).
         timeout: seconds for connect and read; a slower answer is a failure, not a wait.
         transport: an httpx transport to use instead of the network (tests).
     """

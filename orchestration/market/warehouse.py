@@ -11,7 +11,9 @@ Tables (schema ``raw``):
 * ``synthetic_oracle``: the synthetic market's expected forward log returns.
 
 Re-ingesting identical data is a recorded no-op (same fingerprint): the batch is
-logged with ``duplicate_of`` and no rows are appended.
+logged with ``duplicate_of`` and no rows are appended. Its report (:func:`batch_reports`)
+still carries the original's counts, reasons and rejected rows, so the checks judge the
+same data the same way: a file blocked once stays blocked when imported again.
 
 Example:
     >>> import duckdb
@@ -257,21 +259,32 @@ def _record_batch(con: duckdb.DuckDBPyConnection, r: BatchReport, *, run_id: str
     )
 
 
+#: What a batch's data was found to be; a duplicate takes these from its original.
+_JUDGED = ("rows_received", "rows_accepted", "rows_rejected", "reasons", "symbols", "first_ts", "last_ts",
+           "gap_sessions", "missing_bars")
+
+
 def batch_reports(con: duckdb.DuckDBPyConnection, *, asset: str, run_id: str | None = None) -> list[BatchReport]:
-    """The batches an asset wrote in ``run_id`` (without one: its latest batch), from the raw tables."""
-    where, params = ("asset = ? and run_id = ?", [asset, run_id]) if run_id else ("asset = ?", [asset])
+    """The batches an asset wrote in ``run_id`` (without one: its latest batch), from the raw tables.
+
+    A duplicate batch appended nothing, but its data is its original's: it reports the original's counts,
+    reasons and rejected rows (its own ``batch_id`` and ``duplicate_of`` kept), so that re-importing a
+    blocked file cannot pass the reject-share check with zero rows.
+    """
+    where, params = ("b.asset = ? and b.run_id = ?", [asset, run_id]) if run_id else ("b.asset = ?", [asset])
     limit = "" if run_id else "limit 1"
+    judged = ", ".join(f"coalesce(o.{c}, b.{c})" for c in _JUDGED)
     rows = con.execute(
-        f"""select batch_id, asset, source, rows_received, rows_accepted, rows_rejected, reasons, symbols,
-                   first_ts, last_ts, gap_sessions, missing_bars, duplicate_of
-            from raw.batches where {where} order by started_at desc {limit}""",
+        f"""select b.batch_id, b.asset, b.source, {judged}, b.duplicate_of, coalesce(o.batch_id, b.batch_id)
+            from raw.batches b left join raw.batches o on o.batch_id = b.duplicate_of
+            where {where} order by b.started_at desc, b.finished_at desc {limit}""",
         params,
     ).fetchall()
     out = []
     for row in rows:
         rejects = _rows_by_reason(
             con.execute(
-                "select source_row, reason from raw.bars_rejected where batch_id = ? order by source_row limit 2000", [row[0]]
+                "select source_row, reason from raw.bars_rejected where batch_id = ? order by source_row limit 2000", [row[-1]]
             ).fetchall()
         )
         out.append(BatchReport(*row[:6], json.loads(row[6]), *row[7:12], duplicate_of=row[12], reject_rows=rejects))

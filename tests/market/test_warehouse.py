@@ -45,3 +45,21 @@ def test_ingest_batch_stores_timestamps_in_utc_and_sessions_and_symbols(tmp_path
     assert ts.dtypes[0] == pl.Datetime("us", "UTC") and ts.item() == utc(2024, 1, 2, 14, 30)
     assert con.sql("select count(*) from raw.sessions where calendar = 'XNYS'").fetchone()[0] >= 2
     assert con.sql("select count(*), count(sector) from raw.symbols").fetchone() == (3, 3)
+
+
+def test_batch_reports_when_a_blocked_batch_is_ingested_again_judge_it_by_the_original(tmp_path):
+    from orchestration.defs.market.checks import reject_share_message
+
+    con = connect(str(tmp_path / "w.duckdb"))
+    first = ingest_batch(con, _batch(negative_volume=4), asset="raw_bars", now=NOW)
+    second = ingest_batch(con, _batch(negative_volume=4), asset="raw_bars", now=NOW)
+    assert second.duplicate_of == first.batch_id and second.rows_accepted == 0  # nothing appended twice
+    report = batch_reports(con, asset="raw_bars")[0]
+    assert (report.batch_id, report.duplicate_of) == (second.batch_id, first.batch_id)
+    assert (report.rows_received, report.rows_rejected) == (first.rows_received, 4)
+    passed, message = reject_share_message([report], limit=0.01)
+    assert not passed
+    assert f"(batch {second.batch_id}: identical to blocked batch {first.batch_id}, nothing appended): 4 of " in message
+    assert "volume_negative:volume ×4 (rows " in message and "\n" not in message
+    rejected = con.sql("select batch_id, count(*) from raw.bars_rejected group by 1").fetchall()
+    assert rejected == [(first.batch_id, 4)]  # the first batch's quarantined rows stay where they were

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import re
 
-import duckdb
 import pytest
 import yaml
 from click.testing import CliRunner
-from fake_venue import SYMBOLS, PredictionServer, make_bars
+from fake_venue import SYMBOLS, PredictionServer
 
 from trader.cli import main
 from trader.domain import OrderStatus, TradingState
@@ -24,22 +23,6 @@ def one_line_error(result, *, code: int | None = None) -> str:
     assert result.exit_code != 0 and (code is None or result.exit_code == code), result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
     return result.output.strip()
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """ALPHALINE_HOME with a warehouse holding the first 6 bars of a session for the test universe."""
-    monkeypatch.setenv("ALPHALINE_HOME", str(tmp_path))
-    for name in ("ALPACA_API_KEY", "ALPACA_SECRET_KEY", "TRADER_API_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
-        conn.execute("CREATE SCHEMA marts")
-        conn.execute("CREATE TABLE marts.bars (symbol VARCHAR, timeframe VARCHAR, ts TIMESTAMPTZ, open DOUBLE, high DOUBLE, "
-                     "low DOUBLE, close DOUBLE, volume DOUBLE)")
-        conn.executemany("INSERT INTO marts.bars VALUES (?, '15m', ?, ?, ?, ?, ?, ?)",
-                         [(b.symbol, b.ts, float(b.open), float(b.high), float(b.low), float(b.close), float(b.volume))
-                          for b in make_bars(n=6)])
-    return tmp_path
 
 
 def write_config(home, url: str, **changes) -> str:
@@ -94,7 +77,8 @@ def test_cli_kill_persists_across_processes_and_the_loop_then_sends_nothing(home
         status = cli("status", "--config", cfg)  # a new store object, as a new process would open
         assert "state:     HALTED" in status.output and "by alice: feed looks wrong" in status.output
         run = cli("run", "--once", "--config", cfg)
-        assert run.exit_code == 0 and "sent 0" in run.output and "HALTED (feed looks wrong)" in run.output
+        assert run.exit_code == 3 and "sent 0" in run.stdout and "HALTED (feed looks wrong)" in run.stdout
+        assert "run ended HALTED" in run.stderr and "by alice: feed looks wrong" in run.stderr
         assert server.requests == []
         resume = cli("resume", "--by", "bob", "--config", cfg)
         assert resume.exit_code == 0 and "ACTIVE" in cli("status", "--config", cfg).output
@@ -111,7 +95,7 @@ def test_cli_live_mode_needs_the_explicit_confirmation(home):
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["explain", "al-nope"], "no order 'al-nope'"),
+    (["explain", "al-nope"], "no sim store at "),  # an unknown order in an existing store: test_trader_cli_safety
     (["run", "--config", "missing.yaml"], "missing.yaml: cannot read the file"),
     (["run", "--mode", "sim", "--date", "2024-03-09"], "marts.bars has no 15m bars on 2024-03-09"),
     (["run", "--mode", "paper", "--date", "2024-03-05"], "--date and --fresh apply to --mode sim only"),
@@ -138,8 +122,8 @@ def test_cli_prediction_service_down_runs_without_orders_and_halts(home):
     cfg = write_config(home, "http://127.0.0.1:9", prediction={"url": "http://127.0.0.1:9", "timeout_s": 1,
                                                                 "max_consecutive_failures": 2})
     result = cli("run", "--config", cfg)
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    assert result.exit_code == 3, result.output  # ended HALTED
+    lines = result.stdout.splitlines()
     assert "no new orders, prediction failed (1 of 2 before HALTED): prediction service http://127.0.0.1:9: unreachable" in lines[1]
     assert "HALTED after 2 prediction failures" in lines[2] and "sent 0" in lines[-2]
     status = cli("status", "--config", cfg).output

@@ -2,7 +2,8 @@
 
 * ``reject_share_within_limit`` (blocking) on ``raw_bars`` and ``imported_bars``: a batch
   whose rejected share is above the limit stops everything downstream, with a message
-  naming the source, the reasons and the rows;
+  naming the source, the reasons and the rows; an identical re-import is judged by the
+  batch it repeats, so it fails the same way (naming that batch);
 * ``calendar_gaps`` (warning) on the same: sessions where bars the calendar expects are missing;
 * ``great_expectations_suite`` (blocking) on ``marts/bars``, with Data Docs under reports/.
 """
@@ -35,11 +36,18 @@ def reject_share_message(reports: list[BatchReport], limit: float) -> tuple[bool
         total = sum(r.rows_rejected for r in reports)
         return True, f"{total} rejected row(s); every batch within the {limit:.2%} limit"
     parts = [
-        f"{r.source} (batch {r.batch_id}): {r.rows_rejected} of {r.rows_received} rows rejected "
+        f"{r.source} ({_batch_label(r)}): {r.rows_rejected} of {r.rows_received} rows rejected "
         f"({r.reject_share:.2%} > {limit:.2%}): {r.describe_rejects()}"
         for r in over
     ]
     return False, " | ".join(parts) + " — see raw.bars_rejected"
+
+
+def _batch_label(report: BatchReport) -> str:
+    # A re-import of a blocked file appends nothing; say so, and where its rejected rows already are.
+    if report.duplicate_of:
+        return f"batch {report.batch_id}: identical to blocked batch {report.duplicate_of}, nothing appended"
+    return f"batch {report.batch_id}"
 
 
 def _reject_check(asset: str) -> dg.AssetChecksDefinition:
