@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# `make demo DEMO_ARGS="--symbols 16 --sessions 80"` for a smaller run, `--as-of 2026-10-30` for another pinned day.
 demo: $(STAMP)
-	$(BIN)/alphaline demo
+	$(BIN)/alphaline demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
