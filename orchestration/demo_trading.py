@@ -37,12 +37,28 @@ def trader_config(settings: Settings, url: str) -> Path:
 
     example = Path(trader.__file__).with_name("trader.example.yaml")
     config: dict[str, Any] = yaml.safe_load(example.read_text())
+    config["universe"] = _universe(settings)  # the demo's own symbols: `--symbols` may ask for fewer than 48
     config["prediction"]["url"] = url
     config["prediction"]["timeout_s"] = 30  # as_of predictions run Feast's point-in-time join on each call
     path = settings.home / "trader" / "demo.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def _universe(settings: Settings) -> dict[str, Any]:
+    """The symbols the demo ingested and their sectors (``raw.symbols``), as ``trader.yaml``'s ``universe``."""
+    from orchestration.market.warehouse import connect
+
+    con = connect(str(settings.warehouse_path), read_only=True)
+    try:
+        rows = con.execute("select symbol, lower(coalesce(sector, 'other')) from raw.symbols order by symbol").fetchall()
+    finally:
+        con.close()
+    sectors: dict[str, list[str]] = {}
+    for symbol, sector in rows:
+        sectors.setdefault(sector, []).append(symbol)
+    return {"symbols": [symbol for symbol, _ in rows], "sectors": sectors}
 
 
 def _trader(*args: str, settings: Settings) -> subprocess.CompletedProcess[str]:

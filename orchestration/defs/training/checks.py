@@ -36,8 +36,10 @@ def _gate_check(field: str) -> dg.AssetChecksDefinition:
         evaluation = json.loads(_path(models, GATE_INPUTS).read_text())
         config = models.config(1).gates  # periods_per_year is irrelevant to the gates
         result = next(r for r in evaluate_gates(evaluation, config) if r.name == gate)
+        verdict = "passed" if result.passed else "FAILED"
         return dg.AssetCheckResult(
             passed=result.passed,
+            description=f"{verdict}: {result.description} (value {result.value:.4g})",
             metadata={"value": result.value, "threshold": result.threshold, "rule": result.description},
         )
 
