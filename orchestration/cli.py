@@ -72,6 +72,26 @@ def _as_of(value: str | None, default: dt.date | None) -> dt.date | None:
         raise ConfigError(f"--as-of/--end {value!r}: not a date (YYYY-MM-DD) or 'today'") from None
 
 
+def _set_aside_earlier_demo(settings: Settings) -> None:
+    """Start from an empty ``ALPHALINE_HOME``: the same demo, the same numbers, whatever ran there before.
+
+    An earlier demo's state (its models, trades and sealed compliance records) is moved aside whole, never
+    deleted; a home holding a paper or live trader store is refused instead — the demo must not touch an account.
+    """
+    home = settings.home
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"ALPHALINE_HOME={home}: a file, not a folder")
+    if not home.exists() or not any(home.iterdir()):
+        return
+    accounts = sorted(p.name for p in (home / "trader").glob("*.db") if p.name not in ("sim.db", "dry-run.db"))
+    if accounts:
+        raise ConfigError(f"ALPHALINE_HOME={home} holds trader stores of an account ({', '.join(accounts)}): "
+                          "run the demo on its own home, e.g. ALPHALINE_HOME=/tmp/alphaline-demo")
+    aside = home.with_name(f"{home.name}.previous-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}")
+    home.rename(aside)
+    click.echo(f"  earlier state of ALPHALINE_HOME moved aside to {aside} (nothing deleted; remove it when done)")
+
+
 def _range_tags(start: str, end: str) -> dict[str, str]:
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -100,8 +120,10 @@ def demo(sessions: int, n_symbols: int, seed: int, as_of: str | None, train: boo
     The same options give the same bars, model metrics, orders and equity on any day:
     the data window ends at ``--as-of`` (pinned in code), never at today's date unless asked.
     """
-    settings = prepare_environment(Settings())
+    settings = Settings()
     start, end = _session_range(sessions, settings, _as_of(as_of, DEMO_AS_OF))
+    _set_aside_earlier_demo(settings)
+    prepare_environment(settings)
     click.echo(f"Alphaline demo: synthetic market, {n_symbols} symbols, seed {seed}, sessions {start} .. {end} (as of {end})")
     click.echo(f"  ALPHALINE_HOME={settings.home}")
     t0 = time.monotonic()

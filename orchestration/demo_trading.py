@@ -66,16 +66,6 @@ def _trader(*args: str, settings: Settings) -> subprocess.CompletedProcess[str]:
     return subprocess.run([_bin("trader"), *args], capture_output=True, text=True, check=False, env=env, timeout=1800)
 
 
-def _discard_sealed(settings: Settings) -> list[str]:
-    """A demo run again on the same home replays the same day: name the days an earlier demo sealed, so that
-    ``--fresh`` moves that store aside (its archived copies stay) instead of refusing."""
-    from trader.cli_sim import sealed_days
-
-    store = settings.home / "trader" / "sim.db"
-    days = sealed_days(f"sqlite:///{store}") if store.exists() else []
-    return ["--discard-sealed", ",".join(d.isoformat() for d in days)] if days else []
-
-
 def _print_predictions(answer: dict[str, Any]) -> None:
     preds = answer.get("predictions", [])
     ranked = sorted(preds, key=lambda p: p["score"], reverse=True)
@@ -102,7 +92,7 @@ def serve_trade_and_close(settings: Settings) -> dict[str, Any]:
         _print_predictions(answer.json())
         config = trader_config(settings, server.url)
         click.echo("\nTrading: trader run --mode sim on the held-out session (predictions as_of each bar) ...")
-        run = _trader("run", "--mode", "sim", "--fresh", *_discard_sealed(settings), "--config", str(config), settings=settings)
+        run = _trader("run", "--mode", "sim", "--fresh", "--config", str(config), settings=settings)
     if run.returncode != 0:
         raise click.ClickException(f"trader run failed: {(run.stderr or run.stdout).strip().splitlines()[-1:]}")
     click.echo("  " + "\n  ".join(run.stdout.strip().splitlines()[-8:]))

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration.cli import _as_of, _session_range
+from orchestration.cli import _as_of, _session_range, _set_aside_earlier_demo
 from orchestration.errors import ConfigError
 from orchestration.runner import run_job
 from orchestration.settings import DEMO_AS_OF, Settings
@@ -100,3 +100,24 @@ def test_a_failed_run_prints_one_line_and_its_log_keeps_the_whole_traceback(sett
     (log,) = (settings.home / "logs").glob("fragile_job-*.log")
     text = log.read_text()
     assert "=== step fragile failed ===" in text and 'test_cli_errors.py", line' in text and 'raise ValueError("Input X contains infinity")' in text
+
+
+def test_a_demo_on_a_used_home_moves_the_earlier_state_aside_whole(tmp_path: Path):
+    home = tmp_path / "home"
+    (home / "archive").mkdir(parents=True)
+    (home / "archive" / "manifest.jsonl").write_text("sealed\n")
+    (home / "trader").mkdir()
+    (home / "trader" / "sim.db").write_bytes(b"orders")
+    _set_aside_earlier_demo(Settings(home=home))
+    assert not home.exists()
+    (aside,) = tmp_path.glob("home.previous-*")
+    assert (aside / "archive" / "manifest.jsonl").read_text() == "sealed\n" and (aside / "trader" / "sim.db").read_bytes() == b"orders"
+
+
+def test_a_demo_refuses_a_home_that_holds_an_account_and_touches_nothing(tmp_path: Path):
+    home = tmp_path / "home"
+    (home / "trader").mkdir(parents=True)
+    (home / "trader" / "paper.db").write_bytes(b"paper account")
+    with pytest.raises(ConfigError, match=r"holds trader stores of an account \(paper.db\)"):
+        _set_aside_earlier_demo(Settings(home=home))
+    assert (home / "trader" / "paper.db").read_bytes() == b"paper account" and list(tmp_path.iterdir()) == [home]
