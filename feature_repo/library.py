@@ -21,6 +21,7 @@ import polars as pl
 
 from feature_repo import indicators as ind
 from feature_repo.errors import FeatureInputError
+from feature_repo.residual import residual_features
 
 #: Columns the feature code reads (``marts.bars`` joined to its session's open and close).
 BAR_COLUMNS: dict[str, pl.DataType] = {
@@ -39,9 +40,10 @@ BAR_COLUMNS: dict[str, pl.DataType] = {
     "vwap": pl.Float64(),
 }
 RELVOL_SESSIONS = 20
-#: Bars an incremental update recomputes before the new ones: far beyond every window, and long
-#: enough that the seed of a Wilder/EMA smoothing has decayed below 1e-30 ((13/14)^1000).
-INCREMENTAL_LOOKBACK_BARS = 1000
+#: Bars an incremental update recomputes before the new ones: beyond every window (the volume profile reads
+#: 60 sessions of 520-bar levels: ~2,100 bars), and long enough that the seed of a Wilder/EMA smoothing has
+#: decayed below 1e-30 ((13/14)^1000).
+INCREMENTAL_LOOKBACK_BARS = 2400
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,25 @@ _SPECS = [
     _spec("xs_relmkt_ret_4", 4, "ret_log_4 minus its equal-weight universe mean", 4),
     _spec("xs_relsector_ret_4", 4, "ret_log_4 minus its equal-weight sector mean", 4),
     _spec("xs_beta_130", 130, "rolling beta of r_1 to the equal-weight market r_1 over 130 bars: cov / var", 130),
+    # The residual family (feature_repo/residual.py): the universe's mean taken out, conditioned on volume and regime.
+    _spec("xs_resid_1", 1, "residual return: r_1 minus the equal-weight universe mean r_1 at the same close", 1),
+    _spec("xs_residlag1_1", 1, "xs_resid_1 one bar earlier", 2),
+    _spec("xs_residlag2_1", 1, "xs_resid_1 two bars earlier", 3),
+    _spec("xs_residlag3_1", 1, "xs_resid_1 three bars earlier", 4),
+    _spec("xs_residregime_4", 4, "sum over 4 bars of xs_resid_1 × vol_mktregime_26 (regime-scaled reversal)", 130),
+    _spec("xs_residvol_1", 1, "xs_resid_1 × min(max(volu_relvolprof_60 - 1, 0), 3): volume-confirmed residual move",
+          RELVOL_SESSIONS, unit="sessions"),
+    _spec("xs_residvol_8", 8, "sum over 8 bars of xs_resid_1 × min(max(volu_relvolprof_60 - 1, 0), 3)", RELVOL_SESSIONS + 1,
+          unit="sessions"),
+    _spec("xs_relgap_1", 1, "overnight gap minus the universe's mean gap (held through the session)", 1, unit="sessions"),
+    *[_spec(f"xs_relgapdecay_{w}", w, f"xs_relgap_1 × max(0, 1 - k / {w}), k = bars since the session open", 1, unit="sessions")
+      for w in (4, 8, 16)],
+    _spec("xs_relsectorprev_1", 1, "previous session's equal-weight sector return minus the universe's (close to close)",
+          2, unit="sessions"),
+    _spec("vol_mktregime_26", 26, "market volatility regime: sqrt(mean m^2 over 26 bars / mean m^2 over 520 bars), "
+          "m = equal-weight universe r_1", 130),
+    _spec("volu_relvolprof_60", 60, "V / (mean V per bar of the symbol over the previous 520 bars × the universe's mean "
+          "V/level of the same bar of the session over the previous ≤ 60 sessions)", RELVOL_SESSIONS, unit="sessions"),
 ]
 FEATURES: dict[str, FeatureSpec] = {s.name: s for s in _SPECS}
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
@@ -260,6 +281,7 @@ def compute_features(bars: pl.DataFrame, *, bar_length: dt.timedelta, created: d
     # a bad price makes its symbol's inputs NaN/inf: as nulls they drop out of the universe's means and ranks
     xs_inputs = ("ret_log_1", "ret_log_4", "ret_log_26", "vol_realized_26")
     df = _cross_sectional(df.with_columns(pl.when(pl.col(n).is_finite()).then(pl.col(n)).otherwise(None) for n in xs_inputs))
+    df = residual_features(df)
     floats = [n for n in FEATURE_NAMES if n not in INTEGER_FEATURES]
     warm = (pl.col("_bar_index") < WARMUP_BARS) | (pl.col("_session_index") < WARMUP_SESSIONS)
     return df.select(

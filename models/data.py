@@ -84,6 +84,35 @@ def matrix(frame: pl.DataFrame, features: list[str] | tuple[str, ...] = FEATURE_
     return frame.select(features).cast(pl.Float64).fill_null(np.nan).to_numpy()
 
 
+TARGETS = ("raw", "demeaned", "rank")
+
+
+def target(frame: pl.DataFrame, label: str, kind: str = "demeaned") -> np.ndarray:
+    """What the learners fit: the label ``raw``, minus its cross-sectional mean (``demeaned``), or its cross-sectional
+    percentile rank centred on 0 (``rank``), per ``event_timestamp``.
+
+    Models are judged by cross-sectional IC; the raw label is dominated by market-wide moves that no
+    symbol's features can rank, and a tree early-stopped on it can end up a constant. The demeaned
+    label keeps only what IC measures.
+
+    Example:
+        >>> f = pl.DataFrame({"event_timestamp": [1, 1, 2, 2], "y": [0.03, 0.01, -0.02, 0.0]})
+        >>> target(f, "y", "demeaned").round(3).tolist(), target(f, "y", "rank").tolist()
+        ([0.01, -0.01, -0.01, 0.01], [0.5, -0.5, -0.5, 0.5])
+    """
+    y = pl.col(label)
+    if kind == "raw":
+        expr = y
+    elif kind == "demeaned":
+        expr = y - y.mean().over("event_timestamp")
+    elif kind == "rank":
+        n = y.count().over("event_timestamp")
+        expr = pl.when(n > 1).then((y.rank("average").over("event_timestamp") - 1) / (n - 1) - 0.5).otherwise(0.0)
+    else:
+        raise ValueError(f"target {kind!r}: one of {', '.join(TARGETS)}")
+    return frame.select(expr.cast(pl.Float64).alias("y"))["y"].to_numpy()
+
+
 def symbol_codes(frame: pl.DataFrame) -> np.ndarray:
     """One integer per symbol (its rank in sorted symbol order), for sequence learners' ``groups``."""
     names = sorted(frame["symbol"].unique().to_list())

@@ -5,8 +5,9 @@ out-of-fold predictions) so members speak in comparable units, then combined wit
 non-negative weights: ``score = Σ w_f · pred_f / scale_f`` with ``Σ w_f = 1``. The
 weights come from a non-negative least-squares fit (scikit-learn
 ``LinearRegression(positive=True)``) of the label on the OOF predictions, both
-standardised across symbols within each timestamp (the cross-section IC measures); the equal-weight
-ensemble is the baseline it is reported against. Scoring is row-wise, so one symbol
+standardised across symbols within each timestamp (the cross-section IC measures), over the
+members whose OOF IC is significantly positive, then shrunk halfway toward equal weights; the
+equal-weight ensemble is the baseline it is reported against. Scoring is row-wise, so one symbol
 scores the same alone or within its cross-section (serving parity).
 
 The ensemble's own out-of-sample series is walk-forward too (:func:`stacked_oof`): the
@@ -40,11 +41,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from models.metrics import degenerate_share
+from models.metrics import degenerate_share, ic_summary
 
 #: A member whose predictions are constant or not finite on more than this share of the timestamps it scores
 #: (e.g. a tree model early-stopped at one tree) ranks nothing there: it gets weight 0, with a warning.
 MAX_DEGENERATE_SHARE = 0.2
+#: A member joins the stack only if its out-of-fold IC is significantly positive (t-stat of the mean IC).
+MIN_MEMBER_TSTAT = 2.0
+#: How far the fitted stacking weights are pulled toward equal weights (0: not at all, 1: equal weights).
+SHRINKAGE = 0.5
 
 
 class EnsembleError(ValueError):
@@ -73,8 +78,10 @@ def stack_weights(oof: pl.DataFrame, families: Sequence[str], *, label: str, sca
                   exclude: Collection[str] = ()) -> tuple[dict[str, float], dict[str, float]]:
     """Non-negative stacking weights (summing to 1) and the scales they apply to.
 
-    Members in ``exclude`` or degenerate in ``oof`` (:func:`degenerate_members`) get weight 0.
+    Members in ``exclude`` or degenerate in ``oof`` (:func:`degenerate_members`) get weight 0, and so do
+    members whose OOF IC t-stat is below :data:`MIN_MEMBER_TSTAT` (if none passes, the best member alone).
     Falls back to equal weights over the others when every fitted weight is zero (no member helps).
+    Whether the stack beats its best member is judged out of sample by :func:`stack_or_best`.
 
     Raises:
         EnsembleError: every member is excluded.
@@ -82,10 +89,13 @@ def stack_weights(oof: pl.DataFrame, families: Sequence[str], *, label: str, sca
     from sklearn.linear_model import LinearRegression
 
     scales = dict(scales) if scales is not None else member_scales(oof, families)
-    usable = _usable(families, exclude={*exclude, *degenerate_members(oof, families)})
+    healthy = _usable(families, exclude={*exclude, *degenerate_members(oof, families)})
+    ics = {f: ic_summary(oof, score=f"pred_{f}", label=label, time="event_timestamp") for f in healthy}
+    # Only members whose out-of-fold IC is significantly positive; if none is, the best one alone.
+    usable = [f for f in healthy if ics[f]["ic_tstat"] >= MIN_MEMBER_TSTAT] or [max(healthy, key=lambda f: _finite(ics[f]["ic"]))]
     cols = [f"pred_{f}" for f in usable]
     data = oof.select("event_timestamp", *cols, label).filter(pl.col(label).is_finite())
-    if data.height < 10 * len(usable):
+    if len(usable) == 1 or data.height < 10 * len(usable):
         return equal_weights(families, usable=usable), scales
     # The models are judged by cross-sectional IC, so the meta-learner fits what IC measures: members'
     # scores and the label standardised across symbols within each timestamp (market moves drop out).
@@ -94,8 +104,14 @@ def stack_weights(oof: pl.DataFrame, families: Sequence[str], *, label: str, sca
     coef = np.clip(meta.coef_, 0.0, None)
     if coef.sum() <= 0:
         return equal_weights(families, usable=usable), scales
-    fitted = {f: float(c / coef.sum()) for f, c in zip(usable, coef, strict=True)}
+    # Shrunk halfway to equal weights: fitted combination weights are noisy, and equal weights are famously
+    # hard to beat out of sample (the "forecast combination puzzle", Smith & Wallis 2009).
+    fitted = {f: SHRINKAGE / len(usable) + (1 - SHRINKAGE) * float(c / coef.sum()) for f, c in zip(usable, coef, strict=True)}
     return {f: fitted.get(f, 0.0) for f in families}, scales
+
+
+def _finite(x: float) -> float:
+    return x if np.isfinite(x) else -np.inf
 
 
 def _usable(families: Sequence[str], *, exclude: Collection[str]) -> list[str]:
@@ -136,11 +152,13 @@ def combine(preds: Mapping[str, np.ndarray], weights: Mapping[str, float], scale
 
 @dataclass
 class Stacked:
-    """The OOF frame with ``pred_ensemble`` and ``pred_equal``, the weights used on each fold, and why any were 0."""
+    """The OOF frame with ``pred_ensemble`` and ``pred_equal``, the weights used on each fold, why any were 0,
+    and what each fold's ensemble was (the stack, or its best member when the stack had not beaten it)."""
 
     oof: pl.DataFrame
     fold_weights: dict[int, dict[str, float]]
     warnings: list[str]
+    choices: list[str] = field(default_factory=list)
 
 
 def stacked_oof(oof: pl.DataFrame, families: Sequence[str], *, label: str,
@@ -151,7 +169,7 @@ def stacked_oof(oof: pl.DataFrame, families: Sequence[str], *, label: str,
     of the members' in-sample predictions on fold 0's training window). A member that is
     degenerate on a fold's own predictions gets weight 0 on that fold, in both ensembles.
     """
-    parts, fold_weights, warnings = [], {}, []
+    parts, fold_weights, warnings, choices = [], {}, [], []
     for fold in sorted(oof["fold"].unique().to_list()):
         past = oof.filter(pl.col("fold") < fold)
         here = oof.filter(pl.col("fold") == fold)
@@ -162,6 +180,9 @@ def stacked_oof(oof: pl.DataFrame, families: Sequence[str], *, label: str,
             weights, scales = equal_weights(families, usable=_usable(families, exclude=flat)), dict(first_scales)
         else:
             weights, scales = stack_weights(past, families, label=label, exclude=flat)
+            stacked_before = pl.concat(parts[1:]) if len(parts) > 1 else None  # fold 0 was not stacked
+            weights, choice = stack_or_best(stacked_before, weights, families, label=label, exclude=flat)
+            choices.append(f"fold {fold}: {choice}")
         usable = [f for f in families if f not in flat]
         preds = {f: here[f"pred_{f}"].to_numpy() for f in families}
         fold_weights[fold] = weights
@@ -169,7 +190,25 @@ def stacked_oof(oof: pl.DataFrame, families: Sequence[str], *, label: str,
             pred_ensemble=pl.Series(combine(preds, weights, scales)),
             pred_equal=pl.Series(combine(preds, equal_weights(families, usable=usable), scales)),
         ))
-    return Stacked(pl.concat(parts).sort("event_timestamp", "symbol"), fold_weights, warnings)
+    return Stacked(pl.concat(parts).sort("event_timestamp", "symbol"), fold_weights, warnings, choices)
+
+
+def stack_or_best(stacked: pl.DataFrame | None, weights: dict[str, float], families: Sequence[str], *, label: str,
+                  exclude: Collection[str] = ()) -> tuple[dict[str, float], str]:
+    """``weights``, or the best member alone if the stack has not beaten it *out of sample* so far.
+
+    ``stacked`` holds earlier walk-forward-stacked folds (``pred_ensemble`` scored with weights fitted
+    before each fold) beside the members' own OOF predictions; ``None`` when there are none yet.
+    """
+    if stacked is None or stacked.is_empty():
+        return weights, "stacked (no out-of-sample stack to judge yet)"
+    ic = {name: ic_summary(stacked, score=f"pred_{name}", label=label, time="event_timestamp")["ic"]
+          for name in ("ensemble", *[f for f in families if f not in exclude])}
+    best = max((f for f in families if f not in exclude), key=lambda f: _finite(ic[f]))
+    if _finite(ic["ensemble"]) >= _finite(ic[best]):
+        return weights, f"stacked (out-of-sample IC {ic['ensemble']:.4f} ≥ best member {best} {ic[best]:.4f})"
+    return equal_weights(families, usable=[best]), (f"{best} alone (the stack's out-of-sample IC {ic['ensemble']:.4f} "
+                                                      f"< {best} {ic[best]:.4f})")
 
 
 @dataclass

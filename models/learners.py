@@ -29,6 +29,8 @@ import numpy as np
 
 SEED = 7
 VALIDATION_SHARE = 0.15
+#: Boosted trees keep at least this many: one tree is a constant on most rows, which ranks nothing.
+MIN_TREES = 20
 
 
 class Learner(Protocol):
@@ -109,9 +111,10 @@ class HistGBLearner(_Base):
             max_leaf_nodes=self.params.get("max_leaf_nodes", 15), l2_regularization=1.0, random_state=SEED, early_stopping=False,
         )
         probe.fit(x[train], y[train])
-        # Staged scores on the tail slice pick the number of trees; the final model refits on everything.
-        losses = [float(np.mean((p - y[valid]) ** 2)) for p in probe.staged_predict(x[valid])]
-        best = int(np.argmin(losses)) + 1
+        # The tail slice's correlation with each stage's predictions (what IC rewards, not MSE) picks the
+        # number of trees, never fewer than MIN_TREES; the final model refits on everything.
+        scores = [_corr(p, y[valid]) for p in probe.staged_predict(x[valid])]
+        best = max(MIN_TREES, int(np.nanargmax(scores)) + 1 if np.isfinite(scores).any() else MIN_TREES)
         self.model = probe.set_params(max_iter=best).fit(x, y)
         self.params["best_iteration"] = best
         return self
@@ -121,6 +124,12 @@ class HistGBLearner(_Base):
 
     def feature_importance(self) -> dict[str, float]:
         return _split_counts(self.feature_names, self.model)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _split_counts(names: list[str], model: Any) -> dict[str, float]:
@@ -151,11 +160,12 @@ class XGBLearner(_Base):
             reg_lambda=1.0, random_state=SEED, n_jobs=2, early_stopping_rounds=30,
         )
         self.model.fit(x[train], y[train], eval_set=[(x[valid], y[valid])], verbose=False)
-        self.params["best_iteration"] = int(self.model.best_iteration)
+        self.params["best_iteration"] = max(int(self.model.best_iteration), MIN_TREES - 1)
         return self
 
     def predict(self, x: np.ndarray, *, groups: np.ndarray | None = None) -> np.ndarray:
-        return self.model.predict(self._check(x), iteration_range=(0, self.model.best_iteration + 1))
+        last = self.params.get("best_iteration", self.model.best_iteration)
+        return self.model.predict(self._check(x), iteration_range=(0, int(last) + 1))
 
     def feature_importance(self) -> dict[str, float]:
         gain = self.model.get_booster().get_score(importance_type="gain")

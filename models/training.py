@@ -28,7 +28,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from feature_repo import FEATURE_NAMES
-from models.ensemble import Ensemble, degenerate_members, stack_weights, stacked_oof
+from models.ensemble import Ensemble, degenerate_members, stack_or_best, stack_weights, stacked_oof
 from models.evaluation import BacktestConfig, backtest_oof, signal_report
 from models.gates import GateConfig, GateResult, build_evaluation, evaluate_gates
 from models.walkforward import (
@@ -99,6 +99,7 @@ def evaluate_run(cv: CrossValidation, config: TrainingConfig, *, bars: pl.DataFr
     bt = result.metrics(config.periods_per_year)
     report["backtest"] = bt
     report["warnings"] = stacked.warnings
+    report["ensemble_choices"] = stacked.choices
     report["fold_weights"] = {str(k): w for k, w in stacked.fold_weights.items()}
     evaluation = build_evaluation(report, families=families, sentinel_ic=cv.sentinel_ic, backtest=bt,
                                   sentinel_tstat=cv.sentinel_tstat)
@@ -110,8 +111,9 @@ def _scale(sd: float) -> float:
 
 
 def fit_candidate(frame: pl.DataFrame, oof: pl.DataFrame, config: TrainingConfig, *,
-                  log: Log = lambda _: None) -> tuple[Ensemble, dict[str, float], list[str]]:
-    """Every learner refitted on the latest window and stacked; also the warnings of members given weight 0.
+                  log: Log = lambda _: None) -> tuple[Ensemble, dict[str, float], list[str], str]:
+    """Every learner refitted on the latest window and stacked; also the warnings of members given weight 0,
+    and the choice between the stack and its best member (judged on the OOF stack, out of sample).
 
     Weights come from all OOF predictions; a member whose *final* fit is degenerate on the
     newest stretch of its own window (:func:`~models.walkforward.final_fit_health`) is
@@ -123,12 +125,17 @@ def fit_candidate(frame: pl.DataFrame, oof: pl.DataFrame, config: TrainingConfig
     warnings = [f"{f}: the final fit predicts a constant or non-finite values on {share:.0%} of the newest timestamps; weight 0"
                 for f, share in flat.items()]
     weights, scales = stack_weights(oof, families, label=config.walk_forward.label, exclude=flat)
+    first = oof["fold"].min()
+    weights, choice = stack_or_best(oof.filter(pl.col("fold") > first), weights, families, label=config.walk_forward.label,
+                                    exclude=flat)
+    log(f"production ensemble: {choice}")
     warnings += [f"{f}: weight 0 in the production stack (degenerate out-of-fold predictions)"
                  for f in degenerate_members(oof, families) if f not in flat]
     for line in warnings:
         log(f"warning: {line}")
     log("stacking weights: " + ", ".join(f"{f} {w:.2f}" for f, w in weights.items()))
-    return Ensemble(members=members, weights=weights, scales=scales, feature_names=list(FEATURE_NAMES)), seconds, warnings
+    ensemble = Ensemble(members=members, weights=weights, scales=scales, feature_names=list(FEATURE_NAMES))
+    return ensemble, seconds, warnings, choice
 
 
 def code_version() -> str:
@@ -159,6 +166,7 @@ def candidate_metadata(frame: pl.DataFrame, cv: CrossValidation, ev: Evaluation,
         "oos_metrics": ev.report["models"], "oracle_ic": ev.report["oracle_ic"], "ic_decay": ev.report["ic_decay"],
         "backtest": ev.report["backtest"], "sentinel_ic": cv.sentinel_ic, "sentinel_tstat": cv.sentinel_tstat,
         "gates": [g.record() for g in ev.gates], "gates_passed": ev.passed, "warnings": list(ev.report.get("warnings", [])),
+        "ensemble_choices": list(ev.report.get("ensemble_choices", [])),
         "tearsheet": ev.report.get("tearsheet"),
         "config": config.model_dump(mode="json"), "code_version": code_version(),
     }

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from feature_repo import FEATURE_NAMES
 from models.cv import Fold, PurgedWalkForward
-from models.data import DEFAULT_LABEL, label_horizon, matrix, symbol_codes
+from models.data import DEFAULT_LABEL, label_horizon, matrix, symbol_codes, target
 from models.ensemble import degenerate_members
 from models.learners import LEARNERS
 from models.metrics import ic_summary
@@ -45,6 +45,8 @@ class WalkForwardConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     label: str = DEFAULT_LABEL
+    target: Literal["raw", "demeaned", "rank"] = Field(
+        default="demeaned", description="What learners fit (models.data.target); metrics always use the raw label.")
     families: tuple[str, ...] = DEFAULT_FAMILIES
     n_folds: int = Field(default=4, ge=2)
     min_train_share: float = Field(default=0.4, gt=0.0, lt=1.0, description="Share of timestamps before the first test block.")
@@ -118,7 +120,7 @@ def run_walk_forward(
     times = frame["event_timestamp"].unique().sort()
     folds = config.cv(n_timestamps=times.len()).split(times.to_list())
     index = times.search_sorted(frame["event_timestamp"]).to_numpy()
-    x, y, groups = matrix(frame), frame[config.label].to_numpy(), symbol_codes(frame)
+    x, y, groups = matrix(frame), target(frame, config.label, config.target), symbol_codes(frame)
     preds = {f: np.full(frame.height, np.nan) for f in config.families}
     fold_col = np.full(frame.height, -1, dtype=np.int64)
     metrics: list[dict[str, Any]] = []
@@ -167,7 +169,7 @@ def fit_final(frame: pl.DataFrame, config: WalkForwardConfig, *, log: Callable[[
     times = frame["event_timestamp"].unique().sort()
     if config.max_train is not None and times.len() > config.max_train:
         frame = frame.filter(pl.col("event_timestamp") >= times[-config.max_train])
-    x, y, groups = matrix(frame), frame[config.label].to_numpy(), symbol_codes(frame)
+    x, y, groups = matrix(frame), target(frame, config.label, config.target), symbol_codes(frame)
     members, seconds = {}, {}
     for family in config.families:
         began = time.perf_counter()

@@ -133,6 +133,8 @@ def print_summary(settings: Settings) -> None:
                f"sentinel (shuffled labels) IC {_num(meta.get('sentinel_ic'))}")
     click.echo(f"  backtest after costs: Sharpe {_num(bt.get('sharpe_ratio'), 2)}, max drawdown {_num(bt.get('max_drawdown'), 3)}, "
                f"turnover {_num(bt.get('turnover'), 3)}/bar, annual return {_num(bt.get('annual_return'), 3)}")
+    if meta.get("ensemble_choice"):
+        click.echo(f"  production ensemble: {meta['ensemble_choice']}")
     for line in meta.get("warnings") or []:
         click.secho(f"  warning: {line}", fg="yellow")
     if meta.get("tearsheet"):

@@ -89,6 +89,7 @@ class ModelsResource(dg.ConfigurableResource):
 
     home: str
     label: str = "label_fwd_ret_4"
+    target: str = Field(default="demeaned", description="What learners fit: raw, demeaned or rank (cross-sectional).")
     families: list[str] = Field(default_factory=lambda: ["sklearn_ridge", "sklearn_hgb", "xgboost", "torch_mlp", "torch_tcn"])
     n_folds: int = 4
     train_sessions: int | None = Field(default=None, description="Train on the last N sessions only (None: all history).")
@@ -116,7 +117,7 @@ class ModelsResource(dg.ConfigurableResource):
         from models.training import TrainingConfig
 
         return TrainingConfig.model_validate({
-            "walk_forward": {"label": self.label, "families": tuple(self.families), "n_folds": self.n_folds,
+            "walk_forward": {"label": self.label, "target": self.target, "families": tuple(self.families), "n_folds": self.n_folds,
                              "max_train": self.max_train, "params": self.learner_params},
             "gates": {k: getattr(self, k) for k in ("min_oos_ic", "min_oos_icir", "max_overfit_ratio", "sentinel_max_abs_ic", "sentinel_max_abs_t",
                                                      "min_backtest_sharpe", "max_drawdown", "min_oos_timestamps")},

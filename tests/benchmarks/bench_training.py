@@ -23,7 +23,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from feature_repo import compute_features, compute_labels
+from feature_repo import FEATURE_NAMES, compute_features, compute_labels
 from models.data import prepare
 from models.ensemble import stacked_oof
 from models.evaluation import signal_report
@@ -59,20 +59,26 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=48)
     parser.add_argument("--sessions", type=int, default=250)
     parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--target", choices=("raw", "demeaned", "rank"), default="demeaned", help="What the learners fit.")
+    parser.add_argument("--skip-final", action="store_true", help="Skip the final fits (CV and metrics only).")
+    parser.add_argument("--save-oof", type=Path, default=None, help="Write the OOF frame (with the oracle) here.")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
     bars, oracle = _market(args.symbols, args.sessions)
     joined = compute_features(bars, bar_length=BAR).join(compute_labels(bars), on=["symbol", "event_timestamp"])
     frame = prepare(joined.filter(~pl.col("warmup")).drop("warmup"), label=LABEL)
-    print(f"data: {bars.height:,} bars → {frame.height:,} training rows × 40 features in {time.perf_counter() - t0:.1f} s")
+    print(f"data: {bars.height:,} bars → {frame.height:,} training rows × {len(FEATURE_NAMES)} features in {time.perf_counter() - t0:.1f} s")
 
-    config = WalkForwardConfig(families=DEFAULT_FAMILIES, n_folds=args.folds)
+    config = WalkForwardConfig(families=DEFAULT_FAMILIES, n_folds=args.folds, target=args.target)
     wf = run_walk_forward(frame, config, log=lambda m: print("  " + m, flush=True))
-    _, final_seconds = fit_final(frame, config)
+    final_seconds = wf.seconds if args.skip_final else fit_final(frame, config)[1]
     families = list(DEFAULT_FAMILIES)
-    oof = stacked_oof(wf.oof, families, label=LABEL, first_scales={f: wf.in_sample_scale[f][0] or 1.0 for f in families}).oof
+    stacked = stacked_oof(wf.oof, families, label=LABEL, first_scales={f: wf.in_sample_scale[f][0] or 1.0 for f in families})
+    oof = stacked.oof
     report = signal_report(oof, families=families, label=LABEL, oracle=oracle)
+    if args.save_oof:
+        wf.oof.join(oracle, on=["symbol", "event_timestamp"], how="left").write_parquet(args.save_oof)
 
     floor_cv, floor_fit = wf.seconds["sklearn_ridge"], final_seconds["sklearn_ridge"]
     print(f"\n{'learner':<14} {'CV s':>8} {'×ridge':>8} {'final s':>8} {'×ridge':>8} {'OOS IC':>8} {'rank IC':>8} {'/oracle':>8}")
@@ -80,7 +86,9 @@ def main() -> None:
         cv_s, fit_s = wf.seconds.get(name), final_seconds.get(name)
         timing = f"{cv_s:>8.1f} {cv_s / floor_cv:>8.1f} {fit_s:>8.1f} {fit_s / floor_fit:>8.1f}" if cv_s is not None else " " * 35
         print(f"{name:<14} {timing} {m['ic']:>8.4f} {m['rank_ic']:>8.4f} {m['oracle_fraction']:>8.2f}")
-    print(f"\noracle IC {report['oracle_ic']:.4f} over {report['window']['timestamps']:,} OOS timestamps; "
+    for fold, weights in stacked.fold_weights.items():
+        print(f"fold {fold} weights: " + ", ".join(f"{f} {w:.2f}" for f, w in weights.items()))
+    print(f"\ntarget {args.target}; oracle IC {report['oracle_ic']:.4f} over {report['window']['timestamps']:,} OOS timestamps; "
           f"{args.folds} purged walk-forward folds; total {time.perf_counter() - t0:.0f} s")
 
 

@@ -65,13 +65,14 @@ def test_labels_are_forward_returns_and_null_past_the_end_never_zero() -> None:
 
 
 def test_incremental_update_on_a_trailing_window_equals_the_full_history(tmp_path) -> None:
-    bars = feature_bars()
+    bars = feature_bars(first=dt.date(2024, 1, 2))  # longer than the lookback, so the window is a real tail
     sessions = bars["session"].unique().sort()
     yesterday, today = sessions[-2], sessions[-1]
     write_features(_features(bars.filter(pl.col("session") <= yesterday)), tmp_path)
     write_labels(compute_labels(bars.filter(pl.col("session") <= yesterday)), tmp_path)
     per_session = bars.filter(pl.col("session") == today).height / bars["symbol"].n_unique()
     lookback = max(40, -(-INCREMENTAL_LOOKBACK_BARS // int(per_session)))
+    assert lookback < sessions.len()
     window = bars.filter(pl.col("session") >= sessions[-lookback])
     added = merge_features(_features(window), tmp_path)
     merge_labels(compute_labels(window), tmp_path)

@@ -119,7 +119,22 @@ def test_stacking_weights_are_non_negative_sum_to_one_and_favour_the_informative
                         "pred_b": rng.normal(size=t.size), "pred_c": -y + rng.normal(size=t.size)})
     weights, _ = stack_weights(oof, ["a", "b", "c"], label=LABEL)
     assert all(w >= 0 for w in weights.values()) and sum(weights.values()) == pytest.approx(1.0)
-    assert weights["a"] > 0.9 and weights["c"] == 0.0
+    assert weights["a"] > 0.7 > weights["b"] and weights["c"] == 0.0  # shrunk halfway to equal weights
+
+
+def test_stacking_leaves_out_members_without_a_significantly_positive_ic_and_keeps_the_best_if_none_has_one():
+    rng = np.random.default_rng(4)
+    t = np.repeat(np.arange(400), 10)
+    y = rng.normal(size=t.size)
+    oof = pl.DataFrame({"event_timestamp": t, LABEL: y, "pred_a": y + 3 * rng.normal(size=t.size),
+                        "pred_noise": rng.normal(size=t.size)})
+    from models.metrics import ic_summary
+
+    assert abs(ic_summary(oof, score="pred_noise", label=LABEL, time="event_timestamp")["ic_tstat"]) < 2  # the premise
+    assert stack_weights(oof, ["a", "noise"], label=LABEL)[0] == {"a": 1.0, "noise": 0.0}
+    weak = oof.with_columns(pred_a=pl.col("pred_a") * 0 + rng.normal(size=t.size) + 0.001 * pl.col(LABEL))
+    weights, _ = stack_weights(weak, ["a", "noise"], label=LABEL)
+    assert sorted(weights.values()) == [0.0, 1.0]  # nobody is significant: the best one alone, not an average of noise
 
 
 def test_walk_forward_config_refuses_an_unknown_learner_and_label():
@@ -183,9 +198,9 @@ def test_a_degenerate_member_gets_weight_zero_with_a_warning_and_cannot_break_th
     assert ev.oof["pred_ensemble"].is_finite().all()
     assert ev.report["models"]["ensemble"]["ic"] == pytest.approx(ridge["ic"], abs=1e-9)  # ridge alone carries it
 
-    ensemble, _, warnings = fit_candidate(frame, ev.oof, config)
+    ensemble, _, warnings, choice = fit_candidate(frame, ev.oof, config)
     assert ensemble.weights == {"sklearn_ridge": 1.0, "broken": 0.0}
-    assert warnings and warnings[0].startswith("broken: ")
+    assert warnings and warnings[0].startswith("broken: ") and "broken" not in choice
     x = frame.drop("symbol", "event_timestamp").select(ensemble.feature_names).to_numpy()
     assert np.isfinite(ensemble.predict(x)).all()
 
@@ -198,3 +213,19 @@ def test_stacking_never_sees_an_infinity_when_a_member_is_flat_on_some_timestamp
     oof = pl.DataFrame({"event_timestamp": t, LABEL: y, "pred_a": flat_sometimes, "pred_b": rng.normal(size=t.size)})
     weights, _ = stack_weights(oof, ["a", "b"], label=LABEL)
     assert weights["a"] > 0.9 and sum(weights.values()) == pytest.approx(1.0)
+
+
+def test_a_stack_that_has_not_beaten_its_best_member_out_of_sample_gives_way_to_it():
+    from models.ensemble import stack_or_best
+
+    rng = np.random.default_rng(5)
+    t = np.repeat(np.arange(300), 10)
+    y = rng.normal(size=t.size)
+    good = y + rng.normal(size=t.size)
+    stacked = pl.DataFrame({"event_timestamp": t, LABEL: y, "pred_good": good, "pred_weak": y + 5 * rng.normal(size=t.size),
+                            "pred_ensemble": good + 3 * rng.normal(size=t.size)})
+    weights, choice = stack_or_best(stacked, {"good": 0.5, "weak": 0.5}, ["good", "weak"], label=LABEL)
+    assert weights == {"good": 1.0, "weak": 0.0} and choice.startswith("good alone")
+    better = stacked.with_columns(pred_ensemble=pl.col("pred_good") + 0.2 * pl.col(LABEL))
+    assert stack_or_best(better, {"good": 0.5, "weak": 0.5}, ["good", "weak"], label=LABEL)[0] == {"good": 0.5, "weak": 0.5}
+    assert stack_or_best(None, {"good": 0.5, "weak": 0.5}, ["good", "weak"], label=LABEL)[1].startswith("stacked")

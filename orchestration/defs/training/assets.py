@@ -181,14 +181,15 @@ def ensemble_candidate(context: dg.AssetExecutionContext, features: FeatureStore
     frame = training_data.load_frame(_path(models, FRAME))
     cv: CrossValidation = _load(models, CV)
     ev: Evaluation = _load(models, EVALUATION)
-    ensemble, seconds, warnings = fit_candidate(frame, ev.oof, config, log=context.log.info)
+    ensemble, seconds, warnings, choice = fit_candidate(frame, ev.oof, config, log=context.log.info)
     meta = candidate_metadata(frame, cv, ev, config, fingerprint=training_data.fingerprint(frame))
     meta["final_fit_seconds"] = seconds
     meta["warnings"] += warnings
+    meta["ensemble_choice"] = choice
     tag = register_candidate(models.registry(), ensemble, meta, ev.oof)
     _path(models, CANDIDATE).write_text(json.dumps({"tag": tag}))
     return dg.MaterializeResult(metadata={"tag": tag, "weights": dg.MetadataValue.json(ensemble.weights),
-                                          "warnings": dg.MetadataValue.json(meta["warnings"]),
+                                          "warnings": dg.MetadataValue.json(meta["warnings"]), "ensemble_choice": choice,
                                           **{f"final_fit_seconds/{k}": round(v, 1) for k, v in seconds.items()}})
 
 
