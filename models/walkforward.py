@@ -36,7 +36,7 @@ from models.ensemble import degenerate_members
 from models.learners import LEARNERS
 from models.metrics import ic_summary
 
-DEFAULT_FAMILIES = ("sklearn_ridge", "sklearn_hgb", "xgboost", "torch_mlp", "torch_tcn")
+DEFAULT_FAMILIES = ("sklearn_ridge", "sklearn_hgb", "xgboost", "lightgbm", "torch_mlp", "torch_tcn")
 
 
 class WalkForwardConfig(BaseModel):

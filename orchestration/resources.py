@@ -90,7 +90,7 @@ class ModelsResource(dg.ConfigurableResource):
     home: str
     label: str = "label_fwd_ret_4"
     target: str = Field(default="demeaned", description="What learners fit: raw, demeaned or rank (cross-sectional).")
-    families: list[str] = Field(default_factory=lambda: ["sklearn_ridge", "sklearn_hgb", "xgboost", "torch_mlp", "torch_tcn"])
+    families: list[str] = Field(default_factory=lambda: ["sklearn_ridge", "sklearn_hgb", "xgboost", "lightgbm", "torch_mlp", "torch_tcn"])
     n_folds: int = 4
     train_sessions: int | None = Field(default=None, description="Train on the last N sessions only (None: all history).")
     holdout_sessions: int = Field(default=0, ge=0, description="Leave the newest N sessions out of training (e.g. to trade them).")

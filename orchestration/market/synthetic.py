@@ -104,6 +104,9 @@ class SyntheticConfig:
     origin: dt.date = dt.date(2024, 1, 2)
     timeframe: str = "15m"
     faults: Mapping[str, int] = field(default_factory=dict)
+    #: Overrides of the planted alpha's coefficients (:data:`ALPHA`), e.g. a second world whose effects
+    #: are weaker or shorter, to check that models are not tuned to one set of constants.
+    alpha: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_sectors <= len(SECTORS):
@@ -115,9 +118,20 @@ class SyntheticConfig:
         unknown = set(self.faults) - set(FAULT_REASONS)
         if unknown:
             raise ConfigError(f"faults: unknown class(es) {sorted(unknown)}; known: {sorted(FAULT_REASONS)}")
+        unknown = set(self.alpha) - set(ALPHA)
+        if unknown:
+            raise ConfigError(f"alpha: unknown coefficient(s) {sorted(unknown)}; known: {sorted(ALPHA)}")
+        spans = [int(self.coefficients[k]) for k in ("gap_bars", "reversal_bars", "volume_bars")]
+        if not all(1 <= n < _RING for n in spans):
+            raise ConfigError(f"alpha: effect spans {spans} must be between 1 and {_RING - 1} bars")
+
+    @property
+    def coefficients(self) -> dict[str, float]:
+        """:data:`ALPHA` with this market's overrides."""
+        return {**ALPHA, **self.alpha}
 
     def key(self) -> tuple:
-        return (self.seed, self.n_symbols, self.n_sectors, self.origin, self.timeframe)
+        return (self.seed, self.n_symbols, self.n_sectors, self.origin, self.timeframe, tuple(sorted(self.alpha.items())))
 
 
 @dataclass(frozen=True)
@@ -212,8 +226,8 @@ def _empty_sim(cfg: SyntheticConfig) -> Simulation:
 
 @lru_cache(maxsize=4)
 def _simulate(key: tuple, last_session: dt.date) -> Simulation:
-    seed, n_symbols, n_sectors, origin, timeframe = key
-    cfg = SyntheticConfig(seed=seed, n_symbols=n_symbols, n_sectors=n_sectors, origin=origin, timeframe=timeframe)
+    seed, n_symbols, n_sectors, origin, timeframe, alpha = key
+    cfg = SyntheticConfig(seed=seed, n_symbols=n_symbols, n_sectors=n_sectors, origin=origin, timeframe=timeframe, alpha=dict(alpha))
     uni_rng, path_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     uni = _universe(cfg, uni_rng)
     grid = bar_grid("XNYS", timeframe, origin, last_session)
@@ -240,7 +254,7 @@ def _run_path(cfg: SyntheticConfig, uni: _Universe, grid: pl.DataFrame, rng: np.
     hm_bar = 0.0011**2  # long-run market variance per bar
     hm, hi = hm_bar, uni.idio_var.copy()
     sector_var = 0.0007**2
-    a = ALPHA
+    a = cfg.coefficients
     sched = _Schedule(n)
     close = uni.price0.copy()
     session_ret = np.zeros(n)

@@ -97,3 +97,24 @@ def test_synthetic_config_when_fault_class_unknown_names_it():
 
     with pytest.raises(ConfigError, match="faults: unknown class"):
         SyntheticConfig(faults={"gremlins": 1})
+
+
+def test_a_second_world_overrides_the_planted_alpha_and_unknown_coefficients_are_refused():
+    import datetime as dt
+
+    import pytest
+
+    from orchestration.errors import ConfigError
+    from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
+
+    start = dt.datetime(2024, 1, 3, tzinfo=dt.UTC)
+    end, now = start + dt.timedelta(days=3), start + dt.timedelta(days=5)
+    quiet = {"gap_reversal": 0.0, "residual_reversal": 0.0, "volume_momentum": 0.0, "sector_momentum": 0.0}
+    flat = SyntheticMarket(SyntheticConfig(n_symbols=6, n_sectors=2, alpha=quiet)).fetch(start, end, now=now)
+    assert flat.oracle["expected_log_return"].abs().max() == 0.0  # no planted effect, nothing to forecast
+    default = SyntheticMarket(SyntheticConfig(n_symbols=6, n_sectors=2)).fetch(start, end, now=now)
+    assert default.oracle["expected_log_return"].abs().max() > 0
+    with pytest.raises(ConfigError, match="alpha: unknown coefficient"):
+        SyntheticConfig(alpha={"momentum": 1.0})
+    with pytest.raises(ConfigError, match="effect spans"):
+        SyntheticConfig(alpha={"gap_bars": 100})

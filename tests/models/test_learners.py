@@ -118,3 +118,14 @@ def test_torch_learners_docstring_examples_run():
 def test_importing_the_learners_does_not_import_torch():
     code = "import sys, models.learners, models.torch_learners; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode == 0
+
+
+@pytest.mark.parametrize("family", ["sklearn_hgb", "xgboost", "lightgbm"])
+def test_boosted_trees_on_pure_noise_keep_at_least_the_minimum_trees_and_never_predict_a_constant(family):
+    from models.learners import MIN_TREES
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(3000, 5)), rng.normal(size=3000)  # early stopping would pick a tree or two
+    model = LEARNERS[family](params={}).fit(x, y, feature_names=list("abcde"))
+    assert model.params["best_iteration"] >= MIN_TREES - (family == "xgboost")  # xgboost counts from 0
+    assert np.unique(model.predict(x[:500])).size > 10
