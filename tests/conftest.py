@@ -49,6 +49,17 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dbt_manifest: Path
     return settings
 
 
+def warehouse_sql(settings: Settings, query: str):
+    """A query's result (polars) on the warehouse under ``settings``, opened read-only."""
+    from orchestration.market.warehouse import connect
+
+    con = connect(str(settings.warehouse_path), read_only=True)
+    try:
+        return con.sql(query).pl()
+    finally:
+        con.close()
+
+
 def real_csv(name: str, folder: Path) -> Path:
     """The real file ``name`` (``tests/data/<name>.gz``) unpacked into ``folder`` under its own name."""
     data = gzip.decompress((TEST_DATA / f"{name}.gz").read_bytes())

@@ -3,12 +3,11 @@
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 import pytest
 
 from orchestration.definitions import build_definitions
 from orchestration.defs.market.schedules import IMPORT_JOB
-from orchestration.market.warehouse import connect
+from tests.conftest import warehouse_sql as _sql
 
 pytestmark = pytest.mark.slow
 SESSIONS = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "2024-01-08",
@@ -29,14 +28,6 @@ def _import(settings, path: Path) -> dg.ExecuteInProcessResult:
     config = {"ops": {"imported_bars": {"config": {"paths": [str(path)]}}}}
     with dg.instance_for_test() as instance:
         return job.execute_in_process(instance=instance, run_config=config, raise_on_error=False)
-
-
-def _sql(settings, query: str) -> pl.DataFrame:
-    con = connect(str(settings.warehouse_path), read_only=True)
-    try:
-        return con.sql(query).pl()
-    finally:
-        con.close()
 
 
 def _reject_check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:

@@ -10,8 +10,8 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from orchestration.definitions import build_definitions
 from orchestration.defs.market.schedules import IMPORT_JOB, INGEST_JOB
-from orchestration.market.warehouse import connect
 from tests.conftest import real_csv, utc
+from tests.conftest import warehouse_sql as _sql
 
 pytestmark = pytest.mark.slow
 RANGE = {ASSET_PARTITION_RANGE_START_TAG: "2024-01-03", ASSET_PARTITION_RANGE_END_TAG: "2024-01-05"}
@@ -25,14 +25,6 @@ def _run(settings, job: str, *, tags=None, market: dict[str, Any] | None = None,
         config["ops"] = ops
     with dg.instance_for_test() as instance:
         return defs.resolve_job_def(job).execute_in_process(instance=instance, tags=tags, run_config=config, raise_on_error=False)
-
-
-def _sql(settings, query: str) -> pl.DataFrame:
-    con = connect(str(settings.warehouse_path), read_only=True)
-    try:
-        return con.sql(query).pl()
-    finally:
-        con.close()
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
