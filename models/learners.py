@@ -191,7 +191,7 @@ class LGBMLearner(_Base):
             subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0, random_state=SEED, n_jobs=2,
             deterministic=True, force_row_wise=True, verbose=-1,
         )
-        self.model.fit(x[train], y[train], eval_set=[(x[valid], y[valid])], callbacks=[lgb.early_stopping(30, verbose=False)])
+        self.model.fit(x[train], y[train], eval_X=(x[valid],), eval_y=(y[valid],), callbacks=[lgb.early_stopping(30, verbose=False)])
         self.params["best_iteration"] = max(int(self.model.best_iteration_ or 0), MIN_TREES)
         return self
 
