@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from orchestration.errors import ConfigError
 from orchestration.runner import run_job
 from orchestration.settings import Settings, prepare_environment
 
@@ -49,6 +50,28 @@ def train() -> None:
 
     run_job(TRAINING_JOB)
     print_summary(settings)
+
+
+@models.command()
+@click.option("--family", "families", multiple=True, help="Learner family to tune (repeatable; default: lightgbm, xgboost).")
+@click.option("--trials", type=click.IntRange(1, 1000), default=8, show_default=True, help="More Optuna trials per family.")
+def search(families: tuple[str, ...], trials: int) -> None:
+    """Tune learner parameters on the purged walk-forward CV (Optuna); the next retrain starts from the best."""
+    settings = prepare_environment(Settings())
+    from models.search import SPACES
+    from orchestration.defs.training.search import SEARCH_JOB
+
+    unknown = [f for f in families if f not in SPACES]
+    if unknown:
+        raise ConfigError(f"--family {', '.join(unknown)}: no search space; searchable: {', '.join(sorted(SPACES))}")
+    config: dict[str, Any] = {"home": str(settings.home), "search_trials": trials}
+    if families:
+        config["search_families"] = list(families)
+    run_job(SEARCH_JOB, run_config={"resources": {"models": {"config": config}}})
+    from models.search import read_best
+
+    for family, params in read_best(settings.home / "models" / "search" / "best_params.json").items():
+        click.echo(f"  best {family:<14} {params}")
 
 
 @models.command(name="list")

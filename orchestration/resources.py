@@ -108,17 +108,32 @@ class ModelsResource(dg.ConfigurableResource):
     half_spread_bps: float = 1.0
     impact_coef: float = 0.1
     learner_params: dict[str, dict[str, float]] = Field(default_factory=dict)
+    use_searched_params: bool = Field(default=True, description="Start from the learner_search job's best parameters "
+                                      "(models/search/best_params.json); learner_params still win.")
+    search_families: list[str] = Field(default_factory=lambda: ["lightgbm", "xgboost"], description="What learner_search tunes.")
+    search_trials: int = Field(default=8, ge=1, description="Optuna trials per family and search run (the study resumes).")
 
     @property
     def workdir(self) -> Path:
         return Path(self.home) / "models" / "latest"
+
+    @property
+    def search_dir(self) -> Path:
+        return Path(self.home) / "models" / "search"
+
+    def _params(self) -> dict[str, dict[str, float]]:
+        from models.search import read_best
+
+        searched = read_best(self.search_dir / "best_params.json") if self.use_searched_params else {}
+        families = set(searched) | set(self.learner_params)
+        return {f: {**searched.get(f, {}), **self.learner_params.get(f, {})} for f in families}
 
     def config(self, periods_per_year: int) -> TrainingConfig:
         from models.training import TrainingConfig
 
         return TrainingConfig.model_validate({
             "walk_forward": {"label": self.label, "target": self.target, "families": tuple(self.families), "n_folds": self.n_folds,
-                             "max_train": self.max_train, "params": self.learner_params},
+                             "max_train": self.max_train, "params": self._params()},
             "gates": {k: getattr(self, k) for k in ("min_oos_ic", "min_oos_icir", "max_overfit_ratio", "sentinel_max_abs_ic", "sentinel_max_abs_t",
                                                      "min_backtest_sharpe", "max_drawdown", "min_oos_timestamps")},
             "backtest": {"commission_bps": self.commission_bps, "half_spread_bps": self.half_spread_bps, "impact_coef": self.impact_coef},

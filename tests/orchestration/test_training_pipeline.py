@@ -13,6 +13,7 @@ from orchestration.cli import main
 from orchestration.definitions import build_definitions
 from orchestration.defs.market.schedules import INGEST_JOB
 from orchestration.defs.training.schedules import TRAINING_JOB
+from orchestration.defs.training.search import SEARCH_JOB
 
 pytestmark = pytest.mark.slow
 MARKET = {"n_symbols": 12, "n_sectors": 3}
@@ -58,6 +59,12 @@ def test_training_job_gates_registers_and_promotes_then_a_failing_gate_blocks_th
         meta = registry.info(production)["metadata"]
         for key in ("features", "label", "training_window", "data_fingerprint", "cv_metrics", "gates", "code_version", "folds"):
             assert key in meta, key
+
+        searched = _run(settings, SEARCH_JOB, instance, models={**FAST, "search_families": ["sklearn_ridge"], "search_trials": 2})
+        assert searched.success
+        found = searched.asset_materializations_for_node("learner_search")[0].metadata
+        assert found["trials/sklearn_ridge"].value == 2 and "alpha" in found["best_params/sklearn_ridge"].value
+        assert (settings.home / "models" / "search" / "optuna.db").exists()
 
         blocked = _run(settings, TRAINING_JOB, instance, models={**FAST, "min_oos_ic": 0.9})
         assert not blocked.success

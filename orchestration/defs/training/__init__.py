@@ -13,14 +13,15 @@ from orchestration.defs.training.assets import (
 )
 from orchestration.defs.training.checks import TRAINING_CHECKS
 from orchestration.defs.training.schedules import build_jobs_and_schedules
+from orchestration.defs.training.search import learner_search, learner_search_job
 
 
 def build_defs() -> dg.Definitions:
     jobs, schedules = build_jobs_and_schedules()
     return dg.Definitions(
-        assets=[training_frame, walk_forward_predictions, model_evaluation, ensemble_candidate, production_model],
+        assets=[training_frame, walk_forward_predictions, model_evaluation, ensemble_candidate, production_model, learner_search],
         asset_checks=TRAINING_CHECKS,
-        jobs=jobs,
+        jobs=[*jobs, learner_search_job],
         schedules=schedules,
     )
 

@@ -12,7 +12,8 @@ RETRAIN_CRON = "30 18 * * 1-5"
 def build_jobs_and_schedules() -> tuple[list, list]:
     training_job = dg.define_asset_job(
         TRAINING_JOB,
-        selection=dg.AssetSelection.groups("training"),
+        # the search is run on demand by its own job (learner_search_job), never by the daily retrain
+        selection=dg.AssetSelection.groups("training") - dg.AssetSelection.assets("learner_search"),
         description="Feast training frame → purged walk-forward CV of every learner → stacked ensemble, backtest and gates → "
         "candidate in the BentoML store → champion/challenger promotion.",
     )
