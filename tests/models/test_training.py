@@ -139,7 +139,7 @@ def test_stacking_leaves_out_members_without_a_significantly_positive_ic_and_kee
 
 def test_walk_forward_config_refuses_an_unknown_learner_and_label():
     with pytest.raises(ValueError, match="unknown learner family"):
-        WalkForwardConfig(families=("lightgbm",))
+        WalkForwardConfig(families=("catboost",))
     with pytest.raises(ValueError, match="label"):
         WalkForwardConfig(label="label_fwd_ret_7")
 
