@@ -40,6 +40,8 @@ BAR_COLUMNS: dict[str, pl.DataType] = {
     "vwap": pl.Float64(),
 }
 RELVOL_SESSIONS = 20
+#: The time-of-day volume profile's first value: 5 sessions for the symbol's level, 5 more for the profile.
+PROFILE_WARMUP_SESSIONS = 10
 #: Bars an incremental update recomputes before the new ones: beyond every window (the volume profile reads
 #: 60 sessions of 520-bar levels: ~2,100 bars), and long enough that the seed of a Wilder/EMA smoothing has
 #: decayed below 1e-30 ((13/14)^1000).
@@ -56,10 +58,15 @@ class FeatureSpec:
     definition: str
     warmup: int  # bars before the first value exists (sessions for unit="sessions")
     unit: str = "bars"
+    extra_bars: int = 0  # unit="sessions": bars after those sessions (a bar window over a session-counted input)
+
+    def leading_rows(self, bars_per_session: int) -> int:
+        """Rows without a value at the start of a symbol's history, for sessions of ``bars_per_session`` bars."""
+        return self.warmup * bars_per_session + self.extra_bars if self.unit == "sessions" else self.warmup
 
 
-def _spec(name: str, window: int, definition: str, warmup: int | None = None, unit: str = "bars") -> FeatureSpec:
-    return FeatureSpec(name, name.split("_", 1)[0], window, definition, window if warmup is None else warmup, unit)
+def _spec(name: str, window: int, definition: str, warmup: int | None = None, unit: str = "bars", extra_bars: int = 0) -> FeatureSpec:
+    return FeatureSpec(name, name.split("_", 1)[0], window, definition, window if warmup is None else warmup, unit, extra_bars)
 
 
 _SPECS = [
@@ -110,20 +117,20 @@ _SPECS = [
     _spec("xs_residlag1_1", 1, "xs_resid_1 one bar earlier", 2),
     _spec("xs_residlag2_1", 1, "xs_resid_1 two bars earlier", 3),
     _spec("xs_residlag3_1", 1, "xs_resid_1 three bars earlier", 4),
-    _spec("xs_residregime_4", 4, "sum over 4 bars of xs_resid_1 × vol_mktregime_26 (regime-scaled reversal)", 130),
-    _spec("xs_residvol_1", 1, "xs_resid_1 × min(max(volu_relvolprof_60 - 1, 0), 3): volume-confirmed residual move",
-          RELVOL_SESSIONS, unit="sessions"),
-    _spec("xs_residvol_8", 8, "sum over 8 bars of xs_resid_1 × min(max(volu_relvolprof_60 - 1, 0), 3)", RELVOL_SESSIONS + 1,
-          unit="sessions"),
+    _spec("xs_residregime_4", 4, "sum over 4 bars of xs_resid_1 × xs_mktregime_26 (regime-scaled reversal)", 130),
+    _spec("xs_residvol_1", 1, "xs_resid_1 × min(max(xs_relvolprof_60 - 1, 0), 3): volume-confirmed residual move",
+          PROFILE_WARMUP_SESSIONS, unit="sessions"),
+    _spec("xs_residvol_8", 8, "sum over 8 bars of xs_resid_1 × min(max(xs_relvolprof_60 - 1, 0), 3)",
+          PROFILE_WARMUP_SESSIONS, unit="sessions", extra_bars=7),
     _spec("xs_relgap_1", 1, "overnight gap minus the universe's mean gap (held through the session)", 1, unit="sessions"),
     *[_spec(f"xs_relgapdecay_{w}", w, f"xs_relgap_1 × max(0, 1 - k / {w}), k = bars since the session open", 1, unit="sessions")
       for w in (4, 8, 16)],
     _spec("xs_relsectorprev_1", 1, "previous session's equal-weight sector return minus the universe's (close to close)",
-          2, unit="sessions"),
-    _spec("vol_mktregime_26", 26, "market volatility regime: sqrt(mean m^2 over 26 bars / mean m^2 over 520 bars), "
-          "m = equal-weight universe r_1", 130),
-    _spec("volu_relvolprof_60", 60, "V / (mean V per bar of the symbol over the previous 520 bars × the universe's mean "
-          "V/level of the same bar of the session over the previous ≤ 60 sessions)", RELVOL_SESSIONS, unit="sessions"),
+          1, unit="sessions"),
+    _spec("xs_mktregime_26", 26, "market volatility regime: sqrt(mean m^2 over 26 bars / mean m^2 over 520 bars), "
+          "m = equal-weight universe r_1", 127),
+    _spec("xs_relvolprof_60", 60, "V / (mean V per bar of the symbol over the previous 520 bars × the universe's mean "
+          "V/level of the same bar of the session over the previous ≤ 60 sessions)", PROFILE_WARMUP_SESSIONS, unit="sessions"),
 ]
 FEATURES: dict[str, FeatureSpec] = {s.name: s for s in _SPECS}
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)

@@ -9,12 +9,12 @@ constant of any data generator: expected volume and the volatility regime are
   classic liquidity-provision effect (Lehmann 1990; Lo & MacKinlay 1990).
 * **Regime-scaled reversal** (``xs_residregime_4``): the last four residuals weighted by the
   market's volatility regime, since reversal is stronger in turbulent markets (Nagel 2012).
-  The regime (``vol_mktregime_26``) is the realised volatility of the equal-weight market
+  The regime (``xs_mktregime_26``) is the realised volatility of the equal-weight market
   return over 26 bars over its level across 520 bars (20 sessions).
 * **Volume-confirmed moves** (``xs_residvol_1``, ``xs_residvol_8``): residuals times abnormal
   volume, ``max(relative volume - 1, 0)``, where relative volume divides the bar's volume by
   its expected level: the symbol's mean volume per bar over the previous 20 sessions times
-  the universe's time-of-day profile over up to 60 sessions (``volu_relvolprof_60``).
+  the universe's time-of-day profile over up to 60 sessions (``xs_relvolprof_60``).
   Volume-confirmed moves tend to continue (Campbell, Grossman & Wang 1993; Llorente et al. 2002).
 * **Demeaned overnight gap** (``xs_relgap_1``) and its decay through the session
   (``xs_relgapdecay_W = gap × max(0, 1 - k / W)`` for the k-th bar since the open): opening
@@ -36,6 +36,7 @@ T = "event_timestamp"
 LEVEL_BARS = 520  # 20 sessions of 15-minute bars: the symbol's volume level
 PROFILE_SESSIONS = 60
 REGIME_SHORT, REGIME_LONG = 26, 520
+REGIME_MIN_BARS = 127
 GAP_DECAYS = (4, 8, 16)
 
 
@@ -54,14 +55,14 @@ def residual_features(df: pl.DataFrame) -> pl.DataFrame:
         xs_residlag1_1=u.shift(1).over("symbol"),
         xs_residlag2_1=u.shift(2).over("symbol"),
         xs_residlag3_1=u.shift(3).over("symbol"),
-        vol_mktregime_26=regime.over("symbol"),
+        xs_mktregime_26=regime.over("symbol"),
         xs_residvol_1=u * abnormal,
-        volu_relvolprof_60=pl.col("_relvolprof"),
+        xs_relvolprof_60=pl.col("_relvolprof"),
         xs_relgap_1=gap_rel,
         **{f"xs_relgapdecay_{w}": gap_rel * (1.0 - pl.col("_slot") / w).clip(0.0, 1.0) for w in GAP_DECAYS},
     )
     return df.with_columns(
-        xs_residregime_4=(u * pl.col("vol_mktregime_26")).rolling_sum(4, min_samples=4).over("symbol"),
+        xs_residregime_4=(u * pl.col("xs_mktregime_26")).rolling_sum(4, min_samples=4).over("symbol"),
         xs_residvol_8=pl.col("xs_residvol_1").rolling_sum(8, min_samples=8).over("symbol"),
     ).with_columns(_sector_key=pl.col("sector").fill_null("")).join(
         _sector_previous_session(df), on=["session", "_sector_key"], how="left", maintain_order="left")
@@ -70,7 +71,8 @@ def residual_features(df: pl.DataFrame) -> pl.DataFrame:
 def _regime() -> pl.Expr:
     m2 = pl.col("_mkt_r1").pow(2)
     short = m2.rolling_mean(REGIME_SHORT, min_samples=REGIME_SHORT)
-    long = m2.rolling_mean(REGIME_LONG, min_samples=130)
+    # at least 127 bars (~5 sessions) of market history, so that the 4-bar regime-scaled sum starts with beta's 130
+    long = m2.rolling_mean(REGIME_LONG, min_samples=REGIME_MIN_BARS)
     return ind._safe_div(short, long).sqrt()
 
 

@@ -734,7 +734,7 @@ def test_warmup_of_each_feature_is_its_count_of_leading_null_rows(long_run):
         for name, spec in FEATURES.items():
             values = one[name].to_list()
             lead = next(i for i, x in enumerate(values) if x is not None)
-            assert lead == spec.warmup * (26 if spec.unit == "sessions" else 1), name
+            assert lead == spec.leading_rows(26), name
             # warm-up rows are null, not a filled-in 0 or NaN; after it a clean series has every value
             assert all(x is None for x in values[:lead]) and None not in values[lead:], name
 

@@ -23,7 +23,7 @@ def universe(n_sessions: int = 3, per: int = PER) -> pl.DataFrame:
 
 def test_the_residual_family_is_in_the_catalogue_with_definitions():
     for name in ("xs_resid_1", "xs_residlag3_1", "xs_residregime_4", "xs_residvol_8", "xs_relgap_1",
-                 "xs_relgapdecay_8", "xs_relsectorprev_1", "vol_mktregime_26", "volu_relvolprof_60"):
+                 "xs_relgapdecay_8", "xs_relsectorprev_1", "xs_mktregime_26", "xs_relvolprof_60"):
         assert name in FEATURES and FEATURES[name].definition
 
 
@@ -76,7 +76,7 @@ def test_relative_volume_from_the_profile_is_one_when_volume_is_level_times_a_fi
     f = features(*frames)
     later = f.filter(pl.col("event_timestamp") > f["event_timestamp"].sort()[-40])
     # exact up to the level's window not covering whole sessions (a partial session tilts it by < 0.2%)
-    assert later["volu_relvolprof_60"].to_list() == pytest.approx([1.0] * later.height, rel=2e-3)
+    assert later["xs_relvolprof_60"].to_list() == pytest.approx([1.0] * later.height, rel=2e-3)
     assert later["xs_residvol_1"].abs().max() < 1e-4  # no abnormal volume, (almost) no volume-confirmed move
 
 
@@ -89,5 +89,5 @@ def test_market_regime_is_one_when_the_market_moves_by_the_same_size_every_bar()
         rows.append((price, max(price, close) * 1.001, min(price, close) * 0.999, close, 1000.0))
         price = close
     f = features(*[session_frame(s, rows, days, per) for s in ("AAA", "BBB", "CCC")])
-    regime = [x for x in col(f, "vol_mktregime_26") if x is not None]
+    regime = [x for x in col(f, "xs_mktregime_26") if x is not None]
     assert len(regime) > 500 and regime == pytest.approx([1.0] * len(regime))
