@@ -83,7 +83,10 @@ def test_a_model_trained_on_shuffled_labels_fails_the_gates(frame, bars):
     cv = cross_validate(shuffled, FAST)
     ev = evaluate_run(cv, FAST, bars=bars)
     failed = {g.name for g in ev.gates if not g.passed}
-    assert "min_oos_ic" in failed and not ev.passed
+    # No information is left, so the signal gates fail; which of them trips first is the noise's choice (with
+    # seed 3 an OOS IC of 0.010 slips past min_oos_ic, its t-stat of ~2 does not get it past the others).
+    assert not ev.passed and failed & {"min_oos_ic", "min_oos_icir"}
+    assert abs(ev.report["models"]["ensemble"]["ic_tstat"]) < 3  # indistinguishable from zero
 
 
 def test_leakage_sentinel_fails_a_pipeline_whose_training_folds_include_the_test_block(frame, monkeypatch):
