@@ -32,7 +32,7 @@ from orchestration.features_cli import print_summary as print_feature_summary
 from orchestration.models_cli import latest_tearsheet, models
 from orchestration.models_cli import print_summary as print_model_summary
 from orchestration.runner import fail, run_job
-from orchestration.settings import DEMO_AS_OF, Settings, describe_invalid, prepare_environment
+from orchestration.settings import DEMO_AS_OF, Settings, describe_invalid, prepare_environment, require_folder
 
 DEMO_SESSIONS = 250  # about one year of 15-minute bars: ~312k bars for 48 symbols
 DEMO_TRAIN_SESSIONS = 120
@@ -79,8 +79,7 @@ def _set_aside_earlier_demo(settings: Settings) -> None:
     deleted; a home holding a paper or live trader store is refused instead — the demo must not touch an account.
     """
     home = settings.home
-    if home.exists() and not home.is_dir():
-        raise ConfigError(f"ALPHALINE_HOME={home}: a file, not a folder")
+    require_folder(settings)
     if not home.exists() or not any(home.iterdir()):
         return
     accounts = sorted(p.name for p in (home / "trader").glob("*.db") if p.name not in ("sim.db", "dry-run.db"))
@@ -207,8 +206,7 @@ def ingest(csv_path: Path | None, synthetic: bool, alpaca: bool, symbol: str | N
 def status() -> None:
     """Summarise the warehouse: bars, symbols, sessions, rejects (reads only: creates nothing)."""
     settings = Settings()
-    if settings.home.exists() and not settings.home.is_dir():
-        raise ConfigError(f"ALPHALINE_HOME={settings.home}: a file, not a folder")
+    require_folder(settings)
     if not settings.warehouse_path.exists():
         raise ConfigError(f"no warehouse at {settings.warehouse_path}: run `alphaline demo` or `alphaline ingest` first")
     _print_summary(settings)

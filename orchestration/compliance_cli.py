@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import click
 
@@ -91,17 +90,11 @@ def _require_session_data(settings: Settings, day: dt.date, trader_mode: str) ->
     if not marks:
         raise ConfigError(f"--date {day}: marts.bars has no bars in that session (no closing prices): nothing to close; "
                           "ingest the session first")
-    store = _sqlite_file(_store_url(settings, trader_mode))
+    from trader.store import sqlite_file
+
+    store = sqlite_file(_store_url(settings, trader_mode))
     if store is not None and not store.exists():
         raise ConfigError(f"--trader {trader_mode}: no trader store at {store} (no fills: run the trader first)")
-
-
-def _sqlite_file(url: str) -> Path | None:
-    """The file behind a SQLite URL (``None`` for other databases)."""
-    import sqlalchemy as sa
-
-    parsed = sa.make_url(url)
-    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
 
 
 def _print_day(settings: Settings, day: dt.date) -> None:

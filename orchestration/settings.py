@@ -112,6 +112,15 @@ def describe_invalid(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def require_folder(settings: Settings, path: Path | None = None) -> None:
+    """Refuse (``ConfigError``) a ``path`` of the layout (default: ``ALPHALINE_HOME`` itself) that is a file."""
+    from orchestration.errors import ConfigError
+
+    path = settings.home if path is None else path
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"ALPHALINE_HOME={settings.home}: {path} is a file, not a folder (point ALPHALINE_HOME at a folder)")
+
+
 def prepare_environment(settings: Settings) -> Settings:
     """Create the state folders and point every tool at them.
 
@@ -123,8 +132,7 @@ def prepare_environment(settings: Settings) -> Settings:
     from orchestration.errors import ConfigError
 
     for d in (settings.home, settings.dagster_home, settings.reports_dir, settings.imports_dir):
-        if d.exists() and not d.is_dir():
-            raise ConfigError(f"ALPHALINE_HOME={settings.home}: {d} is a file, not a folder (point ALPHALINE_HOME at a folder)")
+        require_folder(settings, d)
         try:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

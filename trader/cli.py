@@ -44,14 +44,13 @@ from trader.cli_sim import (
     replace_sim_store,
     safe_url,
     sim_session,
-    sqlite_file,
 )
 from trader.config import Mode, Secrets, TraderConfig, load_config
 from trader.domain import ClientOrderId, Fill, Order, OrderAccepted, OrderEvent, OrderExpired, Symbol, TradingState
 from trader.errors import TraderError
 from trader.prediction_client import HttpPredictionClient
 from trader.runner import CycleReport, Runner, last_closes, live_ticks
-from trader.store import TraderStore, default_store_url
+from trader.store import TraderStore, default_store_url, sqlite_file
 
 if TYPE_CHECKING:
     pass

@@ -24,7 +24,7 @@ from trader.brokers.base import Broker
 from trader.config import TraderConfig
 from trader.errors import TraderError
 from trader.runner import Tick, replay_ticks, session_start
-from trader.store import TraderStore
+from trader.store import TraderStore, sqlite_file
 
 if TYPE_CHECKING:
     from trader.brokers.bars import Bar
@@ -90,15 +90,6 @@ _SQLITE_FILES = ("", "-wal", "-shm")  # a SQLite database and the companions it 
 #: What orchestration's EOD ``seal_day`` archives for each day, with meta ``{"audit_head": {"count", "hash"}}``:
 #: the head of the trader's audit chain through that day.
 _SEALED_HEAD = "audit_verification.json"
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The absolute file of a SQLite URL; ``None`` for another database or an in-memory one."""
-    parsed = sa.make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return None
-    return Path(database).resolve()
 
 
 def replace_sim_store(url: str, *, discard: frozenset[dt.date]) -> dict[str, Any] | None:

@@ -65,6 +65,15 @@ class TradingStateRecord:
     changed_at: dt.datetime | None
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The absolute file of a SQLite URL; ``None`` for another database or an in-memory one."""
+    parsed = sa.make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database).resolve()
+
+
 def _make_engine(url: str) -> Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
