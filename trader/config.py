@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, model_validator
 
 from trader.errors import TraderConfigError
 
@@ -168,12 +168,30 @@ class PredictionConfig(_Model):
     max_consecutive_failures: PositiveInt = 3
 
 
+def _alert_url(url: str) -> str:
+    from trader.alerts import check_url  # imports apprise only when a URL is configured
+
+    return check_url(url)
+
+
+class AlertsConfig(_Model):
+    """Notifications (:mod:`trader.alerts`): apprise URLs, and when repeated denials are worth one.
+
+    URLs that carry a token belong in ``ALPHALINE_ALERT_URLS`` (the environment), which adds to these.
+    """
+
+    urls: tuple[Annotated[str, AfterValidator(_alert_url)], ...] = ()
+    #: Cycles in a row with at least one denied order before one alert (once per streak).
+    denied_cycles: PositiveInt = 3
+
+
 class TraderConfig(_Model):
     mode: Mode = Mode.SIM
     universe: UniverseConfig
     risk: RiskLimits = RiskLimits()
     sizing: SizingConfig = SizingConfig()
     prediction: PredictionConfig = PredictionConfig()
+    alerts: AlertsConfig = AlertsConfig()
     #: Any SQLAlchemy URL; default ``sqlite:///$ALPHALINE_HOME/trader/trader.db``.
     store_url: str | None = None
 

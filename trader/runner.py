@@ -39,12 +39,13 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from trader.brokers.bars import TIMEFRAMES, Bar, BarFeed
@@ -79,6 +80,7 @@ from trader.sizing import size_orders
 from trader.store import StoreTx, TraderStore
 
 _BY = "runner"
+_log = logging.getLogger("alphaline.trader")
 _DAY = dt.timedelta(days=1)
 _MINUTE = dt.timedelta(minutes=1)
 _EVENT_KINDS = {"OrderAccepted": "order_accepted", "OrderFilled": "fill", "OrderRejected": "order_rejected",
@@ -176,6 +178,12 @@ class CycleReport:
                 f"sent {self.submitted} denied {self.denied} fills {self.fills} — {self.status}{problems}")
 
 
+class CycleObserver(Protocol):
+    """Watches each finished cycle (metrics, alerts); ``denials`` counts denied orders by reason code this cycle."""
+
+    def on_cycle(self, report: CycleReport, *, denials: Mapping[str, int], seconds: float) -> None: ...
+
+
 class Runner:
     """Runs decision cycles against one broker; see the module docstring.
 
@@ -188,6 +196,8 @@ class Runner:
         engine: the risk engine (default: from ``config``).
         strict: compare cash and positions with the venue's every cycle (exact only in a simulator).
         cash_tolerance: the largest local-vs-venue cash difference a strict run accepts.
+        observers: told about every finished cycle (:mod:`trader.metrics`, :mod:`trader.alerts`); an observer
+            that raises is logged and never stops trading.
 
     Example:
         >>> runner = Runner(config=cfg, store=store, broker=broker, predictor=client, run_id="sim-2024-03-05")  # doctest: +SKIP
@@ -196,7 +206,7 @@ class Runner:
 
     def __init__(self, *, config: TraderConfig, store: TraderStore, broker: Broker, predictor: PredictionClient,
                  run_id: str, engine: RiskEngine | None = None, strict: bool = False,
-                 cash_tolerance: Decimal = Decimal("0.01")):
+                 cash_tolerance: Decimal = Decimal("0.01"), observers: Sequence[CycleObserver] = ()):
         self.config, self.store, self.broker, self.predictor, self.run_id = config, store, broker, predictor, run_id
         self.engine = engine or RiskEngine.from_config(config)
         self.strict, self.cash_tolerance = strict, cash_tolerance
@@ -207,6 +217,8 @@ class Runner:
         self._prices: dict[Symbol, Decimal] = {}
         self._cancel_sent: set[str] = set()
         self._last_ts: dt.datetime | None = None
+        self.observers = tuple(observers)
+        self._denials: Counter[str] = Counter()
 
     # -- the loop ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -239,7 +251,17 @@ class Runner:
         return reports
 
     def cycle(self, tick: Tick) -> CycleReport:
-        """One decision cycle at ``tick`` (see the module docstring)."""
+        """One decision cycle at ``tick`` (see the module docstring), then each observer is told about it."""
+        started, self._denials = time.perf_counter(), Counter()
+        report = self._cycle(tick)
+        for observer in self.observers:
+            try:
+                observer.on_cycle(report, denials=dict(self._denials), seconds=time.perf_counter() - started)
+            except Exception:  # monitoring must never stop trading; the traceback goes to the log
+                _log.exception("cycle observer %r failed", observer)
+        return report
+
+    def _cycle(self, tick: Tick) -> CycleReport:
         if self._cash is None:
             self.start()
         if self._last_ts is not None and tick.ts <= self._last_ts:
@@ -414,6 +436,7 @@ class Runner:
                 tx.append_audit("order_submit", {"client_order_id": order.client_order_id, "venue": self.broker.venue,
                                                  "run_id": self.run_id, "order": order.to_record()}, ts=now)
         counts["denied"] += len(decisions) - len(approved)
+        self._denials.update(d.reason.value for d in decisions if not d.approved)
         answers: list[OrderEvent] = []
         unknown: list[tuple[str, dict[str, Any]]] = []
         for order in approved:
@@ -425,6 +448,8 @@ class Runner:
             else:
                 answers.append(answer)
             counts["submitted" if not isinstance(answer, OrderRejected) else "denied"] += 1
+            if isinstance(answer, OrderRejected):
+                self._denials["REJECTED_BY_VENUE" if current is state else "TRADING_STATE_CHANGED"] += 1
         self._apply(answers, notes=unknown, ts=now)
 
     def _send(self, order: Order, now: dt.datetime) -> OrderAccepted | OrderRejected | str:
