@@ -32,15 +32,11 @@ serve: PORT ?= 3001
 serve: $(STAMP)
 	$(BIN)/python -m serving.serve --port $(PORT)
 
+# Every benchmark, each as a module from the repository root, then one verdict table in
+# $(ALPHALINE_HOME)/reports/bench.md. `make bench BENCH_ARGS="--quick"` for a smoke run,
+# `make bench BENCH_ARGS="trader compliance"` for some of them.
 bench: $(STAMP)
-	$(BIN)/python tests/benchmarks/bench_data_layer.py
-	$(BIN)/python tests/benchmarks/bench_features.py
-	$(BIN)/python tests/benchmarks/bench_training_set.py
-	$(BIN)/python tests/benchmarks/bench_backtest.py
-	$(BIN)/python tests/benchmarks/bench_training.py
-	$(BIN)/python tests/benchmarks/bench_trader.py
-	$(BIN)/python tests/benchmarks/bench_serving.py
-	$(BIN)/python tests/benchmarks/bench_compliance.py
+	$(BIN)/python -m tests.benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf .alphaline dbt/target dbt/logs

@@ -2,7 +2,7 @@
 
 Run by hand, never under pytest::
 
-    python tests/benchmarks/bench_backtest.py [--symbols 48] [--sessions 250] [--repeat 3]
+    python -m tests.benchmarks.bench_backtest [--symbols 48] [--sessions 250] [--repeat 3]
 
 Input (not timed): ``--symbols`` seeded random-walk price paths, 26 fifteen-minute bars
 per weekday session for ``--sessions`` sessions (about a year of XNYS bars; holidays are
@@ -40,6 +40,9 @@ import numpy as np
 import polars as pl
 
 from models.backtest import BacktestResult, Costs, run_backtest
+from tests.benchmarks.summary import Verdict, report
+
+GOAL = 10e6  # bar·symbols per second, long-short, 48 symbols × 6,500 bars
 
 BARS_PER_SESSION, BAR = 26, dt.timedelta(minutes=15)
 K, GROSS, CASH, TOLERANCE = 5, 1.0, 1_000_000.0, 1e-6
@@ -152,6 +155,10 @@ def main() -> None:
     for name, best, runs in (("numpy", numpy_best, numpy_runs), ("engine", engine_best, engine_runs)):
         print(fmt.format(name, f"{best:.3f}", " ".join(f"{s:.2f}" for s in runs), f"{cells / best:,.0f}", f"{numpy_best / best:.1f}x"))
     print(f"engine is {numpy_best / engine_best:.1f}x the plain NumPy loop measured in this run; results {'identical' if not problems else 'DIFFER'}")
+    rate = cells / engine_best
+    report([Verdict("backtest", f"run_backtest {args.symbols}×{n_bars:,} long-short", f"{rate / 1e6:.1f}M bar·symbols/s",
+                    "plain NumPy loop (× faster)", numpy_best / engine_best, f">= {GOAL / 1e6:g}M bar·symbols/s, identical",
+                    rate >= GOAL and not problems)])
     if problems:
         sys.exit(1)
 

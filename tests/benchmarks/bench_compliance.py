@@ -2,7 +2,7 @@
 
 Run by hand, never under pytest::
 
-    python tests/benchmarks/bench_compliance.py [--day-fills 10000] [--history-fills 400] [--audit-records 1000000]
+    python -m tests.benchmarks.bench_compliance [--day-fills 10000] [--history-fills 400] [--audit-records 1000000]
 
 Part 1, the EOD run. Input (not timed): the 2024 XNYS sessions; on each session before the
 last, ``--history-fills`` fills over ``--symbols`` symbols (mostly buys, sells never more than
@@ -48,11 +48,14 @@ import sqlalchemy as sa
 from orchestration.defs.compliance import eod, sources
 from orchestration.defs.compliance.expectations import run_day_suite
 from orchestration.market.calendars import sessions
+from tests.benchmarks.summary import Verdict, report
 from trader.audit import GENESIS, AuditRecord, canonical
 from trader.compliance import close_day, verify_audit_trail
 from trader.compliance.audit_check import chain_problems
 from trader.store import TraderStore
 from trader.store_schema import audit, fills
+
+EOD_GOAL_S, AUDIT_GOAL_RPS, AUDIT_GOAL_RATIO = 5.0, 500_000, 3.0
 
 T = TypeVar("T")
 
@@ -166,7 +169,11 @@ def bench_eod(args: argparse.Namespace) -> int:
         print(f"  {'total (resumed)':<40} {total:8.2f} s   = {total / t_base:5.1f} x baseline")
         print(f"  ledger by full replay (no checkpoint)    {t_replay:8.2f} s   = {t_replay / took['ledger (resumed)']:5.1f} x the "
               f"resumed ledger; the previous session's replay took {t_history:.2f} s")
-        if paths.checkpoint(day).read_bytes() != resumed_bytes:
+        same = paths.checkpoint(day).read_bytes() == resumed_bytes
+        report([Verdict("compliance", f"EOD {len(fills_today):,} fills, resumed", f"{total:.2f} s",
+                        "read + validate the day's fills", total / t_base, f"< {EOD_GOAL_S:g} s, resumed = replayed",
+                        total < EOD_GOAL_S and same)])
+        if not same:
             print("MISMATCH: the replayed and the resumed checkpoints differ", file=sys.stderr)
             return 1
     return 0
@@ -190,7 +197,11 @@ def bench_audit(n: int) -> None:
     print(f"  baseline: plain sha256 over the same bytes      {t_sha:7.2f} s  {n / t_sha:>12,.0f} records/s")
     print(f"  verify_audit_trail (chain, head, Merkle root)   {t_verify:7.2f} s  {n / t_verify:>12,.0f} records/s  "
           f"= {t_verify / t_sha:.1f} x baseline")
-    print(f"  of which chain_problems alone                   {t_problems:7.2f} s  (verify_chain repeats the same hashing)")
+    print(f"  of which chain_problems alone                   {t_problems:7.2f} s")
+    rate, ratio = n / t_verify, t_verify / t_sha
+    report([Verdict("compliance", f"audit verify {n:,} records", f"{rate:,.0f} records/s", "plain sha256 over the same bytes",
+                    ratio, f">= {AUDIT_GOAL_RPS:,} records/s, <= {AUDIT_GOAL_RATIO:g}× sha256",
+                    rate >= AUDIT_GOAL_RPS and ratio <= AUDIT_GOAL_RATIO)])
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 Run by hand (``make bench``), never under pytest::
 
-    python tests/benchmarks/bench_data_layer.py [--years 1 5] [--symbols 48] [--keep]
+    python -m tests.benchmarks.bench_data_layer [--years 1 5] [--symbols 48] [--keep]
 
 What is measured, per size (``--symbols`` × ``--years`` of 15-minute synthetic bars
 from 2020-01-02), each size in a fresh temporary ``ALPHALINE_HOME``:
@@ -51,6 +51,7 @@ from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
 from orchestration.market.validation import validate_bars
 from orchestration.market.warehouse import connect, ensure_schema, ingest_batch
 from orchestration.settings import Settings, prepare_environment
+from tests.benchmarks.summary import Verdict, report
 
 ORIGIN = dt.date(2020, 1, 2)
 FLOOR_GOAL, SECONDS_GOAL, SECONDS_GOAL_YEARS = 5.0, 60.0, 5
@@ -184,6 +185,14 @@ def print_table(results: list[Result], fixed: float) -> None:
           "total = ingest (validate + write) + dbt; validate is shown alone for reference")
 
 
+def verdict(r: Result) -> Verdict:
+    ratio, goal, met = r.total / r.floor, f"<= {FLOOR_GOAL:g}× floor", r.total / r.floor <= FLOOR_GOAL
+    if r.years >= SECONDS_GOAL_YEARS:
+        goal, met = goal + f", < {SECONDS_GOAL:g} s", met and r.total < SECONDS_GOAL
+    return Verdict("data_layer", f"raw → marts {r.symbols}×{r.sessions} ({r.years}y)", f"{r.total:.2f} s (dbt {r.dbt:.2f} s)",
+                   "bare DuckDB insert", ratio, goal, met)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--years", type=int, nargs="+", default=[1, 5], help="history lengths (default: 1 5)")
@@ -198,6 +207,7 @@ def main() -> None:
         fixed: list[float] = []
         results = [run_size(root, full, y, args.symbols, fixed) for y in sorted(args.years)]
         print_table(results, fixed[0])
+        report([verdict(r) for r in results])
     finally:
         if args.keep:
             print(f"kept {root}")

@@ -2,7 +2,7 @@
 
 Run by hand, never under pytest::
 
-    python tests/benchmarks/bench_features.py [--symbols 48] [--sessions 250] [--repeat 3]
+    python -m tests.benchmarks.bench_features [--symbols 48] [--sessions 250] [--repeat 3]
 
 What is measured, on ``--symbols`` × ``--sessions`` XNYS sessions of 15-minute synthetic
 bars from 2024-01-02 (bars in the feature layer's input shape, ``BAR_COLUMNS``):
@@ -44,6 +44,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from feature_repo.library import BAR_COLUMNS, FEATURE_NAMES, FEATURES, INTEGER_FEATURES, RELVOL_SESSIONS, compute_features
 from orchestration.market.calendars import sessions
 from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
+from tests.benchmarks.summary import Verdict, report
 
 ORIGIN = dt.date(2024, 1, 2)
 BAR = dt.timedelta(minutes=15)
@@ -305,6 +306,8 @@ def main() -> None:
     ratio = pd_best / pl_best
     print(f"polars is {ratio:.1f}x the pandas baseline measured in this run (goal >= {RATIO_GOAL:g}x: "
           f"{'yes' if ratio >= RATIO_GOAL else 'NO'}); values {'identical within tolerance' if not bad else 'DIFFER'}")
+    report([Verdict("features", f"compute_features {args.symbols}×{args.sessions} sessions", f"{n_values / pl_best / 1e6:.1f}M bar·features/s",
+                    "same features in pandas (× faster)", ratio, f">= {RATIO_GOAL:g}× pandas, identical", ratio >= RATIO_GOAL and not bad)])
     if bad:
         sys.exit(1)
 

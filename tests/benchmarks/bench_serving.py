@@ -2,7 +2,7 @@
 
 Run by hand, never under pytest::
 
-    python tests/benchmarks/bench_serving.py [--symbols 48] [--requests 400] [--home PATH]
+    python -m tests.benchmarks.bench_serving [--symbols 48] [--requests 400] [--home PATH]
 
 Input (not timed): a fresh home with ``--symbols`` synthetic symbols, Feast offline +
 online and a ridge ensemble in production (``tests/serving/serving_world``), or an
@@ -50,6 +50,7 @@ from serving.config import ServingSettings
 from serving.demo import Server, free_port, running, stop, universe, wait_ready
 from serving.predictor import Predictor
 from serving.schemas import PredictRequest
+from tests.benchmarks.summary import Verdict, report
 
 LEVELS = (1, 8, 32)
 ACCESS = re.compile(r"path=/predict,[^)]*\) \(status=200[^)]*\) ([0-9.]+)ms")
@@ -217,6 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\ngoal p99 < 50 ms at c=8: {'met' if by[8]['p99'] < 50 else 'NOT met'}; "
           f"goal overhead < 2x the in-process call (p50, c=1): {'met' if by[1]['p50'] < 2 * in_process['p50'] else 'NOT met'}")
     print(f"load average while measuring (1 min): {_load()}")
+    n = len(symbols)
+    report([
+        Verdict("serving", f"/predict {n} symbols, c=1", f"p50 {by[1]['p50']:.2f} ms", "in-process Predictor.predict p50",
+                by[1]["p50"] / in_process["p50"], "< 2× in-process", by[1]["p50"] < 2 * in_process["p50"]),
+        Verdict("serving", f"/predict {n} symbols, c=8", f"p99 {by[8]['p99']:.2f} ms", "in-process Predictor.predict p99",
+                by[8]["p99"] / in_process["p99"], "p99 < 50 ms", by[8]["p99"] < 50),
+    ])
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Run by hand, never under pytest::
 
-    python tests/benchmarks/bench_trader.py [--symbols 48] [--cycles 120] [--orders 10000]
+    python -m tests.benchmarks.bench_trader [--symbols 48] [--cycles 120] [--orders 10000]
 
 Input (not timed): ``--symbols`` seeded random-walk 15-minute bars on real XNYS sessions
 (8 sectors), a fresh prediction batch per bar (random scores, so the book turns over and
@@ -42,6 +42,8 @@ from decimal import Decimal as D
 import exchange_calendars as xcals
 import numpy as np
 
+from tests.benchmarks.summary import Verdict
+from tests.benchmarks.summary import report as summary
 from trader.brokers.bars import Bar, InMemoryBars
 from trader.brokers.sim import SimBroker, SimConfig
 from trader.config import TraderConfig
@@ -51,6 +53,8 @@ from trader.risk import RiskContext, RiskEngine
 from trader.runner import Runner, Tick, replay_ticks
 from trader.sizing import size_orders
 from trader.store import TraderStore
+
+P99_GOAL_S = 0.020  # the full cycle with the SQLite store, 48 symbols
 
 STEP = dt.timedelta(minutes=15)
 CASH = D(1_000_000)
@@ -252,6 +256,9 @@ def report(core: dict, run: dict, n_symbols: int) -> None:
     print(f"    one check per order × {orders:.1f} orders = {ms(single_sum)}, {single_sum / pct(core['cycle'], 50):5.1%} of the core "
           f"cycle p50; check_all takes {pct(core['risk'], 50) / single_sum:4.1f}× that (each approval rebuilds the context)")
     print(f"  runner orders sent: {run['sent']} in {len(run['cycle'])} cycles")
+    r99, c99 = pct(run["cycle"], 99), pct(core["cycle"], 99)
+    summary([Verdict("trader", f"Runner.cycle, SQLite store, {n_symbols} symbols", f"p99 {r99 * 1e3:.1f} ms (p50 {pct(run['cycle'], 50) * 1e3:.1f})",
+                     "in-memory core cycle p99", r99 / c99, f"p99 < {P99_GOAL_S * 1e3:g} ms", r99 < P99_GOAL_S)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

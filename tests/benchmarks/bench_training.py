@@ -114,6 +114,12 @@ def main() -> None:
         print(f"fold {fold} weights: " + ", ".join(f"{f} {w:.2f}" for f, w in weights.items()))
     print(f"\ntarget {args.target}; oracle IC {report['oracle_ic']:.4f} over {report['window']['timestamps']:,} OOS timestamps; "
           f"{args.folds} purged walk-forward folds; total {time.perf_counter() - t0:.0f} s")
+    from tests.benchmarks.summary import Verdict
+    from tests.benchmarks.summary import report as summary
+
+    summary([Verdict("training", f"{name} CV", f"{wf.seconds[name]:.1f} s, OOS IC {m['ic']:.4f} ({m['oracle_fraction']:.2f} of oracle)",
+                     "sklearn_ridge CV time", wf.seconds[name] / floor_cv, "- (reference)", None)
+             for name, m in report["models"].items() if name in wf.seconds])
 
 
 if __name__ == "__main__":
