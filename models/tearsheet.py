@@ -1,7 +1,19 @@
 """A backtest tear sheet: a few PNG charts and a markdown summary in one folder.
 
 Charts are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend
-switch), so this works headless and inside Dagster runs.
+switch), so this works headless and inside Dagster runs. ``summary.md`` links the
+charts by file name (it sits beside them); :func:`embedded_summary` gives the same
+markdown with each chart inlined as a ``data:`` URI, for viewers that cannot follow a
+relative path (the Dagster UI's markdown metadata).
+
+What the charts show (returns are simple, per bar; every return axis is in percent):
+
+* ``equity``: cumulative return after costs (net), before costs (gross: the costs paid
+  added back) and, when given, a benchmark such as the equal-weight universe;
+* ``drawdown``: distance below the running peak of the net curve;
+* ``rolling_sharpe``: annualised Sharpe over a window of whole sessions, about a sixth
+  of the series (at most a quarter of a year), so the curve covers most of the window;
+* ``ic_decay``: mean IC by label horizon.
 
 Example:
     >>> import tempfile, polars as pl
@@ -11,11 +23,15 @@ Example:
     >>> paths = write_tearsheet(result, tempfile.mkdtemp(), periods_per_year=252, ic_by_horizon={1: 0.05, 4: 0.03})
     >>> sorted(paths)
     ['drawdown', 'equity', 'ic_decay', 'rolling_sharpe', 'summary']
+    >>> embedded_summary(paths).count("](data:image/png;base64,")
+    4
 """
 
 from __future__ import annotations
 
+import base64
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -24,9 +40,14 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 from models import performance as perf
 from models.backtest import BacktestResult
+
+#: Metrics shown as percentages in the summary (the rest are ratios, counts or money).
+PERCENT_METRICS = frozenset({"annual_return", "annual_volatility", "max_drawdown", "win_rate", "exposure", "turnover"})
+_SESSIONS_PER_YEAR = 252
 
 
 def write_tearsheet(
@@ -36,6 +57,8 @@ def write_tearsheet(
     periods_per_year: int,
     ic_by_horizon: Mapping[int | str, float] | None = None,
     rolling_window: int | None = None,
+    benchmark: np.ndarray | None = None,
+    benchmark_label: str = "equal-weight universe",
     title: str = "Backtest",
 ) -> dict[str, Path]:
     """Write ``equity.png``, ``drawdown.png``, ``rolling_sharpe.png``, ``ic_decay.png`` (when
@@ -46,7 +69,10 @@ def write_tearsheet(
         folder: where the files go (existing files of the same names are replaced).
         periods_per_year: annualisation factor, e.g. ``performance.periods_per_year("15m")``.
         ic_by_horizon: mean IC per label horizon (bars), for the IC-decay bar chart.
-        rolling_window: bars in the rolling Sharpe window (default: a quarter of a year).
+        rolling_window: bars in the rolling Sharpe window (default: :func:`rolling_window`).
+        benchmark: simple return of the benchmark on each bar of ``result.equity`` (e.g.
+            :func:`equal_weight_returns`), drawn beside the strategy and summarised.
+        benchmark_label: its name in the legend and the summary.
         title: heading of the summary and of each chart.
 
     Returns:
@@ -56,54 +82,156 @@ def write_tearsheet(
     out.mkdir(parents=True, exist_ok=True)
     ts = result.equity["ts"].to_numpy()
     returns = result.returns
-    window = rolling_window or max(periods_per_year // 4, 2)
-    rolling = pl.Series(returns)
-    sharpe = (rolling.rolling_mean(window) / rolling.rolling_std(window) * math.sqrt(periods_per_year)).to_numpy()
+    window = rolling_window or default_rolling_window(len(returns), periods_per_year)
+    curves = {"net (after costs)": _cumulative(returns), "gross (before costs)": _cumulative(gross_returns(result))}
+    if benchmark is not None:
+        curves[benchmark_label] = _cumulative(np.nan_to_num(np.asarray(benchmark, dtype=np.float64)))
+    sharpe = _rolling_sharpe(returns, window, periods_per_year)
+    sessions = window / max(periods_per_year // _SESSIONS_PER_YEAR, 1)
 
     paths = {
-        "equity": _chart(out / "equity.png", f"{title}: equity", lambda ax: ax.plot(ts, result.equity["equity"].to_numpy())),
-        "drawdown": _chart(out / "drawdown.png", f"{title}: drawdown", lambda ax: ax.fill_between(ts, perf.drawdown(returns), 0.0, color="tab:red")),
-        "rolling_sharpe": _chart(out / "rolling_sharpe.png", f"{title}: rolling Sharpe ({window} bars)", lambda ax: ax.plot(ts, sharpe)),
+        "equity": _chart(out / "equity.png", f"{title}: cumulative return", lambda ax: _lines(ax, ts, curves), percent=True),
+        "drawdown": _chart(out / "drawdown.png", f"{title}: drawdown (net)",
+                           lambda ax: ax.fill_between(ts, perf.drawdown(returns), 0.0, color="tab:red", alpha=0.6), percent=True),
+        "rolling_sharpe": _chart(out / "rolling_sharpe.png", f"{title}: rolling Sharpe, annualised ({window} bars ≈ {sessions:.0f} sessions)",
+                                 lambda ax: (ax.plot(ts, sharpe), ax.axhline(0.0, color="grey", lw=0.8))),
     }
     if ic_by_horizon:
         labels = [str(h) for h in ic_by_horizon]
-        paths["ic_decay"] = _chart(out / "ic_decay.png", f"{title}: IC by horizon (bars)", lambda ax: ax.bar(labels, list(ic_by_horizon.values())))
+        paths["ic_decay"] = _chart(out / "ic_decay.png", f"{title}: mean IC by horizon (bars)",
+                                   lambda ax: ax.bar(labels, list(ic_by_horizon.values())))
+    bench = None if benchmark is None else (benchmark_label, np.nan_to_num(np.asarray(benchmark, dtype=np.float64)))
     paths["summary"] = out / "summary.md"
-    paths["summary"].write_text(_summary(result, periods_per_year, title, ic_by_horizon, [p.name for p in paths.values() if p.suffix == ".png"]))
+    images = [p.name for p in paths.values() if p.suffix == ".png"]
+    paths["summary"].write_text(_summary(result, periods_per_year, title, ic_by_horizon, images, bench))
     return paths
 
 
-def _chart(path: Path, title: str, draw: Callable[[Axes], object]) -> Path:
-    fig = Figure(figsize=(9, 3.5), layout="constrained")
+def default_rolling_window(n_bars: int, periods_per_year: int) -> int:
+    """Bars in the rolling Sharpe window: whole sessions, about a sixth of the series, at most a quarter of a year.
+
+    Example:
+        >>> default_rolling_window(1859, 6552)  # 71 sessions of 15-minute bars → 11 sessions
+        286
+        >>> default_rolling_window(4, 252)
+        2
+    """
+    per_session = max(periods_per_year // _SESSIONS_PER_YEAR, 1)
+    sessions = min(max((n_bars // per_session) // 6, 1), _SESSIONS_PER_YEAR // 4)
+    return int(min(max(sessions * per_session, 2), max(n_bars, 2)))
+
+
+def gross_returns(result: BacktestResult) -> np.ndarray:
+    """Per-bar returns with every cost paid so far added back to the equity (what the book made before costs)."""
+    paid = np.cumsum(result.equity["cost"].to_numpy())
+    gross = result.equity["equity"].to_numpy() + paid
+    before = np.concatenate(([result.initial_cash], gross[:-1]))
+    return gross / before - 1.0
+
+
+def equal_weight_returns(bars: pl.DataFrame, times: pl.Series) -> np.ndarray:
+    """The equal-weight universe's simple return on each of ``times``: the mean close-to-close return of the symbols.
+
+    ``bars`` has ``symbol, ts, close`` (``ts`` on the same clock as ``times``); a symbol counts on a
+    timestamp when it has a bar there and on the one before. Timestamps without any such bar get 0.
+
+    Example:
+        >>> bars = pl.DataFrame({"symbol": ["A", "A", "B", "B"], "ts": [0, 1, 0, 1], "close": [10.0, 11.0, 20.0, 19.0]})
+        >>> equal_weight_returns(bars, pl.Series([0, 1])).round(4).tolist()
+        [0.0, 0.025]
+    """
+    per_symbol = (bars.sort("symbol", "ts")
+                  .with_columns((pl.col("close") / pl.col("close").shift(1).over("symbol") - 1.0).alias("r"))
+                  .group_by("ts").agg(pl.col("r").drop_nulls().drop_nans().mean()))
+    aligned = pl.DataFrame({"ts": times}).join(per_symbol, on="ts", how="left")
+    return aligned["r"].fill_null(0.0).fill_nan(0.0).to_numpy()
+
+
+def embedded_summary(paths: Mapping[str, Path]) -> str:
+    """``summary.md`` with each chart it links inlined as a base64 ``data:`` URI (self-contained markdown)."""
+    summary = Path(paths["summary"])
+
+    def inline(match: re.Match[str]) -> str:
+        image = summary.parent / match.group(2)
+        if not image.exists():
+            return match.group(0)
+        return f"![{match.group(1)}](data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()})"
+
+    return re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", inline, summary.read_text())
+
+
+def _cumulative(returns: np.ndarray) -> np.ndarray:
+    return np.cumprod(1.0 + np.nan_to_num(returns)) - 1.0
+
+
+def _rolling_sharpe(returns: np.ndarray, window: int, periods_per_year: int) -> np.ndarray:
+    r = pl.Series(returns)
+    return (r.rolling_mean(window) / r.rolling_std(window) * math.sqrt(periods_per_year)).to_numpy()
+
+
+def _lines(ax: Axes, ts: np.ndarray, curves: Mapping[str, np.ndarray]) -> None:
+    styles = {0: {"lw": 1.4}, 1: {"lw": 1.0, "ls": "--"}, 2: {"lw": 1.0, "color": "grey"}}
+    for i, (label, curve) in enumerate(curves.items()):
+        ax.plot(ts, curve, label=label, **styles.get(i, {}))
+    ax.axhline(0.0, color="black", lw=0.6)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+
+
+def _chart(path: Path, title: str, draw: Callable[[Axes], object], *, percent: bool = False) -> Path:
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     draw(ax)
-    ax.set_title(title)
+    if percent:
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=1))
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=80)
     return path
 
 
-def _summary(result: BacktestResult, periods_per_year: int, title: str, ic: Mapping[int | str, float] | None, images: list[str]) -> str:
+def _summary(result: BacktestResult, periods_per_year: int, title: str, ic: Mapping[int | str, float] | None,
+             images: list[str], benchmark: tuple[str, np.ndarray] | None) -> str:
     metrics = result.metrics(periods_per_year)
+    gross = perf.summary(gross_returns(result), periods_per_year=periods_per_year)
     eq = result.equity["equity"]
+    columns = ["net", "gross"]
+    rows = {name: [value, gross.get(name)] for name, value in metrics.items()}
+    if benchmark is not None:
+        label, bench = benchmark
+        columns.append(label)
+        bench_metrics = perf.summary(bench, periods_per_year=periods_per_year)
+        for name in rows:
+            rows[name].append(bench_metrics.get(name))
     lines = [
         f"# {title}",
         "",
-        f"{result.equity.height} bars from {result.equity['ts'][0]} to {result.equity['ts'][-1]}; "
-        f"equity {result.initial_cash:,.2f} → {eq[-1]:,.2f}; {result.trades.height} trades; {periods_per_year} bars a year.",
+        f"{result.equity.height:,} bars from {result.equity['ts'][0]} to {result.equity['ts'][-1]}; "
+        f"equity {result.initial_cash:,.2f} → {eq[-1]:,.2f}; {result.trades.height:,} trades; {periods_per_year:,} bars a year.",
         "",
-        "| metric | value |",
-        "|---|---|",
-        *(f"| {name} | {_fmt(value)} |" for name, value in metrics.items()),
+        "| metric | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
+        *(f"| {name} | " + " | ".join(format_metric(name, v) for v in values) + " |" for name, values in rows.items()),
     ]
     if ic:
-        lines += ["", "| horizon (bars) | mean IC |", "|---|---|", *(f"| {h} | {v:.4f} |" for h, v in ic.items())]
+        lines += ["", "| horizon (bars) | mean IC |", "|---|---:|", *(f"| {h} | {v:.4f} |" for h, v in ic.items())]
     lines += ["", *(f"![{Path(name).stem}]({name})" for name in images), ""]
     return "\n".join(lines)
 
 
-def _fmt(value: float) -> str:
-    if isinstance(value, float) and not np.isfinite(value):
-        return "n/a" if np.isnan(value) else str(value)
-    return f"{value:,}" if isinstance(value, int) else f"{value:,.4f}"
+def format_metric(name: str, value: float | int | None) -> str:
+    """One metric for a table: percentages for returns and shares, 2 decimals for ratios, thousands separators.
+
+    Example:
+        >>> format_metric("max_drawdown", -0.01234), format_metric("sharpe_ratio", 1.23456), format_metric("trades", 1234)
+        ('-1.23%', '1.23', '1,234')
+    """
+    if value is None:
+        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "n/a" if math.isnan(value) else ("∞" if value > 0 else "-∞")
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    if name in PERCENT_METRICS:
+        return f"{value:.2%}"
+    return f"{value:,.2f}" if abs(value) >= 0.1 or name.startswith("total_") else f"{value:.4f}"

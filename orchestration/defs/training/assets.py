@@ -20,7 +20,7 @@ from dagster_duckdb import DuckDBResource
 from models import data as training_data
 from models.performance import periods_per_year
 from models.registry import PromotionRefused
-from models.tearsheet import write_tearsheet
+from models.tearsheet import equal_weight_returns, write_tearsheet
 from models.training import (
     CrossValidation,
     Evaluation,
@@ -30,6 +30,7 @@ from models.training import (
     fit_candidate,
     register_candidate,
 )
+from orchestration.defs.training.metadata import evaluation_metadata, learner_table, rounded
 from orchestration.resources import DataQualityResource, FeatureStoreResource, ModelsResource
 
 GROUP = "training"
@@ -102,9 +103,9 @@ def walk_forward_predictions(context: dg.AssetExecutionContext, features: Featur
     frame = training_data.load_frame(_path(models, FRAME))
     cv = cross_validate(frame, config, log=context.log.info)
     _save(models, CV, cv)
-    meta: dict[str, object] = {"folds": len(cv.walk_forward.folds), "sentinel_ic": cv.sentinel_ic}
+    meta: dict[str, object] = {"folds": len(cv.walk_forward.folds), "sentinel_ic": rounded(cv.sentinel_ic)}
     for family in config.walk_forward.families:
-        meta[f"oos_ic/{family}"] = cv.walk_forward.summary(family)["ic"]
+        meta[f"oos_ic/{family}"] = rounded(cv.walk_forward.summary(family)["ic"])
         meta[f"seconds/{family}"] = round(cv.walk_forward.seconds[family], 1)
     meta["fold_boundaries"] = dg.MetadataValue.json([f.record() for f in cv.walk_forward.folds])
     return dg.MaterializeResult(metadata=meta)
@@ -123,13 +124,14 @@ def model_evaluation(context: dg.AssetExecutionContext, features: FeatureStoreRe
     # Filed under the last session the evaluation saw (not today's date): the same data gives the same path.
     last_day = dt.datetime.fromisoformat(ev.report["window"]["end"]).astimezone(ZoneInfo("America/New_York")).date()
     folder = Path(quality.reports_dir) / last_day.isoformat() / "backtest"
-    sheet = write_tearsheet(ev.backtest, folder, periods_per_year=config.periods_per_year,
+    benchmark = equal_weight_returns(bars, ev.backtest.equity["ts"])
+    sheet = write_tearsheet(ev.backtest, folder, periods_per_year=config.periods_per_year, benchmark=benchmark,
                             ic_by_horizon={int(h): v for h, v in ev.report["ic_decay"].items()}, title="Ensemble (out-of-fold) backtest")
     ev.report["tearsheet"] = str(sheet["summary"])
     (folder / "evaluation.json").write_text(json.dumps(ev.report, indent=2, default=str))
     _save(models, EVALUATION, ev)
     _path(models, GATE_INPUTS).write_text(json.dumps(ev.evaluation, default=str))
-    return dg.MaterializeResult(metadata=_evaluation_metadata(ev, sheet))
+    return dg.MaterializeResult(metadata=evaluation_metadata(ev.report, passed=ev.passed, sheet=sheet))
 
 
 def _bars_and_oracle(warehouse: DuckDBResource, features: FeatureStoreResource, cv: CrossValidation):
@@ -159,21 +161,6 @@ def _bars_and_oracle(warehouse: DuckDBResource, features: FeatureStoreResource, 
     return bars.with_columns(pl.col("ts").cast(oof["event_timestamp"].dtype)), oracle
 
 
-def _evaluation_metadata(ev: Evaluation, sheet: dict[str, Path]) -> dict[str, object]:
-    ens, bt = ev.report["models"]["ensemble"], ev.report["backtest"]
-    meta: dict[str, object] = {
-        "ic": ens["ic"], "rank_ic": ens["rank_ic"], "icir": ens["icir"], "hit_rate": ens["hit_rate"],
-        "oracle_ic": ev.report["oracle_ic"], "oracle_fraction": ens["oracle_fraction"],
-        "equal_weight_ic": ev.report["models"]["equal_weight"]["ic"],
-        "sharpe": bt["sharpe_ratio"], "max_drawdown": bt["max_drawdown"], "turnover": bt["turnover"],
-        "annual_return": bt["annual_return"], "gates_passed": ev.passed,
-        "warnings": dg.MetadataValue.json(ev.report["warnings"]),
-        "tearsheet": dg.MetadataValue.path(str(sheet["summary"])),
-        "summary": dg.MetadataValue.md(Path(sheet["summary"]).read_text()),
-    }
-    return meta
-
-
 @dg.asset(group_name=GROUP, deps=[model_evaluation], kinds={"bentoml"})
 def ensemble_candidate(context: dg.AssetExecutionContext, features: FeatureStoreResource, models: ModelsResource) -> dg.MaterializeResult:
     """Every learner refitted on the latest window, stacked, and registered as a candidate in the BentoML store."""
@@ -186,10 +173,13 @@ def ensemble_candidate(context: dg.AssetExecutionContext, features: FeatureStore
     meta["final_fit_seconds"] = seconds
     meta["warnings"] += warnings
     meta["ensemble_choice"] = choice
+    meta["shap_importance"] = shap_importance(ensemble, frame)
     tag = register_candidate(models.registry(), ensemble, meta, ev.oof)
     _path(models, CANDIDATE).write_text(json.dumps({"tag": tag}))
-    return dg.MaterializeResult(metadata={"tag": tag, "weights": dg.MetadataValue.json(ensemble.weights),
+    return dg.MaterializeResult(metadata={"tag": tag, "weights": dg.MetadataValue.json({k: rounded(w) for k, w in ensemble.weights.items()}),
+                                          "learners": dg.MetadataValue.md(learner_table(ev.report["models"], ensemble.weights)),
                                           "warnings": dg.MetadataValue.json(meta["warnings"]), "ensemble_choice": choice,
+                                          "shap_importance": dg.MetadataValue.md(importance_table(meta["shap_importance"])),
                                           **{f"final_fit_seconds/{k}": round(v, 1) for k, v in seconds.items()}})
 
 
@@ -207,6 +197,6 @@ def production_model(context: dg.AssetExecutionContext, models: ModelsResource) 
                                               "reason": str(refused)})
     meta: dict[str, object] = {"production": tag, "candidate": tag, "promoted": True, "previous": champion or "none"}
     if comparison is not None:
-        meta |= {"challenger_ic": comparison.challenger_ic, "champion_ic": comparison.champion_ic,
+        meta |= {"challenger_ic": rounded(comparison.challenger_ic), "champion_ic": rounded(comparison.champion_ic),
                  "common_timestamps": comparison.timestamps}
     return dg.MaterializeResult(metadata=meta)
