@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from trader.alerts import env_urls as env_alert_urls
 from trader.api import cancel_working, create_app, plain, pnl_payload, status_payload
 from trader.brokers.base import Broker, BrokerAccount, BrokerPosition
 from trader.cli_sim import (
@@ -48,6 +49,7 @@ from trader.cli_sim import (
 from trader.config import Mode, Secrets, TraderConfig, load_config
 from trader.domain import ClientOrderId, Fill, Order, OrderAccepted, OrderEvent, OrderExpired, Symbol, TradingState
 from trader.errors import TraderError
+from trader.monitoring import run_observers
 from trader.prediction_client import HttpPredictionClient
 from trader.runner import CycleReport, Runner, last_closes, live_ticks
 from trader.store import TraderStore, default_store_url, sqlite_file
@@ -149,19 +151,22 @@ def run(mode: str | None, once: bool, day: dt.datetime | None, cash: str | None,
     start_cash, discard = _check_run_options(chosen, live_ok=live_ok, day=day, fresh=fresh, cash=cash,
                                              discard_sealed=discard_sealed)
     secrets = Secrets.from_env()
+    env_alert_urls()  # a bad ALPHALINE_ALERT_URLS is one line before anything is touched
     url = store_url_for(chosen, cfg)
     replay = load_replay(cfg, day.date() if day else None) if chosen is Mode.SIM else None
     venue = None if chosen is Mode.SIM else _venue_session(chosen, cfg, secrets, cash=start_cash, once=once)
     replaced = replace_sim_store(url, discard=discard) if fresh else None
-    with TraderStore(url) as store, HttpPredictionClient(cfg.prediction.url, cfg.prediction.timeout_s) as predictor:
+    with TraderStore(url) as store, HttpPredictionClient(cfg.prediction.url, cfg.prediction.timeout_s,
+                                                                     explain=cfg.prediction.explain) as predictor:
         session = sim_session(store, replay, cash=start_cash, replaced=replaced) if replay is not None else venue
         assert session is not None  # every other mode built its venue above
         from trader.reconcile import reconcile as run_reconcile
 
         # Refuse to trade on a book that disagrees with the venue (ReconciliationError: one line, exit 1).
         run_reconcile(store, session.broker, now=session.started_at).raise_if_blocked()
+        observers = run_observers(cfg, run_id=session.run_id, initial_state=store.trading_state().state)
         runner = Runner(config=cfg, store=store, broker=session.broker, predictor=predictor, run_id=session.run_id,
-                        strict=session.strict)
+                        strict=session.strict, observers=observers)
         click.echo(f"{chosen.value}: store {safe_url(url)}, venue {session.broker.venue}, predictions from {predictor.url}")
         try:
             reports = runner.run(session.ticks, before_cycle=session.before_cycle, limit=1 if once else None,
@@ -410,6 +415,14 @@ def explain(cfg: TraderConfig | None, mode: Mode, store_url: str, client_order_i
             click.echo(line)
 
 
+def _why_lines(why: dict[str, Any] | None) -> list[str]:
+    """The SHAP attribution of a score: base, the top contributions, the rest."""
+    if not why:
+        return []
+    parts = ", ".join(f"{name} {value:+.4f}" for name, value in why["contributions"].items())
+    return [f"  why         base {why['base']:+.4f}; {parts}; other features {why['other']:+.4f}"]
+
+
 def _lineage_lines(ts: str, kind: str, p: dict[str, Any]) -> list[str]:
     if kind == "risk_decision" and p.get("command") == "SubmitOrder":
         pred = p.get("prediction")
@@ -417,6 +430,7 @@ def _lineage_lines(ts: str, kind: str, p: dict[str, Any]) -> list[str]:
         if pred:
             head.append(f"  prediction  model {p['model_version']}, score {pred['score']:+.4f} {pred['direction']}, "
                         f"confidence {pred['confidence']:.2f}, features at {p['feature_ts']}" + (" (STALE)" if pred["stale"] else ""))
+            head += _why_lines(pred.get("explanation"))
         else:
             head.append("  prediction  none (a risk-reducing order)")
         head.append(f"  risk        {'APPROVED' if p['approved'] else 'DENIED: ' + p['reason']}")

@@ -166,6 +166,8 @@ class PredictionConfig(_Model):
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 5.0
     #: Consecutive failed cycles after which the trading state goes to HALTED.
     max_consecutive_failures: PositiveInt = 3
+    #: Ask for each score's top N SHAP contributions, recorded with every order decision (``trader explain``); 0: off.
+    explain: Annotated[int, Field(ge=0, le=100)] = 5
 
 
 def _alert_url(url: str) -> str:
@@ -185,6 +187,13 @@ class AlertsConfig(_Model):
     denied_cycles: PositiveInt = 3
 
 
+class MetricsConfig(_Model):
+    """Prometheus metrics of ``trader run`` (:mod:`trader.metrics`); ``port: null`` serves none."""
+
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    host: str = "127.0.0.1"
+
+
 class TraderConfig(_Model):
     mode: Mode = Mode.SIM
     universe: UniverseConfig
@@ -192,6 +201,7 @@ class TraderConfig(_Model):
     sizing: SizingConfig = SizingConfig()
     prediction: PredictionConfig = PredictionConfig()
     alerts: AlertsConfig = AlertsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     #: Any SQLAlchemy URL; default ``sqlite:///$ALPHALINE_HOME/trader/trader.db``.
     store_url: str | None = None
 
