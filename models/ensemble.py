@@ -219,6 +219,8 @@ class Ensemble:
     weights: dict[str, float]
     scales: dict[str, float]
     feature_names: list[str] = field(default_factory=list)
+    #: Reference rows for the SHAP explainers of the networks (``models.explain.Background``); None before 0.2 pickles.
+    background: Any = None
 
     @property
     def context(self) -> int:

@@ -24,12 +24,15 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from feature_repo import FEATURE_NAMES
+from models.data import matrix, symbol_codes
 from models.ensemble import Ensemble, degenerate_members, stack_or_best, stack_weights, stacked_oof
 from models.evaluation import BacktestConfig, backtest_oof, signal_report
+from models.explain import background, explain
 from models.gates import GateConfig, GateResult, build_evaluation, evaluate_gates
 from models.walkforward import (
     WalkForwardConfig,
@@ -135,7 +138,23 @@ def fit_candidate(frame: pl.DataFrame, oof: pl.DataFrame, config: TrainingConfig
         log(f"warning: {line}")
     log("stacking weights: " + ", ".join(f"{f} {w:.2f}" for f, w in weights.items()))
     ensemble = Ensemble(members=members, weights=weights, scales=scales, feature_names=list(FEATURE_NAMES))
+    ensemble.background = background(matrix(frame), symbol_codes(frame), context=ensemble.context)
     return ensemble, seconds, warnings, choice
+
+
+#: Global SHAP importance is the mean |attribution| over the newest this-many timestamps of the training window.
+SHAP_TIMESTAMPS = 20
+
+
+def shap_importance(ensemble: Ensemble, frame: pl.DataFrame, *, timestamps: int = SHAP_TIMESTAMPS, top: int = 15) -> dict[str, float]:
+    """The ensemble's global feature importance: each feature's share of the mean |SHAP value| (``models.explain``)
+    over the newest ``timestamps`` of ``frame`` (with the history the sequence members read before them)."""
+    times = frame["event_timestamp"].unique().sort()
+    first = times[max(0, times.len() - timestamps)]
+    window = frame.filter(pl.col("event_timestamp") >= times[max(0, times.len() - timestamps - ensemble.context)])
+    rows = np.flatnonzero((window["event_timestamp"] >= first).to_numpy())
+    att = explain(ensemble, matrix(window), groups=symbol_codes(window), rows=rows)
+    return dict(list(att.importance().items())[:top])
 
 
 def code_version() -> str:

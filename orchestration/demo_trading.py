@@ -4,7 +4,8 @@
    ``/predict`` for the whole universe and ``/model`` are printed.
 2. ``trader run --mode sim --fresh`` replays the newest session — the one training held
    out — asking the service for scores ``as_of`` each bar, through the risk engine, to the
-   simulated broker; its status and positions are printed.
+   simulated broker; its status and positions are printed, and ``trading_status_job`` records
+   the deployment and the session in Dagster (``serving_deployment``, ``trader_session``).
 3. ``alphaline compliance run --trader sim --allow-short`` closes that day: tax lots, wash sales,
    Form 8949, the audit trail check and the WORM archive.
 """
@@ -73,6 +74,10 @@ def _print_predictions(answer: dict[str, Any]) -> None:
     for p in ranked[:3] + ranked[-3:]:
         click.echo(f"    {p['symbol']:<5} score {p['score']:+.5f}  {p['direction']:<5}  confidence {p['confidence']:.2f}  "
                    f"features at {p['feature_ts']}{'  STALE' if p.get('stale') else ''}")
+    why = ranked[0].get("explanation") if ranked else None
+    if why:
+        parts = ", ".join(f"{name} {value:+.5f}" for name, value in why["contributions"].items())
+        click.echo(f"  why {ranked[0]['symbol']} (SHAP, \"explain\": 3): base {why['base']:+.5f}; {parts}; other {why['other']:+.5f}")
 
 
 def serve_trade_and_close(settings: Settings) -> dict[str, Any]:
@@ -84,7 +89,7 @@ def serve_trade_and_close(settings: Settings) -> dict[str, Any]:
     click.echo("\nServing: bentoml serve serving.service:Ensemble (production ensemble) ...")
     with running(settings.home, free_port(), log=settings.home / "logs" / "serve.log") as server:
         with httpx.Client(base_url=server.url, timeout=60.0) as client:
-            answer = client.post("/predict", json={"symbols": universe(settings.home), "allow_stale": True})
+            answer = client.post("/predict", json={"symbols": universe(settings.home), "allow_stale": True, "explain": 3})
             card = client.get("/model").json()
         click.echo(f"  {server.url}  GET /model → {card.get('version', card.get('model_version', '?'))}")
         if answer.status_code != 200:
@@ -93,13 +98,34 @@ def serve_trade_and_close(settings: Settings) -> dict[str, Any]:
         config = trader_config(settings, server.url)
         click.echo("\nTrading: trader run --mode sim on the held-out session (predictions as_of each bar) ...")
         run = _trader("run", "--mode", "sim", "--fresh", "--config", str(config), settings=settings)
-    if run.returncode != 0:
-        raise click.ClickException(f"trader run failed: {(run.stderr or run.stdout).strip().splitlines()[-1:]}")
-    click.echo("  " + "\n  ".join(run.stdout.strip().splitlines()[-8:]))
-    for command in (["status", "--mode", "sim"], ["positions", "--mode", "sim"]):
+        if run.returncode != 0:
+            raise click.ClickException(f"trader run failed: {(run.stderr or run.stdout).strip().splitlines()[-1:]}")
+        click.echo("  " + "\n  ".join(run.stdout.strip().splitlines()[-8:]))
+        record_trading_status(settings, server.url)
+    for command in (["status", "--mode", "sim"], ["positions", "--mode", "sim"], *_first_order(settings)):
         out = _trader(*command, settings=settings)
         click.echo("  " + "\n  ".join((out.stdout or out.stderr).strip().splitlines()[:16]))
     return {"trader": run.stdout}
+
+
+def _first_order(settings: Settings) -> list[list[str]]:
+    """``trader explain`` of the session's first order sent on a prediction (none if nothing was sent)."""
+    from trader.store import TraderStore
+
+    with TraderStore(f"sqlite:///{settings.home / 'trader' / 'sim.db'}") as store:
+        orders = store.list_orders()
+    return [["explain", orders[0].client_order_id, "--mode", "sim"]] if orders else []
+
+
+def record_trading_status(settings: Settings, url: str) -> None:
+    """``trading_status_job`` while the service still runs: what it serves and what the sim session did, in Dagster."""
+    from orchestration.defs.trader.schedules import TRADING_STATUS_JOB
+    from orchestration.resources import TradingResource
+    from orchestration.runner import run_job
+
+    click.echo("\nRecording the deployment and the session in Dagster (serving_deployment, trader_session) ...")
+    trading = TradingResource.for_home(settings.home, mode="sim", service_url=url)
+    run_job(TRADING_STATUS_JOB, run_config={"resources": {"trading": {"config": trading.model_dump()}}})
 
 
 def close_the_day(settings: Settings) -> None:

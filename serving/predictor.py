@@ -50,8 +50,8 @@ from models.data import matrix
 from serving.config import ServingSettings
 from serving.errors import NoProductionModel, Problem, RequestRejected
 from serving.features import FeatureSource
-from serving.schemas import Member, ModelCard, Prediction, PredictRequest, PredictResponse, PredictRowsRequest
-from serving.scoring import LoadedModel, confidence, directions, load_model, score
+from serving.schemas import Explanation, Member, ModelCard, Prediction, PredictRequest, PredictResponse, PredictRowsRequest
+from serving.scoring import LoadedModel, confidence, directions, explain, load_model, score
 
 
 class Predictor:
@@ -85,7 +85,8 @@ class Predictor:
             x, stamps, reference, histories = self._as_of(model, symbols, request.as_of.astimezone(dt.UTC))
         stale = self._stale_flags(symbols, stamps, reference, as_of=request.as_of is not None, allow=request.allow_stale)
         scores = self._score(model, x, histories, ("symbols",))
-        return self._answer(model, symbols, scores, stamps, stale)
+        why = explain(model, x, histories, top=request.explain) if request.explain else None
+        return self._answer(model, symbols, scores, stamps, stale, why)
 
     def _online(self, model: LoadedModel, symbols: Sequence[str]) -> tuple[np.ndarray, list, dt.datetime | None, list | None]:
         snap = self.source.online()
@@ -232,13 +233,15 @@ class Predictor:
         self._raise([Problem((*loc, int(i)), "features the model cannot score (non-finite score)", "unscorable") for i in bad])
         return scores
 
-    def _answer(self, model: LoadedModel, symbols: Sequence[str], scores: np.ndarray, stamps: list, stale: list[bool]) -> PredictResponse:
+    def _answer(self, model: LoadedModel, symbols: Sequence[str], scores: np.ndarray, stamps: list, stale: list[bool],
+                why: list[Explanation] | None = None) -> PredictResponse:
         conf = confidence(model.oof_abs, scores)
         dirs = directions(scores, conf, dead_band=self.settings.dead_band)
+        why = why or [None] * len(symbols)
         return PredictResponse(model_version=model.tag, predictions=[
             Prediction(symbol=s, score=float(sc), direction="flat" if st else d, confidence=0.0 if st else float(c),
-                       feature_ts=ts, stale=st)
-            for s, sc, d, c, ts, st in zip(symbols, scores, dirs, conf, stamps, stale, strict=True)])
+                       feature_ts=ts, stale=st, explanation=w)
+            for s, sc, d, c, ts, st, w in zip(symbols, scores, dirs, conf, stamps, stale, why, strict=True)])
 
     @staticmethod
     def _raise(problems: list[Problem]) -> None:

@@ -29,6 +29,8 @@ Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, description="Symbol, upper
 # Strict: only ISO 8601 strings with a zone; a bare number would be read as epoch seconds, silently.
 UtcTimestamp = Annotated[AwareDatetime, Strict()]
 FeatureValue = Annotated[float, Strict()]
+#: At most this many contributions per score in an explanation (the model has fewer features than this).
+MAX_EXPLAIN = 100
 
 
 class _Request(BaseModel):
@@ -46,6 +48,18 @@ class PredictRequest(_Request):
     allow_stale: StrictBool = Field(
         default=False, description="Answer stale symbols with stale=true, direction flat and confidence 0 "
                                    "instead of refusing the request (HTTP 422).")
+    explain: Annotated[int, Strict()] = Field(
+        default=0, ge=0, le=MAX_EXPLAIN, description="Also return each score's SHAP attribution: its base value, "
+                                                     "the top `explain` feature contributions, and the rest summed "
+                                                     "(0, the default: none).")
+
+
+class Explanation(BaseModel):
+    """Why a score is what it is (SHAP): ``base + Σ contributions + other == score``."""
+
+    base: float = Field(description="The score with every feature at its reference (training) values.")
+    contributions: dict[str, float] = Field(description="The largest contributions by magnitude, largest first.")
+    other: float = Field(description="The sum of the remaining features' contributions.")
 
 
 class FeatureRow(_Request):
@@ -71,6 +85,7 @@ class Prediction(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0, description="Share of out-of-fold |scores| below this |score|.")
     feature_ts: dt.datetime | None = Field(description="When the oldest feature used became knowable (UTC).")
     stale: bool
+    explanation: Explanation | None = Field(default=None, description="Only when the request asked (`explain` > 0).")
 
 
 class PredictResponse(BaseModel):

@@ -29,7 +29,9 @@ import numpy as np
 
 from feature_repo import FEATURE_NAMES
 from models.ensemble import Ensemble
+from models.explain import explain as attribute
 from serving.errors import NoProductionModel, ServingError
+from serving.schemas import Explanation
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,27 @@ def score(model: LoadedModel, x: np.ndarray, histories: list[np.ndarray] | None 
     """Ensemble scores of the rows of ``x``; ``histories[i]`` (rows × features, oldest first) precede row ``i``."""
     if model.context == 0 or histories is None:
         return model.ensemble.predict(x)
+    stacked, groups, targets = _with_history(model, x, histories)
+    return model.ensemble.predict(stacked, groups=groups)[targets]
+
+
+def explain(model: LoadedModel, x: np.ndarray, histories: list[np.ndarray] | None = None, *, top: int) -> list[Explanation]:
+    """The ``top`` SHAP contributions to each row's score (``models.explain``), the rest summed in ``other``."""
+    if model.context == 0 or histories is None:
+        att = attribute(model.ensemble, x)
+    else:
+        stacked, groups, targets = _with_history(model, x, histories)
+        att = attribute(model.ensemble, stacked, groups=groups, rows=targets)
+    out = []
+    for i in range(len(x)):
+        shown = dict(att.top(i, top))
+        out.append(Explanation(base=float(att.base[i]), contributions=shown,
+                               other=float(att.values[i].sum() - sum(shown.values()))))
+    return out
+
+
+def _with_history(model: LoadedModel, x: np.ndarray, histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row preceded by its history under one group code per row, and where the rows landed."""
     blocks, groups, targets = [], [], []
     at = 0
     for i, past in enumerate(histories):
@@ -93,5 +116,4 @@ def score(model: LoadedModel, x: np.ndarray, histories: list[np.ndarray] | None 
         at += len(past)
         targets.append(at)
         at += 1
-    out = model.ensemble.predict(np.vstack(blocks), groups=np.concatenate(groups))
-    return out[np.asarray(targets)]
+    return np.vstack(blocks), np.concatenate(groups), np.asarray(targets)

@@ -419,7 +419,8 @@ def _why_lines(why: dict[str, Any] | None) -> list[str]:
     """The SHAP attribution of a score: base, the top contributions, the rest."""
     if not why:
         return []
-    parts = ", ".join(f"{name} {value:+.4f}" for name, value in why["contributions"].items())
+    ranked = sorted(why["contributions"].items(), key=lambda kv: -abs(kv[1]))  # the audit stores keys sorted by name
+    parts = ", ".join(f"{name} {value:+.4f}" for name, value in ranked)
     return [f"  why         base {why['base']:+.4f}; {parts}; other features {why['other']:+.4f}"]
 
 

@@ -59,11 +59,13 @@ class HttpPredictionClient:
     Args:
         url: base URL of the service, e.g. ``http://127.0.0.1:3001`` (``trader.yaml``: ``prediction.url``).
         timeout: seconds for connect and read; a slower answer is a failure, not a wait.
+        explain: ask for each score's top ``explain`` SHAP contributions (0: none); ``trader explain`` shows them.
         transport: an httpx transport to use instead of the network (tests).
     """
 
-    def __init__(self, url: str, timeout: float = 5.0, *, transport: httpx.BaseTransport | None = None):
+    def __init__(self, url: str, timeout: float = 5.0, *, explain: int = 0, transport: httpx.BaseTransport | None = None):
         self.url = url.rstrip("/")
+        self.explain = explain
         self._client = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
                                     headers={"accept": "application/json"})
 
@@ -83,6 +85,8 @@ class HttpPredictionClient:
             PredictionError: the service is unreachable, slow, answered non-2xx, or broke the contract.
         """
         body: dict[str, object] = {"symbols": list(symbols)}
+        if self.explain:
+            body["explain"] = self.explain
         if as_of is not None:
             body["as_of"] = to_utc(as_of, "as_of").isoformat().replace("+00:00", "Z")
         source = f"prediction service {self.url}"

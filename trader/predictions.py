@@ -52,6 +52,9 @@ class Prediction:
     feature_ts: dt.datetime
     stale: bool
     model_version: str
+    #: Why the score is what it is, when the trader asked (``prediction.explain``): SHAP ``base``, the top
+    #: ``contributions`` by feature and ``other`` (the rest), summing to ``score``.
+    explanation: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "symbol", to_symbol(self.symbol))
@@ -91,6 +94,13 @@ class PredictionClient(Protocol):
     def predict(self, symbols: Sequence[Symbol], *, as_of: dt.datetime | None = None) -> PredictionBatch: ...
 
 
+class _Explanation(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    base: Annotated[float, Field(allow_inf_nan=False)]
+    contributions: dict[str, Annotated[float, Field(allow_inf_nan=False)]]
+    other: Annotated[float, Field(allow_inf_nan=False)]
+
+
 class _Item(BaseModel):
     model_config = ConfigDict(extra="ignore")
     symbol: Annotated[str, Field(pattern=r"^[A-Z0-9.\-/]{1,15}$")]
@@ -99,6 +109,7 @@ class _Item(BaseModel):
     confidence: Annotated[float, Field(ge=0.0, le=1.0)]
     feature_ts: AwareDatetime
     stale: StrictBool
+    explanation: _Explanation | None = None
 
 
 class _Response(BaseModel):
@@ -120,7 +131,8 @@ def parse_predictions(payload: Any, *, source: str = "prediction service") -> Pr
         raise PredictionError(f"{source}: {where}: {err['msg']}") from None
     items = tuple(
         Prediction(symbol=Symbol(i.symbol), score=i.score, direction=i.direction, confidence=i.confidence,
-                   feature_ts=i.feature_ts, stale=i.stale, model_version=body.model_version)
+                   feature_ts=i.feature_ts, stale=i.stale, model_version=body.model_version,
+                   explanation=i.explanation.model_dump() if i.explanation else None)
         for i in body.predictions
     )
     return PredictionBatch(body.model_version, items)

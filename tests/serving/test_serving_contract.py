@@ -32,11 +32,24 @@ def test_predict_answers_each_symbol_in_request_order_with_the_contract_fields(c
     assert body["model_version"] == world.champion
     assert [p["symbol"] for p in body["predictions"]] == FRESH
     for p in body["predictions"]:
-        assert set(p) == {"symbol", "score", "direction", "confidence", "feature_ts", "stale"}
+        assert set(p) == {"symbol", "score", "direction", "confidence", "feature_ts", "stale", "explanation"}
+        assert p["explanation"] is None  # only on request
         assert 0.0 <= p["confidence"] <= 1.0 and p["stale"] is False
         assert dt.datetime.fromisoformat(p["feature_ts"]) == world.last_ts
         expected = "flat" if p["confidence"] < 0.2 else ("long" if p["score"] > 0 else "short")
         assert p["direction"] == expected
+
+
+def test_predict_explains_each_score_on_request_and_the_parts_add_up_to_it(client, world):
+    body = client.post("/predict", json={"symbols": FRESH, "explain": 3}).json()
+    for p in body["predictions"]:
+        why = p["explanation"]
+        assert len(why["contributions"]) == 3 and set(why["contributions"]) <= set(FEATURE_NAMES)
+        sizes = [abs(v) for v in why["contributions"].values()]
+        assert sizes == sorted(sizes, reverse=True)
+        assert why["base"] + sum(why["contributions"].values()) + why["other"] == pytest.approx(p["score"], rel=1e-6, abs=1e-9)
+    plain = client.post("/predict", json={"symbols": FRESH}).json()
+    assert [p["score"] for p in plain["predictions"]] == [p["score"] for p in body["predictions"]]
 
 
 def test_model_card_names_version_members_features_and_serving_rules(client, world):
@@ -79,6 +92,9 @@ def test_as_of_beyond_the_feature_ttl_is_stale_and_before_any_data_is_missing(cl
     ({"symbols": ["AAA"], "as_of": "2024-07-12T20:00:00"}, 400, ["as_of"], "timezone_aware"),
     ({"symbols": ["AAA"], "as_of": 1720814400}, 400, ["as_of"], "datetime_type"),
     ({"symbols": ["AAA"], "allow_stale": "yes"}, 400, ["allow_stale"], "bool_type"),
+    ({"symbols": ["AAA"], "explain": -1}, 400, ["explain"], "greater_than_equal"),
+    ({"symbols": ["AAA"], "explain": 101}, 400, ["explain"], "less_than_equal"),
+    ({"symbols": ["AAA"], "explain": "3"}, 400, ["explain"], "int_type"),
     ({"symbols": ["AAA", "ZZZ"]}, 422, ["symbols", 1], "unknown_symbol"),
     ({"symbols": ["AAA", "BBB", "AAA"]}, 422, ["symbols", 0], "duplicate_symbol"),
     ({"symbols": [f"S{i}" for i in range(11)]}, 413, ["symbols"], "too_many"),
@@ -160,6 +176,9 @@ def test_the_traders_http_client_reads_answers_and_refusals(client, world):
     trader = HttpPredictionClient("http://serving", transport=httpx.MockTransport(forward))
     batch = trader.predict(["AAA", "BBB"])
     assert batch.model_version == world.champion and [p.symbol for p in batch.predictions] == ["AAA", "BBB"]
+    assert batch.predictions[0].explanation is None
+    why = HttpPredictionClient("http://serving", explain=2, transport=httpx.MockTransport(forward)).predict(["AAA"])
+    assert len(why.predictions[0].explanation["contributions"]) == 2
     replay = trader.predict(["AAA"], as_of=world.last_ts - 2 * BAR)
     assert replay.predictions[0].feature_ts == world.last_ts - 2 * BAR
     with pytest.raises(PredictionError, match=r"HTTP 422 from /predict: .*stale features for FFF"):

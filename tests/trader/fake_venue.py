@@ -239,8 +239,18 @@ class PredictionServer:
         batch = FakePredictor(model_version="ens:http-fake").predict(body["symbols"], as_of=as_of)
         out = {"model_version": batch.model_version, "predictions": [
             {"symbol": p.symbol, "score": p.score, "direction": p.direction.value, "confidence": p.confidence,
-             "feature_ts": p.feature_ts.isoformat(), "stale": p.stale} for p in batch.predictions]}
+             "feature_ts": p.feature_ts.isoformat(), "stale": p.stale} | self._why(p.score, body.get("explain", 0))
+            for p in batch.predictions]}
         return 200, json.dumps(out).encode()
+
+    @staticmethod
+    def _why(score: float, top: int) -> dict:
+        """A SHAP-shaped explanation that adds up: 60% from one feature, 30% from another, the rest ``other``."""
+        if not top:
+            return {}
+        parts = {"xs_resid_ret_1": 0.6 * score, "ret_4": 0.3 * score}
+        shown = dict(list(parts.items())[:top])
+        return {"explanation": {"base": 0.0, "contributions": shown, "other": score - sum(shown.values())}}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -18,6 +18,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from models import data as training_data
+from models.explain import importance_table
 from models.performance import periods_per_year
 from models.registry import PromotionRefused
 from models.tearsheet import equal_weight_returns, write_tearsheet
@@ -29,6 +30,7 @@ from models.training import (
     evaluate_run,
     fit_candidate,
     register_candidate,
+    shap_importance,
 )
 from orchestration.defs.training.metadata import evaluation_metadata, learner_table, rounded
 from orchestration.resources import DataQualityResource, FeatureStoreResource, ModelsResource
