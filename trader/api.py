@@ -8,6 +8,8 @@ and no log line carries a secret: the token is compared, never echoed, and the s
 is not exposed.
 
 ========================  ==================================================================
+``GET /health``           200 ``{"status": "ok", ...}`` while the store answers, else 503 with the reason
+``GET /metrics``          Prometheus metrics read from the store (:class:`trader.metrics.StoreCollector`)
 ``GET /status``           trading state (who, why, when), the last cycle's summary, counts
 ``GET /positions``        open positions (``?all=true``: flat ones with realised P&L too)
 ``GET /orders``           recent orders (``?status=working``, ``?limit=100``)
@@ -33,7 +35,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -101,6 +104,17 @@ def status_payload(store: TraderStore) -> dict[str, Any]:
                   "audit": {"records": seq, "head": head}})
 
 
+def health_response(store: TraderStore) -> JSONResponse:
+    """200 while the store answers (HALTED is healthy: the API works and says so), 503 with the reason otherwise."""
+    try:
+        state = store.trading_state().state
+        last = store.latest_audit("cycle")
+    except Exception as exc:  # whatever the store raises, the answer is the same: not healthy, and why
+        reason = (str(exc).splitlines() or [""])[0][:200]
+        return JSONResponse({"status": "unavailable", "reason": f"state store: {type(exc).__name__}: {reason}"}, status_code=503)
+    return JSONResponse({"status": "ok", "state": state.value, "last_cycle": last.payload["ts"] if last else None})
+
+
 def pnl_payload(store: TraderStore) -> dict[str, Any]:
     """Realised and unrealised P&L, fees, equity, drawdown and today's P&L, from the store and the last cycle."""
     positions = store.positions()
@@ -125,6 +139,18 @@ def create_app(*, store: TraderStore, token: SecretStr | None, canceller: Cancel
     """The ops API over ``store``; ``token`` guards kill/resume (from :class:`trader.config.Secrets`)."""
     app = FastAPI(title="Alphaline trader ops API", version="1", docs_url="/docs", redoc_url=None)
     authorized = Depends(_bearer_guard(token))
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        return health_response(store)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from trader.metrics import store_registry
+
+        return Response(generate_latest(store_registry(store)), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/status")
     def status() -> dict[str, Any]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -71,17 +71,18 @@ class TraderMetrics:
         self.last_cycle.set(report.ts.timestamp())
         self.state.state(report.state.value)
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        """Serve ``/metrics`` on ``host:port`` from a daemon thread (ends with the process)."""
+    def serve(self, port: int, host: str = "127.0.0.1") -> Any:
+        """Serve ``/metrics`` on ``host:port`` from a daemon thread (ends with the process); returns the server."""
         from prometheus_client import start_http_server
 
         from trader.errors import TraderConfigError
 
         try:
-            start_http_server(port, addr=host, registry=self.registry)
+            server, _thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
             raise TraderConfigError("trader.yaml", "metrics.port", f"cannot serve metrics on {host}:{port} "
                                     f"({exc.strerror or exc})") from None
+        return server
 
 
 class StoreCollector(Collector):
