@@ -59,6 +59,21 @@ def record_hash(*, seq: int, ts: str, kind: str, payload: dict[str, Any], prev_h
     return hashlib.sha256(prev_hash.encode() + body).hexdigest()
 
 
+def record_body(*, seq: int, ts: str, kind: str, payload_json: bytes) -> bytes:
+    """``canonical({"seq", "ts", "kind", "payload"})`` around a payload already in canonical bytes.
+
+    The same bytes as :func:`record_hash` hashes (keys in sorted order: kind, payload, seq,
+    ts), without decoding and re-encoding the payload: the store keeps the payload as this
+    canonical text, so writers and verifiers hash it as stored.
+
+    >>> payload = {"b": [1, "x"], "a": "é"}
+    >>> record_body(seq=3, ts="t", kind="k", payload_json=canonical(payload)) == canonical(
+    ...     {"seq": 3, "ts": "t", "kind": "k", "payload": payload})
+    True
+    """
+    return b'{"kind":%b,"payload":%b,"seq":%d,"ts":%b}' % (json.dumps(kind).encode(), payload_json, seq, json.dumps(ts).encode())
+
+
 @dataclass(frozen=True)
 class AuditRecord:
     """One link of the chain. ``ts`` is an ISO 8601 UTC string; ``payload`` is JSON-safe after ``canonical``."""
@@ -72,10 +87,21 @@ class AuditRecord:
 
     @classmethod
     def create(cls, *, seq: int, ts: dt.datetime, kind: str, payload: dict[str, Any], prev_hash: str) -> AuditRecord:
+        return cls.create_canonical(seq=seq, ts=ts, kind=kind, payload=payload, prev_hash=prev_hash)[0]
+
+    @classmethod
+    def create_canonical(cls, *, seq: int, ts: dt.datetime, kind: str, payload: dict[str, Any],
+                         prev_hash: str) -> tuple[AuditRecord, bytes]:
+        """:meth:`create`, also returning the payload's canonical bytes (what a store keeps): encoded once."""
+        if type(seq) is not int:
+            raise TypeError(f"audit: seq must be an int, not {type(seq).__name__}")
         stamp = _default(ts)
-        # Round-trip the payload so the stored form is exactly what was hashed (Decimals become strings).
+        # Round-trip the payload so the record holds exactly what was hashed (Decimals become strings);
+        # encode the plain form, not the original: a non-string key sorts differently once it is text.
         plain = json.loads(canonical(payload))
-        return cls(seq, stamp, kind, plain, prev_hash, record_hash(seq=seq, ts=stamp, kind=kind, payload=plain, prev_hash=prev_hash))
+        body = canonical(plain)
+        digest = hashlib.sha256(prev_hash.encode() + record_body(seq=seq, ts=stamp, kind=kind, payload_json=body)).hexdigest()
+        return cls(seq, stamp, kind, plain, prev_hash, digest), body
 
     def expected_hash(self) -> str:
         return record_hash(seq=self.seq, ts=self.ts, kind=self.kind, payload=self.payload, prev_hash=self.prev_hash)

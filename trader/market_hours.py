@@ -40,16 +40,23 @@ class MarketCalendar:
 
     def __init__(self, name: str = "XNYS"):
         self.name = name
+        self._last: tuple[dt.datetime, bool] | None = None  # every order of a cycle asks about the same minute
 
     def is_open(self, ts: dt.datetime) -> bool:
         """Whether ``ts`` (aware) falls in a regular session; outside the calendar's range raises ``ValueError``."""
         import pandas as pd
 
-        minute = pd.Timestamp(to_utc(ts, "ts")).floor("min")
+        key = to_utc(ts, "ts").replace(second=0, microsecond=0)
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
+        minute = pd.Timestamp(key)
         cal = _calendar(self.name)
         if not cal.first_minute <= minute <= cal.last_minute:
             raise ValueError(f"{ts.isoformat()} is outside the {self.name} calendar ({cal.first_session.date()}..{cal.last_session.date()})")
-        return bool(cal.is_open_on_minute(minute))
+        answer = bool(cal.is_open_on_minute(minute))
+        self._last = (key, answer)
+        return answer
 
     def session_close(self, ts: dt.datetime) -> dt.datetime | None:
         """Close of the session open at ``ts`` (early closes included), or ``None`` when closed."""

@@ -324,12 +324,12 @@ class Runner:
     def _context(self, now: dt.datetime, state: TradingState, account: Account) -> RiskContext:
         equity = account.equity(self._prices)
         venue = self.broker.account()
-        recent = self.store.list_orders(since=now - _DAY)  # ids are per decision time: a day back covers duplicates
         return RiskContext(now=now, trading_state=state, account=account, prices=dict(self._prices),
                            day_start_equity=self.store.first_equity_since(session_start(now)) or equity,
                            peak_equity=max(self.store.peak_equity() or equity, equity), buying_power=venue.buying_power,
                            working_orders=tuple(self.store.working_orders()),
-                           known_client_order_ids=frozenset(o.client_order_id for o in recent),
+                           # ids are per decision time: a day back covers duplicates
+                           known_client_order_ids=self.store.client_order_ids(since=now - _DAY),
                            recent_order_times=self.store.order_times_since(now - _MINUTE))
 
     def _invariants(self, positions: dict[Symbol, Position]) -> tuple[str, ...]:
@@ -380,7 +380,9 @@ class Runner:
         # for the working orders, where nearly every event belongs.
         orders: dict[str, Order | None] = {o.client_order_id: o for o in self.store.working_orders()}
         new_fills = []
-        with self.store.transaction() as tx:
+        # Not synced by itself: the cycle's next commit (the orders before they leave, or the cycle
+        # record) is, and syncs this one with it; nothing is acted on or reported before that.
+        with self.store.transaction(durable=False) as tx:
             for event in events:
                 cid = event.client_order_id
                 if cid not in orders:

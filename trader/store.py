@@ -12,6 +12,18 @@ fails on the ``seq`` key with :class:`~trader.errors.AuditConflictError` (retry)
 audit and fills tables are append-only: the API has no update or delete for them, and on
 SQLite triggers refuse both.
 
+A transaction is a batch: the audit head is read once and the chain is extended in memory,
+and orders, fills, positions and audit records are written with one multi-row statement
+each when the block ends (the last state of an order or position wins).
+
+Durability (SQLite, WAL): a transaction is durable when ``transaction()`` returns — its
+commit is synced to disk (``synchronous=FULL``) — unless it is opened with
+``durable=False``. Such a commit reaches the operating system (a crash of the process
+loses nothing) but is synced only by the next durable commit: the WAL is one file, so
+syncing it syncs every commit before. A power cut or OS crash can therefore lose only
+``durable=False`` commits that no durable commit has followed yet — nothing a caller has
+acknowledged, if it acknowledges only after a durable commit.
+
 Example:
     >>> import datetime as dt, tempfile
     >>> from trader.domain import TradingState
@@ -28,6 +40,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sqlite3
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +60,17 @@ from trader.errors import AuditConflictError, StoreError
 from trader.store_schema import APPEND_ONLY_TRIGGERS, audit, equity_marks, fills, metadata, orders, positions, risk_state
 
 _WRITE = "alphaline_write"
+_DURABLE = "alphaline_durable"
+# Statements built once: SQLAlchemy caches their compiled form, the values travel as parameters.
+_AUDIT_HEAD = sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+_FILL_BY_ID = sa.select(fills).where(fills.c.fill_id == sa.bindparam("b_fill_id"))
+_FILL_EXISTS = sa.select(fills.c.fill_id).where(fills.c.fill_id == sa.bindparam("b_fill_id"))  # nearly always: no
+_KNOWN_ORDERS = sa.select(orders.c.client_order_id).where(orders.c.client_order_id.in_(sa.bindparam("b_ids", expanding=True)))
+_KNOWN_POSITIONS = sa.select(positions.c.symbol).where(positions.c.symbol.in_(sa.bindparam("b_ids", expanding=True)))
+_UPDATE_ORDER = sa.update(orders).where(orders.c.client_order_id == sa.bindparam("b_key"))
+_UPDATE_POSITION = sa.update(positions).where(positions.c.symbol == sa.bindparam("b_key"))
+_LATEST_STATE = sa.select(risk_state).order_by(risk_state.c.id.desc()).limit(1)
+_LAST_PEAK = sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)
 
 
 def default_store_url(env: Mapping[str, str] | None = None) -> str:
@@ -95,7 +120,13 @@ def _make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get(_WRITE):
+            # Per transaction (the level cannot change inside one): FULL syncs this commit, NORMAL leaves it to the next FULL one.
+            conn.exec_driver_sql("PRAGMA synchronous=FULL" if options.get(_DURABLE, True) else "PRAGMA synchronous=NORMAL")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
 
     return engine
 
@@ -105,53 +136,66 @@ def _audit_from_row(row: Any) -> AuditRecord:
 
 
 class StoreTx:
-    """The write operations, inside one transaction opened by :meth:`TraderStore.transaction`."""
+    """The write operations, inside one transaction opened by :meth:`TraderStore.transaction`.
+
+    Writes are collected and flushed in one statement per table when the transaction ends
+    (:meth:`flush`); the audit head is read once and the chain extended in memory.
+    """
 
     def __init__(self, conn: Connection):
         self._conn = conn
+        self._head: tuple[int, str] | None = None
+        self._audit: list[dict[str, Any]] = []
+        self._orders: dict[str, dict[str, Any]] = {}
+        self._fills: dict[str, Fill] = {}
+        self._positions: dict[str, Position] = {}
+        self._positions_read = False
+        self._moved: dict[str, dt.datetime] = {}
 
     def append_audit(self, kind: str, payload: dict[str, Any], *, ts: dt.datetime) -> AuditRecord:
-        """Chain a record to the stored head (``seq`` = head + 1, ``prev_hash`` = head's hash) and append it."""
-        head = self._conn.execute(sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
-        seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
-        record = AuditRecord.create(seq=seq, ts=ts, kind=kind, payload=payload, prev_hash=prev)
-        try:
-            self._conn.execute(sa.insert(audit).values(seq=record.seq, ts=record.ts, kind=record.kind,
-                                                       payload=canonical(record.payload).decode(),
-                                                       prev_hash=record.prev_hash, hash=record.hash))
-        except sa.exc.IntegrityError:
-            raise AuditConflictError(f"audit: another writer appended seq {seq} first; retry the transaction") from None
+        """Chain a record to the head (``seq`` = head + 1, ``prev_hash`` = head's hash); appended at :meth:`flush`."""
+        if self._head is None:
+            row = self._conn.execute(_AUDIT_HEAD).first()
+            self._head = (row.seq, row.hash) if row else (0, GENESIS)
+        seq, prev = self._head
+        record, body = AuditRecord.create_canonical(seq=seq + 1, ts=ts, kind=kind, payload=payload, prev_hash=prev)
+        self._audit.append({"seq": record.seq, "ts": record.ts, "kind": record.kind, "payload": body.decode(),
+                            "prev_hash": record.prev_hash, "hash": record.hash})
+        self._head = (record.seq, record.hash)
         return record
 
     def save_order(self, order: Order) -> None:
         """Insert or update the order (keyed by ``client_order_id``)."""
-        row = order.to_record()
-        key = orders.c.client_order_id == order.client_order_id
-        if self._conn.execute(sa.update(orders).where(key).values(row)).rowcount == 0:
-            self._conn.execute(sa.insert(orders).values(row))
+        self._orders[order.client_order_id] = order.to_record()
 
     def record_fill(self, fill: Fill) -> bool:
         """Record a fill once and move its position; ``False`` (nothing changes) if the ``fill_id`` is known.
 
         A known ``fill_id`` with different content is a :class:`StoreError`: fills never change.
         """
-        known = self._conn.execute(sa.select(fills).where(fills.c.fill_id == fill.fill_id)).first()
+        known = self._fills.get(fill.fill_id)
+        if known is None and self._conn.execute(_FILL_EXISTS, {"b_fill_id": fill.fill_id}).first() is not None:
+            known = Fill(**self._conn.execute(_FILL_BY_ID, {"b_fill_id": fill.fill_id}).one()._asdict())
         if known is not None:
-            if Fill(**known._asdict()) != fill:
+            if known != fill:
                 raise StoreError(f"fill {fill.fill_id}: already stored with different content")
             return False
-        self._conn.execute(sa.insert(fills).values(fill.to_record()))
-        row = self._conn.execute(sa.select(positions).where(positions.c.symbol == fill.symbol)).first()
-        held = Position(**{k: v for k, v in row._asdict().items() if k != "updated_at"}) if row else Position(symbol=fill.symbol)
-        self.save_position(held.apply_fill(fill), at=fill.ts)
+        self._fills[fill.fill_id] = fill
+        self.save_position(self._position(fill.symbol).apply_fill(fill), at=fill.ts)
         return True
+
+    def _position(self, symbol: str) -> Position:
+        if not self._positions_read:  # one read for the book: a batch of fills touches most of it
+            for row in self._conn.execute(sa.select(positions)):
+                if row.symbol not in self._positions:
+                    self._positions[row.symbol] = Position(**{k: v for k, v in row._asdict().items() if k != "updated_at"})
+            self._positions_read = True
+        return self._positions.get(symbol) or Position(symbol=Symbol(symbol))
 
     def save_position(self, position: Position, *, at: dt.datetime) -> None:
         """Insert or update a position (reconciliation uses this to adopt the broker's view)."""
-        row = position.to_record() | {"updated_at": to_utc(at, "updated_at")}
-        key = positions.c.symbol == position.symbol
-        if self._conn.execute(sa.update(positions).where(key).values(row)).rowcount == 0:
-            self._conn.execute(sa.insert(positions).values(row))
+        self._moved[position.symbol] = to_utc(at, "updated_at")
+        self._positions[position.symbol] = position
 
     def set_trading_state(self, state: TradingState, *, reason: str, changed_by: str, at: dt.datetime) -> TradingStateRecord:
         """Record a trading-state change and its audit record together."""
@@ -163,10 +207,37 @@ class StoreTx:
 
     def record_equity(self, *, ts: dt.datetime, equity: Decimal, cash: Decimal) -> Decimal:
         """Mark equity at ``ts``; returns the high-water mark including this mark."""
-        last = self._conn.execute(sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)).scalar()
+        last = self._conn.execute(_LAST_PEAK).scalar()
         peak = equity if last is None else max(last, equity)
-        self._conn.execute(sa.insert(equity_marks).values(ts=to_utc(ts, "ts"), equity=equity, cash=cash, peak=peak))
+        self._conn.execute(sa.insert(equity_marks), {"ts": to_utc(ts, "ts"), "equity": equity, "cash": cash, "peak": peak})
         return peak
+
+    def flush(self) -> None:
+        """Write what this transaction collected: one statement per table (and per update/insert split)."""
+        if self._fills:
+            self._conn.execute(sa.insert(fills), [f.to_record() for f in self._fills.values()])
+            self._fills.clear()
+        if self._moved:
+            rows = {s: self._positions[s].to_record() | {"updated_at": at} for s, at in self._moved.items()}
+            self._upsert(positions, _KNOWN_POSITIONS, _UPDATE_POSITION, rows)
+            self._moved.clear()
+        if self._orders:
+            self._upsert(orders, _KNOWN_ORDERS, _UPDATE_ORDER, self._orders)
+            self._orders.clear()
+        if self._audit:
+            try:
+                self._conn.execute(sa.insert(audit), self._audit)
+            except sa.exc.IntegrityError:
+                raise AuditConflictError(f"audit: another writer appended seq {self._audit[0]['seq']} first; "
+                                         "retry the transaction") from None
+            self._audit.clear()
+
+    def _upsert(self, table: sa.Table, known: sa.Select, update: sa.Update, rows: dict[str, dict[str, Any]]) -> None:
+        existing = set(self._conn.execute(known, {"b_ids": list(rows)}).scalars())
+        if existing:
+            self._conn.execute(update, [rows[k] | {"b_key": k} for k in rows if k in existing])
+        if len(existing) < len(rows):
+            self._conn.execute(sa.insert(table), [row for k, row in rows.items() if k not in existing])
 
 
 class TraderStore:
@@ -175,6 +246,9 @@ class TraderStore:
     def __init__(self, url: str | None = None):
         self.url = url or default_store_url()
         self._engine = _make_engine(self.url)
+        self._state_lock = threading.Lock()
+        self._state_probe: sqlite3.Connection | None = None
+        self._state_cache: tuple[int, TradingStateRecord] | None = None
         try:
             metadata.create_all(self._engine)
             if self._engine.dialect.name == "sqlite":
@@ -189,6 +263,10 @@ class TraderStore:
         return self._engine.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
+        with self._state_lock:
+            if self._state_probe is not None:
+                self._state_probe.close()
+                self._state_probe, self._state_cache = None, None
         self._engine.dispose()
 
     def __enter__(self) -> TraderStore:
@@ -198,13 +276,19 @@ class TraderStore:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[StoreTx]:
-        """One write transaction: everything done on the yielded :class:`StoreTx` commits together."""
+    def transaction(self, *, durable: bool = True) -> Iterator[StoreTx]:
+        """One write transaction: everything done on the yielded :class:`StoreTx` commits together.
+
+        ``durable=False``: the commit is not synced to disk by itself, only by the next durable
+        one (see the module docstring); for writes nothing is acknowledged on before that.
+        """
         try:
             with self._engine.connect() as conn:
-                conn.execution_options(**{_WRITE: True})
+                conn.execution_options(**{_WRITE: True, _DURABLE: durable})
                 with conn.begin():
-                    yield StoreTx(conn)
+                    tx = StoreTx(conn)
+                    yield tx
+                    tx.flush()
         except sa.exc.OperationalError as exc:
             raise StoreError(f"{self._safe_url}: {exc.orig}") from None
 
@@ -240,12 +324,37 @@ class TraderStore:
 
     # -- reads ------------------------------------------------------------------------------
     def trading_state(self) -> TradingStateRecord:
-        """The latest trading state; ``ACTIVE`` on a fresh store."""
-        with self._read() as conn:
-            row = conn.execute(sa.select(risk_state).order_by(risk_state.c.id.desc()).limit(1)).first()
-        if row is None:
-            return TradingStateRecord(TradingState.ACTIVE, "no state recorded yet", "", None)
-        return TradingStateRecord(TradingState(row.state), row.reason, row.changed_by, row.changed_at)
+        """The latest trading state; ``ACTIVE`` on a fresh store.
+
+        Read before every order, so on a SQLite file it is answered from a cache while SQLite's
+        ``data_version`` (it moves with every commit by any connection or process) says that
+        nothing was committed since the cached read; otherwise it is read again.
+        """
+        with self._state_lock:
+            version = self._data_version()
+            if version is not None and self._state_cache is not None and self._state_cache[0] == version:
+                return self._state_cache[1]
+            with self._read() as conn:
+                row = conn.execute(_LATEST_STATE).first()
+            if row is None:
+                record = TradingStateRecord(TradingState.ACTIVE, "no state recorded yet", "", None)
+            else:
+                record = TradingStateRecord(TradingState(row.state), row.reason, row.changed_by, row.changed_at)
+            # Stamped with the version read *before* the query: a commit in between only forces one more read.
+            self._state_cache = None if version is None else (version, record)
+            return record
+
+    def _data_version(self) -> int | None:
+        """SQLite's ``PRAGMA data_version`` on a connection that never writes; ``None`` elsewhere."""
+        if self._state_probe is None:
+            path = sqlite_file(self.url)
+            if path is None:
+                return None
+            self._state_probe = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            return self._state_probe.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self._safe_url}: {exc}") from None
 
     def get_order(self, client_order_id: ClientOrderId | str) -> Order | None:
         with self._read() as conn:
@@ -268,9 +377,13 @@ class TraderStore:
     def working_orders(self) -> list[Order]:
         return self.list_orders(statuses={s for s in OrderStatus if not s.is_terminal})
 
-    def client_order_ids(self) -> frozenset[ClientOrderId]:
+    def client_order_ids(self, *, since: dt.datetime | None = None) -> frozenset[ClientOrderId]:
+        """Every ``client_order_id`` (of orders created at or after ``since``)."""
+        query = sa.select(orders.c.client_order_id)
+        if since is not None:
+            query = query.where(orders.c.created_at >= to_utc(since, "since"))
         with self._read() as conn:
-            return frozenset(ClientOrderId(v) for v in conn.execute(sa.select(orders.c.client_order_id)).scalars())
+            return frozenset(ClientOrderId(v) for v in conn.execute(query).scalars())
 
     def order_times_since(self, since: dt.datetime) -> tuple[dt.datetime, ...]:
         """Creation times of orders created at or after ``since`` (the order-rate throttle's input)."""

@@ -108,6 +108,28 @@ def test_store_transaction_is_all_or_nothing(store):
     assert store.get_order("al-1") is None and store.list_fills() == [] and store.audit_head()[0] == 0
 
 
+def test_store_transaction_batches_fills_orders_and_a_chain_of_records(store):
+    f1, f2 = fill("f-1", qty="10", price="100", fee="0"), fill("f-2", qty="5", price="106", fee="0", at=NOW + dt.timedelta(minutes=1))
+    with store.transaction() as tx:
+        tx.save_order(order(cid="al-1"))
+        assert tx.record_fill(f1) and tx.record_fill(f2)
+        assert tx.record_fill(f1) is False  # already recorded in this very transaction
+        tx.save_order(accepted(order(cid="al-1")))  # the last state of an order wins
+        records = [tx.append_audit("step", {"i": i}, ts=NOW) for i in range(3)]
+    assert [r.seq for r in records] == [1, 2, 3] and records[1].prev_hash == records[0].hash
+    assert store.positions()[Symbol("AAA")].qty == D(15) and store.positions()[Symbol("AAA")].avg_cost == D(102)
+    assert store.get_order("al-1").status is OrderStatus.ACCEPTED
+    assert list(store.audit_records()) == records and store.verify_audit().ok
+
+
+def test_store_commit_that_is_not_durable_is_still_kept_by_a_restart(store_url):
+    with TraderStore(store_url) as store, store.transaction(durable=False) as tx:
+        tx.record_fill(fill("f-1"))
+        tx.append_audit("fill", {"fill_id": "f-1"}, ts=NOW)
+    with TraderStore(store_url) as reopened:
+        assert [f.fill_id for f in reopened.list_fills()] == ["f-1"] and reopened.verify_audit().count == 1
+
+
 def test_store_fills_are_append_only_in_the_database(store, store_url):
     store.record_fill(fill("f-1"))
     with sqlite3.connect(db_path(store_url)) as conn, pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -118,6 +140,16 @@ def test_store_fills_are_append_only_in_the_database(store, store_url):
 
 def test_store_trading_state_is_active_on_a_fresh_store(store):
     assert store.trading_state().state is TradingState.ACTIVE
+
+
+def test_store_kill_switch_set_by_another_process_is_seen_by_the_next_read(store_url):
+    with TraderStore(store_url) as runner, TraderStore(store_url) as operator:
+        assert runner.trading_state().state is TradingState.ACTIVE  # now cached
+        assert runner.trading_state().state is TradingState.ACTIVE
+        operator.set_trading_state(TradingState.HALTED, reason="manual kill", changed_by="alice", at=NOW)
+        assert runner.trading_state().state is TradingState.HALTED
+        runner.set_trading_state(TradingState.ACTIVE, reason="resume", changed_by="bob", at=NOW)  # its own write too
+        assert runner.trading_state().state is TradingState.ACTIVE and operator.trading_state().state is TradingState.ACTIVE
 
 
 def test_store_kill_switch_survives_reopening_the_store(store_url):
