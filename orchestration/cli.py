@@ -32,7 +32,7 @@ from orchestration.features_cli import print_summary as print_feature_summary
 from orchestration.models_cli import latest_tearsheet, models
 from orchestration.models_cli import print_summary as print_model_summary
 from orchestration.runner import fail, run_job
-from orchestration.settings import DEMO_AS_OF, Settings, describe_invalid, prepare_environment, require_folder
+from orchestration.settings import DEMO_AS_OF, Settings, describe_invalid, prepare_environment, record_first_session, require_folder
 
 DEMO_SESSIONS = 250  # about one year of 15-minute bars: ~312k bars for 48 symbols
 DEMO_TRAIN_SESSIONS = 120
@@ -123,6 +123,7 @@ def demo(sessions: int, n_symbols: int, seed: int, as_of: str | None, train: boo
     start, end = _session_range(sessions, settings, _as_of(as_of, DEMO_AS_OF))
     _set_aside_earlier_demo(settings)
     prepare_environment(settings)
+    record_first_session(settings, dt.date.fromisoformat(start))  # the partitions begin where the data does
     click.echo(f"Alphaline demo: synthetic market, {n_symbols} symbols, seed {seed}, sessions {start} .. {end} (as of {end})")
     click.echo(f"  ALPHALINE_HOME={settings.home}")
     t0 = time.monotonic()
@@ -197,6 +198,7 @@ def ingest(csv_path: Path | None, synthetic: bool, alpaca: bool, symbol: str | N
                 raise ConfigError("--alpaca needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment")
             market.update(kind="alpaca", alpaca_symbols=names)
         start, last = _session_range(sessions, settings, _as_of(end, None if alpaca else DEMO_AS_OF))
+        record_first_session(settings, dt.date.fromisoformat(start))
         click.echo(f"Ingesting {'Alpaca' if alpaca else 'synthetic'} bars for sessions {start} .. {last}")
         run_job(INGEST_JOB, tags=_range_tags(start, last), run_config={"resources": {"market": {"config": market}}})
     _print_summary(settings)

@@ -54,8 +54,9 @@ def run(date_: dt.datetime, trader_mode: str, allow_short: bool) -> None:
 
     day = date_.date()
     settings = prepare_environment(Settings())
-    if day < settings.market_start:
-        raise ConfigError(f"--date {day}: before ALPHALINE_MARKET_START={settings.market_start} (no closing prices)")
+    if day < settings.first_partition:
+        raise ConfigError(f"--date {day}: before the first partition {settings.first_partition} (no bars ingested before it; "
+                          "ALPHALINE_PARTITIONS_START moves it)")
     if day > dt.datetime.now(NY).date():
         raise ConfigError(f"--date {day}: in the future")
     if not is_session(day):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.defs import compliance, features, market, training
+from orchestration.defs import compliance, features, market, ops, serving, trader, training
 from orchestration.defs.market.dbt import dbt_project
 from orchestration.resources import build_resources
 from orchestration.settings import Settings, prepare_environment
@@ -27,7 +27,10 @@ def build_definitions(settings: Settings | None = None, *, loggers: dict | None 
         market.build_defs(settings, project),
         features.build_defs(),
         training.build_defs(),
+        serving.build_defs(),
+        trader.build_defs(),
         compliance.build_defs(settings),
+        ops.build_defs(settings),
         dg.Definitions(resources=build_resources(settings, project), loggers=loggers),
     )
 

@@ -153,6 +153,46 @@ class DataQualityResource(dg.ConfigurableResource):
     reports_dir: str
 
 
+class TradingResource(dg.ConfigurableResource):
+    """Where the prediction service answers and where the trader keeps its state (both only read).
+
+    Example:
+        >>> TradingResource.for_home(Path("/tmp/home"), mode="sim").store_url
+        'sqlite:////tmp/home/trader/sim.db'
+    """
+
+    service_url: str = Field(default="http://127.0.0.1:3001", description="The BentoML prediction service (`make serve`).")
+    store_url: str = Field(description="SQLAlchemy URL of the trader's state store.")
+    mode: str = Field(default="live", description="The trader mode whose store this is (live, paper, sim, dry-run).")
+    timeout_s: float = Field(default=3.0, gt=0, description="How long to wait for the service's GET /model.")
+
+    @classmethod
+    def for_home(cls, home: Path, *, mode: str = "live", **overrides: object) -> TradingResource:
+        """The mode's store under ``home/trader/`` (live: ``trader.db``, others ``<mode>.db``, as ``trader`` keeps them)."""
+        name = "trader.db" if mode == "live" else f"{mode}.db"
+        return cls(**{"store_url": f"sqlite:///{Path(home) / 'trader' / name}", "mode": mode, **overrides})
+
+    def live_model_version(self) -> str | None:
+        """The ``model_version`` the service reports on ``GET /model``; None when it does not answer."""
+        import httpx
+
+        try:
+            answer = httpx.get(self.service_url.rstrip("/") + "/model", timeout=self.timeout_s)
+            return str(answer.json()["model_version"]) if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot be read (a missing SQLite file: the trader has not run in this mode), else None."""
+        from trader.store import sqlite_file
+
+        path = sqlite_file(self.store_url)
+        if path is not None and not path.exists():
+            return (f"no trader store at {path}: the trader has not run in {self.mode} mode here "
+                    "(the demo trades in sim: ALPHALINE_TRADER_MODE=sim)")
+        return None
+
+
 def build_resources(settings: Settings, dbt_project: DbtProject) -> dict[str, object]:
     if settings.deployment == "prod":
         market = MarketSourceResource(
@@ -160,12 +200,15 @@ def build_resources(settings: Settings, dbt_project: DbtProject) -> dict[str, ob
         )
     else:
         market = MarketSourceResource(origin=settings.market_start.isoformat())
+    trading = TradingResource.for_home(settings.home, mode=settings.trader_mode)
     return {
         "market": market,
         "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
         "dbt": DbtCliResource(project_dir=dbt_project),
         "features": FeatureStoreResource(home=str(settings.home), config=settings.feast_config, timeframe=settings.feature_timeframe),
         "models": ModelsResource(home=str(settings.home)),
-        "compliance": ComplianceResource.for_home(settings.home),
+        # One setting picks whose store both the trader assets and the EOD compliance run read.
+        "compliance": ComplianceResource.for_home(settings.home, store_url=trading.store_url),
+        "trading": trading,
         "quality": DataQualityResource(max_reject_share=settings.max_reject_share, reports_dir=str(settings.reports_dir)),
     }

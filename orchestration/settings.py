@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Tools in the stack that report usage over the network unless told not to.
@@ -55,14 +55,40 @@ class Settings(BaseSettings):
     deployment: Literal["local", "prod"] = "local"
     market_start: dt.date = Field(
         default=dt.date(2024, 1, 2),
-        description="First day of the daily partitions and origin of the synthetic market.",
+        description="Origin of the synthetic market: the first day any bar can exist.",
+    )
+    partitions_start: dt.date | None = Field(
+        default=None,
+        description="First day of the daily (weekday) partitions; default: the first session ingested into this home "
+        "(recorded by `alphaline demo`/`ingest`), else market_start.",
     )
     max_reject_share: float = Field(default=0.01, ge=0.0, le=1.0)
     alpaca_symbols: str = Field(default="", description="Comma-separated symbols for the prod (Alpaca) deployment.")
     feature_timeframe: str = Field(default="15m", description="Timeframe of the bars the features are computed on.")
+    trader_mode: Literal["live", "paper", "sim", "dry-run"] = Field(
+        default="live", description="Whose store the trader assets read: the trader keeps one per mode (the demo trades in sim)."
+    )
     feast_config: Literal["local", "prod"] = Field(
         default="local", description="feature_repo/feature_store.yaml (SQLite online) or feature_store.prod.yaml (Redis, SQL registry)."
     )
+    alert_urls: SecretStr = Field(
+        default=SecretStr(""),
+        description="apprise URLs (Slack, e-mail, json:// webhooks...) for failed runs and checks, separated by spaces "
+                    "or commas; secret: never shown. Empty: alerts are logged only.",
+    )
+    drift_window_sessions: int = Field(default=5, ge=1, le=250, description="Newest sessions compared with the training window.")
+    drift_psi_warn: float = Field(default=0.10, gt=0, description="PSI from which a feature (or the predictions) drift: warning.")
+    drift_psi_block: float = Field(default=0.25, gt=0, description="PSI from which drift blocks the online store update.")
+    drift_ks_warn: float = Field(default=0.10, gt=0, le=1, description="Kolmogorov-Smirnov statistic from which drift warns.")
+    drift_ks_block: float = Field(default=0.20, gt=0, le=1, description="Kolmogorov-Smirnov statistic from which drift blocks.")
+
+    @field_validator("drift_psi_block", "drift_ks_block")
+    @classmethod
+    def _block_not_below_warn(cls, v: float, info: ValidationInfo) -> float:
+        warn = info.field_name.replace("_block", "_warn")
+        if warn in info.data and v < info.data[warn]:
+            raise ValueError(f"must not be below ALPHALINE_{warn.upper()} ({info.data[warn]})")
+        return v
 
     @field_validator("home")
     @classmethod
@@ -92,6 +118,58 @@ class Settings(BaseSettings):
     @cached_property
     def dbt_target_dir(self) -> Path:
         return self.home / "dbt" / "target"
+
+    def alert_url_list(self) -> tuple[str, ...]:
+        """The validated ``ALPHALINE_ALERT_URLS``; a bad one is a ``ConfigError`` naming its position, never its token."""
+        from orchestration.errors import ConfigError
+        from trader.alerts import ENV_VAR, env_urls
+        from trader.errors import TraderConfigError
+
+        try:
+            return env_urls({ENV_VAR: self.alert_urls.get_secret_value()})
+        except TraderConfigError as err:
+            raise ConfigError(str(err).removeprefix("environment: ")) from None
+
+    @cached_property
+    def partitions_start_file(self) -> Path:
+        """Where ``alphaline demo``/``ingest`` record the first session ingested into this home."""
+        return self.dagster_home / "partitions_start"
+
+    @cached_property
+    def first_partition(self) -> dt.date:
+        """First daily partition: ``partitions_start`` if set, else the first session ingested here, else ``market_start``.
+
+        Read from settings and the home, never from the clock, so the same home loads the same definitions on any day.
+        """
+        if self.partitions_start is not None:
+            return self.partitions_start
+        try:
+            return max(dt.date.fromisoformat(self.partitions_start_file.read_text().strip()), self.market_start)
+        except (OSError, ValueError):
+            return self.market_start
+
+
+def record_first_session(settings: Settings, day: dt.date) -> None:
+    """Let the partitions begin at ``day``, the first session about to be ingested (moves the start earlier only).
+
+    Raises:
+        ConfigError: ``ALPHALINE_PARTITIONS_START`` is set later than ``day`` (Dagster has no partition for it).
+    """
+    from orchestration.errors import ConfigError
+
+    if settings.partitions_start is not None:
+        if day < settings.partitions_start:
+            raise ConfigError(f"{day}: before ALPHALINE_PARTITIONS_START={settings.partitions_start} (no partition for it; "
+                              "set it earlier or unset it)")
+        return
+    path = settings.partitions_start_file
+    try:
+        recorded = dt.date.fromisoformat(path.read_text().strip())
+    except (OSError, ValueError):
+        recorded = None
+    if recorded is None or day < recorded:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(day.isoformat() + "\n")
 
 
 def describe_invalid(err: ValidationError) -> str:

@@ -7,7 +7,7 @@ import pytest
 from orchestration.definitions import build_definitions
 from orchestration.defs.features.schedules import INTRADAY_JOB, intraday_request
 from orchestration.defs.market.checks import build_checks
-from orchestration.defs.market.schedules import IMPORT_JOB, INGEST_JOB
+from orchestration.defs.market.schedules import IMPORT_JOB, INGEST_JOB, ingest_request
 
 
 @pytest.fixture
@@ -34,14 +34,13 @@ def test_definitions_load_with_the_market_assets_checks_jobs_schedule_and_sensor
         assert graph.get(dg.AssetKey.from_user_string(name)).group_name == "market"
 
 
-def test_daily_ingest_schedule_at_17_new_york_targets_the_session_that_just_closed(defs):
-    schedule = defs.get_schedule_def("daily_ingest_schedule")
-    assert schedule.execution_timezone == "America/New_York"
-    assert schedule.cron_schedule == "0 17 * * *"
-    when = dt.datetime(2024, 3, 5, 17, 0, tzinfo=ZoneInfo("America/New_York"))
-    with dg.instance_for_test() as instance:
-        result = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
-    assert [r.partition_key for r in result.run_requests] == ["2024-03-05"]
+def test_daily_ingest_schedule_at_17_new_york_on_weekdays_targets_the_session_that_just_closed(defs):
+    schedule = defs.resolve_schedule_def("daily_ingest_schedule")
+    assert (schedule.execution_timezone, schedule.job_name) == ("America/New_York", INGEST_JOB)
+    assert schedule.cron_schedule == "0 17 * * 1-5"  # never on a weekend
+    at_17 = lambda day: dt.datetime.combine(day, dt.time(17), tzinfo=ZoneInfo("America/New_York"))  # noqa: E731
+    assert ingest_request(at_17(dt.date(2024, 3, 5))).partition_key == "2024-03-05"  # what the schedule returns that tick
+    assert "not an XNYS session" in ingest_request(at_17(dt.date(2024, 7, 4))).skip_message
 
 
 def test_imports_sensor_requests_one_run_per_new_file_and_not_again(defs, settings):

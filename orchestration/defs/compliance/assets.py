@@ -6,8 +6,8 @@
     trader/audit_log ─► audit_trail_verification ─────────────────┴─► sealed_compliance_records
                         (blocking checks on each step before the archive)
 
-``trader/fills`` and ``trader/audit_log`` are the trader's tables (external assets: the
-trader writes them, Dagster only reads). The ledger also reads closing prices from
+``trader/fills`` and ``trader/audit_log`` are the trader's tables (external assets defined in
+``orchestration.defs.trader``: the trader writes them, Dagster only reads). The ledger also reads closing prices from
 ``marts.bars`` (read-only), but that is deliberately *not* drawn as a dependency: the market
 jobs select everything downstream of ``raw_bars`` (daily partitions, and every 15 minutes
 intraday), and an edge would pull the EOD run into them. The steps themselves are plain
@@ -30,13 +30,6 @@ from trader.compliance import ComplianceError
 GROUP = "compliance"
 TRADER_FILLS = dg.AssetKey(["trader", "fills"])
 TRADER_AUDIT_LOG = dg.AssetKey(["trader", "audit_log"])
-
-TRADER_TABLES = [
-    dg.AssetSpec(TRADER_FILLS, group_name=GROUP, kinds={"sqlite"},
-                 description="The trader's append-only fills table (DESIGN.md §3.5), written by `trader run`."),
-    dg.AssetSpec(TRADER_AUDIT_LOG, group_name=GROUP, kinds={"sqlite"},
-                 description="The trader's hash-chained audit log (trader.audit), written by `trader run`."),
-]
 
 
 def partition_day(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:

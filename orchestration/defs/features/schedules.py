@@ -23,8 +23,8 @@ def build_jobs_and_schedules() -> tuple[list, list]:
     )
     intraday_job = dg.define_asset_job(
         INTRADAY_JOB,
-        # partitioned like raw_bars (daily); retraining is the daily retrain schedule's job, not every 15 minutes
-        selection=dg.AssetSelection.assets("raw_bars").downstream() - dg.AssetSelection.groups("training"),
+        # partitioned like raw_bars (one key per weekday); retraining is the daily retrain schedule's job, not every 15 minutes
+        selection=dg.AssetSelection.assets("raw_bars").downstream() & dg.AssetSelection.groups("market", "features"),
         config=INCREMENTAL,
         description="Ingest today's newest bars, rebuild the marts, update the features incrementally and materialise them online.",
     )

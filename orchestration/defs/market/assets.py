@@ -6,6 +6,7 @@ import datetime as dt
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from orchestration.defs.partitions import trading_day_partitions
 from orchestration.errors import AlphalineError
 from orchestration.market.bars import SourceBatch
 from orchestration.market.files import FileSource
@@ -55,9 +56,9 @@ def _ingest(context: dg.AssetExecutionContext, warehouse: DuckDBResource, batche
 
 
 def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
-    # end_offset=1: today's partition exists, so the 17:00 schedule ingests the session that just
-    # closed rather than yesterday's (bars not closed yet are never fetched).
-    partitions = dg.DailyPartitionsDefinition(start_date=settings.market_start.isoformat(), timezone=EXCHANGE_TZ, end_offset=1)
+    # One key per weekday from where this home's data begins; today's exists, so the 17:00 schedule ingests the
+    # session that just closed rather than the one before (bars not closed yet are never fetched).
+    partitions = trading_day_partitions(settings.first_partition)
 
     @dg.asset(
         name="raw_bars",
@@ -68,7 +69,7 @@ def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
         description=(
             "Bars from the market source (synthetic by default, Alpaca in prod), validated with pandera and "
             "appended to raw.bars; bad rows go to raw.bars_rejected with their reason. One partition per "
-            "exchange day (America/New_York); a range of partitions runs as one batch. Also maintains "
+            "weekday (America/New_York), from the first session ingested; a range of partitions runs as one batch. Also maintains "
             "raw.symbols, raw.sessions and raw.synthetic_oracle."
         ),
     )

@@ -1,18 +1,26 @@
-"""Jobs and the daily ingest schedule (after the close, America/New_York)."""
+"""Jobs and the daily ingest schedule (weekdays after the close, America/New_York; exchange holidays skipped)."""
 
 from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 INGEST_JOB = "market_ingest_job"
 IMPORT_JOB = "file_import_job"
+EXCHANGE_TZ = "America/New_York"
+#: 17:00 New York on weekdays: an hour after the regular close, once the day's last bars are final.
+INGEST_CRON = "0 17 * * 1-5"
+#: What a day's ingest rebuilds: bars, marts and features. Training, serving, the trader and compliance sit further
+#: downstream of raw_bars and have their own jobs and schedules (a day's ingest must not wait on a retrain).
+INGEST_GROUPS = ("market", "features")
 
 
 def build_jobs_and_schedules(raw_bars: dg.AssetsDefinition, imported_bars: dg.AssetsDefinition) -> tuple[list, list]:
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
-        # Training has its own job and schedule (after the ingest): a day's ingest must not wait on a retrain.
-        selection=dg.AssetSelection.assets(raw_bars).downstream() - dg.AssetSelection.groups("training"),
+        selection=dg.AssetSelection.assets(raw_bars).downstream() & dg.AssetSelection.groups(*INGEST_GROUPS),
         description="Ingest a day (or a range of days) of market bars, rebuild the marts, then the features, Feast and the online store.",
     )
     import_job = dg.define_asset_job(
@@ -22,9 +30,22 @@ def build_jobs_and_schedules(raw_bars: dg.AssetsDefinition, imported_bars: dg.As
         selection=dg.AssetSelection.assets(imported_bars).downstream() & dg.AssetSelection.groups("market"),
         description="Import CSV/Parquet files, then rebuild the marts and run every market check.",
     )
-    # 17:00 New York: an hour after the regular close, once the day's last bars are final.
-    daily = dg.build_schedule_from_partitioned_job(
-        ingest_job, name="daily_ingest_schedule", hour_of_day=17, minute_of_hour=0,
-        description="Every day at 17:00 America/New_York: ingest the day that just closed.",
+
+    @dg.schedule(
+        name="daily_ingest_schedule", job=ingest_job, cron_schedule=INGEST_CRON, execution_timezone=EXCHANGE_TZ,
+        description="Weekdays at 17:00 America/New_York: ingest the session that just closed (skipped on exchange holidays).",
     )
-    return [ingest_job, import_job], [daily]
+    def daily_ingest_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        return ingest_request(context.scheduled_execution_time)
+
+    return [ingest_job, import_job], [daily_ingest_schedule]
+
+
+def ingest_request(when: dt.datetime) -> dg.RunRequest | dg.SkipReason:
+    """A run for the New York date of ``when`` if XNYS traded that day, else a skip that says why."""
+    from orchestration.market.calendars import sessions
+
+    day = when.astimezone(ZoneInfo(EXCHANGE_TZ)).date()
+    if sessions("XNYS", day, day).height != 1:
+        return dg.SkipReason(f"{day} is not an XNYS session: no bars to ingest")
+    return dg.RunRequest(run_key=f"ingest-{day.isoformat()}", partition_key=day.isoformat())

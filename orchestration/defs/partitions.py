@@ -1,0 +1,32 @@
+"""One partition per weekday, shared by the market ingest and the EOD compliance assets.
+
+``TimeWindowPartitionsDefinition`` on the cron ``0 0 * * 1-5`` (New York), from
+``Settings.first_partition`` (where this home's data begins). Weekends never appear; the nine
+or ten weekday exchange holidays a year do, and their schedules skip them. Why not the
+alternatives:
+
+* a ``DailyPartitionsDefinition`` would add 104 weekend keys a year that can only be skipped
+  (and show as missing forever);
+* a static list of XNYS sessions would have to be recomputed (and its end chosen) at every
+  load, and Dagster treats a changing static set as a different definition;
+* dynamic partitions must be registered before they can be run or backfilled, so re-running
+  an old day from the UI would need an extra step.
+
+Time windows keep ranges, backfills and "the day that just closed" working out of the box.
+A Friday's window runs to Monday midnight, which holds no more bars than Friday itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+EXCHANGE_TZ = "America/New_York"
+
+
+def trading_day_partitions(start: dt.date) -> dg.TimeWindowPartitionsDefinition:
+    """One partition per weekday from ``start``; today's exists already (``end_offset=1``) so the evening jobs can close it."""
+    return dg.TimeWindowPartitionsDefinition(
+        cron_schedule="0 0 * * 1-5", start=start.isoformat(), timezone=EXCHANGE_TZ, fmt="%Y-%m-%d", end_offset=1,
+    )

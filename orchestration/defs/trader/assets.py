@@ -1,0 +1,103 @@
+"""The trader in the asset graph: its tables (external assets) and ``trader_session`` (what the last session did).
+
+``trader/fills`` and ``trader/audit_log`` are written by ``trader run``, never by Dagster; they hang
+from ``serving_deployment`` because every order the trader sends starts from the service's
+predictions. ``trader_session`` reads the store (never writes it) and logs an observation of each
+table (rows, newest entry, chain head), so both show when they last changed.
+"""
+
+
+import base64
+import datetime as dt
+import io
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+# The keys live with their first reader (compliance), which orchestration.resources imports early: defining them
+# here would make that import circular.
+from orchestration.defs.compliance.assets import TRADER_AUDIT_LOG, TRADER_FILLS
+from orchestration.defs.serving.assets import SERVING_DEPLOYMENT
+from orchestration.resources import TradingResource
+
+GROUP = "trader"
+NEW_YORK = ZoneInfo("America/New_York")
+
+TRADER_TABLES = [
+    dg.AssetSpec(TRADER_FILLS, group_name=GROUP, kinds={"sqlite"}, deps=[SERVING_DEPLOYMENT],
+                 description="The trader's append-only fills table (DESIGN.md §3.5), written by `trader run` from the "
+                             "orders it sends on the prediction service's scores."),
+    dg.AssetSpec(TRADER_AUDIT_LOG, group_name=GROUP, kinds={"sqlite"}, deps=[SERVING_DEPLOYMENT],
+                 description="The trader's hash-chained audit log (trader.audit): every prediction, risk decision, order, "
+                             "fill and cycle, written by `trader run`."),
+]
+
+
+def _money(value: Any) -> float | None:
+    return None if value is None else round(float(Decimal(str(value))), 2)
+
+
+@dg.asset(group_name=GROUP, deps=TRADER_TABLES, kinds={"sqlite"})
+def trader_session(context: dg.AssetExecutionContext, trading: TradingResource) -> dg.MaterializeResult:
+    """The trader's newest session from its store: state, cycles, orders, fills, P&L and the equity curve;
+    also an observation of ``trader/fills`` and ``trader/audit_log``."""
+    from trader.api import pnl_payload, status_payload
+    from trader.store import TraderStore
+
+    if (problem := trading.store_problem()) is not None:
+        raise dg.Failure(description=problem, allow_retries=False)
+    with TraderStore(trading.store_url) as store:
+        status, pnl = status_payload(store), pnl_payload(store)
+        fills, orders = store.list_fills(), store.list_orders()
+        cycles = [r.payload for r in store.audit_records() if r.kind == "cycle"]
+        chain = store.verify_audit()
+    day = dt.datetime.fromisoformat(cycles[-1]["ts"]).astimezone(NEW_YORK).date() if cycles else None
+    today = [c for c in cycles if dt.datetime.fromisoformat(c["ts"]).astimezone(NEW_YORK).date() == day]
+    day_fills = [f for f in fills if f.ts.astimezone(NEW_YORK).date() == day]
+    _observe_tables(context, fills, status, chain.ok)
+    meta: dict[str, object] = {
+        "mode": trading.mode, "session": day.isoformat() if day else "no cycle recorded yet",
+        "state": status["state"], "state_reason": status["reason"] or "",
+        "cycles": len(today), "orders": sum(1 for o in orders if o.created_at.astimezone(NEW_YORK).date() == day),
+        "denied": sum(int(c.get("denied", 0)) for c in today), "fills": len(day_fills),
+        "symbols_traded": len({f.symbol for f in day_fills}), "open_positions": status["open_positions"],
+        "equity": _money(pnl["equity"]), "day_pnl": _money(pnl.get("day_pnl")), "realized_pnl": _money(pnl["realized_pnl"]),
+        "fees": _money(pnl["fees"]), "drawdown": round(float(pnl["drawdown"]), 4) if pnl.get("drawdown") is not None else None,
+        "audit_chain": "verified" if chain.ok else f"BROKEN at seq {chain.first_bad_seq}: {chain.reason}",
+    }
+    if len(today) > 1:
+        meta["equity_curve"] = dg.MetadataValue.md(_equity_chart(today, day))
+    return dg.MaterializeResult(metadata={k: v for k, v in meta.items() if v is not None})
+
+
+def _observe_tables(context: dg.AssetExecutionContext, fills: list, status: dict[str, Any], chain_ok: bool) -> None:
+    last = max((f.ts for f in fills), default=None)
+    context.log_event(dg.AssetObservation(asset_key=TRADER_FILLS, metadata={
+        "dagster/row_count": len(fills), "symbols": len({f.symbol for f in fills}),
+        "last_fill": last.astimezone(dt.UTC).isoformat() if last else "none"}))
+    audit = status["audit"]
+    context.log_event(dg.AssetObservation(asset_key=TRADER_AUDIT_LOG, metadata={
+        "dagster/row_count": int(audit["records"]), "head": str(audit["head"]), "chain_verified": chain_ok}))
+
+
+def _equity_chart(cycles: list[dict[str, Any]], day: dt.date) -> str:
+    """The session's equity after each cycle, as markdown with the PNG inlined (the UI shows it as is)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import DateFormatter
+    from matplotlib.figure import Figure
+
+    times = [dt.datetime.fromisoformat(c["ts"]).astimezone(NEW_YORK) for c in cycles]
+    equity = [float(c["equity"]) for c in cycles]
+    fig = Figure(figsize=(9, 2.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.plot(times, equity, lw=1.4)
+    ax.axhline(equity[0], color="grey", lw=0.8)
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=NEW_YORK))
+    ax.set_title(f"trader equity after each cycle, {day} (New York time)", fontsize=10)
+    ax.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    return f"![equity](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
