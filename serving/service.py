@@ -144,6 +144,18 @@ class _EnsembleService:
         logger.info("%s %s model=%s stale=%d -> 200 (%.1f ms)", endpoint, extra, answer.model_version, stale, _ms(began))
         return answer
 
+    @admin.get("/health")
+    def health(self) -> JSONResponse:
+        """200 with the live model and the newest online feature time; 503 when the online store cannot be read."""
+        model_version = self.predictor.model.tag
+        try:
+            newest = self.predictor.source.online().newest
+        except FeatureStoreError as exc:
+            return JSONResponse({"status": "unavailable", "model_version": model_version,
+                                 "reason": f"feature store: {exc}"}, status_code=503)
+        return JSONResponse({"status": "ok", "model_version": model_version,
+                             "newest_features": newest.isoformat() if newest else None})
+
     @admin.get("/model", response_model=ModelCard)
     def model_card(self) -> ModelCard:
         """The model card: members, weights, training window, out-of-sample metrics, gates, features."""
