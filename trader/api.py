@@ -93,15 +93,25 @@ def _bearer_guard(token: SecretStr | None) -> Callable[..., None]:
     return guard
 
 
-def status_payload(store: TraderStore) -> dict[str, Any]:
-    """The state, the last cycle and a few counts (shared by ``GET /status`` and ``trader status``)."""
+def status_payload(store: TraderStore, *, mode: str | None = None) -> dict[str, Any]:
+    """The state, the last cycle and a few counts (shared by ``GET /status`` and ``trader status``).
+
+    A store nothing has run against says so in ``note``, with what to do (``mode``: whose store it is).
+    """
     state = store.trading_state()
     last = store.latest_audit("cycle")
     seq, head = store.audit_head()
-    return plain({"state": state.state, "reason": state.reason, "changed_by": state.changed_by, "changed_at": state.changed_at,
-                  "last_cycle": last.payload if last else None, "working_orders": len(store.working_orders()),
-                  "open_positions": sum(1 for p in store.positions().values() if p.qty != 0),
-                  "audit": {"records": seq, "head": head}})
+    # The store's default record ("no state recorded yet") says what is missing; a reader needs what it means.
+    reason = state.reason if state.changed_at else "trading allowed: never halted (no kill or resume recorded)"
+    out = {"state": state.state, "reason": reason, "changed_by": state.changed_by, "changed_at": state.changed_at,
+           "last_cycle": last.payload if last else None, "working_orders": len(store.working_orders()),
+           "open_positions": sum(1 for p in store.positions().values() if p.qty != 0),
+           "audit": {"records": seq, "head": head}}
+    if last is None:
+        whose = f"{mode} " if mode else ""
+        out["note"] = (f"no trading cycle in this {whose}store yet: `trader run --mode {mode or '<mode>'}` records one. "
+                       "Each mode keeps its own store; the demo trades in sim (`trader api --mode sim`).")
+    return plain(out)
 
 
 def health_response(store: TraderStore) -> JSONResponse:
@@ -135,9 +145,17 @@ def pnl_payload(store: TraderStore) -> dict[str, Any]:
     return plain(out)
 
 
-def create_app(*, store: TraderStore, token: SecretStr | None, canceller: Canceller | None = None) -> FastAPI:
-    """The ops API over ``store``; ``token`` guards kill/resume (from :class:`trader.config.Secrets`)."""
-    app = FastAPI(title="Alphaline trader ops API", version="1", docs_url="/docs", redoc_url=None)
+def create_app(*, store: TraderStore, token: SecretStr | None, canceller: Canceller | None = None,
+               mode: str | None = None) -> FastAPI:
+    """The ops API over ``store``; ``token`` guards kill/resume (from :class:`trader.config.Secrets`); ``mode`` names whose
+    store it is in ``/status``.
+
+    ``/docs`` is Swagger UI served from this app (``fastapi_offline`` ships its JS and CSS), so it works offline.
+    """
+    from fastapi_offline import FastAPIOffline
+
+    app = FastAPIOffline(title="Alphaline trader ops API", version=_version(), docs_url="/docs", redoc_url=None,
+                         static_url="/docs-static")
     authorized = Depends(_bearer_guard(token))
 
     @app.get("/health")
@@ -154,7 +172,7 @@ def create_app(*, store: TraderStore, token: SecretStr | None, canceller: Cancel
 
     @app.get("/status")
     def status() -> dict[str, Any]:
-        return status_payload(store)
+        return status_payload(store, mode=mode)
 
     @app.get("/positions")
     def positions(include_flat: Annotated[bool, Query(alias="all")] = False) -> list[dict[str, Any]]:
@@ -188,6 +206,15 @@ def create_app(*, store: TraderStore, token: SecretStr | None, canceller: Cancel
         return plain({"state": record.state, "reason": record.reason, "changed_by": record.changed_by})
 
     return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("alphaline")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def cancel_working(store: TraderStore, canceller: Canceller | None) -> dict[str, Any]:

@@ -388,7 +388,7 @@ def api(cfg: TraderConfig | None, mode: Mode, store_url: str, host: str, port: i
     if secrets.api_token is None:
         click.echo("warning: TRADER_API_TOKEN is not set: kill/resume answer 503", err=True)
     store = TraderStore(store_url)
-    uvicorn.run(create_app(store=store, token=secrets.api_token, canceller=canceller), host=host, port=port)
+    uvicorn.run(create_app(store=store, token=secrets.api_token, canceller=canceller, mode=mode.value), host=host, port=port)
 
 
 # -- explain --------------------------------------------------------------------------------------
