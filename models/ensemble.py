@@ -11,9 +11,11 @@ equal-weight ensemble is the baseline it is reported against. Scoring is row-wis
 scores the same alone or within its cross-section (serving parity).
 
 The ensemble's own out-of-sample series is walk-forward too (:func:`stacked_oof`): the
-weights used on fold *k* are fitted on the OOF predictions of folds before *k* only
-(fold 0 uses equal weights), so reported ensemble metrics contain no fitted weight
-that has seen its test block.
+weights used on fold *k* are fitted on the OOF predictions of folds before *k* only, so
+reported ensemble metrics contain no fitted weight that has seen its test block. The first
+fold is the stack's **burn-in**: nothing precedes it to fit weights on, so it gets equal
+weights and is left out of the evaluation (:meth:`Stacked.evaluated`); the ensemble and every
+member are compared on the folds where the stack existed.
 
 No single member can bring the ensemble down: a member whose predictions are constant
 or not finite on more than :data:`MAX_DEGENERATE_SHARE` of a block's timestamps (a tree
@@ -159,6 +161,16 @@ class Stacked:
     fold_weights: dict[int, dict[str, float]]
     warnings: list[str]
     choices: list[str] = field(default_factory=list)
+
+    @property
+    def burn_in(self) -> int | None:
+        """The first fold (equal weights: no earlier OOF predictions to stack on), or None with a single fold."""
+        folds = sorted(self.fold_weights)
+        return folds[0] if len(folds) > 1 else None
+
+    def evaluated(self) -> pl.DataFrame:
+        """The ensemble's out-of-sample series: every fold after the burn-in (all of them with a single fold)."""
+        return self.oof if self.burn_in is None else self.oof.filter(pl.col("fold") != self.burn_in)
 
 
 def stacked_oof(oof: pl.DataFrame, families: Sequence[str], *, label: str,

@@ -78,11 +78,12 @@ def cross_validate(frame: pl.DataFrame, config: TrainingConfig, *, log: Log = la
 
 @dataclass
 class Evaluation:
-    oof: pl.DataFrame  # OOF frame with pred_ensemble and pred_equal
+    oof: pl.DataFrame  # OOF frame with pred_ensemble and pred_equal, every fold (the first is the stack's burn-in)
     report: dict[str, Any]
     evaluation: dict[str, Any]
     gates: list[GateResult]
     backtest: Any  # models.backtest.BacktestResult
+    scored: pl.DataFrame | None = None  # the folds after the burn-in: what the report, backtest and registry use
 
     @property
     def passed(self) -> bool:
@@ -95,10 +96,11 @@ def evaluate_run(cv: CrossValidation, config: TrainingConfig, *, bars: pl.DataFr
     label = config.walk_forward.label
     first_scales = {f: _scale(cv.walk_forward.in_sample_scale[f][0]) for f in families}
     stacked = stacked_oof(cv.walk_forward.oof, families, label=label, first_scales=first_scales)
-    oof = stacked.oof
+    scored = stacked.evaluated()  # after the stack's burn-in fold: the ensemble and its members on the same rows
     in_sample = {f: cv.walk_forward.in_sample_ic(f) for f in families}
-    report = signal_report(oof, families=families, label=label, oracle=oracle, in_sample_ic=in_sample)
-    result = backtest_oof(oof, bars, horizon=config.walk_forward.horizon, config=config.backtest)
+    report = signal_report(scored, families=families, label=label, oracle=oracle, in_sample_ic=in_sample)
+    report["window"]["burn_in_fold"] = stacked.burn_in
+    result = backtest_oof(scored, bars, horizon=config.walk_forward.horizon, config=config.backtest)
     bt = result.metrics(config.periods_per_year)
     report["backtest"] = bt
     report["warnings"] = stacked.warnings
@@ -106,7 +108,7 @@ def evaluate_run(cv: CrossValidation, config: TrainingConfig, *, bars: pl.DataFr
     report["fold_weights"] = {str(k): w for k, w in stacked.fold_weights.items()}
     evaluation = build_evaluation(report, families=families, sentinel_ic=cv.sentinel_ic, backtest=bt,
                                   sentinel_tstat=cv.sentinel_tstat)
-    return Evaluation(oof, report, evaluation, evaluate_gates(evaluation, config.gates), result)
+    return Evaluation(stacked.oof, report, evaluation, evaluate_gates(evaluation, config.gates), result, scored)
 
 
 def _scale(sd: float) -> float:

@@ -69,7 +69,7 @@ def _second_world(args: argparse.Namespace, config: WalkForwardConfig) -> dict[s
     wf = run_walk_forward(frame, config)
     families = list(config.families)
     stacked = stacked_oof(wf.oof, families, label=LABEL, first_scales={f: wf.in_sample_scale[f][0] or 1.0 for f in families})
-    return signal_report(stacked.oof, families=families, label=LABEL, oracle=oracle)
+    return signal_report(stacked.evaluated(), families=families, label=LABEL, oracle=oracle)
 
 
 def main() -> None:
@@ -94,8 +94,7 @@ def main() -> None:
     final_seconds = wf.seconds if args.skip_final else fit_final(frame, config)[1]
     families = list(DEFAULT_FAMILIES)
     stacked = stacked_oof(wf.oof, families, label=LABEL, first_scales={f: wf.in_sample_scale[f][0] or 1.0 for f in families})
-    oof = stacked.oof
-    report = signal_report(oof, families=families, label=LABEL, oracle=oracle)
+    report = signal_report(stacked.evaluated(), families=families, label=LABEL, oracle=oracle)
     if args.save_oof:
         wf.oof.join(oracle, on=["symbol", "event_timestamp"], how="left").write_parquet(args.save_oof)
 
@@ -112,6 +111,13 @@ def main() -> None:
         print(f"second world {SECOND_WORLD}: oracle IC {second['oracle_ic']:.4f}")
     for fold, weights in stacked.fold_weights.items():
         print(f"fold {fold} weights: " + ", ".join(f"{f} {w:.2f}" for f, w in weights.items()))
+    for name, rep in (("this world", report), ("second world", second)):
+        if rep:
+            best = max(families, key=lambda f: rep["models"][f]["ic"])
+            ens, top = rep["models"]["ensemble"]["ic"], rep["models"][best]["ic"]
+            print(f"{name}: ensemble {ens:.4f} {'≥' if ens >= top else '<'} best member {best} {top:.4f} "
+                  f"({ens / top:.3f}×); ensemble {rep['models']['ensemble']['oracle_fraction']:.2f} of oracle")
+    print(f"evaluated folds: {sorted(stacked.evaluated()['fold'].unique().to_list())} (fold {stacked.burn_in} is the stack's burn-in)")
     print(f"\ntarget {args.target}; oracle IC {report['oracle_ic']:.4f} over {report['window']['timestamps']:,} OOS timestamps; "
           f"{args.folds} purged walk-forward folds; total {time.perf_counter() - t0:.0f} s")
     from tests.benchmarks.summary import Verdict

@@ -176,7 +176,7 @@ def ensemble_candidate(context: dg.AssetExecutionContext, features: FeatureStore
     meta["warnings"] += warnings
     meta["ensemble_choice"] = choice
     meta["shap_importance"] = shap_importance(ensemble, frame)
-    tag = register_candidate(models.registry(), ensemble, meta, ev.oof)
+    tag = register_candidate(models.registry(), ensemble, meta, ev.oof if ev.scored is None else ev.scored)
     _path(models, CANDIDATE).write_text(json.dumps({"tag": tag}))
     return dg.MaterializeResult(metadata={"tag": tag, "weights": dg.MetadataValue.json({k: rounded(w) for k, w in ensemble.weights.items()}),
                                           "learners": dg.MetadataValue.md(learner_table(ev.report["models"], ensemble.weights)),
