@@ -32,7 +32,7 @@ import polars as pl
 from feature_repo import compute_features, compute_labels
 from models.data import prepare
 from models.ensemble import stacked_oof
-from models.walkforward import DEFAULT_FAMILIES, WalkForwardConfig, run_walk_forward, shuffle_labels
+from models.walkforward import DEFAULT_FAMILIES, WalkForwardConfig, run_walk_forward
 from orchestration.market.calendars import sessions as xnys_sessions
 
 DATA = Path(__file__).resolve().parents[1] / "data"
