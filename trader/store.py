@@ -422,6 +422,20 @@ class TraderStore:
             rows = conn.execute(sa.select(audit).where(audit.c.seq >= start_seq).order_by(audit.c.seq)).all()
         return iter([_audit_from_row(r) for r in rows])
 
+    def audit_rows(self, *, chunk: int = 20_000) -> Iterator[tuple[int, str, str, str, str, str]]:
+        """The chain as stored, ``(seq, ts, kind, payload, prev_hash, hash)`` with the payload's canonical JSON text,
+        in ``seq`` order, read ``chunk`` rows at a time from one snapshot (for verifiers that hash what is stored)."""
+        query = sa.select(audit.c.seq, audit.c.ts, audit.c.kind, audit.c.payload, audit.c.prev_hash, audit.c.hash).order_by(audit.c.seq)
+        with self._read() as conn:
+            # Plain text columns: the driver's own cursor, without a result object around every row.
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                cursor.execute(str(query.compile(dialect=conn.dialect)))
+                while batch := cursor.fetchmany(chunk):
+                    yield from batch
+            finally:
+                cursor.close()
+
     def latest_audit(self, kind: str) -> AuditRecord | None:
         """The last record of ``kind`` (e.g. the run loop's latest ``cycle`` summary), or ``None``."""
         query = sa.select(audit).where(audit.c.kind == kind).order_by(audit.c.seq.desc()).limit(1)

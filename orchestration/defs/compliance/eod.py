@@ -26,14 +26,14 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, Literal
 
 from orchestration.defs.compliance import sources
-from trader.audit import verify_chain
 from trader.compliance import (
     ArchiveEntry,
     AuditVerification,
@@ -49,10 +49,9 @@ from trader.compliance import (
     dumps_day_close,
     restore_day_close,
     restore_ledger,
-    verify_audit_trail,
     write_reports,
 )
-from trader.compliance.audit_check import record_day
+from trader.compliance.audit_check import StoredRecord, scan_chain
 from trader.compliance.checkpoint import loads, paused_gc
 from trader.compliance.fills import COLUMNS as FILL_COLUMNS
 
@@ -294,31 +293,30 @@ class DayAudit:
 
 
 def verify_day_audit(paths: CompliancePaths, day: dt.date) -> DayAudit:
-    """Verify the chain end to end; write the sealed verification, the day's records and the verdict."""
-    with paused_gc():  # the whole chain is held as objects
-        return _verify_day_audit(paths, day)
+    """Verify the chain end to end; write the sealed verification, the day's records and the verdict.
 
-
-def _verify_day_audit(paths: CompliancePaths, day: dt.date) -> DayAudit:
-    records = sources.read_audit_records(paths.store_url)
+    One streaming pass over the stored chain (read in chunks, each record hashed once, the
+    day's Merkle leaves collected on the way): memory holds the day's records, not the chain.
+    """
     heads = published_heads(paths.archive())
-    upto = 0  # records are appended in time order: "through the day" is a prefix of the chain
-    while upto < len(records) and record_day(records[upto]) <= day:
-        upto += 1
-    sealed = verify_audit_trail(records[:upto], day=day, published=[head for date, head in heads if date < day])
+    lines: list[str] = []
+
+    def keep(row: StoredRecord) -> None:  # the record as JSON with sorted keys, its payload as stored (canonical)
+        seq, ts, kind, payload, prev_hash, digest = row
+        lines.append(f'{{"hash":{_quote(digest)},"kind":{_quote(kind)},"payload":{payload},"prev_hash":{_quote(prev_hash)},'
+                     f'"seq":{seq},"ts":{_quote(ts)}}}\n')
+
+    scan = scan_chain(sources.read_audit_rows(paths.store_url), day=day, published=[h for date, h in heads if date < day],
+                      later=[(date, h) for date, h in heads if date >= day], on_day_record=keep)
+    sealed = scan.sealed
     problems = list(sealed.problems) or ([sealed.chain_reason] if sealed.chain_reason else [])
-    tail = verify_chain(records[upto:], start_hash=sealed.head.hash, start_seq=upto + 1)
-    if not tail.ok:
-        problems.append(f"after {day}: {tail.reason}")
-    for date, head in heads:
-        if date >= day and (head.count > len(records) or records[head.count - 1].hash != head.hash):
-            problems.append(f"the chain no longer holds the head published for {date} (record {head.count}, "
-                            f"{head.hash[:12]}…): records were removed, replaced or forged after it was sealed")
+    if scan.after_day:
+        problems.append(f"after {day}: {scan.after_day}")
+    problems += scan.later_heads
     directory = paths.day_dir(day)
-    lines = [json.dumps(asdict(r), sort_keys=True, separators=(",", ":")) + "\n" for r in records[:upto] if record_day(r) == day]
     _write_atomic(directory / AUDIT_RECORDS, "".join(lines).encode())
     _write_atomic(directory / AUDIT_VERIFICATION, sealed.dumps())
-    audit = DayAudit(sealed=sealed, problems=problems, records=len(records), heads=len(heads))
+    audit = DayAudit(sealed=sealed, problems=problems, records=scan.records, heads=len(heads))
     _write_atomic(paths.audit_verdict(day), (json.dumps(audit.verdict(), indent=2) + "\n").encode())
     return audit
 

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from trader.audit import AuditRecord
 from trader.compliance import ComplianceError, ComplianceFill, load_fills
+from trader.compliance.audit_check import StoredRecord
 from trader.store import TraderStore
 from trader.store_schema import fills as fills_table
 
@@ -100,6 +101,13 @@ def read_audit_records(url: str) -> list[AuditRecord]:
     _require_store(url)
     with TraderStore(url) as store:
         return list(store.audit_records())
+
+
+def read_audit_rows(url: str) -> Iterator[StoredRecord]:
+    """The trader's whole audit chain as stored (payload as canonical JSON text), oldest first, read in chunks."""
+    _require_store(url)
+    with TraderStore(url) as store:
+        yield from store.audit_rows()
 
 
 def closing_marks(database: str, day: dt.date) -> dict[str, Decimal]:

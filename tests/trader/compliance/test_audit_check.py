@@ -8,7 +8,7 @@ import json
 
 from trader.audit import GENESIS, AuditRecord
 from trader.compliance import PublishedHead, verify_audit_trail
-from trader.compliance.audit_check import day_leaves
+from trader.compliance.audit_check import day_leaves, scan_chain, stored_records
 from trader.compliance.merkle import EMPTY_ROOT, audit_path, merkle_root, verify_inclusion
 
 DAY1, DAY2 = dt.date(2024, 1, 2), dt.date(2024, 1, 3)
@@ -136,3 +136,21 @@ def test_audit_verification_json_is_plain_json_and_round_trips_the_published_hea
     day2 = verify_audit_trail(records, day=DAY2, published=[PublishedHead.from_json(report)]).to_json()
     assert day2["checked_against"] == [{"count": 3, "hash": records[2].hash}]
     assert verify_audit_trail(records, day=DAY1).dumps() == verify_audit_trail(list(records), day=DAY1).dumps()
+
+
+def test_scan_chain_over_stored_rows_seals_the_day_as_verify_audit_trail_does_and_names_a_break_after_it():
+    records = two_days()
+    day1 = verify_audit_trail(records[:3], day=DAY1)
+    kept: list[int] = []
+    scan = scan_chain(iter(list(stored_records(records))), day=DAY1, on_day_record=lambda row: kept.append(row[0]))
+    assert scan.sealed == day1 and scan.records == 5 and kept == [1, 2, 3] and scan.after_day == ""
+    broken = [*records[:3], dataclasses.replace(records[3], payload={"n": 4, "qty": "2"}), records[4]]
+    scan = scan_chain(stored_records(broken), day=DAY1, later=[(DAY2, PublishedHead(5, records[4].hash))])
+    assert scan.sealed == day1  # the sealed day does not depend on what came after it
+    assert scan.after_day == "seq 4: content does not match its hash" and scan.later_heads == ()
+
+
+def test_scan_chain_names_a_later_published_head_the_chain_no_longer_holds():
+    records = two_days()
+    scan = scan_chain(stored_records(records[:4]), day=DAY1, later=[(DAY2, PublishedHead(5, records[4].hash))])
+    assert len(scan.later_heads) == 1 and "published for 2024-01-03 (record 5" in scan.later_heads[0]
