@@ -31,6 +31,7 @@ from orchestration.features_cli import features
 from orchestration.features_cli import print_summary as print_feature_summary
 from orchestration.models_cli import latest_tearsheet, models
 from orchestration.models_cli import print_summary as print_model_summary
+from orchestration.ops_cli import backup, restore
 from orchestration.runner import fail, run_job
 from orchestration.settings import DEMO_AS_OF, Settings, describe_invalid, prepare_environment, record_first_session, require_folder
 
@@ -265,6 +266,8 @@ def _print_summary(settings: Settings) -> None:
 main.add_command(features)
 main.add_command(models)
 main.add_command(compliance)
+main.add_command(backup)
+main.add_command(restore)
 
 
 def _demo_training(settings: Settings, train_sessions: int) -> dict[str, Any]:
