@@ -211,3 +211,31 @@ Ensemble = bentoml.service(
     traffic={"timeout": 30},
 )(bentoml.asgi_app(admin, path="/")(_EnsembleService))
 Ensemble.add_asgi_middleware(JsonBodiesOnly, paths=API_ROUTES)
+
+
+class _VersionedService(type(Ensemble)):  # type: ignore[misc]
+    """BentoML's service with a version on its OpenAPI page: served from source (no Bento), BentoML says "None"."""
+
+    __slots__ = ()
+
+    @property
+    def openapi_spec(self) -> Any:
+        import attr
+
+        spec = super().openapi_spec
+        return attr.evolve(spec, info=attr.evolve(spec.info, version=_served_version()))
+
+
+def _served_version() -> str:
+    """``alphaline <package version>, <production model at start>`` (``GET /model`` names the live one after a reload)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("alphaline")
+    except PackageNotFoundError:
+        package = "unknown"
+    ref = getattr(_EnsembleService, ENSEMBLE_REF, None)
+    return f"alphaline {package}, model {ref.tag}" if isinstance(ref, BentoModel) else f"alphaline {package}"
+
+
+Ensemble.__class__ = _VersionedService

@@ -56,27 +56,17 @@ def _expectations() -> list:
 
 
 def run_bars_suite(df: pd.DataFrame, *, docs_dir: Path) -> SuiteOutcome:
-    """Validate ``marts.bars`` (as pandas) and write Data Docs to ``docs_dir``."""
+    """Validate ``marts.bars`` (as pandas) and write Data Docs to ``docs_dir`` (readable offline, see :mod:`.data_docs`)."""
     import great_expectations as gx
 
+    from orchestration.market.data_docs import docs_context, publish
+
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = {"globally": False}
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    ctx.add_data_docs_site(
-        site_name="alphaline",
-        site_config={
-            "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-        },
-    )
+    ctx = docs_context()
     batch_def = ctx.data_sources.add_pandas("warehouse").add_dataframe_asset("marts_bars").add_batch_definition_whole_dataframe("all")
     suite = ctx.suites.add(gx.ExpectationSuite(name=SUITE_NAME, expectations=_expectations()))
     validation = ctx.validation_definitions.add(gx.ValidationDefinition(name="marts_bars", data=batch_def, suite=suite))
-    checkpoint = ctx.checkpoints.add(
-        gx.Checkpoint(name="marts_bars", validation_definitions=[validation], actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")])
-    )
+    checkpoint = ctx.checkpoints.add(gx.Checkpoint(name="marts_bars", validation_definitions=[validation]))
     result = checkpoint.run(batch_parameters={"dataframe": df})
     failed, evaluated = [], 0
     for run in result.run_results.values():
@@ -86,5 +76,5 @@ def run_bars_suite(df: pd.DataFrame, *, docs_dir: Path) -> SuiteOutcome:
                 kwargs = r.expectation_config.kwargs
                 col = kwargs.get("column") or kwargs.get("column_A") or ",".join(kwargs.get("column_list", []))
                 failed.append(f"{r.expectation_config.type}({col}): {r.result.get('unexpected_count', '?')} unexpected")
-    index = docs_dir / "index.html"
+    index = publish(ctx, docs_dir)
     return SuiteOutcome(success=bool(result.success), evaluated=evaluated, failed=failed, docs_index=index if index.exists() else None)

@@ -20,6 +20,8 @@ A weekday that is not an XNYS session passes every check with that as its descri
 """
 
 
+from pathlib import Path
+
 import dagster as dg
 
 from orchestration.defs.compliance import eod
@@ -55,7 +57,7 @@ def ledger_expectations(context: dg.AssetCheckExecutionContext, compliance: Comp
         close = eod.load_day_close(compliance.paths(), partition_day(context))
     except ComplianceError as err:
         return _result(False, str(err))
-    outcome = run_day_suite(close)
+    outcome = run_day_suite(close, docs_dir=Path(compliance.reports_dir) / "data_docs")
     message = f"{outcome.evaluated} expectations met" if outcome.success else "; ".join(outcome.failed)
     return _result(outcome.success, message, expectations=outcome.evaluated, rows=dg.MetadataValue.json(outcome.rows),
                    failed=dg.MetadataValue.json(outcome.failed))

@@ -6,8 +6,10 @@ Decimals), one validation per frame. Amounts become floats here only to be compa
 zero; the one exact rule, "proceeds = qty × price − fees", is computed in Decimal first and
 handed to GX as its error in dollars, which must stay under half a cent.
 
-No Data Docs are written: their HTML carries run times, and a day's sealed records must be
-byte-for-byte reproducible. The failed expectations go into the check's metadata instead.
+With ``docs_dir`` the results also go to the Data Docs site beside the ``marts.bars`` suite
+(``reports/data_docs/``, suites ``compliance_*``). That folder is never sealed: its HTML carries
+run times, and a day's sealed records must be byte-for-byte reproducible. The failed
+expectations go into the check's metadata too.
 
 Example:
     >>> outcome = run_day_suite(day_close)  # doctest: +SKIP
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 
@@ -117,13 +120,17 @@ def _suites(day: pd.Timestamp) -> dict[str, list]:
     }
 
 
-def run_day_suite(close: DayClose) -> SuiteOutcome:
-    """Validate the day's fills, open lots and disposals; ``failed`` names each broken expectation."""
+def run_day_suite(close: DayClose, *, docs_dir: Path | None = None) -> SuiteOutcome:
+    """Validate the day's fills, open lots and disposals; ``failed`` names each broken expectation.
+
+    ``docs_dir``: also publish the results to that Data Docs site (:mod:`orchestration.market.data_docs`).
+    """
     import great_expectations as gx
 
+    from orchestration.market.data_docs import docs_context, publish
+
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = {"globally": False}
+    ctx = docs_context()
     source = ctx.data_sources.add_pandas("compliance")
     frames = day_frames(close)
     failed, evaluated = [], 0
@@ -136,6 +143,8 @@ def run_day_suite(close: DayClose) -> SuiteOutcome:
             evaluated += 1
             if not r.success:
                 failed.append(f"{name}: {_describe(r)}")
+    if docs_dir is not None:
+        publish(ctx, docs_dir)
     return SuiteOutcome(success=not failed, evaluated=evaluated, failed=failed, rows={k: len(v) for k, v in frames.items()})
 
 
