@@ -109,8 +109,8 @@ def status_payload(store: TraderStore, *, mode: str | None = None) -> dict[str, 
            "audit": {"records": seq, "head": head}}
     if last is None:
         whose = f"{mode} " if mode else ""
-        out["note"] = (f"no trading cycle in this {whose}store yet: `trader run --mode {mode or '<mode>'}` records one. "
-                       "Each mode keeps its own store; the demo trades in sim (`trader api --mode sim`).")
+        hint = "" if mode == "sim" else " Each mode keeps its own store; the demo trades in sim (`trader api --mode sim`)."
+        out["note"] = f"no trading cycle in this {whose}store yet: `trader run --mode {mode or '<mode>'}` records one.{hint}"
     return plain(out)
 
 

@@ -7,7 +7,8 @@ offline the pages lose their layout and the index (a table filled by JavaScript)
 1. names each validation's data asset (``datasource.asset``; GX leaves a dataframe batch's
    name out, so the pages said "Data asset: None"),
 2. lets GX build the pages into ``docs_dir``,
-3. drops every link and script that points off the machine, adds a small local stylesheet
+3. drops every link and script that points off the machine (the logo comes from the site's own
+   ``static/`` folder, the newsletter footer goes), adds a small local stylesheet
    (:data:`STYLESHEET`, icons included), and
 4. writes ``index.html`` itself: every validation page found in the folder (not only this
    run's, as GX's would), newest first, with its suite, asset, time and status.
@@ -32,12 +33,14 @@ from typing import Any
 
 SITE = "alphaline"
 STYLESHEET = "static/styles/alphaline_offline.css"
+_REMOTE_LOGO = re.compile(r"""src=["']https://great-expectations-web-assets[^"']*/logo-long\.png[^"']*["']""")
+_NEWSLETTER = re.compile(r"<footer>\s*<p>Stay current on everything GX.*?</footer>", re.S)
 _REMOTE_TAG = re.compile(r"""<link[^>]+href=["']https?://[^>]*>|<script[^>]+src=["']https?://[^>]*>\s*</script>""", re.I)
 _CSS = """/* Written by alphaline: Data Docs without the CDN (see orchestration/market/data_docs.py). */
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0; background: #fff; }
 a { color: #0b5cad; text-decoration: none; } a:hover { text-decoration: underline; }
 .navbar { display: flex; align-items: center; gap: 1em; padding: .5em 1.5em; border-bottom: 1px solid #ddd; background: #f7f7f9; }
-.navbar img { height: 28px; } .navbar-toggler, .ge-breadcrumbs { display: none; }
+.navbar img, .navbar-brand img { height: 28px; } .navbar-toggler, .ge-breadcrumbs { display: none; }
 .container-fluid { padding: 1em 1.5em; } .row { display: flex; flex-wrap: wrap; }
 .col-lg-2, .col-md-2 { flex: 0 0 15%; max-width: 15%; } .col-md-10, .col-lg-10 { flex: 1 1 80%; max-width: 85%; }
 .col-12 { flex: 0 0 100%; } .col-6 { flex: 0 0 48%; }
@@ -109,8 +112,10 @@ def make_offline(docs_dir: Path) -> None:
         text = page.read_text()
         if STYLESHEET in text:
             continue
-        link = f'<link rel="stylesheet" href="{os.path.relpath(docs_dir / STYLESHEET, page.parent)}">'
-        page.write_text(_REMOTE_TAG.sub("", text).replace("</head>", f"{link}\n</head>", 1))
+        root = os.path.relpath(docs_dir, page.parent)
+        link = f'<link rel="stylesheet" href="{root}/{STYLESHEET}">'
+        text = _REMOTE_LOGO.sub(f'src="{root}/static/images/logo-long.png"', _NEWSLETTER.sub("", _REMOTE_TAG.sub("", text)))
+        page.write_text(text.replace("</head>", f"{link}\n</head>", 1))
     (docs_dir / "index.html").write_text(_index(docs_dir))
 
 

@@ -29,7 +29,7 @@ def test_data_docs_are_offline_name_their_asset_and_index_every_suite(tmp_path):
     assert len(pages) >= 5  # index, two suites, two validations
     for page in pages:
         text = page.read_text()
-        remote = re.findall(r"""<(?:link|script)[^>]+(?:href|src)=["'](https?://[^"']+)""", text)
+        remote = re.findall(r"""<(?:link|script|img)[^>]+(?:href|src)=["'](https?://[^"']+)""", text)
         assert not remote, (page.name, remote[:3])
         assert "alphaline_offline.css" in text, page
     assert (docs / STYLESHEET).stat().st_size > 500

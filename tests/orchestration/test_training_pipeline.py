@@ -50,6 +50,8 @@ def test_training_job_gates_registers_and_promotes_then_a_failing_gate_blocks_th
         evaluation = trained.asset_materializations_for_node("model_evaluation")[0].metadata
         assert evaluation["ic"].value > 0 and 0 < evaluation["oracle_fraction"].value < 1
         assert evaluation["tearsheet"].value.endswith("summary.md")
+        assert evaluation["summary"].value.count("](data:image/png;base64,") == 4  # the charts render in the UI
+        assert "| sklearn_ridge |" in evaluation["learners"].value and "| xgboost |" in evaluation["learners"].value
         promoted = trained.asset_materializations_for_node("production_model")[0].metadata
         assert promoted["promoted"].value is True
 

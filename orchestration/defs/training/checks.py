@@ -40,7 +40,7 @@ def _gate_check(field: str) -> dg.AssetChecksDefinition:
         return dg.AssetCheckResult(
             passed=result.passed,
             description=f"{verdict}: {result.description} (value {result.value:.4g})",
-            metadata={"value": result.value, "threshold": result.threshold, "rule": result.description},
+            metadata={"value": float(f"{result.value:.4g}"), "threshold": result.threshold, "rule": result.description},
         )
 
     return _check
