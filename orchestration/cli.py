@@ -31,7 +31,7 @@ from orchestration.features_cli import features
 from orchestration.features_cli import print_summary as print_feature_summary
 from orchestration.models_cli import latest_tearsheet, models
 from orchestration.models_cli import print_summary as print_model_summary
-from orchestration.ops_cli import backup, restore
+from orchestration.ops_cli import backup, drill, restore
 from orchestration.runner import fail, run_job
 from orchestration.settings import DEMO_AS_OF, Settings, describe_invalid, prepare_environment, record_first_session, require_folder
 
@@ -157,7 +157,10 @@ def demo(sessions: int, n_symbols: int, seed: int, as_of: str | None, train: boo
     click.echo(f"  compliance  {settings.reports_dir}/<date>/ (8949, Schedule D, lots, audit); archive {settings.home / 'archive'}; "
                "`alphaline compliance verify --trader sim`")
     click.echo("  serving     make serve → http://127.0.0.1:3001 (POST /predict, GET /model)")
-    click.echo("  Dagster UI  make ui  → http://127.0.0.1:3000 (assets, checks, runs, schedules, sensor)")
+    click.echo("  Dagster UI  make ui  → http://127.0.0.1:3000 (bars → features → models → serving → trader → compliance; "
+               "the tear sheet on model_evaluation)")
+    click.echo("  more UIs    make feast-ui → :3002, make docs (dbt) → :3003, make data-docs (Great Expectations) → :3004, "
+               "make trader-api MODE=sim → :8080/docs")
 
 
 @main.command()
@@ -268,6 +271,7 @@ main.add_command(models)
 main.add_command(compliance)
 main.add_command(backup)
 main.add_command(restore)
+main.add_command(drill)
 
 
 def _demo_training(settings: Settings, train_sessions: int) -> dict[str, Any]:

@@ -82,4 +82,45 @@ def _verify_archive(settings: Settings) -> list[str]:
     return problems
 
 
-__all__ = ["backup", "restore"]
+
+@click.command()
+@click.option("--only", default=None, metavar="NAME[,NAME...]", help="Run only these drills (default: all).")
+@click.option("--keep", "keep", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Build the sandbox homes in this (new) folder and keep them [default: a temporary folder, removed].")
+def drill(only: str | None, keep: Path | None) -> None:
+    """Scripted faults against sandbox homes (never ALPHALINE_HOME); prints what was survived, exit 1 if anything was not."""
+    import shutil
+    import tempfile
+
+    from orchestration.drill import DRILLS, DrillResult, run_drills
+    from orchestration.errors import ConfigError
+
+    known = [d.name for d in DRILLS]
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    if unknown := sorted(set(names or ()) - set(known)):
+        raise ConfigError(f"--only {only!r}: unknown drill(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise ConfigError(f"--keep {keep}: not empty; name a new folder")
+    root = keep.resolve() if keep else Path(tempfile.mkdtemp(prefix="alphaline-drill-"))
+    root.mkdir(parents=True, exist_ok=True)
+    faults = {d.name: d.fault for d in DRILLS}
+
+    def show(result: DrillResult) -> None:
+        verdict = click.style("survived", fg="green") if result.survived else click.style("NOT survived", fg="red")
+        click.echo(f"{result.name:<18} {verdict}  — {faults[result.name]}")
+        for fact in result.facts:
+            click.echo(f"{'':<20}{fact}")
+
+    click.echo(f"drills in {root}")
+    try:
+        results = run_drills(root, names, on_result=show)
+    finally:
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    failed = [r.name for r in results if not r.survived]
+    click.echo(f"{len(results) - len(failed)} of {len(results)} drills survived" + (f"; not: {', '.join(failed)}" if failed else ""))
+    if failed:
+        raise SystemExit(1)
+
+
+__all__ = ["backup", "drill", "restore"]
