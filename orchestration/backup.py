@@ -136,6 +136,16 @@ def _copy_sqlite(source: Path, target: Path) -> None:
     os.chmod(target, stat.S_IMODE(source.stat().st_mode))
 
 
+def _copy(source: Path, home: Path, into: Path) -> Entry:
+    rel = source.relative_to(home)
+    target = into / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    kind = _kind(source)
+    {"duckdb": _copy_duckdb, "sqlite": _copy_sqlite, "file": shutil.copy2}[kind](source, target)
+    return Entry(path=rel.as_posix(), kind=kind, size=target.stat().st_size, mode=stat.S_IMODE(target.stat().st_mode),
+                 sha256=_sha256(target))
+
+
 def backup(home: Path, destination: Path, *, now: dt.datetime) -> Backup:
     """Snapshot ``home`` into ``destination/alphaline-<now>/`` (see the module docstring).
 
@@ -154,15 +164,11 @@ def backup(home: Path, destination: Path, *, now: dt.datetime) -> Backup:
     if final.exists() or partial.exists():
         raise ConfigError(f"{final}: already exists (one backup per second)")
     partial.mkdir(parents=True)
-    entries = []
-    for source in _files(home):
-        rel = source.relative_to(home)
-        target = partial / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        kind = _kind(source)
-        {"duckdb": _copy_duckdb, "sqlite": _copy_sqlite, "file": shutil.copy2}[kind](source, target)
-        entries.append(Entry(path=rel.as_posix(), kind=kind, size=target.stat().st_size,
-                             mode=stat.S_IMODE(target.stat().st_mode), sha256=_sha256(target)))
+    try:
+        entries = [_copy(source, home, partial) for source in _files(home)]
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # our own half-written copy: it must never pass for a backup
+        raise
     created = now.astimezone(dt.UTC).isoformat()
     manifest = {"format": FORMAT, "created_at": created, "home": str(home), "files": [asdict(e) for e in entries]}
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
