@@ -81,6 +81,7 @@ def write_tearsheet(
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     ts = result.equity["ts"].to_numpy()
+    x = np.arange(len(ts))  # bars, not wall time: nights and weekends would draw as long flat lines
     returns = result.returns
     window = rolling_window or default_rolling_window(len(returns), periods_per_year)
     curves = {"net (after costs)": _cumulative(returns), "gross (before costs)": _cumulative(gross_returns(result))}
@@ -90,11 +91,11 @@ def write_tearsheet(
     sessions = window / max(periods_per_year // _SESSIONS_PER_YEAR, 1)
 
     paths = {
-        "equity": _chart(out / "equity.png", f"{title}: cumulative return", lambda ax: _lines(ax, ts, curves), percent=True),
+        "equity": _chart(out / "equity.png", f"{title}: cumulative return", lambda ax: _lines(ax, x, curves), percent=True, ts=ts),
         "drawdown": _chart(out / "drawdown.png", f"{title}: drawdown (net)",
-                           lambda ax: ax.fill_between(ts, perf.drawdown(returns), 0.0, color="tab:red", alpha=0.6), percent=True),
+                           lambda ax: ax.fill_between(x, perf.drawdown(returns), 0.0, color="tab:red", alpha=0.6), percent=True, ts=ts),
         "rolling_sharpe": _chart(out / "rolling_sharpe.png", f"{title}: rolling Sharpe, annualised ({window} bars ≈ {sessions:.0f} sessions)",
-                                 lambda ax: (ax.plot(ts, sharpe), ax.axhline(0.0, color="grey", lw=0.8))),
+                                 lambda ax: (ax.plot(x, sharpe), ax.axhline(0.0, color="grey", lw=0.8)), ts=ts),
     }
     if ic_by_horizon:
         labels = [str(h) for h in ic_by_horizon]
@@ -177,17 +178,31 @@ def _lines(ax: Axes, ts: np.ndarray, curves: Mapping[str, np.ndarray]) -> None:
     ax.legend(loc="upper left", fontsize=8, frameon=False)
 
 
-def _chart(path: Path, title: str, draw: Callable[[Axes], object], *, percent: bool = False) -> Path:
+def _chart(path: Path, title: str, draw: Callable[[Axes], object], *, percent: bool = False, ts: np.ndarray | None = None) -> Path:
     fig = Figure(figsize=(9, 3.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     draw(ax)
+    if ts is not None:
+        _date_ticks(ax, ts)
     if percent:
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=1))
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=80)
     return path
+
+
+def _date_ticks(ax: Axes, ts: np.ndarray, most: int = 8) -> None:
+    """Label a bar-numbered x axis with the date of the first bar of (at most ``most``) evenly spaced days."""
+    if ts.size == 0 or not np.issubdtype(ts.dtype, np.datetime64):
+        return
+    days = ts.astype("datetime64[D]")
+    starts = np.flatnonzero(np.concatenate(([True], days[1:] != days[:-1])))
+    picked = starts[:: max(1, math.ceil(starts.size / most))]
+    fmt = "%Y-%m-%d" if days[0].astype(object).year != days[-1].astype(object).year else "%m-%d"
+    ax.set_xticks(picked, [days[i].astype(object).strftime(fmt) for i in picked])
+    ax.set_xlim(0, max(ts.size - 1, 1))
 
 
 def _summary(result: BacktestResult, periods_per_year: int, title: str, ic: Mapping[int | str, float] | None,
