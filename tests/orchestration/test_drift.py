@@ -106,3 +106,20 @@ def test_drift_checks_run_in_dagster_on_bar_features_and_fail_its_run(shifted_ho
     assert set(evaluations) == {"feature_drift", "prediction_drift"}
     assert not evaluations["feature_drift"].passed and evaluations["feature_drift"].severity is dg.AssetCheckSeverity.ERROR
     assert not result.success  # blocking + ERROR: downstream assets (feast_registry, online_features) would not run
+
+
+def test_drift_checks_run_after_every_intraday_materialisation_and_never_in_training(settings):
+    from orchestration.definitions import build_definitions
+    from orchestration.defs.features.schedules import INTRADAY_JOB
+    from orchestration.defs.training.schedules import TRAINING_JOB
+
+    defs = build_definitions(settings)
+
+    def checks_of(name: str) -> set[str]:
+        job = defs.resolve_job_def(name)
+        return {f"{k.asset_key.to_user_string()}:{k.name}" for k in job.asset_layer.asset_graph.asset_check_keys
+                if job.asset_check_selection is None or k in job.asset_check_selection}
+
+    drift = {"bar_features:feature_drift", "bar_features:prediction_drift"}
+    assert drift <= checks_of(INTRADAY_JOB)
+    assert not drift & checks_of(TRAINING_JOB)  # the remedy for drift is never blocked by it
