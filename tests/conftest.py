@@ -20,6 +20,9 @@ REAL_FILES = {
 }
 UTC = dt.UTC
 
+#: Real PostgreSQL and Redis servers (fixtures postgres_url, redis_url), started on first use.
+pytest_plugins = ["tests.servers"]
+
 
 _ENV = ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH", "ALPHALINE_WAREHOUSE")
 
