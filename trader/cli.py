@@ -164,10 +164,10 @@ def run(mode: str | None, once: bool, day: dt.datetime | None, cash: str | None,
 
         # Refuse to trade on a book that disagrees with the venue (ReconciliationError: one line, exit 1).
         run_reconcile(store, session.broker, now=session.started_at).raise_if_blocked()
-        observers = run_observers(cfg, run_id=session.run_id, initial_state=store.trading_state().state)
+        click.echo(f"{chosen.value}: store {safe_url(url)}, venue {session.broker.venue}, predictions from {predictor.url}")
+        observers = run_observers(cfg, run_id=session.run_id, initial_state=store.trading_state().state, echo=click.echo)
         runner = Runner(config=cfg, store=store, broker=session.broker, predictor=predictor, run_id=session.run_id,
                         strict=session.strict, observers=observers)
-        click.echo(f"{chosen.value}: store {safe_url(url)}, venue {session.broker.venue}, predictions from {predictor.url}")
         try:
             reports = runner.run(session.ticks, before_cycle=session.before_cycle, limit=1 if once else None,
                                  on_report=lambda r: click.echo(r.line()))
@@ -389,6 +389,51 @@ def api(cfg: TraderConfig | None, mode: Mode, store_url: str, host: str, port: i
         click.echo("warning: TRADER_API_TOKEN is not set: kill/resume answer 503", err=True)
     store = TraderStore(store_url)
     uvicorn.run(create_app(store=store, token=secrets.api_token, canceller=canceller, mode=mode.value), host=host, port=port)
+
+
+# -- risk -----------------------------------------------------------------------------------------
+@main.command("risk")
+@click.option("--market-shock", default="-0.05", show_default=True, help="Move of every name in one bar.")
+@click.option("--sector-shock", default="-0.10", show_default=True, help="Move of one sector at a time.")
+@click.option("--vol-multiplier", default="3", show_default=True, help="Volatility scenario: returns times this.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@_options
+def risk(cfg: TraderConfig | None, mode: Mode, store_url: str, market_shock: str, sector_shock: str,
+         vol_multiplier: str, as_json: bool) -> None:
+    """Stress scenarios, VaR/CVaR and liquidity of the book as of the last cycle (reads only)."""
+    from trader.brokers.bars import DuckDBBars
+    from trader.history import MarketHistory
+    from trader.risk.stress import stress_report
+
+    if cfg is None:
+        raise UserError("risk: needs trader.yaml (sectors and limits); pass --config PATH")
+    shocks = {}
+    for name, text in (("--market-shock", market_shock), ("--sector-shock", sector_shock), ("--vol-multiplier", vol_multiplier)):
+        try:
+            shocks[name] = Decimal(text)
+        except ArithmeticError:
+            raise UserError(f"{name}: {text!r} is not a number") from None
+    with _read_store(store_url, mode) as store:
+        last, held = store.latest_audit("cycle"), {s: p.qty for s, p in store.positions().items() if p.qty}
+    if last is None:
+        raise click.ClickException(f"risk: no cycle in the {mode.value} store yet; `trader run` first")
+    at, cash = dt.datetime.fromisoformat(last.payload["ts"]), Decimal(last.payload["cash"])
+    feed = DuckDBBars(timeframe=TIMEFRAME)
+    prices = last_closes(feed, sorted(held), at) if held else {}
+    missing = sorted(set(held) - set(prices))
+    if missing:
+        raise click.ClickException(f"risk: no close by {at.isoformat()} for {', '.join(missing)} in {feed.path}")
+    history = MarketHistory(feed, lookback=dt.timedelta(days=cfg.history.lookback_days), min_observations=cfg.history.min_observations)
+    report = stress_report(held, prices=prices, equity=cash + sum((q * prices[s] for s, q in held.items()), Decimal(0)),
+                           snapshot=history.snapshot(cfg.universe.symbols, until=at), sectors=cfg.universe.sector_map(),
+                           limits=cfg.risk, market_shock=shocks["--market-shock"], sector_shock=shocks["--sector-shock"],
+                           vol_multiplier=shocks["--vol-multiplier"])
+    if as_json:
+        click.echo(json.dumps({"as_of": at.isoformat(), "mode": mode.value} | report.to_record(), indent=2, default=str))
+        return
+    click.echo(f"book of the {mode.value} store as of {at.isoformat()} ({len(held)} positions)")
+    for line in report.lines():
+        click.echo(line)
 
 
 # -- explain --------------------------------------------------------------------------------------

@@ -111,6 +111,25 @@ class RiskLimits(_Model):
     max_prediction_age: dt.timedelta = dt.timedelta(minutes=30)
     market_hours_only: bool = True
     restricted_symbols: frozenset[Ticker] = frozenset()
+    # -- portfolio risk (:mod:`trader.risk.portfolio`), on the trailing bars of ``history``; ``None`` switches a check off
+    #: Value at risk / expected shortfall of the book after the order, as a fraction of equity.
+    max_var_pct: Fraction | None = None
+    max_cvar_pct: Fraction | None = None
+    #: ``historical`` (empirical quantile of past bar P&L), ``parametric`` (Gaussian, sample covariance) or
+    #: ``worst`` (the larger of the two).
+    var_method: Literal["historical", "parametric", "worst"] = "historical"
+    var_confidence: Annotated[Decimal, Field(ge=Decimal("0.8"), lt=1)] = Decimal("0.99")
+    #: Horizon in bars; one-bar figures are scaled by sqrt(horizon) (26 bars of 15 minutes = one session).
+    var_horizon_bars: PositiveInt = 26
+    #: An order's quantity may be at most this fraction of the symbol's average daily volume.
+    max_adv_pct: Fraction | None = None
+    #: Gross exposure of the positions moving with the order's symbol (signed correlation ≥ the threshold,
+    #: the symbol itself included), as a fraction of equity.
+    max_correlated_pct: Annotated[Decimal, Field(gt=0, le=10)] | None = None
+    correlation_threshold: Annotated[Decimal, Field(gt=0, lt=1)] = Decimal("0.7")
+
+    def needs_history(self) -> bool:
+        return any(x is not None for x in (self.max_var_pct, self.max_cvar_pct, self.max_adv_pct, self.max_correlated_pct))
 
 
 class SizingConfig(_Model):
@@ -136,6 +155,19 @@ class SizingConfig(_Model):
     rebalance_threshold: Annotated[Decimal, Field(ge=0, lt=1)] = Decimal("0.005")
     #: Only buy a long-direction prediction and only short a short-direction one; never trade "flat".
     respect_direction: bool = True
+    #: Portfolio construction (:mod:`trader.optimizer`, skfolio) over the selected names: ``none`` keeps the
+    #: ``weighting`` above; ``mvo`` maximises mean − risk_aversion · variance with the scores as expected returns and a
+    #: Ledoit-Wolf covariance; ``hrp`` is hierarchical risk parity on the same covariance. Both use ``history``.
+    optimizer: Literal["none", "mvo", "hrp"] = "none"
+    #: mvo: the weight of variance against expected return.
+    risk_aversion: Annotated[float, Field(gt=0, le=1e6)] = 1.0
+    #: mvo: the bars ahead the scores forecast (the model's label horizon); they are divided by it to match
+    #: the one-bar covariance.
+    score_horizon_bars: PositiveInt = 4
+    #: Largest Σ|target weight − current weight| per rebalance; a larger move goes part of the way. ``None``: no cap.
+    max_turnover: Annotated[Decimal, Field(gt=0, le=20)] | None = None
+    #: Largest |Σ weights| (long minus short) of the targets; the heavier side is scaled down. ``None``: no cap.
+    max_net_weight: Annotated[Decimal, Field(ge=0, le=10)] | None = None
 
 
 class UniverseConfig(_Model):
@@ -194,6 +226,18 @@ class MetricsConfig(_Model):
     host: str = "127.0.0.1"
 
 
+class HistoryConfig(_Model):
+    """Trailing bars from the warehouse for the optimiser and the portfolio risk checks (:mod:`trader.portfolio`).
+
+    Only bars closed by the decision time are read (point-in-time).
+    """
+
+    #: Calendar days of bars before the decision time.
+    lookback_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    #: Fewer bar returns than this: the optimiser falls back to ``sizing.weighting``, the risk checks deny.
+    min_observations: Annotated[int, Field(ge=10)] = 60
+
+
 class TraderConfig(_Model):
     mode: Mode = Mode.SIM
     universe: UniverseConfig
@@ -202,6 +246,7 @@ class TraderConfig(_Model):
     prediction: PredictionConfig = PredictionConfig()
     alerts: AlertsConfig = AlertsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    history: HistoryConfig = HistoryConfig()
     #: Any SQLAlchemy URL; default ``sqlite:///$ALPHALINE_HOME/trader/trader.db``.
     store_url: str | None = None
 

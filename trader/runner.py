@@ -74,6 +74,7 @@ from trader.errors import (
     PredictionError,
     TraderError,
 )
+from trader.history import MarketHistory, MarketSnapshot
 from trader.predictions import PredictionBatch, PredictionClient
 from trader.risk import RiskContext, RiskDecision, RiskEngine
 from trader.sizing import size_orders
@@ -198,6 +199,8 @@ class Runner:
         cash_tolerance: the largest local-vs-venue cash difference a strict run accepts.
         observers: told about every finished cycle (:mod:`trader.metrics`, :mod:`trader.alerts`); an observer
             that raises is logged and never stops trading.
+        market: trailing bars for ``sizing.optimizer`` and the portfolio risk checks (default: the warehouse,
+            when the config asks for either; see :meth:`~trader.history.MarketHistory.from_config`).
 
     Example:
         >>> runner = Runner(config=cfg, store=store, broker=broker, predictor=client, run_id="sim-2024-03-05")  # doctest: +SKIP
@@ -206,7 +209,8 @@ class Runner:
 
     def __init__(self, *, config: TraderConfig, store: TraderStore, broker: Broker, predictor: PredictionClient,
                  run_id: str, engine: RiskEngine | None = None, strict: bool = False,
-                 cash_tolerance: Decimal = Decimal("0.01"), observers: Sequence[CycleObserver] = ()):
+                 cash_tolerance: Decimal = Decimal("0.01"), observers: Sequence[CycleObserver] = (),
+                 market: MarketHistory | None = None):
         self.config, self.store, self.broker, self.predictor, self.run_id = config, store, broker, predictor, run_id
         self.engine = engine or RiskEngine.from_config(config)
         self.strict, self.cash_tolerance = strict, cash_tolerance
@@ -219,6 +223,7 @@ class Runner:
         self._last_ts: dt.datetime | None = None
         self.observers = tuple(observers)
         self._denials: Counter[str] = Counter()
+        self.market = market if market is not None else MarketHistory.from_config(config)
 
     # -- the loop ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -306,10 +311,11 @@ class Runner:
             pending[o.symbol] = pending.get(o.symbol, ZERO) + o.remaining_qty * o.side.sign
         sizing = size_orders(batch.predictions, positions={s: p.qty for s, p in account.positions.items()},
                              prices=ctx.prices, equity=ctx.equity, config=self.config.sizing, run_id=self.run_id,
-                             decision_ts=tick.ts, size_multiplier=portfolio.size_multiplier, pending=pending)
+                             decision_ts=tick.ts, size_multiplier=portfolio.size_multiplier, pending=pending,
+                             market=ctx.market, min_observations=self.config.history.min_observations)
         decisions, _ = self.engine.check_all(sizing.commands, ctx)
         self._route(decisions, batch, tick, state, counts)
-        notes = [f"{len(sizing.commands)} orders sized (model {batch.model_version})"]
+        notes = [f"{len(sizing.commands)} orders sized (model {batch.model_version})"] + ([sizing.note] if sizing.note else [])
         if portfolio.size_multiplier < 1:
             notes.append(f"drawdown {portfolio.drawdown:.2%}: targets × {portfolio.size_multiplier}")
         if portfolio.daily_loss_breached:
@@ -330,7 +336,18 @@ class Runner:
                            working_orders=tuple(self.store.working_orders()),
                            # ids are per decision time: a day back covers duplicates
                            known_client_order_ids=self.store.client_order_ids(since=now - _DAY),
-                           recent_order_times=self.store.order_times_since(now - _MINUTE))
+                           recent_order_times=self.store.order_times_since(now - _MINUTE),
+                           market=self._market(now) if state is not TradingState.HALTED else None)
+
+    def _market(self, now: dt.datetime) -> MarketSnapshot | None:
+        """The trailing bars closed by ``now``; unreadable: ``None`` (the optimiser falls back, portfolio checks deny)."""
+        if self.market is None:
+            return None
+        try:
+            return self.market.snapshot(self.universe, until=now)
+        except TraderError as exc:
+            _log.warning("market history unavailable at %s: %s", now.isoformat(), exc)
+            return None
 
     def _invariants(self, positions: dict[Symbol, Position]) -> tuple[str, ...]:
         problems = [f"{s}: fills sum to {self._fill_qty.get(s, ZERO)} but the position is {positions[s].qty if s in positions else 0}"

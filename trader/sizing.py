@@ -15,6 +15,12 @@
 3. **Quantities** (:func:`target_quantities`): ``weight · equity / price`` cut toward zero
    to whole shares, or to ``qty_decimals`` for longs when ``fractional`` (short sales stay
    whole: brokers do not short fractions).
+   With ``optimizer: hrp|mvo`` the selected names' shares of ``gross_exposure`` come from
+   :func:`trader.optimizer.optimize` (skfolio, on trailing bar returns closed by the decision
+   time) instead of ``weighting``/``target_vol``; too little history falls back to ``weighting``
+   and :attr:`SizingResult.note` says so. Then ``max_net_weight`` scales the heavier side down
+   and ``max_turnover`` moves the book only part of the way from its current weights (both
+   optional, for any optimizer).
 4. **Orders** (:func:`orders_for_targets`): the change from the current position (plus
    working orders, if given) becomes one market day order with a deterministic
    ``client_order_id``; no order below ``min_order_notional`` or when the change in weight
@@ -43,11 +49,15 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
+from typing import TYPE_CHECKING
 
 from trader.config import SizingConfig
 from trader.domain import ZERO, Order, Side, SubmitOrder, Symbol, make_client_order_id
 from trader.errors import DomainError
 from trader.predictions import Direction, Prediction
+
+if TYPE_CHECKING:
+    from trader.history import MarketSnapshot
 
 _WEIGHT_STEP = Decimal("1e-8")
 ONE = Decimal(1)
@@ -61,6 +71,8 @@ class SizingResult:
     quantities: dict[Symbol, Decimal]
     commands: list[SubmitOrder]
     skipped: dict[Symbol, str] = field(default_factory=dict)
+    #: How the weights were split: the optimiser's note (``hrp over 4 names, 180 bars``), a fallback, or ``""``.
+    note: str = ""
 
 
 def _dec(value: float | Decimal) -> Decimal:
@@ -100,16 +112,42 @@ def _base_weight(p: Prediction, config: SizingConfig, n: int) -> Decimal:
 
 def target_weights(predictions: Iterable[Prediction], config: SizingConfig, *,
                    vols: Mapping[Symbol, float | Decimal] | None = None,
-                   size_multiplier: Decimal = ONE) -> tuple[dict[Symbol, Decimal], dict[Symbol, str]]:
+                   size_multiplier: Decimal = ONE, market: MarketSnapshot | None = None,
+                   min_observations: int = 60) -> tuple[dict[Symbol, Decimal], dict[Symbol, str]]:
     """Signed target weight per fresh symbol (see the module docstring), and the symbols left out with why."""
-    predictions = list(predictions)
+    weights, skipped, _ = _weights(list(predictions), config, vols=vols, size_multiplier=size_multiplier, market=market,
+                                   min_observations=min_observations)
+    return weights, skipped
+
+
+def _optimized(predictions: list[Prediction], sides: dict[Symbol, int], config: SizingConfig,
+               market: MarketSnapshot | None, min_observations: int) -> tuple[dict[Symbol, Decimal] | None, str]:
+    if config.optimizer == "none":
+        return None, ""
+    from trader.optimizer import optimize
+
+    shares, note = optimize(sides, {p.symbol: p.score for p in predictions}, market, method=config.optimizer,
+                            max_share=float(config.max_weight / config.gross_exposure), min_observations=min_observations,
+                            risk_aversion=config.risk_aversion, score_horizon_bars=config.score_horizon_bars)
+    if shares is None:
+        return None, f"{note}; weights by {config.weighting}"
+    return {s: _dec(round(w, 10)) * config.gross_exposure for s, w in shares.items()}, note
+
+
+def _weights(predictions: list[Prediction], config: SizingConfig, *, vols: Mapping[Symbol, float | Decimal] | None,
+             size_multiplier: Decimal, market: MarketSnapshot | None,
+             min_observations: int) -> tuple[dict[Symbol, Decimal], dict[Symbol, str], str]:
     sides, skipped = select(predictions, config)
     by_symbol = {p.symbol: p for p in predictions}
     n = sum(1 for s in sides.values() if s)
+    optimized, note = _optimized(predictions, sides, config, market, min_observations)
     raw: dict[Symbol, Decimal] = {}
     for symbol, side in sides.items():
         if side == 0:
             raw[symbol] = ZERO
+            continue
+        if optimized is not None:  # the optimiser already weighed risk: no vol targeting on top
+            raw[symbol] = side * min(optimized[symbol], config.max_weight)
             continue
         weight = _base_weight(by_symbol[symbol], config, n)
         if config.target_vol is not None:
@@ -121,8 +159,44 @@ def target_weights(predictions: Iterable[Prediction], config: SizingConfig, *,
         raw[symbol] = side * min(weight, config.max_weight)
     gross = sum((abs(w) for w in raw.values()), ZERO)
     scale = config.gross_exposure / gross if gross > config.gross_exposure else ONE
-    weights = {s: (w * scale * size_multiplier).quantize(_WEIGHT_STEP, rounding=ROUND_DOWN) for s, w in raw.items()}
-    return weights, skipped
+    raw = _cap_net({s: w * scale for s, w in raw.items()}, config.max_net_weight)
+    weights = {s: (w * size_multiplier).quantize(_WEIGHT_STEP, rounding=ROUND_DOWN) for s, w in raw.items()}
+    return weights, skipped, note
+
+
+def _cap_net(weights: dict[Symbol, Decimal], cap: Decimal | None) -> dict[Symbol, Decimal]:
+    """Scale the heavier side down until |long − short| ≤ ``cap``."""
+    if cap is None:
+        return weights
+    longs = sum((w for w in weights.values() if w > 0), ZERO)
+    shorts = -sum((w for w in weights.values() if w < 0), ZERO)
+    if abs(longs - shorts) <= cap:
+        return weights
+    if longs > shorts:
+        k = (shorts + cap) / longs
+        return {s: w * k if w > 0 else w for s, w in weights.items()}
+    k = (longs + cap) / shorts
+    return {s: w * k if w < 0 else w for s, w in weights.items()}
+
+
+def limit_turnover(targets: Mapping[Symbol, Decimal], current: Mapping[Symbol, Decimal],
+                   cap: Decimal | None) -> dict[Symbol, Decimal]:
+    """Move from ``current`` toward ``targets`` (weights) by at most ``cap`` of Σ|Δweight|: part of the way, evenly.
+
+    Example:
+        >>> from decimal import Decimal as D
+        >>> limit_turnover({"AAA": D("0.5"), "BBB": D(0)}, {"BBB": D("0.5")}, D("0.5"))
+        {'AAA': Decimal('0.25000000'), 'BBB': Decimal('0.25000000')}
+    """
+    targets = dict(targets)
+    if cap is None:
+        return targets
+    moved = sum((abs(w - current.get(s, ZERO)) for s, w in targets.items()), ZERO)
+    if moved <= cap:
+        return targets
+    part = cap / moved
+    return {s: (current.get(s, ZERO) + (w - current.get(s, ZERO)) * part).quantize(_WEIGHT_STEP, rounding=ROUND_DOWN)
+            for s, w in targets.items()}
 
 
 def target_quantities(weights: Mapping[Symbol, Decimal], *, equity: Decimal, prices: Mapping[Symbol, Decimal],
@@ -175,17 +249,24 @@ def orders_for_targets(targets: Mapping[Symbol, Decimal], *, current: Mapping[Sy
 def size_orders(predictions: Iterable[Prediction], *, positions: Mapping[Symbol, Decimal],
                 prices: Mapping[Symbol, Decimal], equity: Decimal, config: SizingConfig, run_id: str,
                 decision_ts: dt.datetime, vols: Mapping[Symbol, float | Decimal] | None = None,
-                size_multiplier: Decimal = ONE, pending: Mapping[Symbol, Decimal] | None = None) -> SizingResult:
+                size_multiplier: Decimal = ONE, pending: Mapping[Symbol, Decimal] | None = None,
+                market: MarketSnapshot | None = None, min_observations: int = 60) -> SizingResult:
     """The whole pipeline for one decision: predictions → weights → quantities → :class:`SubmitOrder` commands.
 
     ``positions`` are signed held quantities; ``pending`` the signed remaining quantity of
-    working orders, counted as if filled so that a decision does not re-send them.
+    working orders, counted as if filled so that a decision does not re-send them. ``market``
+    (trailing returns closed by ``decision_ts``) feeds ``sizing.optimizer``.
     """
     predictions = list(predictions)
-    weights, skipped = target_weights(predictions, config, vols=vols, size_multiplier=size_multiplier)
+    weights, skipped, note = _weights(predictions, config, vols=vols, size_multiplier=size_multiplier, market=market,
+                                      min_observations=min_observations)
+    held = {s: positions.get(s, ZERO) + (pending or {}).get(s, ZERO) for s in weights}
+    if config.max_turnover is not None and equity > 0:
+        now = {s: q * prices[s] / equity for s, q in held.items() if q and prices.get(s)}
+        weights = limit_turnover(weights, now, config.max_turnover)
     quantities, no_price = target_quantities(weights, equity=equity, prices=prices, config=config)
     current = {s: positions.get(s, ZERO) + (pending or {}).get(s, ZERO) for s in quantities}
     commands, no_order = orders_for_targets(quantities, current=current, prices=prices, equity=equity, config=config,
                                             run_id=run_id, decision_ts=decision_ts,
                                             predictions={p.symbol: p for p in predictions})
-    return SizingResult(weights, quantities, commands, {**skipped, **no_price, **no_order})
+    return SizingResult(weights, quantities, commands, {**skipped, **no_price, **no_order}, note)

@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from trader.domain import OrderType, TradingState
 from trader.risk.context import OrderView, RiskReason
+from trader.risk.portfolio import PORTFOLIO_CHECKS
 
 Verdict = tuple[RiskReason, str]
 Check = Callable[[OrderView], Verdict]
@@ -195,8 +196,9 @@ def buying_power(v: OrderView) -> Verdict:
     return R.APPROVED, f"needs {v.notional:.2f} of {available:.2f}"
 
 
-#: Every check, in the order the audit trail lists them.
+#: Every check, in the order the audit trail lists them; the portfolio checks (:mod:`trader.risk.portfolio`) last.
 DEFAULT_CHECKS: tuple[tuple[str, Check], ...] = tuple((f.__name__, f) for f in (
     trading_state, restricted_symbol, market_hours, duplicate_order, order_rate, prediction_fresh, price_collar,
     max_notional, position_limit, gross_exposure, net_exposure, sector_exposure, daily_loss, drawdown, buying_power,
+    *PORTFOLIO_CHECKS,
 ))

@@ -9,12 +9,15 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trader.config import RiskLimits
 from trader.domain import ZERO, Account, ClientOrderId, Order, OrderType, SubmitOrder, Symbol, TradingState, to_utc
 from trader.errors import DomainError
 from trader.market_hours import TradingCalendar
+
+if TYPE_CHECKING:
+    from trader.history import MarketSnapshot
 
 
 class RiskReason(StrEnum):
@@ -42,6 +45,11 @@ class RiskReason(StrEnum):
     DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
     DRAWDOWN_HALT = "DRAWDOWN_HALT"
     INSUFFICIENT_BUYING_POWER = "INSUFFICIENT_BUYING_POWER"
+    VAR_LIMIT_EXCEEDED = "VAR_LIMIT_EXCEEDED"
+    CVAR_LIMIT_EXCEEDED = "CVAR_LIMIT_EXCEEDED"
+    ORDER_EXCEEDS_ADV_LIMIT = "ORDER_EXCEEDS_ADV_LIMIT"
+    CORRELATED_EXPOSURE_EXCEEDED = "CORRELATED_EXPOSURE_EXCEEDED"
+    MARKET_HISTORY_UNAVAILABLE = "MARKET_HISTORY_UNAVAILABLE"
     RISK_CHECK_ERROR = "RISK_CHECK_ERROR"
 
 
@@ -73,6 +81,7 @@ class RiskContext:
         working_orders: orders that may still fill (including those approved earlier this cycle).
         known_client_order_ids: every id already used (from the store), for duplicate detection.
         recent_order_times: when recent orders were sent, for the order-rate throttle.
+        market: trailing bar returns and ADV closed by ``now`` (:mod:`trader.history`), for the portfolio checks.
     """
 
     now: dt.datetime
@@ -85,6 +94,7 @@ class RiskContext:
     working_orders: tuple[Order, ...] = ()
     known_client_order_ids: AbstractSet[ClientOrderId] = frozenset()
     recent_order_times: tuple[dt.datetime, ...] = ()
+    market: MarketSnapshot | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "now", to_utc(self.now, "risk context now"))
