@@ -12,10 +12,23 @@ checked against it and against pyfolio tear sheets:
   periods (not only the losing ones);
 * max drawdown is a negative fraction measured from a wealth path that starts
   at 1 before the first return, so a first-period loss counts;
-* Calmar is annual return over ``|max drawdown|`` (NaN without a drawdown).
+* Calmar is annual return over ``|max drawdown|`` (NaN without a drawdown);
+* a NaN return (the first row of a ``pct_change``, a missing bar) is a period
+  with return 0 for the compounding metrics — annual return, wealth, drawdown,
+  Calmar: it counts in ``n`` — and is skipped by the moment-based ones
+  (volatility, Sharpe, Sortino, downside risk), exactly as empyrical does;
+* no variance with a non-zero mean gives a Sharpe of ``±inf``, and no downside
+  with a positive mean a Sortino of ``inf`` (empyrical divides by zero too);
+  with a zero mean both are NaN.
 
-Metrics that are undefined on the input (no variance, no losses, too few
-values) return NaN (or ``inf`` for a profit factor without losses), never raise.
+``tests/models/test_performance.py`` pins every metric to empyrical 0.5.5's own
+output on series with and without NaN. One deliberate difference: a wealth that
+went to or through zero has annual return −1 here; empyrical raises a negative
+number to a fractional power there, which is NaN (or, for an integer exponent,
+an accident of the sign).
+
+Metrics that are undefined on the input (too few values, zero mean over zero
+spread) return NaN (or ``inf`` for a profit factor without losses), never raise.
 
 Example:
     >>> r = [0.01, -0.02, 0.03]
@@ -72,14 +85,34 @@ def _returns(returns: ArrayLike) -> np.ndarray:
     return r[~np.isnan(r)]
 
 
+def _periods(returns: ArrayLike) -> np.ndarray:
+    """Every period, a NaN return as 0 (empyrical's ``cum_returns``): compounding counts it, earns nothing."""
+    r = np.asarray(returns, dtype=np.float64)
+    if r.ndim != 1:
+        raise MetricInputError(f"returns: expected a 1-D series, got shape {r.shape}")
+    return np.where(np.isnan(r), 0.0, r)
+
+
+def _ratio(num: float, den: float) -> float:
+    """``num / den`` with empyrical's zero-denominator answers: ±inf, or NaN for 0/0."""
+    if den > 0:
+        return float(num / den)
+    return float("nan") if num == 0 or np.isnan(num) or np.isnan(den) else float(np.copysign(np.inf, num))
+
+
 def cumulative_wealth(returns: ArrayLike) -> np.ndarray:
-    """Wealth path ``[1, (1 + r_1), (1 + r_1)(1 + r_2), ...]`` (one longer than ``returns``)."""
-    return np.concatenate(([1.0], np.cumprod(1.0 + _returns(returns))))
+    """Wealth path ``[1, (1 + r_1), (1 + r_1)(1 + r_2), ...]`` (one longer than ``returns``; NaN earns 0)."""
+    return np.concatenate(([1.0], np.cumprod(1.0 + _periods(returns))))
 
 
 def annual_return(returns: ArrayLike, periods_per_year: int) -> float:
-    """Compound annual growth rate: ``prod(1 + r) ** (ppy / n) - 1``."""
-    r = _returns(returns)
+    """Compound annual growth rate: ``prod(1 + r) ** (ppy / n) - 1``, ``n`` counting NaN periods (as empyrical).
+
+    Example:
+        >>> round(annual_return([float("nan"), 0.1], 2), 6)  # two periods, one year: 10 %
+        0.1
+    """
+    r = _periods(returns)
     if r.size == 0:
         return float("nan")
     final = float(np.prod(1.0 + r))
@@ -98,8 +131,7 @@ def sharpe_ratio(returns: ArrayLike, periods_per_year: int, risk_free: float = 0
     excess = _returns(returns) - risk_free
     if excess.size < 2:
         return float("nan")
-    sd = np.std(excess, ddof=1)
-    return float(np.mean(excess) / sd * np.sqrt(periods_per_year)) if sd > 0 else float("nan")
+    return _ratio(float(np.mean(excess)), float(np.std(excess, ddof=1))) * float(np.sqrt(periods_per_year))
 
 
 def downside_risk(returns: ArrayLike, periods_per_year: int, required_return: float = 0.0) -> float:
@@ -112,12 +144,11 @@ def downside_risk(returns: ArrayLike, periods_per_year: int, required_return: fl
 
 
 def sortino_ratio(returns: ArrayLike, periods_per_year: int, required_return: float = 0.0) -> float:
-    """``mean(r - required) * ppy / downside_risk``: NaN when there is no downside."""
-    r = _returns(returns)
-    dr = downside_risk(r, periods_per_year, required_return)
-    if r.size == 0 or not dr > 0:
+    """``mean(r - required) * ppy / downside_risk``: ``inf`` with a positive mean and no downside."""
+    if _periods(returns).size < 2:  # NaN periods count here, as in empyrical
         return float("nan")
-    return float(np.mean(r - required_return) * periods_per_year / dr)
+    r = _returns(returns)
+    return _ratio(float(np.mean(r - required_return) * periods_per_year), downside_risk(r, periods_per_year, required_return))
 
 
 def drawdown(returns: ArrayLike) -> np.ndarray:
@@ -148,7 +179,10 @@ def max_drawdown_duration(returns: ArrayLike) -> int:
 def calmar_ratio(returns: ArrayLike, periods_per_year: int) -> float:
     """Annual return over ``|max drawdown|``; NaN when there was no drawdown."""
     mdd = max_drawdown(returns)
-    return annual_return(returns, periods_per_year) / abs(mdd) if mdd < 0 else float("nan")
+    if not mdd < 0:
+        return float("nan")
+    ratio = annual_return(returns, periods_per_year) / abs(mdd)
+    return ratio if np.isfinite(ratio) else float("nan")
 
 
 def win_rate(pnl: ArrayLike) -> float:
