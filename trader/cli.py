@@ -164,10 +164,12 @@ def run(mode: str | None, once: bool, day: dt.datetime | None, cash: str | None,
 
         # Refuse to trade on a book that disagrees with the venue (ReconciliationError: one line, exit 1).
         run_reconcile(store, session.broker, now=session.started_at).raise_if_blocked()
-        click.echo(f"{chosen.value}: store {safe_url(url)}, venue {session.broker.venue}, predictions from {predictor.url}")
-        observers = run_observers(cfg, run_id=session.run_id, initial_state=store.trading_state().state, echo=click.echo)
+        notes: list[str] = []  # where alerts go and metrics are served: on the start line
+        observers = run_observers(cfg, run_id=session.run_id, initial_state=store.trading_state().state, echo=notes.append)
         runner = Runner(config=cfg, store=store, broker=session.broker, predictor=predictor, run_id=session.run_id,
                         strict=session.strict, observers=observers)
+        click.echo(f"{chosen.value}: store {safe_url(url)}, venue {session.broker.venue}, predictions from {predictor.url}; "
+                   + "; ".join(notes))
         try:
             reports = runner.run(session.ticks, before_cycle=session.before_cycle, limit=1 if once else None,
                                  on_report=lambda r: click.echo(r.line()))
