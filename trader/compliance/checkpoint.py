@@ -189,6 +189,34 @@ def _restore_ledger(state: Mapping[str, Any]) -> Ledger:
     return ledger
 
 
+def pruned_day_close(close: DayClose) -> DayClose:
+    """What ``restore_day_close(loads(dumps_day_close(close)))`` gives, built from ``close``'s own objects.
+
+    The same selection as :func:`ledger_state` (open lots, the tax year's disposals and wash
+    sales, losses still pending), sharing the lots, disposals and fills instead of parsing
+    them again: a process that has just saved a close can keep using it as if read back.
+    Treat both as read-only.
+    """
+    old, as_of = close.ledger, close.day
+    with paused_gc():
+        pending = old.pending_losses(as_of)
+        pending_ids = {d.disposal_id for d in pending}
+        ledger = Ledger(allow_short=old.allow_short)
+        ledger.cash, ledger._seq, ledger._last = old.cash, old._seq, old._last
+        if old._last is not None:
+            ledger._seen.add(old._last[1])
+        for lot in old.open_lots():
+            ledger._positions.setdefault(lot.symbol, {}).setdefault(lot.account, []).append(lot)
+        ledger.disposals.extend(d for d in old.disposals if d.sold.year == as_of.year or d.disposal_id in pending_ids)
+        ledger._wash.adjustments.extend(w for w in old.wash_sales if w.booked.year == as_of.year)
+        for piece in pending:
+            ledger._wash._pending.setdefault(piece.symbol, []).append(piece)
+        ledger._wash._pending = {symbol: ledger._wash._pending[symbol] for symbol in sorted(ledger._wash._pending)}
+    return DayClose(day=as_of, ledger=ledger, roll_forward=close.roll_forward,
+                    closing_marks={symbol: close.closing_marks[symbol] for symbol in sorted(close.closing_marks)},
+                    day_fills=close.day_fills)
+
+
 def day_close_state(close: DayClose) -> dict[str, Any]:
     """Everything :func:`~trader.compliance.reports.write_reports` needs about a closed day, JSON-ready."""
     return {

@@ -35,9 +35,11 @@ Example (FIFO with lots entered out of order):
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from operator import attrgetter
 from typing import Literal
 
 from trader.compliance.errors import LedgerError
@@ -47,6 +49,7 @@ from trader.compliance.wash_sales import WashSale, WashSaleBook
 
 Direction = Literal["long", "short"]
 ZERO = Decimal(0)
+_acquired, _lot_seq = attrgetter("acquired"), attrgetter("seq")
 #: Roll-forward differences below this are Decimal division residue (28 significant digits), not money.
 TOLERANCE = Decimal("1e-9")
 
@@ -167,6 +170,7 @@ class Ledger:
         self.cash = ZERO
         self.disposals: list[Disposal] = []
         self._positions: dict[str, dict[str, list[TaxLot]]] = {}  # symbol → account → lots, FIFO order
+        self._long_qty: dict[tuple[str, str], Decimal] = {}  # (symbol, account) → long shares held, kept as lots move
         self._wash = WashSaleBook()
         self._seen: set[str] = set()
         self._last: tuple[dt.datetime, str] | None = None
@@ -229,8 +233,16 @@ class Ledger:
 
     # -- booking --------------------------------------------------------------------------
 
+    def _held(self, fill: ComplianceFill, lots: list[TaxLot]) -> Decimal:
+        """Long shares the fill's account holds in its symbol (summed once, then kept up to date by the booking)."""
+        key = (fill.symbol, fill.account)
+        held = self._long_qty.get(key)
+        if held is None:
+            held = self._long_qty[key] = sum((lot.qty for lot in lots if lot.direction == "long"), ZERO)
+        return held
+
     def _sell(self, fill: ComplianceFill, lots: list[TaxLot]) -> None:
-        held = sum((lot.qty for lot in lots if lot.direction == "long"), ZERO)
+        held = self._held(fill, lots)
         if fill.qty > held and not self.allow_short:
             raise LedgerError(
                 f"fill {fill.fill_id}: qty: sells {fill.qty} {fill.symbol} but account {fill.account} holds {held} "
@@ -243,6 +255,7 @@ class Ledger:
             lot = self._take(lots, remaining)
             pieces.append(self._dispose(lot, fill, len(pieces) + 1, proceeds=proceeds.take(lot.qty), basis=lot.cost))
             remaining -= lot.qty
+        self._long_qty[fill.symbol, fill.account] = held - (fill.qty - remaining)
         if remaining > 0:
             lots.append(self._open(fill, "short", remaining, proceeds.take(remaining)))
         self.cash += fill.gross - fill.fee
@@ -257,8 +270,10 @@ class Ledger:
             self._dispose(lot, fill, n, proceeds=lot.cost, basis=cost.take(lot.qty))
             remaining -= lot.qty
         if remaining > 0:
+            held = self._held(fill, lots)
             lot = self._open(fill, "long", remaining, cost.take(remaining))
             lots.append(lot)
+            self._long_qty[fill.symbol, fill.account] = held + remaining
             self._wash.on_purchase(lot, self._carve)
         self.cash -= fill.gross + fill.fee
 
@@ -288,15 +303,24 @@ class Ledger:
         self.disposals.append(disposal)
         return disposal
 
-    def _held_long(self, symbol: str) -> list[TaxLot]:
-        lots = [lot for acct_lots in self._positions.get(symbol, {}).values() for lot in acct_lots if lot.direction == "long"]
-        return sorted(lots, key=lambda lot: lot.seq)  # stable: a carved part stays ahead of its rest
+    def _held_long(self, symbol: str, since: dt.date) -> list[TaxLot]:
+        """Long lots of ``symbol`` (all accounts) acquired on or after ``since``, in the order bought.
+
+        Each account's lots are in FIFO order, so their acquisition dates never decrease: the
+        lots since a date are a tail, found by bisection rather than by walking the whole book.
+        """
+        lots = []
+        for acct_lots in self._positions.get(symbol, {}).values():
+            if acct_lots and acct_lots[0].direction == "long":  # an account is never long and short at once
+                lots += acct_lots[bisect_left(acct_lots, since, key=_acquired):]
+        return sorted(lots, key=_lot_seq)  # stable: a carved part stays ahead of its rest
 
     def _carve(self, lot: TaxLot, qty: Decimal) -> TaxLot:
         if qty >= lot.qty:
             return lot
         lots = self._positions[lot.symbol][lot.account]
-        index = next(i for i, other in enumerate(lots) if other is lot)
+        # Wash sales carve recent lots (within 30 days), which sit at the end of the FIFO list.
+        index = next(i for i in range(len(lots) - 1, -1, -1) if lots[i] is lot)
         part = lot.carve(qty)
         lots.insert(index, part)  # the carved shares go first: within a lot, replacement shares are sold first
         return part

@@ -136,19 +136,21 @@ class WashSaleBook:
         self.adjustments: list[WashSale] = []
         self._pending: dict[str, list[Disposal]] = {}
 
-    def on_sale(self, pieces: Iterable[Disposal], held: Callable[[str], list[TaxLot]], carve: Carve) -> None:
+    def on_sale(self, pieces: Iterable[Disposal], held: Callable[[str, dt.date], list[TaxLot]], carve: Carve) -> None:
         """Match the sale's loss blocks, in order, against shares still held; queue what stays unreplaced.
 
         Args:
             pieces: the disposals of one sell fill, in FIFO order.
-            held: open lots of a symbol after the whole sale (all accounts), in the order bought.
+            held: ``held(symbol, since)``: long lots of a symbol after the whole sale (all accounts)
+                acquired on or after ``since``, in the order bought.
             carve: cuts shares off an open lot (see :data:`Carve`).
         """
         losses = [piece for piece in pieces if piece.direction == "long" and piece.loss > 0]
         if not losses:
             return
         # One candidate list per sale, not per block: a sale can close hundreds of fragmented blocks.
-        pool = [lot for lot in held(losses[0].symbol) if lot.replacement_for is None and in_window(losses[0].sold, lot.acquired)]
+        sold = losses[0].sold
+        pool = [lot for lot in held(losses[0].symbol, sold - WINDOW) if lot.replacement_for is None and in_window(sold, lot.acquired)]
         start = 0
         for piece in losses:
             for lot in pool[start:]:

@@ -28,7 +28,6 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
 from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +51,7 @@ from trader.compliance import (
     write_reports,
 )
 from trader.compliance.audit_check import StoredRecord, scan_chain
-from trader.compliance.checkpoint import loads, paused_gc
+from trader.compliance.checkpoint import loads, paused_gc, pruned_day_close
 from trader.compliance.fills import COLUMNS as FILL_COLUMNS
 
 LEDGER_STATE, FILLS, AUDIT_RECORDS, AUDIT_VERIFICATION, FEES = (
@@ -177,6 +176,7 @@ def _close_ledger(paths: CompliancePaths, day: dt.date, warehouse: str) -> Ledge
     through = start.fills_before + len(fills)
     path = paths.checkpoint(day)
     _write_atomic(path, dumps_day_close(close, fills_through=through))
+    _remember(path, pruned_day_close(close))  # what reading the file back would give
     return LedgerRun(close=close, resumed_from=start.since, note=start.note, fills_applied=len(fills), fills_through=through,
                      path=path)
 
@@ -190,16 +190,25 @@ def load_day_close(paths: CompliancePaths, day: dt.date) -> DayClose:
     path = paths.checkpoint(day)
     if not path.exists():
         raise ComplianceError(f"{path}: missing (materialize tax_lot_ledger for {day} first)")
-    return _restored(str(path), path.stat().st_mtime_ns)
+    key, version = str(path), path.stat().st_mtime_ns
+    cached = _CLOSES.get(key)
+    if cached is None or cached[0] != version:
+        # The reports step and four checks each need the day close; at year end it holds a few
+        # hundred thousand lots and disposals, so it is parsed and rebuilt once per file version
+        # per process (the in-process executor runs them all in one), not five times; the
+        # ledger step leaves the close it saved here, so the same process never reads it back.
+        with paused_gc():
+            cached = _remember(path, restore_day_close(loads(path.read_bytes())), version)
+    return cached[1]
 
 
-@lru_cache(maxsize=1)
-def _restored(path: str, _version: int) -> DayClose:
-    # The reports step and four checks each need the day close; at year end it holds a few
-    # hundred thousand lots and disposals, so it is parsed and rebuilt once per file version
-    # per process (the in-process executor runs them all in one), not five times.
-    with paused_gc():
-        return restore_day_close(loads(Path(path).read_bytes()))
+_CLOSES: dict[str, tuple[int, DayClose]] = {}
+
+
+def _remember(path: Path, close: DayClose, version: int | None = None) -> tuple[int, DayClose]:
+    _CLOSES.clear()  # one close at a time: each holds a year of lots
+    _CLOSES[str(path)] = entry = (path.stat().st_mtime_ns if version is None else version, close)
+    return entry
 
 
 # -- 2. reports ----------------------------------------------------------------------------

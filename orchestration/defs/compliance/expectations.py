@@ -42,30 +42,50 @@ class SuiteOutcome:
 
 
 def day_frames(close: DayClose) -> dict[str, pd.DataFrame]:
-    """The three frames the suite validates: ``fills``, ``lots`` (open at the close), ``disposals`` (of the day)."""
-    day = pd.Timestamp(close.day)
-    fills = pd.DataFrame(
-        [{"fill_id": f.fill_id, "side": f.side, "qty": float(f.qty), "price": float(f.price), "fee": float(f.fee),
-          "ts": pd.Timestamp(f.ts), "trade_date": pd.Timestamp(f.trade_date)} for f in close.day_fills],
-        columns=["fill_id", "side", "qty", "price", "fee", "ts", "trade_date"],
-    )
-    lots = pd.DataFrame(
-        [{"lot_id": lot.lot_id, "direction": lot.direction, "qty": float(lot.qty), "cost": float(lot.cost),
-          "acquired": pd.Timestamp(lot.acquired), "holding_start": pd.Timestamp(lot.holding_start), "as_of": day}
-         for lot in close.ledger.open_lots()],
-        columns=["lot_id", "direction", "qty", "cost", "acquired", "holding_start", "as_of"],
-    )
-    by_id = {f.fill_id: f for f in close.day_fills}
-    disposals = pd.DataFrame(
-        [{"disposal_id": d.disposal_id, "direction": d.direction, "qty": float(d.qty), "proceeds": float(d.proceeds),
-          "basis": float(d.basis), "disallowed": float(d.disallowed), "loss": float(d.loss),
-          "acquired": pd.Timestamp(d.acquired), "holding_start": pd.Timestamp(d.holding_start), "sold": pd.Timestamp(d.sold),
-          "amount_error": _amount_error(d, by_id)}
-         for d in close.ledger.disposals if d.sold == close.day],
-        columns=["disposal_id", "direction", "qty", "proceeds", "basis", "disallowed", "loss", "acquired",
-                 "holding_start", "sold", "amount_error"],
-    )
-    return {"fills": fills, "lots": lots, "disposals": disposals}
+    """The three frames the suite validates: ``fills``, ``lots`` (open at the close), ``disposals`` (of the day).
+
+    Built a column at a time (dates and times converted by pandas in one call per column):
+    at year end the open lots alone are tens of thousands of rows.
+    """
+    day_fills = close.day_fills
+    ts = pd.to_datetime([f.ts for f in day_fills], utc=True) if day_fills else pd.DatetimeIndex([], tz="UTC")
+    fills = pd.DataFrame({
+        "fill_id": [f.fill_id for f in day_fills], "side": [f.side for f in day_fills],
+        "qty": _floats(f.qty for f in day_fills), "price": _floats(f.price for f in day_fills),
+        "fee": _floats(f.fee for f in day_fills), "ts": ts,
+        "trade_date": _dates([f.trade_date for f in day_fills]),
+    }, columns=["fill_id", "side", "qty", "price", "fee", "ts", "trade_date"])
+    open_lots = close.ledger.open_lots()
+    lots = pd.DataFrame({
+        "lot_id": [lot.lot_id for lot in open_lots], "direction": [lot.direction for lot in open_lots],
+        "qty": _floats(lot.qty for lot in open_lots), "cost": _floats(lot.cost for lot in open_lots),
+        "acquired": _dates([lot.acquired for lot in open_lots]), "holding_start": _dates([lot.holding_start for lot in open_lots]),
+        "as_of": _dates([close.day] * len(open_lots)),
+    }, columns=["lot_id", "direction", "qty", "cost", "acquired", "holding_start", "as_of"])
+    by_id = {f.fill_id: f for f in day_fills}
+    todays = [d for d in close.ledger.disposals if d.sold == close.day]
+    disposals = pd.DataFrame({
+        "disposal_id": [d.disposal_id for d in todays], "direction": [d.direction for d in todays],
+        "qty": _floats(d.qty for d in todays), "proceeds": _floats(d.proceeds for d in todays),
+        "basis": _floats(d.basis for d in todays), "disallowed": _floats(d.disallowed for d in todays),
+        "loss": _floats(d.loss for d in todays), "acquired": _dates([d.acquired for d in todays]),
+        "holding_start": _dates([d.holding_start for d in todays]), "sold": _dates([d.sold for d in todays]),
+        "amount_error": [_amount_error(d, by_id) for d in todays],
+    }, columns=["disposal_id", "direction", "qty", "proceeds", "basis", "disallowed", "loss", "acquired",
+                "holding_start", "sold", "amount_error"])
+    # An empty frame keeps the untyped (object) columns it always had.
+    return {name: frame if len(frame) else pd.DataFrame(columns=frame.columns)
+            for name, frame in (("fills", fills), ("lots", lots), ("disposals", disposals))}
+
+
+def _floats(values) -> list[float]:
+    return [float(v) for v in values]
+
+
+def _dates(values: list) -> pd.Series:
+    """Calendar dates as midnight timestamps, converted once per distinct date (a year has ~250)."""
+    index = {d: pd.Timestamp(d) for d in set(values)}
+    return pd.Series([index[d] for d in values], dtype="datetime64[ns]")
 
 
 def _amount_error(disposal, fills_by_id) -> float:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import trader.compliance.checkpoint as checkpoint
 from trader.compliance import ComplianceError, LedgerError, close_day, write_reports
-from trader.compliance.checkpoint import dumps_day_close, loads, restore_day_close, restore_ledger
+from trader.compliance.checkpoint import dumps_day_close, loads, pruned_day_close, restore_day_close, restore_ledger
 
 MARKS = {"XYZ": D("9.50"), "ABC": D("20")}
 
@@ -64,13 +64,27 @@ def test_resuming_from_each_days_checkpoint_matches_a_full_replay_byte_for_byte(
         assert resumed.roll_forward == full.roll_forward
 
 
+@given(data=st.data(), shorts=st.booleans())
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_pruned_day_close_is_what_reading_the_checkpoint_back_gives(data, shorts):
+    fills = data.draw(histories(shorts=shorts))
+    for full, _, state in closes(fills, allow_short=shorts):
+        pruned = pruned_day_close(full)
+        assert dumps_day_close(pruned) == state
+        restored = restore_day_close(loads(state))
+        pending = [d.disposal_id for d in restored.ledger.pending_losses(full.day)]
+        assert [d.disposal_id for d in pruned.ledger.pending_losses(full.day)] == pending
+
+
 def test_reports_written_from_a_restored_day_close_are_identical(tmp_path: Path):
     fills = [fill("buy", "2013-01-01", "100", "10"), fill("sell", "2013-06-01", "100", "7.50"),
              fill("buy", "2013-06-14", "100", "8"), fill("sell", "2013-06-14", "30", "8.25", fee="1")]
     for full, _, state in closes(fills):
         a = write_reports(full, tmp_path / "a" / full.day.isoformat())
         b = write_reports(restore_day_close(loads(state)), tmp_path / "b" / full.day.isoformat())
+        c = write_reports(pruned_day_close(full), tmp_path / "c" / full.day.isoformat())
         assert {n: p.read_bytes() for n, p in a.paths.items()} == {n: p.read_bytes() for n, p in b.paths.items()}
+        assert {n: p.read_bytes() for n, p in c.paths.items()} == {n: p.read_bytes() for n, p in b.paths.items()}
 
 
 def test_a_loss_waiting_for_replacement_survives_the_checkpoint_and_becomes_a_wash_sale():
