@@ -7,7 +7,7 @@ the relative image paths of ``summary.md`` (which stay, for reading the folder o
 Example:
     >>> learner_table({"xgboost": {"ic": 0.031234, "rank_ic": 0.03, "icir": 0.21, "ic_tstat": 4.1, "hit_rate": 0.512,
     ...                            "oracle_fraction": 0.41, "is_ic": 0.06}}).splitlines()[2]
-    '| xgboost | 0.0312 | 0.0300 | 0.21 | 4.1 | 51.2% | 41% | 0.0600 | 1.9 |  |'
+    '| xgboost | 0.0312 | 0.0300 | 0.21 | 4.1 | 51.2% | 41% | 0.0600 | 1.9 |'
 """
 
 from __future__ import annotations
@@ -38,18 +38,19 @@ def _num(value: Any, spec: str) -> str:
 def learner_table(models: Mapping[str, Mapping[str, float]], weights: Mapping[str, float] | None = None) -> str:
     """Markdown: one row per learner (out-of-fold IC, rank IC, ICIR, t-stat, hit rate, share of the oracle IC,
     in-sample IC and the overfit ratio, the production weight when known), then the ensembles."""
-    lines = ["| " + " | ".join(_COLUMNS) + " |", "|---|" + "---:|" * (len(_COLUMNS) - 1)]
+    columns = _COLUMNS if weights is not None else _COLUMNS[:-1]
+    lines = ["| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1)]
     learners = [name for name in models if name not in ENSEMBLE_ROWS]
     for name in [*sorted(learners, key=lambda n: -_sort_key(models[n])), *(n for n in ENSEMBLE_ROWS if n in models)]:
         m = models[name]
         ic, is_ic = m.get("ic", math.nan), m.get("is_ic", math.nan)
         ratio = is_ic / ic if isinstance(is_ic, float) and math.isfinite(is_ic) and ic and math.isfinite(ic) and ic > 0 else math.nan
-        weight = "" if weights is None or name in ENSEMBLE_ROWS else _num(weights.get(name, 0.0), ".2f")
         cells = [ENSEMBLE_ROWS.get(name, name), _num(ic, ".4f"), _num(m.get("rank_ic", math.nan), ".4f"),
                  _num(m.get("icir", math.nan), ".2f"), _num(m.get("ic_tstat", math.nan), ".1f"),
                  _num(m.get("hit_rate", math.nan), ".1%"), _num(m.get("oracle_fraction", math.nan), ".0%"),
-                 _num(is_ic, ".4f") if name not in ENSEMBLE_ROWS else "", _num(ratio, ".1f") if name not in ENSEMBLE_ROWS else "",
-                 weight]
+                 _num(is_ic, ".4f") if name not in ENSEMBLE_ROWS else "", _num(ratio, ".1f") if name not in ENSEMBLE_ROWS else ""]
+        if weights is not None:
+            cells.append("" if name in ENSEMBLE_ROWS else _num(weights.get(name, 0.0), ".2f"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
