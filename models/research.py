@@ -243,3 +243,32 @@ def sharpe_statistic(periods_per_year: int) -> Callable[[np.ndarray], np.ndarray
 def mean_statistic(rows: np.ndarray) -> np.ndarray:
     """Mean of each row (e.g. the mean IC), for :func:`bootstrap_ci`."""
     return rows.mean(axis=1)
+
+
+# -- the tear sheet's section --------------------------------------------------------------------
+def rigour_summary(returns: np.ndarray, *, periods_per_year: int, ic_series: np.ndarray | None = None,
+                   trials: dict[str, np.ndarray] | None = None, confidence: float = 0.95) -> dict[str, float | int]:
+    """The numbers :mod:`models.tearsheet` shows: Sharpe and mean-IC intervals, PSR, and with ``trials``
+    (the returns of every variant tried on the same periods, the chosen one included) DSR and PBO.
+
+    Example:
+        >>> r = np.random.default_rng(0).normal(0.001, 0.01, 500)
+        >>> s = rigour_summary(r, periods_per_year=252)
+        >>> s["sharpe_ci_low"] < s["sharpe"] < s["sharpe_ci_high"], "pbo" in s
+        (True, False)
+    """
+    low, high, sharpe = bootstrap_ci(returns, sharpe_statistic(periods_per_year), confidence=confidence)
+    out: dict[str, float | int] = {"sharpe": sharpe, "sharpe_ci_low": low, "sharpe_ci_high": high,
+                                   "psr": probabilistic_sharpe_ratio(returns)}
+    if ic_series is not None:
+        out["mean_ic"], (out["ic_ci_low"], out["ic_ci_high"]) = float(np.nanmean(ic_series)), \
+            bootstrap_ci(ic_series, mean_statistic, confidence=confidence)[:2]
+    if trials and len(trials) > 1:
+        matrix = np.nan_to_num(np.column_stack([np.asarray(v, dtype=float) for v in trials.values()]))
+        dsr = deflated_sharpe_ratio(returns, [float(_sharpe(matrix[:, j])) for j in range(matrix.shape[1])])
+        out |= {"n_trials": dsr.n_trials, "dsr": dsr.probability, "dsr_benchmark_sharpe": dsr.benchmark * math.sqrt(periods_per_year)}
+        blocks = min(16, matrix.shape[0] - matrix.shape[0] % 2)
+        if blocks >= 2:
+            result = probability_of_backtest_overfitting(matrix, n_blocks=blocks)
+            out |= {"pbo": result.pbo, "pbo_blocks": blocks}
+    return out

@@ -15,6 +15,12 @@ What the charts show (returns are simple, per bar; every return axis is in perce
   of the series (at most a quarter of a year), so the curve covers most of the window;
 * ``ic_decay``: mean IC by label horizon.
 
+Below the metrics, *research rigour* (:mod:`models.research`): the Sharpe ratio's 95 %
+interval (circular block bootstrap), the probabilistic Sharpe ratio against 0 and, when
+given, the mean IC's interval (``ic_series``) and, over every variant tried on the same
+bars (``trials``: the model family, a parameter sweep), the deflated Sharpe ratio and the
+probability of backtest overfitting (CSCV).
+
 Example:
     >>> import tempfile, polars as pl
     >>> from models.backtest import run_signal_backtest
@@ -43,10 +49,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from models import performance as perf
+from models import research
 from models.backtest import BacktestResult
 
 #: Metrics shown as percentages in the summary (the rest are ratios, counts or money).
-PERCENT_METRICS = frozenset({"annual_return", "annual_volatility", "max_drawdown", "win_rate", "exposure", "turnover"})
+PERCENT_METRICS = frozenset({"annual_return", "annual_volatility", "max_drawdown", "win_rate", "exposure", "turnover",
+                             "psr", "dsr", "pbo"})
 _SESSIONS_PER_YEAR = 252
 
 
@@ -60,6 +68,8 @@ def write_tearsheet(
     benchmark: np.ndarray | None = None,
     benchmark_label: str = "equal-weight universe",
     title: str = "Backtest",
+    ic_series: np.ndarray | None = None,
+    trials: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Path]:
     """Write ``equity.png``, ``drawdown.png``, ``rolling_sharpe.png``, ``ic_decay.png`` (when
     ``ic_by_horizon`` is given) and ``summary.md`` into ``folder`` (created if missing).
@@ -74,6 +84,8 @@ def write_tearsheet(
             :func:`equal_weight_returns`), drawn beside the strategy and summarised.
         benchmark_label: its name in the legend and the summary.
         title: heading of the summary and of each chart.
+        ic_series: the IC of each period (cross-sectional), for its bootstrap interval.
+        trials: per-bar net returns of every variant tried (this one included), for DSR and PBO.
 
     Returns:
         The path of each file written, by name (``equity``, ``drawdown``, ...).
@@ -104,7 +116,9 @@ def write_tearsheet(
     bench = None if benchmark is None else (benchmark_label, np.nan_to_num(np.asarray(benchmark, dtype=np.float64)))
     paths["summary"] = out / "summary.md"
     images = [p.name for p in paths.values() if p.suffix == ".png"]
-    paths["summary"].write_text(_summary(result, periods_per_year, title, ic_by_horizon, images, bench))
+    rigour = research.rigour_summary(returns, periods_per_year=periods_per_year, ic_series=ic_series,
+                                     trials=dict(trials) if trials else None)
+    paths["summary"].write_text(_summary(result, periods_per_year, title, ic_by_horizon, images, bench, rigour))
     return paths
 
 
@@ -206,7 +220,7 @@ def _date_ticks(ax: Axes, ts: np.ndarray, most: int = 8) -> None:
 
 
 def _summary(result: BacktestResult, periods_per_year: int, title: str, ic: Mapping[int | str, float] | None,
-             images: list[str], benchmark: tuple[str, np.ndarray] | None) -> str:
+             images: list[str], benchmark: tuple[str, np.ndarray] | None, rigour: Mapping[str, float | int]) -> str:
     metrics = result.metrics(periods_per_year)
     gross = perf.summary(gross_returns(result), periods_per_year=periods_per_year)
     eq = result.equity["equity"]
@@ -230,8 +244,26 @@ def _summary(result: BacktestResult, periods_per_year: int, title: str, ic: Mapp
     ]
     if ic:
         lines += ["", "| horizon (bars) | mean IC |", "|---|---:|", *(f"| {h} | {v:.4f} |" for h, v in ic.items())]
+    lines += ["", *_rigour_lines(rigour)]
     lines += ["", *(f"![{Path(name).stem}]({name})" for name in images), ""]
     return "\n".join(lines)
+
+
+def _rigour_lines(r: Mapping[str, float | int]) -> list[str]:
+    """The research-rigour table (:func:`models.research.rigour_summary`)."""
+    rows = [("Sharpe (annualised), 95% CI, block bootstrap",
+             f"{format_metric('sharpe', r['sharpe'])} [{format_metric('sharpe', r['sharpe_ci_low'])}, "
+             f"{format_metric('sharpe', r['sharpe_ci_high'])}]"),
+            ("probabilistic Sharpe ratio (P[true Sharpe > 0])", format_metric("psr", r["psr"]))]
+    if "mean_ic" in r:
+        rows.append(("mean IC, 95% CI, block bootstrap",
+                     f"{r['mean_ic']:.4f} [{r['ic_ci_low']:.4f}, {r['ic_ci_high']:.4f}]"))
+    if "dsr" in r:
+        rows.append((f"deflated Sharpe ratio ({r['n_trials']} trials; best of them by luck: Sharpe "
+                     f"{format_metric('sharpe', r['dsr_benchmark_sharpe'])})", format_metric("dsr", r["dsr"])))
+    if "pbo" in r:
+        rows.append((f"probability of backtest overfitting (CSCV, {r['pbo_blocks']} blocks)", format_metric("pbo", r["pbo"])))
+    return ["## Research rigour", "", "| statistic | value |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)]
 
 
 def format_metric(name: str, value: float | int | None) -> str:
