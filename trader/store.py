@@ -57,7 +57,7 @@ from sqlalchemy.pool import StaticPool
 from trader.audit import GENESIS, AuditRecord, ChainVerification, canonical, verify_chain
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
-from trader.store_schema import APPEND_ONLY_TRIGGERS, audit, equity_marks, fills, metadata, orders, positions, risk_state
+from trader.store_schema import append_only_ddl, audit, equity_marks, fills, metadata, orders, positions, risk_state
 
 _WRITE = "alphaline_write"
 _DURABLE = "alphaline_durable"
@@ -71,6 +71,8 @@ _UPDATE_ORDER = sa.update(orders).where(orders.c.client_order_id == sa.bindparam
 _UPDATE_POSITION = sa.update(positions).where(positions.c.symbol == sa.bindparam("b_key"))
 _LATEST_STATE = sa.select(risk_state).order_by(risk_state.c.id.desc()).limit(1)
 _LAST_PEAK = sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)
+#: PostgreSQL advisory lock (per database) that write transactions take first: SQLite's BEGIN IMMEDIATE, on a server.
+_PG_WRITE_LOCK = 0x616C_7068_616C_696E  # "alphalin"
 
 
 def default_store_url(env: Mapping[str, str] | None = None) -> str:
@@ -101,8 +103,10 @@ def sqlite_file(url: str) -> Path | None:
 
 def _make_engine(url: str) -> Engine:
     parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return _make_postgres_engine(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url)
+        return sa.create_engine(url, pool_pre_ping=True)
     memory = parsed.database in (None, "", ":memory:")
     if not memory:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +131,22 @@ def _make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _make_postgres_engine(url: str) -> Engine:
+    """Writers queue on one advisory lock, so the audit head a transaction reads cannot move before it appends
+    (as with SQLite's ``BEGIN IMMEDIATE``); ``durable=False`` is ``synchronous_commit=off`` for that transaction."""
+    engine = sa.create_engine(url, pool_pre_ping=True)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        if options.get(_WRITE):
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
+            if not options.get(_DURABLE, True):
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
 
     return engine
 
@@ -250,10 +270,11 @@ class TraderStore:
         self._state_probe: sqlite3.Connection | None = None
         self._state_cache: tuple[int, TradingStateRecord] | None = None
         try:
-            metadata.create_all(self._engine)
-            if self._engine.dialect.name == "sqlite":
-                with self._engine.begin() as conn:
-                    for ddl in APPEND_ONLY_TRIGGERS:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{_WRITE: True})  # one process at a time (DDL of two at once can collide)
+                with conn.begin():
+                    metadata.create_all(conn)
+                    for ddl in append_only_ddl(self._engine.dialect.name):
                         conn.exec_driver_sql(ddl)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"{self._safe_url}: cannot open the store ({exc.__class__.__name__}: {exc.orig or exc})") from None

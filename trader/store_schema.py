@@ -126,9 +126,28 @@ equity_marks = sa.Table(
     sa.Column("peak", DecimalText, nullable=False),
 )
 
-#: SQLite only: the database itself refuses to rewrite history.
+_APPEND_ONLY = ("audit", "fills")
+
+#: SQLite: the database itself refuses to rewrite history.
 APPEND_ONLY_TRIGGERS = tuple(
     f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
     f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-    for table in ("audit", "fills") for op in ("UPDATE", "DELETE")
+    for table in _APPEND_ONLY for op in ("UPDATE", "DELETE")
 )
+
+#: PostgreSQL: the same refusal (row and TRUNCATE statements alike), one trigger function for both tables.
+APPEND_ONLY_TRIGGERS_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION alphaline_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || ' is append-only', ERRCODE = 'integrity_constraint_violation'; END $$",
+    *(
+        f"CREATE OR REPLACE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION alphaline_append_only()"
+        for table in _APPEND_ONLY for op in ("UPDATE", "DELETE", "TRUNCATE")
+    ),
+)
+
+
+def append_only_ddl(dialect: str) -> tuple[str, ...]:
+    """The statements that make ``audit`` and ``fills`` append-only in the database (none for other dialects:
+    there the store's API, which has no update or delete for them, is the only guard)."""
+    return {"sqlite": APPEND_ONLY_TRIGGERS, "postgresql": APPEND_ONLY_TRIGGERS_POSTGRES}.get(dialect, ())

@@ -6,6 +6,7 @@ import threading
 from decimal import Decimal as D
 
 import pytest
+import sqlalchemy as sa
 from trader_builders import NOW, accepted, fill, order
 
 from trader.domain import (
@@ -25,16 +26,38 @@ from trader.store import TraderStore, default_store_url
 EXACT = ["0.10", "1E-9", "123456789012345678.123456789", "0.000001", "100"]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path) -> str:
+    """Every store test runs on the SQLite default and on a real PostgreSQL server (tests/servers.py)."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'trader' / 'trader.db'}"
+
+
 def db_path(url: str) -> str:
     return url.removeprefix("sqlite:///")
+
+
+def raw_sql(url: str, *statements: str) -> list[tuple]:
+    """Run ``statements`` on the database behind the store, past its API (as someone with database access could);
+    the rows of the last one."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            rows = [conn.exec_driver_sql(sql) for sql in statements][-1]
+            return [tuple(r) for r in rows] if rows.returns_rows else []
+    finally:
+        engine.dispose()
 
 
 def test_store_default_url_is_under_alphaline_home(tmp_path):
     assert default_store_url({"ALPHALINE_HOME": str(tmp_path)}) == f"sqlite:///{tmp_path / 'trader' / 'trader.db'}"
 
 
-def test_store_sqlite_runs_in_wal_mode(store, store_url):
-    with sqlite3.connect(db_path(store_url)) as conn:
+def test_store_sqlite_runs_in_wal_mode(tmp_path):
+    url = f"sqlite:///{tmp_path / 'trader.db'}"
+    TraderStore(url).close()
+    with sqlite3.connect(db_path(url)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -46,8 +69,7 @@ def test_store_round_trips_decimals_exactly_as_text(store, store_url, text):
     assert store.record_fill(f)
     (back,) = store.list_fills()
     assert back == f and str(back.price) == str(f.price) and str(back.qty) == str(f.qty)
-    with sqlite3.connect(db_path(store_url)) as conn:
-        assert conn.execute("SELECT qty, price, fee FROM fills").fetchone() == (text, text, "0.10")
+    assert raw_sql(store_url, "SELECT qty, price, fee FROM fills") == [(text, text, "0.10")]
 
 
 def test_store_round_trips_a_short_position_exactly(store):
@@ -132,8 +154,8 @@ def test_store_commit_that_is_not_durable_is_still_kept_by_a_restart(store_url):
 
 def test_store_fills_are_append_only_in_the_database(store, store_url):
     store.record_fill(fill("f-1"))
-    with sqlite3.connect(db_path(store_url)) as conn, pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("UPDATE fills SET qty = '1'")
+    with pytest.raises(sa.exc.IntegrityError, match="append-only"):
+        raw_sql(store_url, "UPDATE fills SET qty = '1'")
 
 
 # -- the kill switch ----------------------------------------------------------------------------
@@ -193,10 +215,8 @@ def test_store_audit_chain_continues_from_the_stored_head_after_reopening(store_
 
 
 def _tamper(url: str, sql: str) -> None:
-    with sqlite3.connect(db_path(url)) as conn:  # an attacker with file access can drop the triggers
-        conn.execute("DROP TRIGGER audit_no_update")
-        conn.execute("DROP TRIGGER audit_no_delete")
-        conn.execute(sql)
+    on = " ON audit" if url.startswith("postgresql") else ""  # an attacker with database access can drop the triggers
+    raw_sql(url, f"DROP TRIGGER audit_no_update{on}", f"DROP TRIGGER audit_no_delete{on}", sql)
 
 
 def test_store_audit_detects_an_edited_payload(store, store_url):
@@ -223,10 +243,13 @@ def test_store_audit_detects_a_truncated_tail_against_the_published_head(store, 
 
 def test_store_audit_refuses_update_and_delete_in_the_database(store, store_url):
     store.append_audit("fill", {}, ts=NOW)
-    with sqlite3.connect(db_path(store_url)) as conn:
-        for sql in ("UPDATE audit SET kind = 'x'", "DELETE FROM audit"):
-            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-                conn.execute(sql)
+    statements = ["UPDATE audit SET kind = 'x'", "DELETE FROM audit"]
+    if store_url.startswith("postgresql"):
+        statements.append("TRUNCATE audit")
+    for sql in statements:
+        with pytest.raises(sa.exc.IntegrityError, match="append-only"):
+            raw_sql(store_url, sql)
+    assert store.verify_audit().count == 1
 
 
 def test_store_audit_chain_stays_linear_with_two_concurrent_writers(store_url):
