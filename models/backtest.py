@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -303,12 +304,46 @@ def _market_from_bars(bars: pl.DataFrame, vol_window: int) -> _Market:
     last_close = _ffill(close)
     # A return spans a symbol's missing bars; the window counts timestamps and skips the gaps.
     log_ret = np.log(close / np.vstack([np.full((1, symbols.len()), np.nan), last_close[:-1]]))
-    sigma = pl.DataFrame(log_ret).fill_nan(None).select(pl.all().rolling_std(vol_window, min_samples=2)).to_numpy()
+    sigma = _jit(_rolling_std)(log_ret, vol_window)
     sigma_before = np.vstack([np.full((1, symbols.len()), np.nan), _ffill(sigma)[:-1]])
     return _Market(
         symbols=symbols, times=times, open=open_, close=np.nan_to_num(last_close, nan=0.0), volume=volume,
         tradable=~np.isnan(open_) & (np.nan_to_num(volume) > 0), sigma_before=np.nan_to_num(sigma_before, nan=0.0),
     )
+
+
+def _rolling_std(x: np.ndarray, window: int) -> np.ndarray:
+    """Per column, the sample standard deviation of the non-NaN values among the last ``window`` rows (NaN below two).
+
+    Compiled by numba: one pass per column with running sums of the values and their
+    squares, taken about the column's first value (shifted data: no cancellation when the
+    values sit far from zero).
+    """
+    n_rows, n_cols = x.shape
+    out = np.full((n_rows, n_cols), np.nan)
+    for c in range(n_cols):
+        col = x[:, c].copy()  # contiguous
+        shift = 0.0
+        for v in col:
+            if not np.isnan(v):
+                shift = v
+                break
+        total, squares, count = 0.0, 0.0, 0
+        for t in range(n_rows):
+            v = col[t]
+            if not np.isnan(v):
+                total += v - shift
+                squares += (v - shift) ** 2
+                count += 1
+            if t >= window:
+                old = col[t - window]
+                if not np.isnan(old):
+                    total -= old - shift
+                    squares -= (old - shift) ** 2
+                    count -= 1
+            if count >= 2:
+                out[t, c] = np.sqrt(max(squares - total * total / count, 0.0) / (count - 1))
+    return out
 
 
 def _ffill(a: np.ndarray) -> np.ndarray:
@@ -400,11 +435,11 @@ def _trade_costs(shares: np.ndarray, price: np.ndarray, sigma: np.ndarray, volum
 def _simulate(market: _Market, weights: np.ndarray, decide: np.ndarray, *, initial_cash: float, costs: Costs, compound: bool) -> BacktestResult:
     """Walk the bars once: fill pending orders at the open, then (on decision bars) size new targets at the close.
 
-    Only what feeds back into sizing (cash, positions) is in the loop, as a few whole-book
-    vector operations per bar; the trade rows and the curves are rebuilt from the fills
-    afterwards. Shares are held as integer-valued float64 (exact below 2**53) to skip casts.
+    Only what feeds back into sizing (cash, positions) is in the loop (:func:`_walk_bars`,
+    compiled); every per-cell input is prepared here as whole arrays, and the trade rows and
+    the curves are rebuilt from the fills afterwards. Shares are held as integer-valued
+    float64 (exact below 2**53) inside the loop.
     """
-    n_times, n_symbols = weights.shape
     open_ = np.nan_to_num(market.open, nan=0.0)  # untradable cells never fill (q = 0 there)
     # Weight per unit of price, so a decision is one multiply; untraded symbols may have no price yet.
     weight_per_price = np.divide(weights, market.close, out=np.zeros_like(weights), where=market.close > 0)
@@ -412,28 +447,60 @@ def _simulate(market: _Market, weights: np.ndarray, decide: np.ndarray, *, initi
     # impact = coef * sigma * sqrt(|q| / V) * |q| * open = |q|^1.5 * (coef * sigma / sqrt(V) * open)
     with np.errstate(divide="ignore", invalid="ignore"):
         impact_cost = np.nan_to_num(costs.impact_coef * market.sigma_before / np.sqrt(market.volume) * open_, nan=0.0, posinf=0.0)
-    always_tradable = bool(market.tradable.all())
-    pos, target, pending, cash = np.zeros(n_symbols), np.zeros(n_symbols), False, initial_cash
-    cash_path, fills = np.empty(n_times), np.zeros((n_times, n_symbols))
+    cash_path, fills = _jit(_walk_bars)(open_, market.close, market.tradable, weight_per_price, linear_cost, impact_cost, decide,
+                               initial_cash, compound, bool(costs.impact_coef), float(costs.commission_per_trade))
+    return _result(market, cash_path, fills, decide, costs, initial_cash)
+
+
+def _walk_bars(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, weight_per_price: np.ndarray,
+               linear_cost: np.ndarray, impact_cost: np.ndarray, decide: np.ndarray, initial_cash: float, compound: bool,
+               impact: bool, per_trade: float) -> tuple[np.ndarray, np.ndarray]:
+    """The bar loop of :func:`_simulate`, compiled by numba: cash after each bar's fills, and the fills (shares).
+
+    At each bar: pending orders (target − position) fill at the open where the symbol trades,
+    paying notional, linear costs, ``|q|^1.5``-impact and per-trade commission; then, on a
+    decision bar, new targets are whole shares of ``weight / close`` × equity (× initial cash
+    without compounding; a wiped-out book goes flat: sizing from negative equity would invert it).
+    """
+    n_times, n_symbols = weight_per_price.shape
+    pos, target = np.zeros(n_symbols), np.zeros(n_symbols)
+    cash_path, fills = np.empty(n_times), np.zeros((n_times, n_symbols), dtype=np.int64)
+    pending, cash = False, initial_cash
     for t in range(n_times):
         if pending:
-            q = target - pos if always_tradable else (target - pos) * market.tradable[t]
-            size = np.abs(q)
-            cash -= float(q @ open_[t]) + float(size @ linear_cost[t])
-            if costs.impact_coef:
-                cash -= float(np.power(size, 1.5) @ impact_cost[t])
-            if costs.commission_per_trade:
-                cash -= costs.commission_per_trade * np.count_nonzero(q)
-            pos = pos + q
-            fills[t] = q
-            pending = not always_tradable and bool((target != pos).any())
+            paid, trades, pending = 0.0, 0, False
+            for s in range(n_symbols):
+                q = target[s] - pos[s]
+                if q != 0.0 and tradable[t, s]:
+                    size = abs(q)
+                    paid += q * open_[t, s] + size * linear_cost[t, s]
+                    if impact:
+                        paid += size**1.5 * impact_cost[t, s]
+                    trades += 1
+                    pos[s] = target[s]
+                    fills[t, s] = np.int64(q)
+                elif q != 0.0:
+                    pending = True  # waits for the symbol's next tradable bar
+            cash -= paid + per_trade * trades
         cash_path[t] = cash
         if decide[t]:
-            book = cash + float(pos @ market.close[t]) if compound else initial_cash
-            # A wiped-out book goes flat; sizing from negative equity would silently invert it.
-            target = np.trunc(weight_per_price[t] * max(book, 0.0))
+            book = initial_cash
+            if compound:
+                book = cash
+                for s in range(n_symbols):
+                    book += pos[s] * close[t, s]
+            book = max(book, 0.0)
+            for s in range(n_symbols):
+                target[s] = np.trunc(weight_per_price[t, s] * book)
             pending = True
-    return _result(market, cash_path, fills.astype(np.int64), decide, costs, initial_cash)
+    return cash_path, fills
+
+
+@functools.cache
+def _jit(fn):  # type: ignore[no-untyped-def]  # -> fn compiled by numba (imported on first use; cached on disk)
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(fn)
 
 
 def _result(market: _Market, cash: np.ndarray, fills: np.ndarray, decide: np.ndarray, costs: Costs, initial_cash: float) -> BacktestResult:
