@@ -154,3 +154,22 @@ def test_cli_sim_session_with_a_tight_var_limit_denies_with_the_code(home_with_h
         reasons = {r.payload["reason"] for r in store.audit_records() if r.kind == "risk_decision"}
         assert not store.list_fills()
     assert reasons == {"VAR_LIMIT_EXCEEDED"}
+
+
+def test_cli_sim_session_with_an_optimizer_but_too_little_history_falls_back_and_says_so(home):
+    with PredictionServer() as server:  # `home`: only the replay day's 6 bars in the warehouse
+        cfg = write_config(home, server.url, "hrp")
+        result = CliRunner().invoke(main, ["run", "--mode", "sim", "--config", cfg])
+    assert result.exit_code == 0, result.output
+    assert "hrp: 0 bars of returns for 3 names, fewer than 60; weights by equal" in result.output, result.output
+    assert "hrp: 5 bars of returns for 4 names, fewer than 60; weights by equal" in result.output  # the 6th bar's cycle
+    assert "hrp over" not in result.output and "done: 6 cycles" in result.output
+
+
+def test_cli_risk_user_errors_are_one_line(home_with_history):
+    with PredictionServer() as server:
+        cfg = write_config(home_with_history, server.url, "none")
+    no_store = CliRunner().invoke(main, ["risk", "--mode", "sim", "--config", cfg])
+    assert no_store.exit_code == 1 and len(no_store.output.strip().splitlines()) == 1 and "no sim store" in no_store.output
+    bad = CliRunner().invoke(main, ["risk", "--mode", "sim", "--config", cfg, "--market-shock", "five"])
+    assert bad.exit_code == 2 and bad.output.strip() == "Error: --market-shock: 'five' is not a number"
