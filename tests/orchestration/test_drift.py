@@ -56,6 +56,27 @@ def test_psi_and_ks_are_zero_for_the_same_sample_and_large_for_a_shift():
     assert measure("x", ref, ref[:100], Thresholds()) is None  # too few current values to judge
 
 
+def test_ks_is_the_exact_two_sample_statistic():
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(2)
+    for a, b in [(rng.normal(size=3000), rng.normal(0.1, size=700)), (rng.integers(0, 5, 2000), rng.integers(0, 6, 500))]:
+        assert ks(a, b) == pytest.approx(ks_2samp(a, b).statistic, abs=1e-12)
+
+
+def test_a_feature_constant_through_each_session_is_judged_against_its_own_training_weeks():
+    rng = np.random.default_rng(3)
+    per_session = lambda n: np.repeat(rng.normal(size=n), 130)  # noqa: E731 (one value per session, 130 rows each)
+    reference, current = per_session(60), per_session(5)
+    weeks = [reference[i:i + 650] for i in range(0, len(reference), 650)]
+    alone = measure("prev_session_return", reference, current, Thresholds())
+    judged = measure("prev_session_return", reference, current, Thresholds(), weeks=weeks)
+    assert alone.level == "block"  # five values against sixty always look "shifted"...
+    assert judged.level != "block" and judged.natural_psi > 1  # ...and so did every week the model trained on
+    shifted = measure("prev_session_return", reference, current + 5, Thresholds(), weeks=weeks)
+    assert shifted.level == "block"
+
+
 def test_feature_drift_on_the_unshifted_world_does_not_block(world_home):
     result = evaluate_feature_drift(fs.offline_dir(world_home), ModelsResource(home=str(world_home)), Thresholds(), 5)
     assert result.passed or result.severity is dg.AssetCheckSeverity.WARN, result.description

@@ -54,6 +54,12 @@ def newest_sessions(frame: pl.DataFrame, n: int) -> pl.DataFrame:
     return frame.filter(pl.col("session") >= days[max(0, days.len() - n)]) if days.len() else frame
 
 
+def weeks(frame: pl.DataFrame, n: int) -> list[pl.DataFrame]:
+    """``frame`` cut into consecutive runs of ``n`` sessions (whole runs only): the windows a natural level is taken on."""
+    days = frame["session"].unique().sort()
+    return [frame.filter(pl.col("session").is_in(days[i:i + n].implode())) for i in range(0, days.len() - n + 1, n)]
+
+
 def production(models: ModelsResource) -> tuple[str, dict[str, Any]] | None:
     """The production ensemble's tag and metadata, or ``None``."""
     registry = models.registry()
@@ -99,7 +105,9 @@ def evaluate_feature_drift(offline: Path, models: ModelsResource, thresholds: Th
     reference = frame.filter(pl.col("event_timestamp").is_between(start, end))
     current = newest_sessions(frame, window_sessions)
     names = _model_features(meta)
-    drifts = [d for n in names if (d := measure(n, reference[n].to_numpy(), current[n].to_numpy(), thresholds))]
+    runs = weeks(reference, window_sessions)
+    drifts = [d for n in names if (d := measure(n, reference[n].to_numpy(), current[n].to_numpy(), thresholds,
+                                                weeks=[w[n].to_numpy() for w in runs]))]
     if not drifts:
         return _skip(f"too few rows to judge (training window {reference.height}, newest sessions {current.height})")
     return _result(drifts, f"features vs the training window of {tag}", thresholds,
@@ -107,12 +115,13 @@ def evaluate_feature_drift(offline: Path, models: ModelsResource, thresholds: Th
                    current=f"{current['session'].min()} .. {current['session'].max()} ({current.height} rows)")
 
 
-def _scores(models: ModelsResource, tag: str, frame: pl.DataFrame) -> Any:
+def _scores(ensemble: Any, frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame``'s session and the ensemble's score for each row."""
     from models.data import matrix, symbol_codes
 
-    ensemble = models.registry().load_ensemble(tag)
     ordered = frame.sort("symbol", "event_timestamp")  # sequence members read each symbol's rows in time order
-    return ensemble.predict(matrix(ordered, ensemble.feature_names), groups=symbol_codes(ordered))
+    score = ensemble.predict(matrix(ordered, ensemble.feature_names), groups=symbol_codes(ordered))
+    return ordered.select("session").with_columns(score=pl.Series(score))
 
 
 def evaluate_prediction_drift(offline: Path, models: ModelsResource, thresholds: Thresholds, window_sessions: int) -> dg.AssetCheckResult:
@@ -125,8 +134,12 @@ def evaluate_prediction_drift(offline: Path, models: ModelsResource, thresholds:
     frame = warm_features(offline)
     reference = newest_sessions(frame.filter(pl.col("event_timestamp").is_between(start, end)), PREDICTION_REFERENCE_SESSIONS)
     current = newest_sessions(frame, window_sessions)
-    drift = measure("score", _scores(models, tag, reference), _scores(models, tag, current), thresholds) \
-        if reference.height and current.height else None
+    drift = None
+    if reference.height and current.height:
+        ensemble = models.registry().load_ensemble(tag)
+        ref, cur = _scores(ensemble, reference), _scores(ensemble, current)
+        drift = measure("score", ref["score"].to_numpy(), cur["score"].to_numpy(), thresholds,
+                        weeks=[w["score"].to_numpy() for w in weeks(ref, window_sessions)])
     if drift is None:
         return _skip(f"too few rows to judge (training window tail {reference.height}, newest sessions {current.height})")
     return _result([drift], f"scores of {tag} vs its training window's last {PREDICTION_REFERENCE_SESSIONS} sessions",
