@@ -6,7 +6,9 @@
   newest :data:`PREDICTION_REFERENCE_SESSIONS` sessions of its training window (the same model on both sides, so
   only the inputs differ).
 
-Both are *blocking*: past ``ALPHALINE_DRIFT_*_BLOCK`` they fail with ERROR severity and the run stops before
+Each column is judged against the thresholds and against its natural level, the largest drift any run of
+``window_sessions`` sessions inside the training window showed (:mod:`orchestration.defs.ops.drift`).
+Both are *blocking*: past the blocking level they fail with ERROR severity and the run stops before
 ``feast_registry`` and ``online_features``, so serving keeps the last features the model can be trusted on
 (and marks them stale when they age; the trader then sends nothing). Between the warn and block thresholds they
 fail with WARN severity and nothing stops. Retraining — the remedy — runs in its own job and is never blocked.
