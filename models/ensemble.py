@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from models.metrics import degenerate_share, ic_summary
+from models.metrics import degenerate_share, ic_by_time, ic_summary
 
 #: A member whose predictions are constant or not finite on more than this share of the timestamps it scores
 #: (e.g. a tree model early-stopped at one tree) ranks nothing there: it gets weight 0, with a warning.
@@ -52,6 +53,10 @@ MAX_DEGENERATE_SHARE = 0.2
 MIN_MEMBER_TSTAT = 2.0
 #: How far the fitted stacking weights are pulled toward equal weights (0: not at all, 1: equal weights).
 SHRINKAGE = 0.5
+#: Contiguous time blocks of the earlier OOF predictions over which stacking is judged against its best member.
+INNER_BLOCKS = 3
+#: The stack replaces its best member only if its per-timestamp IC gain over it has at least this t-stat.
+MIN_STACK_GAIN_TSTAT = 2.0
 
 
 class EnsembleError(ValueError):
@@ -192,8 +197,7 @@ def stacked_oof(oof: pl.DataFrame, families: Sequence[str], *, label: str,
             weights, scales = equal_weights(families, usable=_usable(families, exclude=flat)), dict(first_scales)
         else:
             weights, scales = stack_weights(past, families, label=label, exclude=flat)
-            stacked_before = pl.concat(parts[1:]) if len(parts) > 1 else None  # fold 0 was not stacked
-            weights, choice = stack_or_best(stacked_before, weights, families, label=label, exclude=flat)
+            weights, choice = stack_or_best(past, weights, families, label=label, exclude=flat)
             choices.append(f"fold {fold}: {choice}")
         usable = [f for f in families if f not in flat]
         preds = {f: here[f"pred_{f}"].to_numpy() for f in families}
@@ -205,22 +209,41 @@ def stacked_oof(oof: pl.DataFrame, families: Sequence[str], *, label: str,
     return Stacked(pl.concat(parts).sort("event_timestamp", "symbol"), fold_weights, warnings, choices)
 
 
-def stack_or_best(stacked: pl.DataFrame | None, weights: dict[str, float], families: Sequence[str], *, label: str,
-                  exclude: Collection[str] = ()) -> tuple[dict[str, float], str]:
-    """``weights``, or the best member alone if the stack has not beaten it *out of sample* so far.
+def stack_or_best(past: pl.DataFrame | None, weights: dict[str, float], families: Sequence[str], *, label: str,
+                  exclude: Collection[str] = (), blocks: int = INNER_BLOCKS) -> tuple[dict[str, float], str]:
+    """``weights``, or the best member alone unless stacking beats it significantly *out of sample* on ``past``.
 
-    ``stacked`` holds earlier walk-forward-stacked folds (``pred_ensemble`` scored with weights fitted
-    before each fold) beside the members' own OOF predictions; ``None`` when there are none yet.
+    ``past`` holds the members' OOF predictions that ``weights`` were fitted on (earlier folds only). It is
+    cut into ``blocks`` contiguous time blocks; each block is scored with weights fitted on the others
+    (:func:`stack_weights`), and that inner out-of-sample stack is compared with the best member on the same
+    rows, timestamp by timestamp. The stack survives only if its IC gain has a t-stat of at least
+    :data:`MIN_STACK_GAIN_TSTAT`: a combination of members that mostly repeat each other rarely beats the
+    best of them, and a tie goes to the simpler model — the best member alone.
     """
-    if stacked is None or stacked.is_empty():
-        return weights, "stacked (no out-of-sample stack to judge yet)"
-    ic = {name: ic_summary(stacked, score=f"pred_{name}", label=label, time="event_timestamp")["ic"]
-          for name in ("ensemble", *[f for f in families if f not in exclude])}
-    best = max((f for f in families if f not in exclude), key=lambda f: _finite(ic[f]))
-    if _finite(ic["ensemble"]) >= _finite(ic[best]):
-        return weights, f"stacked (out-of-sample IC {ic['ensemble']:.4f} ≥ best member {best} {ic[best]:.4f})"
-    return equal_weights(families, usable=[best]), (f"{best} alone (the stack's out-of-sample IC {ic['ensemble']:.4f} "
-                                                      f"< {best} {ic[best]:.4f})")
+    usable = [f for f in families if f not in exclude]
+    if past is None or past.is_empty() or past["event_timestamp"].n_unique() < 10 * blocks or len(usable) < 2:
+        return weights, "stacked (too little out-of-fold history to judge it against its best member)"
+    times = past["event_timestamp"].unique().sort()
+    edges = [times[int(times.len() * i / blocks)] for i in range(blocks)]
+    parts = []
+    for i, lo in enumerate(edges):
+        inside = pl.col("event_timestamp") >= lo
+        if i + 1 < blocks:
+            inside &= pl.col("event_timestamp") < edges[i + 1]
+        test, train = past.filter(inside), past.filter(~inside)
+        w, scales = stack_weights(train, families, label=label, exclude=exclude)
+        parts.append(test.with_columns(pred_inner=pl.Series(combine({f: test[f"pred_{f}"].to_numpy() for f in families}, w, scales))))
+    inner = pl.concat(parts)
+    series = {name: ic_by_time(inner, score=f"pred_{name}", label=label, time="event_timestamp")["ic"].to_numpy()
+              for name in ("inner", *usable)}
+    ic = {name: float(np.mean(v)) if len(v) else math.nan for name, v in series.items()}
+    best = max(usable, key=lambda f: _finite(ic[f]))
+    gain = series["inner"] - series[best]  # per timestamp, on the same rows
+    t = float(gain.mean() / (gain.std(ddof=1) / math.sqrt(len(gain)))) if len(gain) > 1 and gain.std(ddof=1) > 0 else 0.0
+    said = f"inner out-of-sample IC {ic['inner']:.4f} vs best member {best} {ic[best]:.4f}, t {t:+.1f}"
+    if t >= MIN_STACK_GAIN_TSTAT:
+        return weights, f"stacked ({said})"
+    return equal_weights(families, usable=[best]), f"{best} alone (the stack does not beat it significantly: {said})"
 
 
 @dataclass

@@ -51,6 +51,8 @@ import numpy as np
 
 #: Symbols whose latest rows form the background sample (DeepExplainer's reference inputs).
 BACKGROUND_SYMBOLS = 32
+#: Reference rows a row-wise network is explained against (of the background's rows).
+NETWORK_BACKGROUND_ROWS = 128
 #: ``base + Σφ`` may differ from the score by this much (relative to the scores' spread) before :func:`explain` refuses.
 ADDITIVITY_TOLERANCE = 1e-4
 
@@ -86,6 +88,10 @@ class Background:
 
     x: np.ndarray
     groups: np.ndarray
+
+    def sample(self, n: int = NETWORK_BACKGROUND_ROWS) -> np.ndarray:
+        """At most ``n`` row indices spread evenly over the sample (DeepExplainer's cost grows with it)."""
+        return np.unique(np.linspace(0, len(self.x) - 1, min(n, len(self.x))).round().astype(np.int64))
 
     def anchors(self) -> np.ndarray:
         """Index of each symbol's last row (the rows a sequence member's reference windows end on)."""
@@ -207,7 +213,7 @@ def _deep(member: Any, x: np.ndarray, *, groups: np.ndarray | None, rows: np.nda
     x = member._check(x)
     with _torch_session(member._p()["threads"]):
         inputs = member._inputs(member.scaler.transform(x), member._groups(groups, len(x)))(torch.as_tensor(rows))
-        ref_rows = background.anchors() if sequence else np.arange(len(background.x))
+        ref_rows = background.anchors() if sequence else background.sample()
         reference = member._inputs(member.scaler.transform(background.x), background.groups)(torch.as_tensor(ref_rows))
         net = _Column(member.model).eval()
         with warnings.catch_warnings():

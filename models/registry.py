@@ -40,11 +40,13 @@ import polars as pl
 import yaml
 
 from models.ensemble import Ensemble
+from models.explain import Background
 from models.learners import LEARNERS
 from models.metrics import ic_summary
 
 ENSEMBLE = "alphaline_ensemble"
 MEMBER_FILE = "model.bin"
+BACKGROUND_FILE = "background.npz"
 STAGES = ("candidate", "production", "archived")
 
 
@@ -126,6 +128,8 @@ class Registry:
                     "scales": ensemble.scales, "feature_names": ensemble.feature_names}
             Path(entry.path_of("ensemble.json")).write_text(json.dumps(spec, indent=2))
             oof.write_parquet(entry.path_of("oof.parquet"))
+            if ensemble.background is not None:  # the explainers' reference rows (models.explain)
+                np.savez(entry.path_of(BACKGROUND_FILE), x=ensemble.background.x, groups=ensemble.background.groups)
         return entry.tag
 
     # ---- reading -------------------------------------------------------------------------------
@@ -169,7 +173,12 @@ class Registry:
         entry = self.get(tag)
         spec = json.loads(Path(entry.path_of("ensemble.json")).read_text())
         members = {f: self.load_member(t) for f, t in spec["members"].items()}
-        return Ensemble(members=members, weights=spec["weights"], scales=spec["scales"], feature_names=spec["feature_names"])
+        ensemble = Ensemble(members=members, weights=spec["weights"], scales=spec["scales"], feature_names=spec["feature_names"])
+        stored = Path(entry.path_of(BACKGROUND_FILE))
+        if stored.exists():
+            with np.load(stored) as npz:
+                ensemble.background = Background(x=npz["x"], groups=npz["groups"])
+        return ensemble
 
     def oof(self, tag: Any) -> pl.DataFrame:
         return pl.read_parquet(self.get(tag).path_of("oof.parquet"))

@@ -130,9 +130,7 @@ def fit_candidate(frame: pl.DataFrame, oof: pl.DataFrame, config: TrainingConfig
     warnings = [f"{f}: the final fit predicts a constant or non-finite values on {share:.0%} of the newest timestamps; weight 0"
                 for f, share in flat.items()]
     weights, scales = stack_weights(oof, families, label=config.walk_forward.label, exclude=flat)
-    first = oof["fold"].min()
-    weights, choice = stack_or_best(oof.filter(pl.col("fold") > first), weights, families, label=config.walk_forward.label,
-                                    exclude=flat)
+    weights, choice = stack_or_best(oof, weights, families, label=config.walk_forward.label, exclude=flat)
     log(f"production ensemble: {choice}")
     warnings += [f"{f}: weight 0 in the production stack (degenerate out-of-fold predictions)"
                  for f in degenerate_members(oof, families) if f not in flat]

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from models.ensemble import Ensemble
+from models.explain import background
 from models.learners import RidgeLearner
 from models.registry import PromotionRefused, Registry, RegistryError
 
@@ -48,6 +49,7 @@ def _candidate(registry: Registry, data, *, gates=PASSED, skill: float = 0.3, se
     member_tag = registry.save_member(member, metadata={"label": LABEL})
     ensemble = Ensemble(members={"sklearn_ridge": member}, weights={"sklearn_ridge": 1.0}, scales={"sklearn_ridge": 0.5},
                         feature_names=["a", "b", "c"])
+    ensemble.background = background(x, np.arange(len(x)) % 4, context=0)
     meta = {"label": LABEL, "gates": gates, "gates_passed": all(g["passed"] for g in gates), "features": ["a", "b", "c"]}
     return str(registry.save_ensemble(ensemble, {"sklearn_ridge": member_tag}, metadata=meta, oof=_oof(skill, seed=seed)))
 
@@ -61,6 +63,8 @@ def test_saved_model_carries_the_design_labels_and_loads_to_identical_prediction
     loaded = registry.load_ensemble(tag)
     again = Registry(registry.root.parent).load_ensemble(tag)  # a fresh process's view of the same store
     assert np.array_equal(loaded.predict(x), again.predict(x))
+    # The explainers' reference rows travel with the model (a network is explained against them in serving).
+    assert np.array_equal(loaded.background.x, x[-4:]) and loaded.background.groups.tolist() == [0, 1, 2, 3]
     member = registry.load_member(info["metadata"]["members"]["sklearn_ridge"])
     assert np.array_equal(loaded.predict(x), member.predict(x) / 0.5)
 

@@ -218,17 +218,20 @@ def test_stacking_never_sees_an_infinity_when_a_member_is_flat_on_some_timestamp
     assert weights["a"] > 0.9 and sum(weights.values()) == pytest.approx(1.0)
 
 
-def test_a_stack_that_has_not_beaten_its_best_member_out_of_sample_gives_way_to_it():
+def test_a_stack_that_does_not_beat_its_best_member_out_of_sample_gives_way_to_it():
     from models.ensemble import stack_or_best
 
     rng = np.random.default_rng(5)
     t = np.repeat(np.arange(300), 10)
     y = rng.normal(size=t.size)
-    good = y + rng.normal(size=t.size)
-    stacked = pl.DataFrame({"event_timestamp": t, LABEL: y, "pred_good": good, "pred_weak": y + 5 * rng.normal(size=t.size),
-                            "pred_ensemble": good + 3 * rng.normal(size=t.size)})
-    weights, choice = stack_or_best(stacked, {"good": 0.5, "weak": 0.5}, ["good", "weak"], label=LABEL)
-    assert weights == {"good": 1.0, "weak": 0.0} and choice.startswith("good alone")
-    better = stacked.with_columns(pred_ensemble=pl.col("pred_good") + 0.2 * pl.col(LABEL))
-    assert stack_or_best(better, {"good": 0.5, "weak": 0.5}, ["good", "weak"], label=LABEL)[0] == {"good": 0.5, "weak": 0.5}
-    assert stack_or_best(None, {"good": 0.5, "weak": 0.5}, ["good", "weak"], label=LABEL)[1].startswith("stacked")
+    common = rng.normal(size=t.size)
+    # Two members that repeat each other (same noise), one a little worse: stacking cannot add anything.
+    past = pl.DataFrame({"event_timestamp": t, LABEL: y, "pred_good": y + 2 * common,
+                         "pred_copy": y + 2 * common + 0.5 * rng.normal(size=t.size)})
+    weights, choice = stack_or_best(past, {"good": 0.5, "copy": 0.5}, ["good", "copy"], label=LABEL)
+    assert weights == {"good": 1.0, "copy": 0.0} and choice.startswith("good alone (the stack does not beat it significantly")
+    # Two members with independent errors: their combination beats either, out of sample, and is kept.
+    diverse = past.with_columns(pred_copy=pl.col(LABEL) + 2 * pl.Series(rng.normal(size=t.size)))
+    weights, choice = stack_or_best(diverse, {"good": 0.5, "copy": 0.5}, ["good", "copy"], label=LABEL)
+    assert weights == {"good": 0.5, "copy": 0.5} and choice.startswith("stacked (inner out-of-sample IC")
+    assert stack_or_best(None, {"good": 0.5, "copy": 0.5}, ["good", "copy"], label=LABEL)[1].startswith("stacked (too little")
