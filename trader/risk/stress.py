@@ -113,10 +113,12 @@ def stress_report(positions: Mapping[Symbol, Decimal], *, prices: Mapping[Symbol
 def _betas(snapshot: MarketSnapshot | None, names: list[Symbol]) -> dict[Symbol, float]:
     import numpy as np
 
+    if not names:
+        return {}
     if snapshot is None:
         raise NoHistory("no market history")
     universe = snapshot.window(list(snapshot.symbols))
-    if universe.shape[0] < snapshot.min_observations or not names:
+    if universe.shape[0] < snapshot.min_observations:
         raise NoHistory(f"{universe.shape[0]} complete bars of history, fewer than {snapshot.min_observations}")
     market = universe.mean(axis=1)
     var = float(np.var(market, ddof=1))
