@@ -52,6 +52,7 @@ from trader.errors import TraderError
 from trader.monitoring import run_observers
 from trader.prediction_client import HttpPredictionClient
 from trader.runner import CycleReport, Runner, last_closes, live_ticks
+from trader.servers import server_store_url
 from trader.store import TraderStore, default_store_url, sqlite_file
 
 if TYPE_CHECKING:
@@ -71,9 +72,12 @@ class _Group(click.Group):
 
 
 def store_url_for(mode: Mode, config: TraderConfig | None) -> str:
-    """``store_url`` from the config, else the mode's own SQLite file (live: DESIGN.md's ``trader.db``)."""
+    """``store_url`` from the config, else the mode's database on ``ALPHALINE_POSTGRES_URL`` (the servers profile),
+    else the mode's own SQLite file (live: DESIGN.md's ``trader.db``)."""
     if config is not None and config.store_url:
         return config.store_url
+    if (server := server_store_url(mode.value)) is not None:
+        return server
     if mode is Mode.LIVE:
         return default_store_url()
     return f"sqlite:///{alphaline_home() / 'trader' / f'{mode.value}.db'}"

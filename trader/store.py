@@ -138,6 +138,9 @@ def _make_engine(url: str) -> Engine:
 def _make_postgres_engine(url: str) -> Engine:
     """Writers queue on one advisory lock, so the audit head a transaction reads cannot move before it appends
     (as with SQLite's ``BEGIN IMMEDIATE``); ``durable=False`` is ``synchronous_commit=off`` for that transaction."""
+    from trader.servers import ensure_database
+
+    ensure_database(url)  # as a SQLite file is created on first use
     engine = sa.create_engine(url, pool_pre_ping=True)
 
     @event.listens_for(engine, "begin")

@@ -1,0 +1,46 @@
+"""The trader on the servers profile: ``ALPHALINE_POSTGRES_URL`` puts every mode's store on PostgreSQL (a real server)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from click.testing import CliRunner
+from fake_venue import PredictionServer
+from test_trader_cli import write_config
+
+from trader.cli import main
+from trader.domain import OrderStatus, TradingState
+from trader.servers import database_url, server_store_url
+from trader.store import TraderStore
+
+
+def _server(postgres_url: str) -> str:
+    """The server of the test's fresh database, with that database as the prefix of the stores' databases."""
+    return postgres_url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def test_servers_profile_runs_the_sim_session_kill_and_resume_on_postgres(home, monkeypatch, postgres_url):
+    monkeypatch.setenv("ALPHALINE_POSTGRES_URL", _server(postgres_url))
+    url = server_store_url("sim")
+    assert url == database_url(_server(postgres_url), "trader_sim")
+    run = lambda *args: CliRunner().invoke(main, list(args))  # noqa: E731
+    with PredictionServer() as server:
+        cfg = write_config(home, server.url)
+        assert run("kill", "--reason", "drill", "--by", "alice", "--config", cfg).exit_code == 0
+        halted = run("run", "--once", "--config", cfg)  # another process: the kill switch held in PostgreSQL
+        assert halted.exit_code == 3 and "HALTED (drill)" in halted.stdout and server.requests == []
+        assert run("resume", "--by", "bob", "--config", cfg).exit_code == 0
+        first = run("run", "--mode", "sim", "--config", cfg)
+        assert first.exit_code == 0 and "done: 5 cycles" in first.output, first.output  # the halted tick counted
+        assert "trader_sim" in run("status", "--config", cfg).output
+    assert not (home / "trader").exists()  # nothing embedded: no SQLite file was written
+    with TraderStore(url) as store:
+        states = [(r.payload["state"], r.payload["changed_by"]) for r in store.audit_records() if r.kind == "trading_state"]
+        assert states == [("halted", "alice"), ("active", "bob")] and store.trading_state().state is TradingState.ACTIVE
+        assert any(o.status is OrderStatus.FILLED for o in store.list_orders()) and store.list_fills()
+        assert store.verify_audit().ok
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM fills").scalar() == len(store.list_fills())
+    finally:
+        engine.dispose()
