@@ -214,7 +214,8 @@ Ensemble.add_asgi_middleware(JsonBodiesOnly, paths=API_ROUTES)
 
 
 class _VersionedService(type(Ensemble)):  # type: ignore[misc]
-    """BentoML's service with a version on its OpenAPI page: served from source (no Bento), BentoML says "None"."""
+    """BentoML's service with a version and our own description on its OpenAPI page: served from source (no Bento),
+    BentoML says version "None" and shows its default README, whose badges are images from other hosts (broken offline)."""
 
     __slots__ = ()
 
@@ -223,7 +224,15 @@ class _VersionedService(type(Ensemble)):  # type: ignore[misc]
         import attr
 
         spec = super().openapi_spec
-        return attr.evolve(spec, info=attr.evolve(spec.info, version=_served_version()))
+        return attr.evolve(spec, info=attr.evolve(spec.info, version=_served_version(), description=_DESCRIPTION))
+
+
+_DESCRIPTION = (
+    "Alphaline's production ensemble: `POST /predict` scores symbols from the latest online features or `as_of` a past "
+    "moment, `POST /predict_rows` scores feature rows you send, `GET /model` is the model card (members, weights, "
+    "windows, out-of-sample metrics, gates), `POST /reload` swaps to the store's current production model (admin). "
+    "Contract: DESIGN.md §3.4."
+)
 
 
 def _served_version() -> str:
