@@ -30,7 +30,7 @@ def report_metadata(reports: list[BatchReport]) -> dict[str, dg.MetadataValue]:
         "rows_received": dg.MetadataValue.int(received),
         "dagster/row_count": dg.MetadataValue.int(sum(r.rows_accepted for r in reports)),
         "rows_rejected": dg.MetadataValue.int(rejected),
-        "reject_share": dg.MetadataValue.float(rejected / received if received else 0.0),
+        "reject_share": dg.MetadataValue.float(round(rejected / received, 6) if received else 0.0),
         "reject_reasons": dg.MetadataValue.json(merged_reasons(reports)),
         "symbols": dg.MetadataValue.int(max((r.symbols for r in reports), default=0)),
         "first_bar": dg.MetadataValue.text(min(firsts).isoformat() if firsts else "-"),
