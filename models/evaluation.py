@@ -20,11 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.backtest import BacktestResult, Costs, run_backtest
-from models.metrics import ic_decay, ic_summary, oracle_fraction
+from models.metrics import ic_by_time, ic_decay, ic_summary, oracle_fraction
 
 TIME = "event_timestamp"
 
@@ -83,3 +84,28 @@ def backtest_oof(oof: pl.DataFrame, bars: pl.DataFrame, *, horizon: int, config:
         initial_cash=config.initial_cash, costs=config.costs(), rebalance_every=horizon,
     )
 
+
+
+def research_inputs(oof: pl.DataFrame, bars: pl.DataFrame, *, families: Sequence[str], label: str, horizon: int,
+                    config: BacktestConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """What the tear sheet's research-rigour table needs beyond the chosen backtest (:func:`models.tearsheet.write_tearsheet`).
+
+    Returns ``trials`` — the per-bar net returns of every model the run tried (each member, the
+    stacked and the equal-weight ensemble), traded exactly like the ensemble on the same bars, for the
+    deflated Sharpe ratio and PBO — and ``ic_series``, the ensemble's IC per timestamp, for its interval.
+    """
+    columns = {f: f"pred_{f}" for f in families} | {"ensemble": "pred_ensemble", "equal_weight": "pred_equal"}
+    frames = []
+    for name, column in columns.items():
+        if column in oof.columns:
+            result = backtest_oof(oof, bars, horizon=horizon, config=config, score=column)
+            frames.append(result.equity.select("ts").with_columns(pl.Series(name, result.returns)))
+    trials: dict[str, np.ndarray] = {}
+    if frames:
+        joined = frames[0]
+        for frame in frames[1:]:
+            joined = joined.join(frame, on="ts", how="full", coalesce=True)
+        joined = joined.sort("ts").fill_null(0.0)
+        trials = {c: joined[c].to_numpy() for c in joined.columns if c != "ts"}
+    ic = ic_by_time(oof, score="pred_ensemble", label=label, time=TIME).drop_nulls("ic")["ic"].to_numpy()
+    return trials, ic
