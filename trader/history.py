@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from trader.config import TraderConfig
 
 _NEW_YORK = ZoneInfo("America/New_York")
+_OVERLAP = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,10 @@ class MarketHistory:
         if wanted != self._symbols or self._through is None or last_open < self._through:
             self._bars = self.feed.bars(wanted, after=first, until=last_open)
         elif last_open > self._through:
-            self._bars += self.feed.bars(wanted, after=self._through, until=last_open)
+            # Re-read the last day too: a bar that reached the warehouse late is picked up, not a hole for good.
+            since = max(self._through - _OVERLAP, first)
+            fresh = self.feed.bars(wanted, after=since, until=last_open)
+            self._bars = [b for b in self._bars if b.ts <= since] + fresh
         self._symbols, self._through = wanted, last_open
         self._bars = [b for b in self._bars if b.ts > first]
         return snapshot_from_bars(self._bars, sorted(wanted), asof=until, min_observations=self.min_observations)

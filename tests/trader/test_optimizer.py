@@ -42,6 +42,17 @@ def test_history_snapshot_holds_only_bars_closed_by_the_decision_time():
     assert history.snapshot(["AAA"], until=OPEN + 4 * STEP).returns[-1, 0] == pytest.approx(900 / 102 - 1)
 
 
+def test_history_picks_up_a_bar_that_reached_the_warehouse_late():
+    bars = make_bars(["AAA", "BBB"], n=4)
+    late = [b for b in bars if not (b.symbol == "BBB" and b.ts == OPEN + STEP)]
+    feed = InMemoryBars(late)
+    history = MarketHistory(feed, lookback=dt.timedelta(days=3), min_observations=10)
+    assert np.isnan(history.snapshot(["AAA", "BBB"], until=OPEN + 3 * STEP).returns).any()
+    feed.__init__(bars)  # the missing bar lands after that decision
+    snap = history.snapshot(["AAA", "BBB"], until=OPEN + 4 * STEP)
+    assert snap.returns.shape == (3, 2) and not np.isnan(snap.returns).any()
+
+
 def test_history_adv_counts_complete_sessions_only():
     day1 = make_bars(["AAA"], n=26, start=OPEN - dt.timedelta(days=1))  # every bar 100,000 shares
     today = make_bars(["AAA"], n=3)
