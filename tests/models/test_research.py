@@ -118,3 +118,12 @@ def test_bootstrap_is_reproducible_and_ignores_nan():
     r = [math.nan, 0.01, -0.02, 0.015, 0.0, 0.005, -0.01, 0.02]
     assert rs.bootstrap_ci(r, rs.mean_statistic) == rs.bootstrap_ci(r[1:], rs.mean_statistic)
     assert all(math.isnan(v) for v in rs.bootstrap_ci([0.1, math.nan], rs.mean_statistic))
+
+
+def test_the_examples_in_research_and_performance_run():
+    import doctest
+
+    from models import performance
+
+    for module in (rs, performance):
+        assert doctest.testmod(module).failed == 0, module.__name__

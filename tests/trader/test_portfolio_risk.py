@@ -123,3 +123,16 @@ def test_stress_report_shocks_market_and_sectors_in_money_and_scales_var_with_vo
     assert D(rows["historical, vol x3"]["var"]) == pytest.approx(3 * D(rows["historical"]["var"]), abs=D("0.02"))
     assert any("vol x3: VAR" in n and "over the limit 5.00%" in n for n in report.notes)
     assert report.liquidity[0]["symbol"] == "AAA" and report.liquidity[0]["pct_adv"] == "0.02%"
+
+
+def test_the_examples_in_the_portfolio_modules_run():
+    import doctest
+
+    import trader.history
+    import trader.optimizer
+    import trader.risk.portfolio
+    import trader.risk.stress
+    import trader.sizing
+
+    for module in (trader.history, trader.optimizer, trader.risk.portfolio, trader.risk.stress, trader.sizing):
+        assert doctest.testmod(module).failed == 0, module.__name__
