@@ -43,7 +43,7 @@ Example:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,17 @@ class Attribution:
         """The ``k`` largest contributions of ``row`` by magnitude, largest first."""
         order = np.argsort(-np.abs(self.values[row]), kind="stable")[:k]
         return [(self.features[j], float(self.values[row, j])) for j in order]
+
+    def by_group(self, row: int, group_of: Callable[[str], str]) -> dict[str, float]:
+        """``row``'s contributions summed by group (e.g. feature family), largest magnitude first.
+
+        Collinear features (an EMA and the MACD built from it) can carry large offsetting attributions; their
+        family's sum is what they add together.
+        """
+        totals: dict[str, float] = {}
+        for name, value in zip(self.features, self.values[row].tolist(), strict=True):
+            totals[group_of(name)] = totals.get(group_of(name), 0.0) + value
+        return dict(sorted(totals.items(), key=lambda kv: -abs(kv[1])))
 
     def importance(self) -> dict[str, float]:
         """Mean |contribution| per feature over the rows, as shares summing to 1 (largest first)."""

@@ -78,6 +78,8 @@ def _print_predictions(answer: dict[str, Any]) -> None:
     if why:
         parts = ", ".join(f"{name} {value:+.5f}" for name, value in why["contributions"].items())
         click.echo(f"  why {ranked[0]['symbol']} (SHAP, \"explain\": 3): base {why['base']:+.5f}; {parts}; other {why['other']:+.5f}")
+        families = ", ".join(f"{name} {value:+.5f}" for name, value in list(why.get("families", {}).items())[:4])
+        click.echo(f"    by feature family: {families}")
 
 
 def serve_trade_and_close(settings: Settings) -> dict[str, Any]:

@@ -60,6 +60,8 @@ class Explanation(BaseModel):
     base: float = Field(description="The score with every feature at its reference (training) values.")
     contributions: dict[str, float] = Field(description="The largest contributions by magnitude, largest first.")
     other: float = Field(description="The sum of the remaining features' contributions.")
+    families: dict[str, float] = Field(default_factory=dict, description="Every feature's contribution summed by feature "
+                                       "family (collinear features offset each other within one), largest first.")
 
 
 class FeatureRow(_Request):

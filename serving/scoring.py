@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from feature_repo import FEATURE_NAMES
+from feature_repo.library import FEATURES
 from models.ensemble import Ensemble
 from models.explain import explain as attribute
 from serving.errors import NoProductionModel, ServingError
@@ -101,8 +102,13 @@ def explain(model: LoadedModel, x: np.ndarray, histories: list[np.ndarray] | Non
     for i in range(len(x)):
         shown = dict(att.top(i, top))
         out.append(Explanation(base=float(att.base[i]), contributions=shown,
-                               other=float(att.values[i].sum() - sum(shown.values()))))
+                               other=float(att.values[i].sum() - sum(shown.values())), families=att.by_group(i, _family)))
     return out
+
+
+def _family(feature: str) -> str:
+    spec = FEATURES.get(feature)
+    return spec.family if spec is not None else feature.split("_", 1)[0]
 
 
 def _with_history(model: LoadedModel, x: np.ndarray, histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -472,7 +472,11 @@ def _why_lines(why: dict[str, Any] | None) -> list[str]:
         return []
     ranked = sorted(why["contributions"].items(), key=lambda kv: -abs(kv[1]))  # the audit stores keys sorted by name
     parts = ", ".join(f"{name} {value:+.4f}" for name, value in ranked)
-    return [f"  why         base {why['base']:+.4f}; {parts}; other features {why['other']:+.4f}"]
+    lines = [f"  why         base {why['base']:+.4f}; {parts}; other features {why['other']:+.4f}"]
+    if why.get("families"):
+        by_family = sorted(why["families"].items(), key=lambda kv: -abs(kv[1]))
+        lines.append("              by family: " + ", ".join(f"{name} {value:+.4f}" for name, value in by_family))
+    return lines
 
 
 def _lineage_lines(ts: str, kind: str, p: dict[str, Any]) -> list[str]:

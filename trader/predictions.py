@@ -99,6 +99,7 @@ class _Explanation(BaseModel):
     base: Annotated[float, Field(allow_inf_nan=False)]
     contributions: dict[str, Annotated[float, Field(allow_inf_nan=False)]]
     other: Annotated[float, Field(allow_inf_nan=False)]
+    families: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = {}
 
 
 class _Item(BaseModel):

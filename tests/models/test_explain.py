@@ -65,6 +65,8 @@ def test_the_ensembles_attribution_is_the_weighted_sum_of_its_members_and_adds_u
     rows = np.arange(len(x) - 24, len(x))
     att = explain(ens, x, groups=groups, rows=rows)
     np.testing.assert_allclose(att.base + att.values.sum(axis=1), ens.predict(x, groups=groups)[rows], rtol=1e-4, atol=1e-7)
+    families = att.by_group(0, lambda name: name.split("_", 1)[0])
+    assert sum(families.values()) == pytest.approx(att.values[0].sum()) and "xs" in families
     share = att.importance()
     assert list(share) == sorted(share, key=lambda k: -share[k]) and abs(sum(share.values()) - 1) < 1e-9
 

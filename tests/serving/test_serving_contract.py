@@ -48,6 +48,8 @@ def test_predict_explains_each_score_on_request_and_the_parts_add_up_to_it(clien
         sizes = [abs(v) for v in why["contributions"].values()]
         assert sizes == sorted(sizes, reverse=True)
         assert why["base"] + sum(why["contributions"].values()) + why["other"] == pytest.approx(p["score"], rel=1e-6, abs=1e-9)
+        assert why["base"] + sum(why["families"].values()) == pytest.approx(p["score"], rel=1e-6, abs=1e-9)
+        assert {"xs", "tech", "ret"} <= set(why["families"])
     plain = client.post("/predict", json={"symbols": FRESH}).json()
     assert [p["score"] for p in plain["predictions"]] == [p["score"] for p in body["predictions"]]
 

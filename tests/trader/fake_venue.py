@@ -250,7 +250,8 @@ class PredictionServer:
             return {}
         parts = {"xs_resid_ret_1": 0.6 * score, "ret_4": 0.3 * score}
         shown = dict(list(parts.items())[:top])
-        return {"explanation": {"base": 0.0, "contributions": shown, "other": score - sum(shown.values())}}
+        return {"explanation": {"base": 0.0, "contributions": shown, "other": score - sum(shown.values()),
+                                "families": {"xs": 0.6 * score, "ret": 0.4 * score}}}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

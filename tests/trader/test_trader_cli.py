@@ -55,6 +55,7 @@ def test_cli_sim_run_then_status_positions_orders_and_explain(home):
     assert re.search(r"prediction  model ens:http-fake, score [+-]\d\.\d{4} (long|short), confidence 0\.60, features at 2024-03-05T", text)
     assert server.requests[0]["explain"] == 5  # the default: each decision records the score's top SHAP contributions
     assert re.search(r"why         base \+0\.0000; xs_resid_ret_1 [+-]\d\.\d{4}, ret_4 [+-]\d\.\d{4}; other features", text)
+    assert re.search(r"by family: xs [+-]\d\.\d{4}, ret [+-]\d\.\d{4}", text)
     assert "risk        APPROVED" in text and "trading_state" in text and "buying_power" in text
     assert "order submit, venue sim" in text and "order accepted, order_id sim-" in text and re.search(r"fill sim-\d+-1: ", text)
 
