@@ -124,16 +124,24 @@ def _book(v: OrderView, *, after: bool) -> dict[Symbol, float]:
     return {s: float(q * v.ctx.price(s)) for s, q in qty.items() if q}
 
 
+def _view_var(v: OrderView, *, after: bool) -> tuple[float, float]:
+    """VaR and CVaR of the book with or without the order, computed once per order for both checks."""
+    memo = v.__dict__.setdefault("_portfolio_var", {})
+    if after not in memo:
+        lim = v.limits
+        memo[after] = book_var(v.ctx.market, _book(v, after=after), method=lim.var_method,
+                               confidence=float(lim.var_confidence), horizon_bars=lim.var_horizon_bars)
+    return memo[after]
+
+
 def _var_check(v: OrderView, cap: Decimal | None, which: int, reason: RiskReason, what: str) -> Verdict:
     if cap is None:
         return R.APPROVED, f"{what} check switched off"
     if v.reducing:
         return R.APPROVED, "reduces the position"
     lim = v.limits
-    kwargs = {"method": lim.var_method, "confidence": float(lim.var_confidence), "horizon_bars": lim.var_horizon_bars}
     try:
-        after = book_var(v.ctx.market, _book(v, after=True), **kwargs)[which]
-        before = book_var(v.ctx.market, _book(v, after=False), **kwargs)[which]
+        after, before = (_view_var(v, after=True)[which], _view_var(v, after=False)[which])
     except NoHistory as exc:
         return R.MARKET_HISTORY_UNAVAILABLE, f"{what} cannot be measured: {exc}"
     share = Decimal(repr(round(after, 2))) / v.equity
