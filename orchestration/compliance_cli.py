@@ -28,8 +28,10 @@ _TRADER_OPTION = click.option(
 
 
 def _store_url(settings: Settings, trader_mode: str) -> str:
+    from trader.servers import server_store_url
+
     name = "trader.db" if trader_mode == "live" else f"{trader_mode}.db"
-    return f"sqlite:///{settings.home / 'trader' / name}"
+    return server_store_url(trader_mode) or f"sqlite:///{settings.home / 'trader' / name}"
 
 
 def _paths(settings: Settings, trader_mode: str = "live"):

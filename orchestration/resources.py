@@ -169,8 +169,11 @@ class TradingResource(dg.ConfigurableResource):
     @classmethod
     def for_home(cls, home: Path, *, mode: str = "live", **overrides: object) -> TradingResource:
         """The mode's store under ``home/trader/`` (live: ``trader.db``, others ``<mode>.db``, as ``trader`` keeps them)."""
+        from trader.servers import server_store_url
+
         name = "trader.db" if mode == "live" else f"{mode}.db"
-        return cls(**{"store_url": f"sqlite:///{Path(home) / 'trader' / name}", "mode": mode, **overrides})
+        url = server_store_url(mode) or f"sqlite:///{Path(home) / 'trader' / name}"  # the servers profile: on PostgreSQL
+        return cls(**{"store_url": url, "mode": mode, **overrides})
 
     def live_model_version(self) -> str | None:
         """The ``model_version`` the service reports on ``GET /model``; None when it does not answer."""

@@ -16,9 +16,9 @@ import os
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Tools in the stack that report usage over the network unless told not to.
@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     feast_config: Literal["local", "prod"] = Field(
         default="local", description="feature_repo/feature_store.yaml (SQLite online) or feature_store.prod.yaml (Redis, SQL registry)."
     )
+    postgres_url: SecretStr = Field(
+        default=SecretStr(""), description="Servers profile (with redis_url): Dagster's storage, Feast's registry and the "
+        "trader's stores each in a database on this PostgreSQL server (orchestration/deployment.py); secret: never shown.",
+    )
+    redis_url: SecretStr = Field(default=SecretStr(""), description="Servers profile: Feast's online store (redis://host:port/db).")
     alert_urls: SecretStr = Field(
         default=SecretStr(""),
         description="apprise URLs (Slack, e-mail, json:// webhooks...) for failed runs and checks, separated by spaces "
@@ -81,6 +86,13 @@ class Settings(BaseSettings):
     drift_psi_block: float = Field(default=0.25, gt=0, description="PSI from which drift blocks the online store update.")
     drift_ks_warn: float = Field(default=0.10, gt=0, le=1, description="Kolmogorov-Smirnov statistic from which drift warns.")
     drift_ks_block: float = Field(default=0.20, gt=0, le=1, description="Kolmogorov-Smirnov statistic from which drift blocks.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _servers_profile_serves_features_from_redis(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("postgres_url") and data.get("redis_url"):
+            data.setdefault("feast_config", "prod")
+        return data
 
     @field_validator("drift_psi_block", "drift_ks_block")
     @classmethod
@@ -215,8 +227,13 @@ def prepare_environment(settings: Settings) -> Settings:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"ALPHALINE_HOME={settings.home}: cannot create {d} ({exc.strerror})") from None
+    from orchestration.deployment import DAGSTER_URL_VAR, configure
+
+    servers_yaml = configure(settings)  # the servers profile: Dagster and Feast on PostgreSQL and Redis
     yaml_path = settings.dagster_home / "dagster.yaml"
-    if not yaml_path.exists():
+    if servers_yaml is not None:
+        yaml_path.write_text(servers_yaml)
+    elif not yaml_path.exists() or DAGSTER_URL_VAR in yaml_path.read_text():
         yaml_path.write_text(_DAGSTER_YAML)
     for key, value in _TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)

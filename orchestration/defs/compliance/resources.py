@@ -11,6 +11,7 @@ import dagster as dg
 from pydantic import Field
 
 from orchestration.defs.compliance.eod import CompliancePaths
+from trader.servers import server_store_url
 
 
 class ComplianceResource(dg.ConfigurableResource):
@@ -37,7 +38,7 @@ class ComplianceResource(dg.ConfigurableResource):
         """The DESIGN.md §2 layout under ``home`` (e.g. ``settings.home``), with optional overrides."""
         home = Path(home)
         defaults = {
-            "store_url": f"sqlite:///{home / 'trader' / 'trader.db'}",
+            "store_url": server_store_url("live") or f"sqlite:///{home / 'trader' / 'trader.db'}",
             "reports_dir": str(home / "reports"),
             "archive_root": str(home / "archive"),
             "work_dir": str(home / "compliance"),

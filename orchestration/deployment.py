@@ -1,0 +1,122 @@
+"""Where the stores live: embedded on one machine (default) or on PostgreSQL and Redis servers.
+
+Two settings move every server-capable store at once (the *servers profile*):
+
+* ``ALPHALINE_POSTGRES_URL`` (e.g. ``postgresql://alphaline:***@db:5432/alphaline``): one database per
+  store on that server, named ``<prefix>_<store>`` after the URL's database (:mod:`trader.servers`):
+  ``_dagster`` (Dagster's runs, event log, schedules), ``_feast`` (Feast's SQL registry), ``_trader``
+  and ``_trader_<mode>`` (the trader's stores); each created on first use when the role may;
+* ``ALPHALINE_REDIS_URL`` (e.g. ``redis://:***@cache:6379/0``): Feast's online store.
+
+The two go together (:func:`check`). Secrets stay in the environment: ``dagster.yaml`` names the
+variable Dagster reads the URL from, never the URL itself.
+
+Still on the machine in this profile (and why): the warehouse (DuckDB, one writer: the Dagster
+runs), Feast's offline Parquet files and BentoML's model store (files under ``ALPHALINE_HOME`` —
+point it at shared storage), the WORM archive and the reports (files by design).
+
+Example:
+    >>> from orchestration.settings import Settings
+    >>> servers(Settings()) is None
+    True
+    >>> feast_redis("redis://:pw@cache:6380/2")
+    'cache:6380,db=2,password=pw'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from orchestration.settings import Settings
+
+#: The variable ``dagster.yaml`` reads Dagster's own Postgres URL from (set by :func:`configure`).
+DAGSTER_URL_VAR = "ALPHALINE_DAGSTER_POSTGRES_URL"
+
+DAGSTER_YAML_SERVERS = f"""\
+# Written by alphaline (servers profile: ALPHALINE_POSTGRES_URL): runs, event log and schedules in PostgreSQL.
+# The URL comes from the environment at load time; no secret is written here.
+telemetry:
+  enabled: false
+storage:
+  postgres:
+    postgres_url:
+      env: {DAGSTER_URL_VAR}
+run_queue:
+  max_concurrent_runs: 1
+"""
+
+
+@dataclass(frozen=True)
+class Servers:
+    """The servers of the profile (URLs hold secrets: never print them)."""
+
+    postgres: str
+    redis: str
+
+
+def servers(settings: Settings) -> Servers | None:
+    """The configured servers, or ``None`` for the embedded profile."""
+    postgres, redis = settings.postgres_url.get_secret_value(), settings.redis_url.get_secret_value()
+    return Servers(postgres, redis) if postgres and redis else None
+
+
+def check(settings: Settings) -> None:
+    """Refuse half a profile and a prod deployment without servers (``ConfigError`` naming the variable)."""
+    from orchestration.errors import ConfigError
+
+    postgres, redis = bool(settings.postgres_url.get_secret_value()), bool(settings.redis_url.get_secret_value())
+    if postgres != redis:
+        missing = "ALPHALINE_REDIS_URL" if postgres else "ALPHALINE_POSTGRES_URL"
+        raise ConfigError(f"{missing}: not set, but the servers profile needs both ALPHALINE_POSTGRES_URL and ALPHALINE_REDIS_URL")
+    if settings.feast_config == "prod" and not postgres and not os.environ.get("ALPHALINE_FEAST_REGISTRY_URL"):
+        raise ConfigError("ALPHALINE_FEAST_CONFIG=prod: set ALPHALINE_POSTGRES_URL and ALPHALINE_REDIS_URL "
+                          "(or ALPHALINE_FEAST_REGISTRY_URL and ALPHALINE_FEAST_REDIS)")
+
+
+def feast_redis(url: str) -> str:
+    """Feast's Redis ``connection_string`` (``host:port,db=N,password=...``) from a ``redis://`` URL (or that form itself)."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    out = [f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"]
+    db = parts.path.strip("/")
+    if db and db != "0":
+        out.append(f"db={db}")
+    if parts.password:
+        out.append(f"password={unquote(parts.password)}")
+    if parts.scheme == "rediss":
+        out.append("ssl=true")
+    return ",".join(out)
+
+
+def configure(settings: Settings) -> str | None:
+    """Point Dagster and Feast at the servers (environment and ``dagster.yaml``); returns the yaml text, ``None`` if embedded.
+
+    Raises:
+        ConfigError: a half profile, or a server that cannot be reached or lacks a database it cannot create.
+    """
+    from orchestration.errors import ConfigError
+    from trader.errors import StoreError
+    from trader.servers import database_url, ensure_database
+
+    check(settings)
+    found = servers(settings)
+    if found is None:
+        return None
+    try:
+        dagster_url = database_url(found.postgres, "dagster", driver="")
+        feast_url = database_url(found.postgres, "feast")
+        for url in (dagster_url, feast_url):
+            ensure_database(url)
+    except StoreError as err:
+        raise ConfigError(str(err)) from None
+    os.environ[DAGSTER_URL_VAR] = dagster_url
+    os.environ["ALPHALINE_POSTGRES_URL"] = found.postgres  # the trader's stores (trader.servers reads it)
+    os.environ["ALPHALINE_FEAST_CONFIG"] = "prod"  # the prediction service reads it when started from here
+    os.environ["ALPHALINE_FEAST_REGISTRY_URL"] = feast_url
+    os.environ["ALPHALINE_FEAST_REDIS"] = feast_redis(found.redis)
+    return DAGSTER_YAML_SERVERS

@@ -1,0 +1,84 @@
+"""The servers profile: ALPHALINE_POSTGRES_URL and ALPHALINE_REDIS_URL move Dagster, Feast and the trader onto real servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from orchestration.deployment import DAGSTER_URL_VAR
+from orchestration.errors import ConfigError
+from orchestration.settings import Settings, prepare_environment
+
+_ENV = ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH", "ALPHALINE_WAREHOUSE", DAGSTER_URL_VAR, "ALPHALINE_FEAST_CONFIG",
+        "ALPHALINE_FEAST_REGISTRY_URL", "ALPHALINE_FEAST_REDIS", "ALPHALINE_POSTGRES_URL", "ALPHALINE_REDIS_URL")
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for var in _ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ALPHALINE_HOME", str(tmp_path / "home"))
+    return monkeypatch
+
+
+def servers_settings(monkeypatch: pytest.MonkeyPatch, postgres_url: str, redis_url: str) -> Settings:
+    """The profile as a team sets it: two environment variables (the server URL's database is the prefix)."""
+    monkeypatch.setenv("ALPHALINE_POSTGRES_URL", postgres_url.replace("postgresql+psycopg://", "postgresql://"))
+    monkeypatch.setenv("ALPHALINE_REDIS_URL", redis_url)
+    return prepare_environment(Settings())
+
+
+def _tables(url: str) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(conn.exec_driver_sql("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").scalars())
+    finally:
+        engine.dispose()
+
+
+@dg.asset
+def _probe() -> int:
+    return 1
+
+
+def test_servers_profile_puts_dagster_runs_events_and_schedules_in_postgres(clean_env, postgres_url, redis_url):
+    settings = servers_settings(clean_env, postgres_url, redis_url)
+    text = (settings.dagster_home / "dagster.yaml").read_text()
+    assert "postgres_url" in text and "127.0.0.1" not in text  # the URL stays in the environment
+    assert settings.feast_config == "prod"
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
+        result = dg.materialize([_probe], instance=instance)
+        assert result.success
+    dagster_db = postgres_url.rsplit("/", 1)[0] + "/" + postgres_url.rsplit("/", 1)[1] + "_dagster"
+    assert {"runs", "event_logs", "jobs"} <= _tables(dagster_db)
+    with dg.DagsterInstance.get() as again:  # another process reading the same instance sees the run
+        assert again.get_run_by_id(result.run_id).is_success
+
+
+def test_leaving_the_servers_profile_restores_the_local_dagster_storage(clean_env, postgres_url, redis_url):
+    settings = servers_settings(clean_env, postgres_url, redis_url)
+    for var in ("ALPHALINE_POSTGRES_URL", "ALPHALINE_REDIS_URL", DAGSTER_URL_VAR, "ALPHALINE_FEAST_CONFIG"):
+        clean_env.delenv(var, raising=False)
+    local = prepare_environment(Settings())
+    assert local.feast_config == "local" and "postgres" not in (settings.dagster_home / "dagster.yaml").read_text()
+
+
+def test_half_a_servers_profile_is_one_clear_error(clean_env):
+    clean_env.setenv("ALPHALINE_POSTGRES_URL", "postgresql://u@127.0.0.1:9/x")
+    with pytest.raises(ConfigError, match="ALPHALINE_REDIS_URL: not set"):
+        prepare_environment(Settings())
+
+
+def test_an_unreachable_postgres_server_is_one_clear_error_without_the_password(clean_env):
+    clean_env.setenv("ALPHALINE_POSTGRES_URL", "postgresql://u:hunter2@127.0.0.1:9/x")
+    clean_env.setenv("ALPHALINE_REDIS_URL", "redis://127.0.0.1:9/0")
+    with pytest.raises(ConfigError, match="cannot reach the server") as err:
+        prepare_environment(Settings())
+    assert "hunter2" not in str(err.value)
