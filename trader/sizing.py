@@ -12,15 +12,15 @@
    |weight| is capped at ``max_weight``, the book is scaled down if its gross exceeds
    ``gross_exposure``, the drawdown ``size_multiplier`` applies, and weights are cut (toward
    zero) to 8 decimals.
-3. **Quantities** (:func:`target_quantities`): ``weight · equity / price`` cut toward zero
-   to whole shares, or to ``qty_decimals`` for longs when ``fractional`` (short sales stay
-   whole: brokers do not short fractions).
    With ``optimizer: hrp|mvo`` the selected names' shares of ``gross_exposure`` come from
    :func:`trader.optimizer.optimize` (skfolio, on trailing bar returns closed by the decision
    time) instead of ``weighting``/``target_vol``; too little history falls back to ``weighting``
    and :attr:`SizingResult.note` says so. Then ``max_net_weight`` scales the heavier side down
    and ``max_turnover`` moves the book only part of the way from its current weights (both
    optional, for any optimizer).
+3. **Quantities** (:func:`target_quantities`): ``weight · equity / price`` cut toward zero
+   to whole shares, or to ``qty_decimals`` for longs when ``fractional`` (short sales stay
+   whole: brokers do not short fractions).
 4. **Orders** (:func:`orders_for_targets`): the change from the current position (plus
    working orders, if given) becomes one market day order with a deterministic
    ``client_order_id``; no order below ``min_order_notional`` or when the change in weight
