@@ -57,7 +57,8 @@ def markdown(rows: list[Verdict], runs: dict[str, tuple[int, float]], quick: boo
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [f"# Benchmarks ({'quick sizes' if quick else 'full sizes'}), {when}", "",
              f"Host: {os.cpu_count()} cores, load average at the end {load1:.1f}. Ratios are against a baseline "
-             "measured in the same run; judge them, not the seconds.", "", table(rows), "", "| bench | exit | wall s |", "|---|---|---|"]
+             "measured in the same run; judge them, not the seconds." + (
+                 " Quick sizes: a goal stated for another input size shows no verdict (-)." if quick else ""), "", table(rows), "", "| bench | exit | wall s |", "|---|---|---|"]
     lines += [f"| {name} | {'ok' if code == 0 else f'FAILED ({code})'} | {wall:.0f} |" for name, (code, wall) in runs.items()]
     return "\n".join(lines) + "\n"
 

@@ -158,7 +158,7 @@ def main() -> None:
     rate = cells / engine_best
     report([Verdict("backtest", f"run_backtest {args.symbols}×{n_bars:,} long-short", f"{rate / 1e6:.1f}M bar·symbols/s",
                     "plain NumPy loop (× faster)", numpy_best / engine_best, f">= {GOAL / 1e6:g}M bar·symbols/s, identical",
-                    rate >= GOAL and not problems)])
+                    (rate >= GOAL and not problems) if (args.symbols, n_bars) == (48, 6_500) else None)])  # the goal's size only
     if problems:
         sys.exit(1)
 

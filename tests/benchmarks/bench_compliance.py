@@ -175,7 +175,7 @@ def bench_eod(args: argparse.Namespace) -> int:
         same = paths.checkpoint(day).read_bytes() == resumed_bytes
         report([Verdict("compliance", f"EOD {len(fills_today):,} fills, resumed", f"{total:.2f} s",
                         "read + validate the day's fills", total / t_base, f"< {EOD_GOAL_S:g} s, resumed = replayed",
-                        total < EOD_GOAL_S and same)])
+                        (total < EOD_GOAL_S and same) if (args.day_fills, args.history_fills) == (10_000, 400) else None)])
         if not same:
             print("MISMATCH: the replayed and the resumed checkpoints differ", file=sys.stderr)
             return 1

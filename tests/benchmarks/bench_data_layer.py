@@ -190,7 +190,7 @@ def verdict(r: Result) -> Verdict:
     if r.years >= SECONDS_GOAL_YEARS:
         goal, met = goal + f", < {SECONDS_GOAL:g} s", met and r.total < SECONDS_GOAL
     return Verdict("data_layer", f"raw → marts {r.symbols}×{r.sessions} ({r.years}y)", f"{r.total:.2f} s (dbt {r.dbt:.2f} s)",
-                   "bare DuckDB insert", ratio, goal, met)
+                   "bare DuckDB insert", ratio, goal, met if r.symbols == 48 else None)  # the goals are for 48 symbols
 
 
 def main() -> None:
