@@ -97,17 +97,19 @@ def replace_sim_store(url: str, *, discard: frozenset[dt.date]) -> dict[str, Any
 
     Returns what the new store's ``sim_session`` record keeps about the replaced one (``None``: there was none).
     """
+    from trader.servers import database_exists, move_database_aside
+
     path = sqlite_file(url)
-    if path is None:
-        raise UserError(f"--fresh only replaces a SQLite sim store, not {safe_url(url)}")
-    if not path.exists():
+    if path is None and sa.make_url(url).get_backend_name() != "postgresql":
+        raise UserError(f"--fresh only replaces a SQLite or PostgreSQL sim store, not {safe_url(url)}")
+    if not (path.exists() if path is not None else database_exists(url)):
         return None
     sealed = sealed_days(url)
     if set(sealed) - discard:
         days = ",".join(d.isoformat() for d in sealed)
-        raise UserError(f"--fresh: {path} holds days sealed into the WORM archive ({days}); to replace it anyway, "
-                        f"add --discard-sealed {days} (the archived copies stay)")
-    aside = _move_aside(path)
+        raise UserError(f"--fresh: {path or safe_url(url)} holds days sealed into the WORM archive ({days}); to replace it "
+                        f"anyway, add --discard-sealed {days} (the archived copies stay)")
+    aside = _move_aside(path) if path is not None else move_database_aside(url)  # a server's store: renamed, kept
     click.echo(f"--fresh: moved the old sim store aside to {aside}"
                + (f" (it holds sealed days {', '.join(d.isoformat() for d in sealed)})" if sealed else ""))
     return {"store": str(aside), "sealed_days": [d.isoformat() for d in sealed]}

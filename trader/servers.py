@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 
@@ -94,3 +95,37 @@ def ensure_database(url: str) -> None:
         raise StoreError(f"{safe}: cannot reach the server ({str(exc.orig).splitlines()[0]})") from None
     finally:
         admin.dispose()
+
+
+def database_exists(url: str) -> bool:
+    """Whether the database of the PostgreSQL ``url`` exists on its server."""
+    target = sa.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"))
+    try:
+        with admin.connect() as conn:
+            return conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}).first() is not None
+    except sa.exc.OperationalError as exc:
+        raise StoreError(f"{target.render_as_string(hide_password=True)}: cannot reach the server "
+                         f"({str(exc.orig).splitlines()[0]})") from None
+    finally:
+        admin.dispose()
+
+
+def move_database_aside(url: str, *, now: dt.datetime | None = None) -> str:
+    """Rename the database of ``url`` to ``<name>_replaced_<UTC time>`` (kept, never dropped); returns the new name.
+
+    The server's own ``--fresh``: as a SQLite file is moved aside. Nothing may be connected to it.
+    """
+    target = sa.make_url(url)
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ").lower()
+    aside = f"{target.database}_replaced_{stamp}"[-63:]  # PostgreSQL's identifier limit: keep the stamp
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{target.database}" RENAME TO "{aside}"')
+    except sa.exc.DBAPIError as exc:
+        raise StoreError(f"{target.render_as_string(hide_password=True)}: cannot move the database aside "
+                         f"({str(exc.orig).splitlines()[0]})") from None
+    finally:
+        admin.dispose()
+    return aside

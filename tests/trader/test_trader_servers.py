@@ -32,15 +32,25 @@ def test_servers_profile_runs_the_sim_session_kill_and_resume_on_postgres(home, 
         first = run("run", "--mode", "sim", "--config", cfg)
         assert first.exit_code == 0 and "done: 5 cycles" in first.output, first.output  # the halted tick counted
         assert "trader_sim" in run("status", "--config", cfg).output
-    assert not (home / "trader").exists()  # nothing embedded: no SQLite file was written
-    with TraderStore(url) as store:
-        states = [(r.payload["state"], r.payload["changed_by"]) for r in store.audit_records() if r.kind == "trading_state"]
-        assert states == [("halted", "alice"), ("active", "bob")] and store.trading_state().state is TradingState.ACTIVE
-        assert any(o.status is OrderStatus.FILLED for o in store.list_orders()) and store.list_fills()
-        assert store.verify_audit().ok
+        assert not (home / "trader").exists()  # nothing embedded: no SQLite file was written
+        with TraderStore(url) as store:
+            states = [(r.payload["state"], r.payload["changed_by"]) for r in store.audit_records() if r.kind == "trading_state"]
+            assert states == [("halted", "alice"), ("active", "bob")] and store.trading_state().state is TradingState.ACTIVE
+            assert any(o.status is OrderStatus.FILLED for o in store.list_orders()) and store.list_fills()
+            assert store.verify_audit().ok
+            fills = len(store.list_fills())
+        assert _count(url, "SELECT count(*) FROM fills") == fills
+
+        fresh = run("run", "--fresh", "--config", cfg)  # the old store's database is renamed, never dropped
+        assert fresh.exit_code == 0 and "done: 6 cycles" in fresh.output, fresh.output
+        aside = fresh.output.split("moved the old sim store aside to ")[1].split()[0]
+        assert _count(url.rsplit("/", 1)[0] + "/" + aside, "SELECT count(*) FROM fills") == fills
+
+
+def _count(url: str, sql: str) -> int:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT count(*) FROM fills").scalar() == len(store.list_fills())
+            return int(conn.exec_driver_sql(sql).scalar())
     finally:
         engine.dispose()
