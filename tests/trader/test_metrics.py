@@ -24,11 +24,19 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
 
 
 def _run(store, cfg, n=6, predictor=None):
+    """The run's reports and its metrics: counters as this run's increments, gauges as they stand.
+
+    Increments, because a process that imported Feast has prometheus_client in multiprocess mode (Feast sets
+    PROMETHEUS_MULTIPROC_DIR): counters of one name then add up across every TraderMetrics of the process.
+    """
     bars = make_bars()
     broker, metrics = FakeBroker(bars=bars), TraderMetrics()
+    before = samples(generate_latest(metrics.registry).decode())
     reports = Runner(config=cfg, store=store, broker=broker, predictor=predictor or FakePredictor(), run_id="m",
                      strict=True, observers=[metrics]).run(replay_ticks(bars)[:n], before_cycle=lambda t: broker.advance_to(t.ts))
-    return reports, samples(generate_latest(metrics.registry).decode())
+    after = samples(generate_latest(metrics.registry).decode())
+    counted = ("_total", "_count", "_sum", "_bucket")
+    return reports, {k: v - before.get(k, 0.0) if k[0].endswith(counted) else v for k, v in after.items()}
 
 
 def test_trader_metrics_count_cycles_orders_fills_and_track_equity_and_state(store):
@@ -61,9 +69,10 @@ def test_trader_metrics_served_over_http_and_a_taken_port_is_one_line(store):
     server = metrics.serve(0)
     try:
         port = server.server_address[1]
+        scrape = lambda: samples(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())  # noqa: E731
+        before = scrape()[("alphaline_trader_cycles_total", ())]
         metrics.cycles.inc()
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        assert samples(body)[("alphaline_trader_cycles_total", ())] == 1
+        assert scrape()[("alphaline_trader_cycles_total", ())] == before + 1
         with pytest.raises(TraderConfigError, match=rf"^trader.yaml: metrics.port: cannot serve metrics on 127.0.0.1:{port} "):
             TraderMetrics().serve(port)
     finally:
