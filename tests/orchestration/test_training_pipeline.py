@@ -51,7 +51,12 @@ def test_training_job_gates_registers_and_promotes_then_a_failing_gate_blocks_th
         assert evaluation["ic"].value > 0 and 0 < evaluation["oracle_fraction"].value < 1
         assert evaluation["tearsheet"].value.endswith("summary.md")
         assert evaluation["summary"].value.count("](data:image/png;base64,") == 4  # the charts render in the UI
+        # Research rigour over every model the run tried: the pick's deflated Sharpe and the chance it is overfit.
+        assert "deflated Sharpe ratio (" in evaluation["summary"].value and "probability of backtest overfitting" in evaluation["summary"].value
+        assert "mean IC, 95% CI" in evaluation["summary"].value
         assert "| sklearn_ridge |" in evaluation["learners"].value and "| xgboost |" in evaluation["learners"].value
+        candidate = trained.asset_materializations_for_node("ensemble_candidate")[0].metadata
+        assert candidate["shap_importance"].value.startswith("| feature | share of mean abs(SHAP) |")
         promoted = trained.asset_materializations_for_node("production_model")[0].metadata
         assert promoted["promoted"].value is True
 
@@ -59,7 +64,8 @@ def test_training_job_gates_registers_and_promotes_then_a_failing_gate_blocks_th
         production = registry.production()
         assert production == promoted["production"].value
         meta = registry.info(production)["metadata"]
-        for key in ("features", "label", "training_window", "data_fingerprint", "cv_metrics", "gates", "code_version", "folds"):
+        for key in ("features", "label", "training_window", "data_fingerprint", "cv_metrics", "gates", "code_version", "folds",
+                    "shap_importance"):
             assert key in meta, key
 
         searched = _run(settings, SEARCH_JOB, instance, models={**FAST, "search_families": ["sklearn_ridge"], "search_trials": 2})
