@@ -18,8 +18,9 @@ _ENV = ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH", "ALPHALINE_WAREHOUSE"
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for var in _ENV:
-        monkeypatch.delenv(var, raising=False)
+    for var in _ENV:  # set first so that monkeypatch restores each, including those prepare_environment sets
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     monkeypatch.setenv("ALPHALINE_HOME", str(tmp_path / "home"))
     return monkeypatch
 
