@@ -7,7 +7,7 @@ Three independent checks, each naming exactly what was altered:
 * **the fills**: each sealed day's ``fills.csv`` against the day's rows in the store, field
   by field. The ``fills`` table is append-only, so a changed or missing fill is tampering;
   a fill that is in the store but not sealed is a late fill whose day must be re-run;
-* **the audit chain**: verified end to end (:func:`verify_audit_trail`) and against every
+* **the audit chain**: verified end to end (:func:`~trader.compliance.audit_check.scan_chain`, as stored) and against every
   head ever published in the archive, so a rewritten history, a truncation or a forged
   tail with recomputed hashes is caught.
 
@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from orchestration.defs.compliance import sources
 from orchestration.defs.compliance.eod import FILLS, CompliancePaths, current_entries, published_heads, read_fills_csv_rows
-from trader.compliance import ComplianceError, verify_audit_trail
+from trader.compliance import ComplianceError
+from trader.compliance.audit_check import scan_chain
 
 
 @dataclass(frozen=True)
@@ -104,15 +105,15 @@ def verify_everything(paths: CompliancePaths) -> Verification:
 
 def _audit_problems(paths: CompliancePaths, days: list[dt.date], lines: list[str]) -> list[str]:
     try:
-        records = sources.read_audit_records(paths.store_url)
         heads = [head for _, head in published_heads(paths.archive())]
+        last = days[-1] if days else dt.date.today()  # only the problems are used; the day just names the head
+        # One streaming pass over the chain as stored (each record hashed once), as the EOD check does.
+        check = scan_chain(sources.read_audit_rows(paths.store_url), day=last, published=heads, whole=True).sealed
     except ComplianceError as err:
         if not days:  # a fresh home: nothing traded, nothing sealed, nothing to compare
             lines.append(f"audit chain: {err}; nothing sealed yet")
             return []
         return [f"audit chain: {err}"]
-    last = days[-1] if days else dt.date.today()  # only the problems are used; the day just names the head
-    check = verify_audit_trail(records, day=last, published=heads)
     lines.append(f"audit chain: {check.records} records, checked against {len(heads)} published head(s)")
     problems = [f"audit chain: {p}" for p in check.problems]
     if check.chain_reason and not problems:
