@@ -37,6 +37,7 @@ BENCHES: dict[str, tuple[str, ...]] = {
     "trader": ("--cycles", "60", "--orders", "2000"),
     "serving": ("--symbols", "8", "--requests", "60"),
     "compliance": ("--day-fills", "2000", "--history-fills", "40", "--audit-records", "200000"),
+    "servers": ("--symbols", "16", "--cycles", "30", "--reads", "100", "--sessions", "10"),
 }
 
 
