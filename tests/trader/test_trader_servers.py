@@ -54,3 +54,28 @@ def _count(url: str, sql: str) -> int:
             return int(conn.exec_driver_sql(sql).scalar())
     finally:
         engine.dispose()
+
+
+def _append_in_process(url: str, name: str, n: int) -> None:
+    from trader_builders import NOW
+
+    with TraderStore(url) as store:
+        for i in range(n):
+            store.append_audit("w", {"writer": name, "i": i}, ts=NOW)
+
+
+def test_postgres_store_audit_chain_stays_linear_with_four_writer_processes(postgres_url):
+    import multiprocessing
+
+    TraderStore(postgres_url).close()
+    ctx = multiprocessing.get_context("spawn")  # separate interpreters, as separate trader hosts would be
+    procs = [ctx.Process(target=_append_in_process, args=(postgres_url, f"p{k}", 25)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    with TraderStore(postgres_url) as store:
+        result = store.verify_audit()
+        writers = {r.payload["writer"] for r in store.audit_records()}
+    assert result.ok and result.count == 100 and writers == {"p0", "p1", "p2", "p3"}
