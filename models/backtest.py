@@ -18,8 +18,24 @@ the trade row so that cash reconciles exactly:
   participation in the bar it trades in; a cost estimate, never a decision input).
 
 Accounting: positions are integer shares; ``cash`` changes only by fills
-(``-q p - costs``); at every bar ``equity = cash + sum(shares * close)`` with the last
-known close of each symbol. Money is float64 (research, not the ledger).
+(``-q p - costs``) and carry (``financing_rate`` on a negative cash balance and
+``borrow_fee`` on the short book, annual rates accrued per bar); at every bar
+``equity = cash + sum(shares * close)`` with the last known close of each symbol. Money
+is float64 (research, not the ledger).
+
+Two options change the semantics, for realism or for comparison with other backtesters:
+
+* ``cash_constrained=True``: fills never spend cash the book does not have. Sells fill
+  first; if the buys would take cash below zero (a gap up at the open makes the shares
+  sized at the close cost more), every buy of that bar is scaled down to what the cash
+  pays for, in whole shares, and the rest of those orders is dropped.
+* ``size_at="open"``: targets are sized at the fill, from the equity and the price at the
+  next bar's open (the "all-in at the next open" convention of backtesting.py and
+  Backtrader's cheat-on-open), instead of from the decision bar's close.
+
+:meth:`BacktestResult.round_trips` lists each position from flat to flat (entry and exit,
+side, P&L after costs, bars held) and :meth:`BacktestResult.trade_stats` summarises them:
+win rate, profit factor, average trade, exposure and duration.
 
 Example:
     >>> import polars as pl
@@ -79,12 +95,19 @@ class Costs:
     half_spread_bps: float = 0.0
     impact_coef: float = 0.0
     vol_window: int = 20
+    #: Annual rate charged on borrowed cash (a negative cash balance), accrued at each bar's close.
+    financing_rate: float = 0.0
+    #: Annual fee on the market value of short positions, accrued at each bar's close.
+    borrow_fee: float = 0.0
+    #: Bars per year, to turn the annual rates into per-bar ones (15-minute XNYS bars: 26 × 252).
+    periods_per_year: int = 6552
 
     def __post_init__(self) -> None:
-        for name in ("commission_bps", "commission_per_trade", "half_spread_bps", "impact_coef"):
+        for name in ("commission_bps", "commission_per_trade", "half_spread_bps", "impact_coef", "financing_rate", "borrow_fee"):
             _check_number(f"costs.{name}", getattr(self, name), minimum=0.0)
         if not isinstance(self.vol_window, int) or self.vol_window < 2:
             raise BacktestInputError(f"costs.vol_window: must be an integer >= 2, got {self.vol_window!r}")
+        _check_integer("costs.periods_per_year", self.periods_per_year, minimum=1)
 
 
 NO_COSTS = Costs()
@@ -97,7 +120,7 @@ class BacktestResult:
     Attributes:
         equity: one row per timestamp: ``ts, cash, long_value, short_value, equity,
             gross_exposure, net_exposure, traded_notional, commission, spread, impact,
-            cost, turnover, return`` (values at the bar's close).
+            cost, financing, borrow, turnover, return`` (values at the bar's close).
         positions: ``ts, symbol, shares, close, value`` for every non-zero holding.
         trades: ``decision_ts, ts, symbol, shares`` (signed), ``side, price, notional,
             commission, spread, impact, cost``.
@@ -127,7 +150,76 @@ class BacktestResult:
         out["trades"] = self.trades.height
         for column in COST_FIELDS:
             out[f"total_{column}"] = float(self.trades[column].sum())
+        out["total_financing"], out["total_borrow"] = float(self.equity["financing"].sum()), float(self.equity["borrow"].sum())
         return out
+
+    def round_trips(self) -> pl.DataFrame:
+        """Each position from flat back to flat, per symbol (a flip closes one and opens the next).
+
+        Columns: ``symbol, side`` (long/short), ``entry_ts, exit_ts`` (null while open), ``bars``
+        (bars held), ``max_shares``, ``entry_value`` (the largest \|notional\| at entry prices), ``pnl``
+        (cash in and out of the trip after its fills' costs, plus the open remainder at the last
+        close), ``return`` (pnl over entry value) and ``open``. A fill that flips the position
+        splits its costs in proportion to the shares on each side.
+        """
+        last_close = self.positions.group_by("symbol").agg(pl.col("close").last()) if self.positions.height else None
+        closes = dict(last_close.iter_rows()) if last_close is not None else {}
+        index = {ts: i for i, ts in enumerate(self.equity["ts"].to_list())}
+        rows: list[dict[str, object]] = []
+        for (symbol,), fills in self.trades.sort("ts").group_by("symbol", maintain_order=True):
+            pos, trip = 0, None
+            for ts, shares, price, cost in fills.select("ts", "shares", "price", "cost").iter_rows():
+                while shares:
+                    if pos == 0:
+                        trip = {"symbol": symbol, "side": "long" if shares > 0 else "short", "entry_ts": ts, "cash": 0.0,
+                                "max_shares": 0, "entry_value": 0.0}
+                    closing = -pos if pos and (pos > 0) != (shares > 0) else 0
+                    part = shares if not closing or abs(shares) <= abs(closing) else closing
+                    share_cost = cost * abs(part) / abs(shares)
+                    trip["cash"] += -part * price - share_cost
+                    cost -= share_cost
+                    pos += part
+                    shares -= part
+                    trip["max_shares"] = max(trip["max_shares"], abs(pos))
+                    trip["entry_value"] = max(trip["entry_value"], abs(pos) * price if not closing else trip["entry_value"])
+                    if pos == 0:
+                        rows.append(_trip_row(trip, ts, 0.0, index, open_=False))
+            if pos:
+                rows.append(_trip_row(trip, None, pos * closes.get(symbol, 0.0), index, open_=True, last=len(index) - 1))
+        schema = {"symbol": pl.String, "side": pl.String, "entry_ts": self.equity["ts"].dtype, "exit_ts": self.equity["ts"].dtype,
+                  "bars": pl.Int64, "max_shares": pl.Int64, "entry_value": pl.Float64, "pnl": pl.Float64, "return": pl.Float64,
+                  "open": pl.Boolean}
+        return pl.DataFrame(rows, schema=schema)
+
+    def trade_stats(self) -> dict[str, float]:
+        """Round-trip statistics of the closed trips: count, win rate, profit factor, average (win, loss) trade,
+        average bars held, and exposure (the share of bars with any position)."""
+        trips = self.round_trips()
+        closed = trips.filter(~pl.col("open"))
+        pnl = closed["pnl"].to_numpy()
+        wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+        held = (self.equity["long_value"] - self.equity["short_value"]).to_numpy() != 0
+        return {
+            "round_trips": float(closed.height), "open_trips": float(trips.height - closed.height),
+            "win_rate": float(len(wins) / len(pnl)) if len(pnl) else math.nan,
+            "profit_factor": float(wins.sum() / -losses.sum()) if len(losses) and losses.sum() else (math.inf if len(wins) else math.nan),
+            "avg_trade": float(pnl.mean()) if len(pnl) else math.nan,
+            "avg_win": float(wins.mean()) if len(wins) else math.nan,
+            "avg_loss": float(losses.mean()) if len(losses) else math.nan,
+            "avg_return": float(closed["return"].mean()) if closed.height else math.nan,
+            "avg_bars_held": float(closed["bars"].mean()) if closed.height else math.nan,
+            "exposure_time": float(held.mean()) if len(held) else math.nan,
+        }
+
+
+def _trip_row(trip: dict[str, object], exit_ts: object, mark: float, index: dict[object, int], *, open_: bool,
+              last: int | None = None) -> dict[str, object]:
+    pnl = float(trip["cash"]) + mark
+    end = index[exit_ts] if exit_ts is not None else last
+    value = float(trip["entry_value"])
+    return {"symbol": trip["symbol"], "side": trip["side"], "entry_ts": trip["entry_ts"], "exit_ts": exit_ts,
+            "bars": int(end - index[trip["entry_ts"]]), "max_shares": int(trip["max_shares"]), "entry_value": value,
+            "pnl": pnl, "return": pnl / value if value else math.nan, "open": open_}
 
 
 @dataclass(frozen=True)
@@ -157,6 +249,8 @@ def run_backtest(
     costs: Costs = NO_COSTS,
     compound: bool = True,
     rebalance_every: int = 1,
+    cash_constrained: bool = False,
+    size_at: str = "close",
 ) -> BacktestResult:
     """Backtest a cross-sectional book: top-``k`` long (and bottom-``k`` short) on each bar's scores.
 
@@ -181,6 +275,8 @@ def run_backtest(
         costs: commission, spread and impact settings.
         compound: size from current equity (True) or always from ``initial_cash``.
         rebalance_every: decide only on every n-th timestamp (counted from the first bar).
+        cash_constrained: never spend cash the book does not have (see the module docstring).
+        size_at: ``"close"`` (the decision bar's close, default) or ``"open"`` (the fill bar's open).
 
     Example:
         >>> import polars as pl
@@ -198,7 +294,16 @@ def run_backtest(
     grid = _score_grid(scores, market)
     weights, decide = _target_weights(grid, k=k, long_only=long_only, gross_exposure=gross_exposure)
     decide &= np.arange(len(decide)) % rebalance_every == 0
-    return _simulate(market, weights, decide, initial_cash=float(initial_cash), costs=costs, compound=compound)
+    _check_semantics(cash_constrained, size_at)
+    return _simulate(market, weights, decide, initial_cash=float(initial_cash), costs=costs, compound=compound,
+                     cash_constrained=cash_constrained, size_at=size_at)
+
+
+def _check_semantics(cash_constrained: object, size_at: object) -> None:
+    if not isinstance(cash_constrained, bool):
+        raise BacktestInputError(f"cash_constrained: must be true or false, got {cash_constrained!r}")
+    if size_at not in ("close", "open"):
+        raise BacktestInputError(f"size_at: must be 'close' (the decision bar's close) or 'open' (the fill bar's open), got {size_at!r}")
 
 
 def run_signal_backtest(
@@ -208,6 +313,8 @@ def run_signal_backtest(
     fraction: float = 1.0,
     initial_cash: float = 100_000.0,
     costs: Costs = NO_COSTS,
+    cash_constrained: bool = False,
+    size_at: str = "close",
 ) -> BacktestResult:
     """Backtest one instrument from a per-bar signal: +1 long, 0 flat, -1 short.
 
@@ -223,6 +330,9 @@ def run_signal_backtest(
         fraction: share of equity put in the position (1.0 = all of it).
         initial_cash: starting cash.
         costs: usually ``Costs(commission_per_trade=..., commission_bps=...)``.
+        cash_constrained: never spend cash the account does not have (see the module docstring).
+        size_at: ``"close"`` (the signal bar's close, default) or ``"open"`` (the fill bar's open: with
+            ``fraction=1`` and ``cash_constrained=True``, the "all-in at the next open" of other backtesters).
 
     Example:
         >>> import polars as pl
@@ -238,7 +348,9 @@ def run_signal_backtest(
     market = _market_from_bars(frame, costs.vol_window)
     previous = np.concatenate(([0.0], sig[:-1]))
     weights = (sig * fraction)[:, None]
-    return _simulate(market, weights, sig != previous, initial_cash=float(initial_cash), costs=costs, compound=True)
+    _check_semantics(cash_constrained, size_at)
+    return _simulate(market, weights, sig != previous, initial_cash=float(initial_cash), costs=costs, compound=True,
+                     cash_constrained=cash_constrained, size_at=size_at)
 
 
 def sma_cross_signal(close: Sequence[float] | np.ndarray | pl.Series, fast: int, slow: int) -> np.ndarray:
@@ -432,7 +544,8 @@ def _trade_costs(shares: np.ndarray, price: np.ndarray, sigma: np.ndarray, volum
     return {"commission": commission, "spread": costs.half_spread_bps * 1e-4 * notional, "impact": impact}
 
 
-def _simulate(market: _Market, weights: np.ndarray, decide: np.ndarray, *, initial_cash: float, costs: Costs, compound: bool) -> BacktestResult:
+def _simulate(market: _Market, weights: np.ndarray, decide: np.ndarray, *, initial_cash: float, costs: Costs, compound: bool,
+              cash_constrained: bool = False, size_at: str = "close") -> BacktestResult:
     """Walk the bars once: fill pending orders at the open, then (on decision bars) size new targets at the close.
 
     Only what feeds back into sizing (cash, positions) is in the loop (:func:`_walk_bars`,
@@ -447,31 +560,53 @@ def _simulate(market: _Market, weights: np.ndarray, decide: np.ndarray, *, initi
     # impact = coef * sigma * sqrt(|q| / V) * |q| * open = |q|^1.5 * (coef * sigma / sqrt(V) * open)
     with np.errstate(divide="ignore", invalid="ignore"):
         impact_cost = np.nan_to_num(costs.impact_coef * market.sigma_before / np.sqrt(market.volume) * open_, nan=0.0, posinf=0.0)
-    cash_path, fills = _jit(_walk_bars)(open_, market.close, market.tradable, weight_per_price, linear_cost, impact_cost, decide,
-                               initial_cash, compound, bool(costs.impact_coef), float(costs.commission_per_trade))
-    return _result(market, cash_path, fills, decide, costs, initial_cash)
+    cash_path, fills, carry = _jit(_walk_bars)(
+        open_, market.close, market.tradable, weight_per_price, np.ascontiguousarray(weights, dtype=np.float64), linear_cost,
+        impact_cost, decide, initial_cash, compound, bool(costs.impact_coef), float(costs.commission_per_trade),
+        cash_constrained, size_at == "open", costs.financing_rate / costs.periods_per_year, costs.borrow_fee / costs.periods_per_year)
+    return _result(market, cash_path, fills, carry, decide, costs, initial_cash)
 
 
-def _walk_bars(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, weight_per_price: np.ndarray,
+def _walk_bars(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, weight_per_price: np.ndarray, weights: np.ndarray,
                linear_cost: np.ndarray, impact_cost: np.ndarray, decide: np.ndarray, initial_cash: float, compound: bool,
-               impact: bool, per_trade: float) -> tuple[np.ndarray, np.ndarray]:
-    """The bar loop of :func:`_simulate`, compiled by numba: cash after each bar's fills, and the fills (shares).
+               impact: bool, per_trade: float, constrained: bool, size_open: bool, financing: float,
+               borrow: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bar loop of :func:`_simulate`, compiled by numba: cash after each bar, the fills (shares), and the carry.
 
-    At each bar: pending orders (target − position) fill at the open where the symbol trades,
-    paying notional, linear costs, ``|q|^1.5``-impact and per-trade commission; then, on a
-    decision bar, new targets are whole shares of ``weight / close`` × equity (× initial cash
-    without compounding; a wiped-out book goes flat: sizing from negative equity would invert it).
+    At each bar: (with ``size_open``, the pending targets are first re-sized from the equity and
+    prices at this open) pending orders (target − position) fill at the open where the symbol
+    trades, paying notional, linear costs, ``|q|^1.5``-impact and per-trade commission — with
+    ``constrained``, sells first and then the buys scaled down to the cash left; then carry
+    accrues at the close (``financing`` per bar on negative cash, ``borrow`` per bar on the short
+    book); then, on a decision bar, new targets are whole shares of ``weight / close`` × equity
+    (× initial cash without compounding; a wiped-out book goes flat: sizing from negative equity
+    would invert it).
     """
     n_times, n_symbols = weight_per_price.shape
     pos, target = np.zeros(n_symbols), np.zeros(n_symbols)
     cash_path, fills = np.empty(n_times), np.zeros((n_times, n_symbols), dtype=np.int64)
-    pending, cash = False, initial_cash
+    carry = np.zeros((n_times, 2))
+    pending, resize, decided, cash = False, False, 0, initial_cash
     for t in range(n_times):
+        if pending and resize:  # size at this open: equity marked at the open where a symbol trades
+            book = initial_cash
+            if compound:
+                book = cash
+                for s in range(n_symbols):
+                    price = open_[t, s] if tradable[t, s] else (close[t - 1, s] if t > 0 else 0.0)
+                    book += pos[s] * price
+            book = max(book, 0.0)
+            for s in range(n_symbols):
+                price = open_[t, s] if tradable[t, s] else (close[t - 1, s] if t > 0 else 0.0)
+                target[s] = np.trunc(weights[decided, s] * book / price) if price > 0 else 0.0
+            resize = False
         if pending:
             paid, trades, pending = 0.0, 0, False
             for s in range(n_symbols):
                 q = target[s] - pos[s]
                 if q != 0.0 and tradable[t, s]:
+                    if constrained and q > 0:
+                        continue  # buys after every sell, below
                     size = abs(q)
                     paid += q * open_[t, s] + size * linear_cost[t, s]
                     if impact:
@@ -482,18 +617,50 @@ def _walk_bars(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, weigh
                 elif q != 0.0:
                     pending = True  # waits for the symbol's next tradable bar
             cash -= paid + per_trade * trades
+            if constrained:
+                need, buys = 0.0, 0
+                for s in range(n_symbols):
+                    q = target[s] - pos[s]
+                    if q > 0.0 and tradable[t, s]:
+                        need += q * open_[t, s] + q * linear_cost[t, s] + (q**1.5 * impact_cost[t, s] if impact else 0.0)
+                        buys += 1
+                scale = 1.0
+                if need > 0.0 and need + per_trade * buys > cash:
+                    scale = max(cash - per_trade * buys, 0.0) / need
+                paid, trades = 0.0, 0
+                for s in range(n_symbols):
+                    q = target[s] - pos[s]
+                    if q > 0.0 and tradable[t, s]:
+                        q = np.trunc(q * scale) if scale < 1.0 else q
+                        if q > 0.0:
+                            paid += q * open_[t, s] + q * linear_cost[t, s] + (q**1.5 * impact_cost[t, s] if impact else 0.0)
+                            trades += 1
+                            pos[s] += q
+                            fills[t, s] = np.int64(q)
+                        target[s] = pos[s]  # what the cash could not pay for is dropped, not chased
+                cash -= paid + per_trade * trades
+        if financing > 0.0 and cash < 0.0:
+            carry[t, 0] = -cash * financing
+        if borrow > 0.0:
+            for s in range(n_symbols):
+                if pos[s] < 0.0:
+                    carry[t, 1] += -pos[s] * close[t, s] * borrow
+        cash -= carry[t, 0] + carry[t, 1]
         cash_path[t] = cash
         if decide[t]:
-            book = initial_cash
-            if compound:
-                book = cash
+            if size_open:
+                decided, resize = t, True
+            else:
+                book = initial_cash
+                if compound:
+                    book = cash
+                    for s in range(n_symbols):
+                        book += pos[s] * close[t, s]
+                book = max(book, 0.0)
                 for s in range(n_symbols):
-                    book += pos[s] * close[t, s]
-            book = max(book, 0.0)
-            for s in range(n_symbols):
-                target[s] = np.trunc(weight_per_price[t, s] * book)
+                    target[s] = np.trunc(weight_per_price[t, s] * book)
             pending = True
-    return cash_path, fills
+    return cash_path, fills, carry
 
 
 @functools.cache
@@ -503,7 +670,8 @@ def _jit(fn):  # type: ignore[no-untyped-def]  # -> fn compiled by numba (import
     return numba.njit(cache=True, nogil=True)(fn)
 
 
-def _result(market: _Market, cash: np.ndarray, fills: np.ndarray, decide: np.ndarray, costs: Costs, initial_cash: float) -> BacktestResult:
+def _result(market: _Market, cash: np.ndarray, fills: np.ndarray, carry: np.ndarray, decide: np.ndarray, costs: Costs,
+            initial_cash: float) -> BacktestResult:
     pos = np.cumsum(fills, axis=0)
     value = pos * market.close
     long_value, short_value = np.where(value > 0, value, 0.0).sum(axis=1), np.where(value < 0, value, 0.0).sum(axis=1)
@@ -516,6 +684,7 @@ def _result(market: _Market, cash: np.ndarray, fills: np.ndarray, decide: np.nda
         "ts": market.times, "cash": cash, "long_value": long_value, "short_value": short_value, "equity": equity,
         "gross_exposure": (long_value - short_value) / equity, "net_exposure": (long_value + short_value) / equity,
         "traded_notional": per_bar["notional"], **{c: per_bar[c] for c in COST_FIELDS},
+        "financing": carry[:, 0], "borrow": carry[:, 1],
         "turnover": per_bar["notional"] / before, "return": equity / before - 1.0,
     })
     ti, si = np.nonzero(pos)

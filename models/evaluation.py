@@ -42,9 +42,14 @@ class BacktestConfig(BaseModel):
     commission_bps: float = Field(default=0.5, ge=0)
     half_spread_bps: float = Field(default=1.0, ge=0)
     impact_coef: float = Field(default=0.1, ge=0)
+    financing_rate: float = Field(default=0.06, ge=0, description="Annual rate on borrowed (negative) cash.")
+    borrow_fee: float = Field(default=0.0025, ge=0, description="Annual fee on the short book's market value (easy to borrow).")
+    cash_constrained: bool = Field(default=True, description="Buys never spend cash the book does not have.")
+    periods_per_year: int = Field(default=6552, ge=1, description="Bars a year, for the annual rates.")
 
     def costs(self) -> Costs:
-        return Costs(commission_bps=self.commission_bps, half_spread_bps=self.half_spread_bps, impact_coef=self.impact_coef)
+        return Costs(commission_bps=self.commission_bps, half_spread_bps=self.half_spread_bps, impact_coef=self.impact_coef,
+                     financing_rate=self.financing_rate, borrow_fee=self.borrow_fee, periods_per_year=self.periods_per_year)
 
 
 def signal_report(oof: pl.DataFrame, *, families: Sequence[str], label: str,
@@ -81,7 +86,7 @@ def backtest_oof(oof: pl.DataFrame, bars: pl.DataFrame, *, horizon: int, config:
     scores = oof.select("symbol", pl.col(TIME).alias("ts"), pl.col(score).alias("score")).drop_nulls()
     return run_backtest(
         scores, window, k=config.k, long_only=config.long_only, gross_exposure=config.gross_exposure,
-        initial_cash=config.initial_cash, costs=config.costs(), rebalance_every=horizon,
+        initial_cash=config.initial_cash, costs=config.costs(), rebalance_every=horizon, cash_constrained=config.cash_constrained,
     )
 
 

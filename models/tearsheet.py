@@ -242,11 +242,27 @@ def _summary(result: BacktestResult, periods_per_year: int, title: str, ic: Mapp
         "|---|" + "---:|" * len(columns),
         *(f"| {name} | " + " | ".join(format_metric(name, v) for v in values) + " |" for name, values in rows.items()),
     ]
+    lines += ["", *_trade_lines(result.trade_stats())]
     if ic:
         lines += ["", "| horizon (bars) | mean IC |", "|---|---:|", *(f"| {h} | {v:.4f} |" for h, v in ic.items())]
     lines += ["", *_rigour_lines(rigour)]
     lines += ["", *(f"![{Path(name).stem}]({name})" for name in images), ""]
     return "\n".join(lines)
+
+
+def _trade_lines(t: Mapping[str, float]) -> list[str]:
+    """The round-trip table (:meth:`models.backtest.BacktestResult.trade_stats`): each position from flat to flat."""
+    def money(x: float) -> str:
+        return "n/a" if not np.isfinite(x) else f"{x:,.2f}"
+
+    factor = "n/a" if np.isnan(t["profit_factor"]) else ("∞" if np.isinf(t["profit_factor"]) else f"{t['profit_factor']:.2f}")
+    pct = "n/a" if np.isnan(t["win_rate"]) else f"{t['win_rate']:.1%}"
+    held = "n/a" if np.isnan(t["avg_bars_held"]) else f"{t['avg_bars_held']:.1f}"
+    return ["## Round trips", "",
+            "| round trips (open) | win rate | profit factor | average trade | average win | average loss | bars held | time in market |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {int(t['round_trips']):,} ({int(t['open_trips'])}) | {pct} | {factor} | {money(t['avg_trade'])} | "
+            f"{money(t['avg_win'])} | {money(t['avg_loss'])} | {held} | {t['exposure_time']:.1%} |"]
 
 
 def _rigour_lines(r: Mapping[str, float | int]) -> list[str]:

@@ -107,6 +107,8 @@ class ModelsResource(dg.ConfigurableResource):
     commission_bps: float = 0.5
     half_spread_bps: float = 1.0
     impact_coef: float = 0.1
+    financing_rate: float = Field(default=0.06, description="Backtest: annual rate on borrowed cash.")
+    borrow_fee: float = Field(default=0.0025, description="Backtest: annual fee on the short book's value.")
     learner_params: dict[str, dict[str, float]] = Field(default_factory=dict)
     use_searched_params: bool = Field(default=True, description="Start from the learner_search job's best parameters "
                                       "(models/search/best_params.json); learner_params still win.")
@@ -136,7 +138,8 @@ class ModelsResource(dg.ConfigurableResource):
                              "max_train": self.max_train, "params": self._params()},
             "gates": {k: getattr(self, k) for k in ("min_oos_ic", "min_oos_icir", "max_overfit_ratio", "sentinel_max_abs_ic", "sentinel_max_abs_t",
                                                      "min_backtest_sharpe", "max_drawdown", "min_oos_timestamps")},
-            "backtest": {"commission_bps": self.commission_bps, "half_spread_bps": self.half_spread_bps, "impact_coef": self.impact_coef},
+            "backtest": {"commission_bps": self.commission_bps, "half_spread_bps": self.half_spread_bps, "impact_coef": self.impact_coef,
+                         "financing_rate": self.financing_rate, "borrow_fee": self.borrow_fee, "periods_per_year": periods_per_year},
             "sentinel_family": self.sentinel_family, "periods_per_year": periods_per_year,
         })
 

@@ -236,3 +236,101 @@ def test_negative_cost_raises_naming_the_cost_field() -> None:
 def test_signal_backtest_rejects_a_signal_of_the_wrong_length() -> None:
     with pytest.raises(BacktestInputError, match=r"^signal: needs one value per bar \(5031\)"):
         run_signal_backtest(sp500(), [1, 0, -1])
+
+
+# --- realism: cash, carry, sizing at the open, round trips -----------------------------------------
+
+
+def _long_flat(bars: pl.DataFrame) -> np.ndarray:
+    return np.maximum(sma_cross_signal(bars["close"], fast=10, slow=30), 0)
+
+
+def test_cash_constrained_never_spends_cash_it_does_not_have_on_real_gap_ups() -> None:
+    bars = sp500()
+    signal = _long_flat(bars)
+    loose = run_signal_backtest(bars, signal, initial_cash=100_000.0)
+    assert loose.equity["cash"].min() < 0  # shares sized at the close, bought at a higher open: more than the cash
+    tight = run_signal_backtest(bars, signal, initial_cash=100_000.0, cash_constrained=True,
+                                costs=Costs(commission_per_trade=1.0, commission_bps=0.5))
+    assert tight.equity["cash"].min() >= 0
+    # A buy is what the decision sized (equity / close at the signal bar), or, when that cost more than the
+    # cash, cut to whole shares with less than one more share's price (and costs) left over.
+    decided = tight.equity.select(pl.col("ts").alias("decision_ts"), pl.col("equity").alias("book")).join(
+        bars.select(pl.col("ts").alias("decision_ts"), pl.col("close").alias("decision_close")), on="decision_ts")
+    buys = (tight.trades.filter(pl.col("shares") > 0).join(tight.equity.select("ts", "cash"), on="ts").join(decided, on="decision_ts")
+            .with_columns(wanted=(pl.col("book") / pl.col("decision_close")).floor()))
+    assert (buys["shares"] <= buys["wanted"]).all()
+    cut = buys.filter(pl.col("shares") < pl.col("wanted"))
+    assert cut.height > 0 and (cut["cash"] < cut["price"] * (1 + 0.5e-4) + 1.0).all()
+
+
+def test_sizing_at_the_open_buys_all_in_at_the_fill_price() -> None:
+    bars = bars_frame({"A": [10.0, 10.0, 12.5, 13.0]}, {"A": [10.0, 11.0, 13.0, 13.0]})
+    result = run_signal_backtest(bars.drop("symbol"), [0, 1, 1, 1], initial_cash=1_000.0, size_at="open", cash_constrained=True)
+    assert result.trades.select("ts", "shares", "price").rows() == [(T0 + 2 * BAR, 80, 12.5)]  # 1000 / 12.5, not 1000 / 11
+    at_close = run_signal_backtest(bars.drop("symbol"), [0, 1, 1, 1], initial_cash=1_000.0)
+    assert at_close.trades["shares"].to_list() == [90]  # 1000 / 11 at the signal bar's close: 1125 paid, cash -125
+    assert at_close.equity["cash"][-1] == pytest.approx(1_000.0 - 90 * 12.5)
+
+
+def test_financing_accrues_on_borrowed_cash_and_the_borrow_fee_on_the_short_book() -> None:
+    bars = bars_frame({"A": [10.0] * 4, "B": [20.0] * 4}, {"A": [10.0] * 4, "B": [20.0] * 4})
+    scores = pl.DataFrame({"symbol": ["A", "B"], "ts": [T0, T0], "score": [1.0, -1.0]})
+    costs = Costs(financing_rate=0.05, borrow_fee=0.02, periods_per_year=100)
+    result = run_backtest(scores, bars, k=1, gross_exposure=3.0, initial_cash=1_000.0, costs=costs)
+    # Long 150 A (1,500) and short 75 B (1,500) at bar 1: cash 1,000 - 1,500 + 1,500 = 1,000, never negative.
+    assert result.equity["financing"].sum() == 0.0
+    assert result.equity["borrow"].to_list()[1:] == pytest.approx([1_500.0 * 0.02 / 100] * 3)
+    long_only = run_backtest(scores, bars, k=1, long_only=True, gross_exposure=1.5, initial_cash=1_000.0, costs=costs)
+    # 150 A bought with 1,000 of cash: 500 borrowed, charged every bar from the fill on (and the charge compounds).
+    financing = long_only.equity["financing"].to_list()
+    assert financing[0] == 0.0 and financing[1] == pytest.approx(500.0 * 0.05 / 100) and financing[2] > financing[1]
+    assert long_only.equity["equity"][-1] == pytest.approx(1_000.0 - sum(financing))
+    assert long_only.metrics(100)["total_financing"] == pytest.approx(sum(financing))
+
+
+def test_round_trips_pair_entries_with_exits_and_split_a_flip() -> None:
+    bars = bars_frame({"A": [10.0, 10.0, 12.0, 11.0, 9.0, 9.0]}, {"A": [10.0, 11.0, 12.0, 11.0, 9.0, 9.0]})
+    result = run_signal_backtest(bars.drop("symbol"), [1, 1, -1, -1, 0, 0], initial_cash=1_000.0,
+                                 costs=Costs(commission_per_trade=2.0))
+    # Long 100 at bar 1's open; the flip sized at bar 2's close (equity 1,198 / 12 → short 99) fills at bar 3's open.
+    assert result.trades.select("shares", "price").rows() == [(100, 10.0), (-199, 11.0), (99, 9.0)]
+    trips = result.round_trips()
+    assert trips.select("side", "max_shares", "bars", "open").rows() == [("long", 100, 2, False), ("short", 99, 2, False)]
+    # The flip's commission (2) is split 100 : 99 between the trip it closes and the one it opens.
+    flip_long, flip_short = 2.0 * 100 / 199, 2.0 * 99 / 199
+    assert trips["pnl"].to_list() == pytest.approx([100 * (11 - 10) - 2.0 - flip_long, 99 * (11 - 9) - flip_short - 2.0])
+    stats = result.trade_stats()
+    assert stats["round_trips"] == 2 and stats["win_rate"] == 1.0 and stats["avg_trade"] == pytest.approx(sum(trips["pnl"]) / 2)
+    assert math.isinf(stats["profit_factor"]) and stats["exposure_time"] == pytest.approx(4 / 6)
+    # The trips' P&L is the whole P&L: nothing is open at the end.
+    assert sum(trips["pnl"]) == pytest.approx(result.equity["equity"][-1] - 1_000.0)
+
+
+def test_an_open_trip_is_marked_at_the_last_close() -> None:
+    bars = bars_frame({"A": [10.0, 10.0, 12.0]}, {"A": [10.0, 11.0, 12.5]})
+    trips = run_signal_backtest(bars.drop("symbol"), [1, 1, 1], initial_cash=1_000.0).round_trips()
+    assert trips.select("side", "open", "exit_ts").rows() == [("long", True, None)] and trips["pnl"][0] == pytest.approx(250.0)
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [({"size_at": "noon"}, "size_at"), ({"cash_constrained": "yes"}, "cash_constrained")])
+def test_backtest_semantics_options_are_checked_by_name(kwargs: dict, field: str) -> None:
+    bars, scores = random_market(n_symbols=4, n_bars=20)
+    with pytest.raises(BacktestInputError, match=f"^{field}: "):
+        run_backtest(scores, bars, k=1, **kwargs)
+
+
+def test_negative_carry_rate_is_refused_by_name() -> None:
+    with pytest.raises(BacktestInputError, match="^costs.borrow_fee: "):
+        Costs(borrow_fee=-0.01)
+
+
+def test_the_tear_sheet_lists_the_round_trip_statistics(tmp_path) -> None:
+    from models.tearsheet import write_tearsheet
+
+    bars = bars_frame({"A": [10.0, 10.0, 12.0, 11.0, 9.0, 9.0]}, {"A": [10.0, 11.0, 12.0, 11.0, 9.0, 9.0]})
+    result = run_signal_backtest(bars.drop("symbol"), [1, 1, -1, -1, 0, 0], initial_cash=1_000.0, costs=Costs(commission_per_trade=2.0))
+    text = write_tearsheet(result, tmp_path, periods_per_year=252)["summary"].read_text()
+    stats = result.trade_stats()
+    assert "## Round trips" in text
+    assert f"| 2 (0) | 100.0% | ∞ | {stats['avg_trade']:,.2f} | {stats['avg_win']:,.2f} | n/a | 2.0 | 66.7% |" in text
