@@ -533,4 +533,5 @@ class Runner:
 
     def _batch_record(self, batch: PredictionBatch, tick: Tick) -> dict[str, Any]:
         return {"model_version": batch.model_version, "as_of": tick.as_of, "count": len(batch.predictions),
-                "predictions": [{k: v for k, v in p.to_record().items() if k != "model_version"} for p in batch.predictions]}
+                "predictions": [{k: v for k, v in p.to_record().items() if k not in ("model_version", "explanation")}
+                                for p in batch.predictions]}  # explanations go with each order's decision
