@@ -12,7 +12,10 @@ with ranked as (
 ),
 
 latest as (
-    select * exclude (version_rank) from ranked where version_rank = 1
+    select
+        symbol, timeframe, ts, bar_length, open, high, low, close, volume, vwap, trade_count, source, batch_id,
+        ingested_at
+    from ranked where version_rank = 1
 ),
 
 placed as (

@@ -7,10 +7,10 @@ with per_timeframe as (
         timeframe,
         any_value(calendar) as calendar,
         any_value(sector) as sector,
-        arg_min(open, ts) as open,
+        {{ first_by('open', 'ts') }} as open,
         max(high) as high,
         min(low) as low,
-        arg_max(close, ts) as close,
+        {{ last_by('close', 'ts') }} as close,
         sum(volume) as volume,
         case
             when count(vwap) = count(*) and sum(volume) > 0 then sum(vwap * volume) / sum(volume)
@@ -18,7 +18,7 @@ with per_timeframe as (
         sum(trade_count) as trade_count,
         count(*) as bar_count
     from {{ ref('bars') }}
-    group by all
+    group by symbol, session, timeframe
 ),
 
 finest as (
@@ -51,8 +51,8 @@ select
     case
         when finest.timeframe = '1d' then 1
         else cast(ceil(
-            (epoch(sess.close_ts) - epoch(time_bucket({{ bar_length('finest.timeframe') }}, sess.open_ts)))
-            / epoch({{ bar_length('finest.timeframe') }})
+            ({{ epoch_seconds('sess.close_ts') }} - {{ epoch_seconds(bucket(bar_length('finest.timeframe'), 'sess.open_ts')) }})
+            / {{ epoch_seconds(bar_length('finest.timeframe')) }}
         ) as integer)
     end as expected_bar_count
 from finest

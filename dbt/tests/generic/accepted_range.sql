@@ -6,6 +6,6 @@ where {{ column_name }} is not null and not (
     true
     {%- if min_value is not none %} and {{ column_name }} {{ '>=' if inclusive else '>' }} {{ min_value }}{% endif %}
     {%- if max_value is not none %} and {{ column_name }} {{ '<=' if inclusive else '<' }} {{ max_value }}{% endif %}
-    and isfinite({{ column_name }})
+    and {{ is_finite(column_name) }}
 )
 {% endtest %}
