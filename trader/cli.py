@@ -123,10 +123,9 @@ def main() -> None:
 
 @main.command()
 def paths() -> None:
-    """Show where the trader keeps its state (under ALPHALINE_HOME)."""
-    click.echo(f"live store: {alphaline_home() / 'trader' / 'trader.db'}")
-    for mode in (Mode.SIM, Mode.DRY_RUN, Mode.PAPER):
-        click.echo(f"{mode.value} store: {alphaline_home() / 'trader' / f'{mode.value}.db'}")
+    """Show where the trader keeps its state (under ALPHALINE_HOME, or on ALPHALINE_POSTGRES_URL's server)."""
+    for mode in (Mode.LIVE, Mode.SIM, Mode.DRY_RUN, Mode.PAPER):
+        click.echo(f"{mode.value} store: {safe_url(store_url_for(mode, None)).removeprefix('sqlite:///')}")
 
 
 # -- run ------------------------------------------------------------------------------------------

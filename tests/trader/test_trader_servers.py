@@ -79,3 +79,11 @@ def test_postgres_store_audit_chain_stays_linear_with_four_writer_processes(post
         result = store.verify_audit()
         writers = {r.payload["writer"] for r in store.audit_records()}
     assert result.ok and result.count == 100 and writers == {"p0", "p1", "p2", "p3"}
+
+
+def test_trader_paths_names_the_server_databases_without_the_password(monkeypatch, tmp_path):
+    monkeypatch.setenv("ALPHALINE_HOME", str(tmp_path))
+    monkeypatch.setenv("ALPHALINE_POSTGRES_URL", "postgresql://ops:hunter2@db:5432/acme")
+    out = CliRunner().invoke(main, ["paths"]).output
+    assert "live store: postgresql+psycopg://ops:***@db:5432/acme_trader\n" in out and "acme_trader_dry_run" in out
+    assert "hunter2" not in out and str(tmp_path) not in out
