@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -226,7 +227,8 @@ def _deep(member: Any, x: np.ndarray, *, groups: np.ndarray | None, rows: np.nda
         inputs = member._inputs(member.scaler.transform(x), member._groups(groups, len(x)))(torch.as_tensor(rows))
         ref_rows = background.anchors() if sequence else background.sample()
         reference = member._inputs(member.scaler.transform(background.x), background.groups)(torch.as_tensor(ref_rows))
-        net = _Column(member.model).eval()
+        # A copy: DeepExplainer hooks the layers and leaves tensors on them, which would then be saved with the member.
+        net = _Column(copy.deepcopy(member.model)).eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # shap's notes on unrecognised modules (the wrapper) and on grads
             explainer = shap.DeepExplainer(net, reference)

@@ -44,7 +44,7 @@ def members(data) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("family", sorted(LEARNERS))
-def test_each_members_attribution_adds_up_to_its_prediction(family, members, data):
+def test_each_members_attribution_adds_up_to_its_prediction(family, members, data, tmp_path):
     x, _, groups = data
     member = members[family]
     bg = background(x, groups, context=int(getattr(member, "context", 0) or 0))
@@ -54,6 +54,10 @@ def test_each_members_attribution_adds_up_to_its_prediction(family, members, dat
     pred = member.predict(x, groups=groups)[rows]
     np.testing.assert_allclose(base + phi.sum(axis=1), pred, rtol=1e-4, atol=1e-6 * np.abs(pred).max())
     assert np.abs(phi).sum() > 0
+    # Explaining leaves the member as it was: it saves and loads to the same predictions (SHAP hooks its layers).
+    path = tmp_path / "member.bin"
+    member.save(path)
+    np.testing.assert_array_equal(type(member).load(path).predict(x[rows], groups=groups[rows]), member.predict(x[rows], groups=groups[rows]))
 
 
 def test_the_ensembles_attribution_is_the_weighted_sum_of_its_members_and_adds_up(members, data):
