@@ -99,14 +99,14 @@ def configure(settings: Settings) -> str | None:
     Raises:
         ConfigError: a half profile, or a server that cannot be reached or lacks a database it cannot create.
     """
-    from orchestration.errors import ConfigError
-    from trader.errors import StoreError
-    from trader.servers import database_url, ensure_database
-
     check(settings)
     found = servers(settings)
     if found is None:
         return None
+    from orchestration.errors import ConfigError
+    from trader.errors import StoreError
+    from trader.servers import database_url, ensure_database  # SQLAlchemy: only for the servers profile
+
     try:
         dagster_url = database_url(found.postgres, "dagster", driver="")
         feast_url = database_url(found.postgres, "feast")
