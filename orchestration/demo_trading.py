@@ -114,9 +114,16 @@ def _first_order(settings: Settings) -> list[list[str]]:
     """``trader explain`` of the session's first order sent on a prediction (none if nothing was sent)."""
     from trader.store import TraderStore
 
-    with TraderStore(f"sqlite:///{settings.home / 'trader' / 'sim.db'}") as store:
+    with TraderStore(_sim_store_url(settings)) as store:
         orders = store.list_orders()
     return [["explain", orders[0].client_order_id, "--mode", "sim"]] if orders else []
+
+
+def _sim_store_url(settings: Settings) -> str:
+    """The sim store ``trader run --mode sim`` used: ``trader/sim.db``, or its database on the servers profile's PostgreSQL."""
+    from trader.servers import server_store_url
+
+    return server_store_url("sim") or f"sqlite:///{settings.home / 'trader' / 'sim.db'}"
 
 
 def record_trading_status(settings: Settings, url: str) -> None:
@@ -135,7 +142,7 @@ def close_the_day(settings: Settings) -> None:
     from orchestration.compliance_cli import run as compliance_run
     from trader.store import TraderStore
 
-    store = TraderStore(f"sqlite:///{settings.home / 'trader' / 'sim.db'}")
+    store = TraderStore(_sim_store_url(settings))
     fills = store.list_fills()
     if not fills:
         click.echo("\nCompliance: the simulated session had no fills; nothing to close")
