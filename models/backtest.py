@@ -33,6 +33,27 @@ Two options change the semantics, for realism or for comparison with other backt
   next bar's open (the "all-in at the next open" convention of backtesting.py and
   Backtrader's cheat-on-open), instead of from the decision bar's close.
 
+**Parity with the trader** (``tests/trader/test_backtest_parity.py``): the trader's sim session
+(:class:`trader.runner.Runner` with :class:`trader.brokers.sim.SimBroker`) set up as this engine
+trades (equal weights, ``k`` per side, no caps, thresholds or minimums, direction ignored, no
+participation limit, no slippage, fee ``bps = commission_bps``, a decision at every bar close)
+makes the same fills and the same cash and equity at every bar, to the cent. By design they differ
+where (the first five shown exactly by that test):
+
+* ``half_spread_bps`` is a cost here, with the fill at the open; the simulator's ``slippage_bps``
+  moves the fill price instead: the same shares and cash, but the trader's fee is charged on the
+  moved price;
+* a symbol without a score at a decision is closed here; the trader holds it;
+* the trader cuts weights toward zero to 8 decimals (1/6 → 0.16666666), which can size a share less;
+* with fewer than ``2k`` scored names this engine holds fewer names at ``gross / 2k``; the trader
+  fills the long side first and spreads ``gross`` over the names it selected;
+* the trader denies an order its buying power (cash, working buys reserved, sells not netted)
+  cannot pay for; this engine fills it (``cash_constrained`` scales buys only, after the sells);
+* not compared (the test switches them off): with ``risk.market_hours_only`` (its default) the
+  trader makes no decision at a session's last close; ``commission_per_trade`` and
+  ``impact_coef`` have no simulator counterpart (nor its ``per_share`` fee one here), nor do the
+  trader's other risk limits and drawdown tiers.
+
 :meth:`BacktestResult.round_trips` lists each position from flat to flat (entry and exit,
 side, P&L after costs, bars held) and :meth:`BacktestResult.trade_stats` summarises them:
 win rate, profit factor, average trade, exposure and duration.
@@ -259,7 +280,9 @@ def run_backtest(
     ``-gross_exposure / (2k)`` (dollar-neutral, gross = ``gross_exposure``); long-only,
     the ``k`` highest at ``gross_exposure / k``. With fewer than ``2k`` (``k``) scored
     symbols fewer names are held at the same per-name weight, so exposure falls instead
-    of concentrating. Ties go to the alphabetically first symbol. Shares are the target
+    of concentrating. Symbols rank by score, highest first and ties alphabetically; longs
+    are the head of that ranking and shorts its tail (as the trader ranks them), so on a tie
+    the alphabetically first goes long and the last short. Shares are the target
     value over the bar's close, truncated toward zero. A symbol without a score at a
     decision is not in the book (its holding is closed); bars without any score
     (warm-up) keep the book as it is.
@@ -521,16 +544,17 @@ def _target_weights(scores: np.ndarray, *, k: int, long_only: bool, gross_exposu
     """Target weight of every (time, symbol), and whether each time has any score to decide on."""
     valid = ~np.isnan(scores)
     n = valid.sum(axis=1)[:, None]
-    # Stable sort over symbols in alphabetical order: ties go to the first symbol, deterministically.
-    order = np.argsort(np.where(valid, scores, np.inf), axis=1, kind="stable")
+    # One ranking, highest score first, ties in alphabetical order (a stable sort over the sorted symbols), as
+    # trader.sizing.select ranks: longs are its head, shorts its tail (on a tie, the alphabetically last goes short).
+    order = np.argsort(np.where(valid, -scores, np.inf), axis=1, kind="stable")
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.broadcast_to(np.arange(scores.shape[1]), order.shape), axis=1)
     if long_only:
-        weights = np.where(valid & (rank >= n - np.minimum(k, n)), gross_exposure / k, 0.0)
+        weights = np.where(valid & (rank < np.minimum(k, n)), gross_exposure / k, 0.0)
     else:
         # Ranking once (not top and bottom separately) keeps the two sides disjoint even on ties.
         per_side = np.minimum(k, n // 2)
-        side = (valid & (rank >= n - per_side)).astype(np.float64) - (valid & (rank < per_side))
+        side = (valid & (rank < per_side)).astype(np.float64) - (valid & (rank >= n - per_side))
         weights = side * (gross_exposure / (2 * k))
     return weights, n[:, 0] > 0
 

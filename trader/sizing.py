@@ -26,6 +26,19 @@
    ``client_order_id``; no order below ``min_order_notional`` or when the change in weight
    is below ``rebalance_threshold`` (a full close is exempt from the threshold).
 
+Ranking (step 1) is one order, highest score first and ties alphabetically: longs are its head,
+shorts its tail. **Parity with the backtest**: with equal weights, ``max_weight`` not binding,
+``rebalance_threshold`` and ``min_order_notional`` 0, ``respect_direction`` off, and the simulator
+without slippage or participation limit, a sim session makes the same fills and equity as
+``models.backtest.run_backtest`` to the cent (``tests/trader/test_backtest_parity.py``). The
+differences by design, each shown exactly there: weights cut to 8 decimals here (1/6 → 0.16666666,
+a share less at times); a symbol without a (fresh) prediction held here, closed there; with fewer
+than ``2k`` fresh names ``gross_exposure / n`` over the names selected here, ``gross / 2k`` per
+name there; the buying-power check; slippage in the fill price (with the fee charged on it) where
+the backtest books a half spread as a cost. Switched off there rather than shown: the other risk
+limits, drawdown tiers and ``risk.market_hours_only`` (no decision at a session's last close).
+The full list is in the backtest module's docstring.
+
 Example:
     >>> import datetime as dt
     >>> from decimal import Decimal as D

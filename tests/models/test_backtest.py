@@ -166,6 +166,17 @@ def test_long_only_book_holds_top_k_at_gross_over_k_each() -> None:
     assert ((weights - 0.25).abs() < 0.01).all()
 
 
+@pytest.mark.parametrize(("long_only", "book"), [(False, [("A", 50), ("D", -50)]), (True, [("A", 100)])])
+def test_tied_scores_go_long_alphabetically_first_and_short_alphabetically_last(long_only: bool, book: list) -> None:
+    # The trader's sizing ranks (-score, symbol) and takes longs from the head, shorts from the tail; the backtest
+    # used to rank the other way round (B long, C short here), so the two books differed on every tie.
+    flat = [10.0] * 2
+    bars = bars_frame(dict.fromkeys("ABCD", flat), dict.fromkeys("ABCD", flat))
+    scores = pl.DataFrame({"symbol": list("ABCD"), "ts": [T0] * 4, "score": [1.0, 1.0, 0.0, 0.0]})
+    result = run_backtest(scores, bars, k=1, long_only=long_only, initial_cash=1_000.0)
+    assert result.trades.select("symbol", "shares").rows() == book
+
+
 def test_rebalance_every_n_bars_decides_only_on_those_bars() -> None:
     bars, scores = random_market()
     trades = run_backtest(scores, bars, k=3, rebalance_every=4).trades
