@@ -332,7 +332,7 @@ def test_backtest_semantics_options_are_checked_by_name(kwargs: dict, field: str
 
 
 def test_negative_carry_rate_is_refused_by_name() -> None:
-    with pytest.raises(BacktestInputError, match="^costs.borrow_fee: "):
+    with pytest.raises(BacktestInputError, match=r"^costs\.borrow_fee: "):
         Costs(borrow_fee=-0.01)
 
 
