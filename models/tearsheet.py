@@ -40,6 +40,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -70,6 +71,7 @@ def write_tearsheet(
     title: str = "Backtest",
     ic_series: np.ndarray | None = None,
     trials: Mapping[str, np.ndarray] | None = None,
+    factor: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``equity.png``, ``drawdown.png``, ``rolling_sharpe.png``, ``ic_decay.png`` (when
     ``ic_by_horizon`` is given) and ``summary.md`` into ``folder`` (created if missing).
@@ -86,6 +88,9 @@ def write_tearsheet(
         title: heading of the summary and of each chart.
         ic_series: the IC of each period (cross-sectional), for its bootstrap interval.
         trials: per-bar net returns of every variant tried (this one included), for DSR and PBO.
+        factor: :func:`models.evaluation.factor_report` of the scores: IC by horizon with 95% bands (drawn as
+            error bars on the IC-decay chart), mean forward return by score quantile (``quantiles.png``) and the
+            quantiles' turnover, in the summary.
 
     Returns:
         The path of each file written, by name (``equity``, ``drawdown``, ...).
@@ -111,14 +116,21 @@ def write_tearsheet(
     }
     if ic_by_horizon:
         labels = [str(h) for h in ic_by_horizon]
-        paths["ic_decay"] = _chart(out / "ic_decay.png", f"{title}: mean IC by horizon (bars)",
-                                   lambda ax: ax.bar(labels, list(ic_by_horizon.values())))
+        bands = _ic_bands(factor, ic_by_horizon)
+        paths["ic_decay"] = _chart(out / "ic_decay.png", f"{title}: mean IC by horizon (bars)" + (", 95% band" if bands else ""),
+                                   lambda ax: ax.bar(labels, list(ic_by_horizon.values()), yerr=bands, capsize=4))
+    if factor and factor.get("quantile_bps"):
+        horizon = max(factor["quantile_bps"], key=lambda h: abs(factor["spread_bps"][h]))
+        bps = factor["quantile_bps"][horizon]
+        paths["quantiles"] = _chart(out / "quantiles.png", f"{title}: mean {horizon}-bar forward return by score quantile (bps)",
+                                    lambda ax: ax.bar([str(q + 1) for q in range(len(bps))], bps,
+                                                      color=["tab:red" if b < 0 else "tab:green" for b in bps]))
     bench = None if benchmark is None else (benchmark_label, np.nan_to_num(np.asarray(benchmark, dtype=np.float64)))
     paths["summary"] = out / "summary.md"
     images = [p.name for p in paths.values() if p.suffix == ".png"]
     rigour = research.rigour_summary(returns, periods_per_year=periods_per_year, ic_series=ic_series,
                                      trials=dict(trials) if trials else None)
-    paths["summary"].write_text(_summary(result, periods_per_year, title, ic_by_horizon, images, bench, rigour))
+    paths["summary"].write_text(_summary(result, periods_per_year, title, ic_by_horizon, images, bench, rigour, factor))
     return paths
 
 
@@ -219,8 +231,33 @@ def _date_ticks(ax: Axes, ts: np.ndarray, most: int = 8) -> None:
     ax.set_xlim(0, max(ts.size - 1, 1))
 
 
+def _ic_bands(factor: Mapping[str, Any] | None, ic: Mapping[int | str, float]) -> list[list[float]] | None:
+    """Error-bar lengths (below, above) of each horizon's mean IC from the factor report's 95% band."""
+    bands = (factor or {}).get("ic", {})
+    if not bands or any(int(h) not in bands for h in ic):
+        return None
+    rows = [bands[int(h)] for h in ic]
+    return [[max(r["ic"] - r["low"], 0.0) for r in rows], [max(r["high"] - r["ic"], 0.0) for r in rows]]
+
+
+def _factor_lines(factor: Mapping[str, Any]) -> list[str]:
+    """IC by horizon with its 95% band, mean forward return by score quantile, and quantile turnover."""
+    q = factor["quantiles"]
+    lines = ["## The score as a factor (out of sample)", "",
+             "| horizon (bars) | mean IC | 95% band | " + " | ".join(f"Q{i + 1} (bps)" for i in range(q)) + " | Q" + str(q) + " − Q1 |",
+             "|---|---:|---|" + "---:|" * (q + 1)]
+    for h, band in factor["ic"].items():
+        bps = factor["quantile_bps"].get(h, [])
+        cells = " | ".join(f"{b:+.2f}" for b in bps) if len(bps) == q else " | ".join("n/a" for _ in range(q))
+        lines.append(f"| {h} | {band['ic']:.4f} | [{band['low']:.4f}, {band['high']:.4f}] | {cells} | {factor['spread_bps'][h]:+.2f} |")
+    lines += ["", f"Quantile turnover between consecutive timestamps: top {factor['turnover_top']:.1%}, "
+                  f"bottom {factor['turnover_bottom']:.1%}."]
+    return lines
+
+
 def _summary(result: BacktestResult, periods_per_year: int, title: str, ic: Mapping[int | str, float] | None,
-             images: list[str], benchmark: tuple[str, np.ndarray] | None, rigour: Mapping[str, float | int]) -> str:
+             images: list[str], benchmark: tuple[str, np.ndarray] | None, rigour: Mapping[str, float | int],
+             factor: Mapping[str, Any] | None = None) -> str:
     metrics = result.metrics(periods_per_year)
     gross = perf.summary(gross_returns(result), periods_per_year=periods_per_year)
     eq = result.equity["equity"]
@@ -243,7 +280,9 @@ def _summary(result: BacktestResult, periods_per_year: int, title: str, ic: Mapp
         *(f"| {name} | " + " | ".join(format_metric(name, v) for v in values) + " |" for name, values in rows.items()),
     ]
     lines += ["", *_trade_lines(result.trade_stats())]
-    if ic:
+    if factor:
+        lines += ["", *_factor_lines(factor)]
+    elif ic:
         lines += ["", "| horizon (bars) | mean IC |", "|---|---:|", *(f"| {h} | {v:.4f} |" for h, v in ic.items())]
     lines += ["", *_rigour_lines(rigour)]
     lines += ["", *(f"![{Path(name).stem}]({name})" for name in images), ""]

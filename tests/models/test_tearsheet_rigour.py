@@ -63,3 +63,25 @@ def test_research_inputs_trade_every_member_alike_and_feed_dsr_and_pbo(tmp_path)
     assert len({v.size for v in trials.values()}) == 1 and ic.size == n and ic.mean() > 0.9  # the ensemble is the label
     summary = research.rigour_summary(trials["ensemble"], periods_per_year=6552, ic_series=ic, trials=trials)
     assert summary["n_trials"] == 4 and summary["dsr"] > 0.95 and summary["pbo"] < 0.5
+
+
+def test_tearsheet_shows_the_score_as_a_factor_with_quantiles_bands_and_turnover(tmp_path):
+    from models.evaluation import factor_report
+
+    rng = np.random.default_rng(8)
+    t, symbols = np.repeat(np.arange(300), 20), np.tile(np.arange(20), 300)
+    score = rng.normal(size=t.size)
+    oof = pl.DataFrame({"event_timestamp": t, "symbol": symbols, "pred_ensemble": score,
+                        "label_fwd_ret_1": 2e-4 * score + 1e-3 * rng.normal(size=t.size),
+                        "label_fwd_ret_4": 1e-4 * score + 2e-3 * rng.normal(size=t.size)})
+    factor = factor_report(oof, labels={1: "label_fwd_ret_1", 4: "label_fwd_ret_4"})
+    q = factor["quantile_bps"][1]
+    assert q == sorted(q) and factor["spread_bps"][1] == q[-1] - q[0] > 0  # a monotone factor
+    assert factor["ic"][1]["low"] < factor["ic"][1]["ic"] < factor["ic"][1]["high"]
+    assert 0.7 < factor["turnover_top"] < 0.9  # scores redrawn every timestamp: most of the top quintile is new
+    paths = write_tearsheet(_backtest(), tmp_path, periods_per_year=252, ic_by_horizon={1: factor["ic"][1]["ic"], 4: factor["ic"][4]["ic"]},
+                            factor=factor)
+    text = paths["summary"].read_text()
+    assert "quantiles" in paths and "![quantiles](quantiles.png)" in text
+    assert re.search(r"\| 1 \| 0\.\d{4} \| \[0\.\d{4}, 0\.\d{4}\] \| -\d+\.\d\d \|", text), text
+    assert "Quantile turnover between consecutive timestamps: top " in text

@@ -50,10 +50,13 @@ def test_training_job_gates_registers_and_promotes_then_a_failing_gate_blocks_th
         evaluation = trained.asset_materializations_for_node("model_evaluation")[0].metadata
         assert evaluation["ic"].value > 0 and 0 < evaluation["oracle_fraction"].value < 1
         assert evaluation["tearsheet"].value.endswith("summary.md")
-        assert evaluation["summary"].value.count("](data:image/png;base64,") == 4  # the charts render in the UI
+        assert evaluation["summary"].value.count("](data:image/png;base64,") == 5  # the charts render in the UI
         # Research rigour over every model the run tried: the pick's deflated Sharpe and the chance it is overfit.
         assert "deflated Sharpe ratio (" in evaluation["summary"].value and "probability of backtest overfitting" in evaluation["summary"].value
         assert "mean IC, 95% CI" in evaluation["summary"].value
+        # The score as a factor: IC by horizon with its band, returns by score quantile, quantile turnover.
+        assert "| horizon (bars) | mean IC | 95% band | Q1 (bps) |" in evaluation["summary"].value
+        assert "Quantile turnover between consecutive timestamps" in evaluation["summary"].value
         assert "| sklearn_ridge |" in evaluation["learners"].value and "| xgboost |" in evaluation["learners"].value
         candidate = trained.asset_materializations_for_node("ensemble_candidate")[0].metadata
         assert candidate["shap_importance"].value.startswith("| feature | share of mean abs(SHAP) |")

@@ -18,7 +18,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from models import data as training_data
-from models.evaluation import research_inputs
+from models.evaluation import factor_report, research_inputs
 from models.explain import importance_table
 from models.performance import periods_per_year
 from models.registry import PromotionRefused
@@ -129,11 +129,13 @@ def model_evaluation(context: dg.AssetExecutionContext, features: FeatureStoreRe
     folder = Path(quality.reports_dir) / last_day.isoformat() / "backtest"
     benchmark = equal_weight_returns(bars, ev.backtest.equity["ts"])
     # Every model the run tried, traded like the ensemble: the deflated Sharpe and PBO judge the pick among them.
-    trials, ic_series = research_inputs(ev.oof if ev.scored is None else ev.scored, bars, families=config.walk_forward.families,
+    scored = ev.oof if ev.scored is None else ev.scored
+    trials, ic_series = research_inputs(scored, bars, families=config.walk_forward.families,
                                         label=config.walk_forward.label, horizon=config.walk_forward.horizon, config=config.backtest)
+    factor = factor_report(scored, labels={int(c.rsplit("_", 1)[1]): c for c in scored.columns if c.startswith("label_fwd_ret_")})
     sheet = write_tearsheet(ev.backtest, folder, periods_per_year=config.periods_per_year, benchmark=benchmark,
                             ic_by_horizon={int(h): v for h, v in ev.report["ic_decay"].items()}, title="Ensemble (out-of-fold) backtest",
-                            ic_series=ic_series, trials=trials)
+                            ic_series=ic_series, trials=trials, factor=factor)
     ev.report["tearsheet"] = str(sheet["summary"])
     (folder / "evaluation.json").write_text(json.dumps(ev.report, indent=2, default=str))
     _save(models, EVALUATION, ev)
