@@ -178,7 +178,7 @@ class BacktestResult:
         """Each position from flat back to flat, per symbol (a flip closes one and opens the next).
 
         Columns: ``symbol, side`` (long/short), ``entry_ts, exit_ts`` (null while open), ``bars``
-        (bars held), ``max_shares``, ``entry_value`` (the largest \|notional\| at entry prices), ``pnl``
+        (bars held), ``max_shares``, ``entry_value`` (the largest absolute notional at entry prices), ``pnl``
         (cash in and out of the trip after its fills' costs, plus the open remainder at the last
         close), ``return`` (pnl over entry value) and ``open``. A fill that flips the position
         splits its costs in proportion to the shares on each side.
