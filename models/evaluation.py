@@ -156,3 +156,16 @@ def factor_report(oof: pl.DataFrame, *, labels: dict[int, str], score: str = "pr
         per_time = per_time.filter(pl.col("n") > 0)
         out[f"turnover_{name}"] = float((per_time["new"] / per_time["n"]).mean()) if per_time.height else float("nan")
     return out
+
+
+def book_size_walk_forward(oof: pl.DataFrame, bars: pl.DataFrame, *, horizon: int, config: BacktestConfig,
+                           sizes: Sequence[int] = (3, 6, 12), blocks: int = 6, periods_per_year: int = 6552) -> Any:
+    """Walk-forward optimisation of the book's names per side (``k``): each size traded over the whole OOF window
+    like the ensemble, then chosen block by block on the earlier blocks (:func:`models.research.walk_forward_choice`)."""
+    from models.research import walk_forward_choice
+
+    returns = {}
+    for k in sizes:
+        result = backtest_oof(oof, bars, horizon=horizon, config=config.model_copy(update={"k": k}))
+        returns[k] = result.returns
+    return walk_forward_choice(returns, blocks=blocks, periods_per_year=periods_per_year)

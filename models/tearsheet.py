@@ -72,6 +72,7 @@ def write_tearsheet(
     ic_series: np.ndarray | None = None,
     trials: Mapping[str, np.ndarray] | None = None,
     factor: Mapping[str, Any] | None = None,
+    parameter_walk_forward: tuple[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``equity.png``, ``drawdown.png``, ``rolling_sharpe.png``, ``ic_decay.png`` (when
     ``ic_by_horizon`` is given) and ``summary.md`` into ``folder`` (created if missing).
@@ -91,6 +92,8 @@ def write_tearsheet(
         factor: :func:`models.evaluation.factor_report` of the scores: IC by horizon with 95% bands (drawn as
             error bars on the IC-decay chart), mean forward return by score quantile (``quantiles.png``) and the
             quantiles' turnover, in the summary.
+        parameter_walk_forward: ``(parameter name, models.research.WalkForwardChoice)``: what a walk-forward
+            choice of that parameter earned out of sample against each value held fixed.
 
     Returns:
         The path of each file written, by name (``equity``, ``drawdown``, ...).
@@ -130,7 +133,8 @@ def write_tearsheet(
     images = [p.name for p in paths.values() if p.suffix == ".png"]
     rigour = research.rigour_summary(returns, periods_per_year=periods_per_year, ic_series=ic_series,
                                      trials=dict(trials) if trials else None)
-    paths["summary"].write_text(_summary(result, periods_per_year, title, ic_by_horizon, images, bench, rigour, factor))
+    paths["summary"].write_text(_summary(result, periods_per_year, title, ic_by_horizon, images, bench, rigour, factor,
+                                         parameter_walk_forward))
     return paths
 
 
@@ -240,6 +244,17 @@ def _ic_bands(factor: Mapping[str, Any] | None, ic: Mapping[int | str, float]) -
     return [[max(r["ic"] - r["low"], 0.0) for r in rows], [max(r["high"] - r["ic"], 0.0) for r in rows]]
 
 
+def _walk_forward_lines(name: str, wf: Any) -> list[str]:
+    """A parameter chosen block by block on the earlier blocks, against each value held fixed (same blocks)."""
+    fixed = " | ".join(f"{format_metric('sharpe', v)}" for v in wf.fixed.values())
+    return ["## Parameter walk-forward", "",
+            f"{name}: chosen on each block from the Sharpe of the blocks before it ({len(wf.chosen)} blocks after the first: "
+            + ", ".join(str(c) for c in wf.chosen) + ").", "",
+            "| walk-forward choice | " + " | ".join(f"fixed {p}" for p in wf.fixed) + " |",
+            "|---:|" + "---:|" * len(wf.fixed),
+            f"| {format_metric('sharpe', wf.sharpe)} | {fixed} |"]
+
+
 def _factor_lines(factor: Mapping[str, Any]) -> list[str]:
     """IC by horizon with its 95% band, mean forward return by score quantile, and quantile turnover."""
     q = factor["quantiles"]
@@ -257,7 +272,7 @@ def _factor_lines(factor: Mapping[str, Any]) -> list[str]:
 
 def _summary(result: BacktestResult, periods_per_year: int, title: str, ic: Mapping[int | str, float] | None,
              images: list[str], benchmark: tuple[str, np.ndarray] | None, rigour: Mapping[str, float | int],
-             factor: Mapping[str, Any] | None = None) -> str:
+             factor: Mapping[str, Any] | None = None, walk_forward: tuple[str, Any] | None = None) -> str:
     metrics = result.metrics(periods_per_year)
     gross = perf.summary(gross_returns(result), periods_per_year=periods_per_year)
     eq = result.equity["equity"]
@@ -285,6 +300,8 @@ def _summary(result: BacktestResult, periods_per_year: int, title: str, ic: Mapp
     elif ic:
         lines += ["", "| horizon (bars) | mean IC |", "|---|---:|", *(f"| {h} | {v:.4f} |" for h, v in ic.items())]
     lines += ["", *_rigour_lines(rigour)]
+    if walk_forward:
+        lines += ["", *_walk_forward_lines(*walk_forward)]
     lines += ["", *(f"![{Path(name).stem}]({name})" for name in images), ""]
     return "\n".join(lines)
 

@@ -85,3 +85,14 @@ def test_tearsheet_shows_the_score_as_a_factor_with_quantiles_bands_and_turnover
     assert "quantiles" in paths and "![quantiles](quantiles.png)" in text
     assert re.search(r"\| 1 \| 0\.\d{4} \| \[0\.\d{4}, 0\.\d{4}\] \| -\d+\.\d\d \|", text), text
     assert "Quantile turnover between consecutive timestamps: top " in text
+
+
+def test_tearsheet_shows_a_parameter_walk_forward_against_each_value_held_fixed(tmp_path):
+    from models.research import walk_forward_choice
+
+    rng = np.random.default_rng(3)
+    wf = walk_forward_choice({3: rng.normal(0.004, 0.01, 400), 6: rng.normal(-0.002, 0.01, 400)}, blocks=4, periods_per_year=252)
+    assert wf.chosen == [3, 3, 3] and wf.sharpe == wf.fixed[3]  # the better value wins every block: same returns
+    text = write_tearsheet(_backtest(), tmp_path, periods_per_year=252, parameter_walk_forward=("k", wf))["summary"].read_text()
+    assert "## Parameter walk-forward" in text and "(3 blocks after the first: 3, 3, 3)" in text
+    assert "| walk-forward choice | fixed 3 | fixed 6 |" in text

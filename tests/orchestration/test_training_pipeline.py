@@ -57,6 +57,7 @@ def test_training_job_gates_registers_and_promotes_then_a_failing_gate_blocks_th
         # The score as a factor: IC by horizon with its band, returns by score quantile, quantile turnover.
         assert "| horizon (bars) | mean IC | 95% band | Q1 (bps) |" in evaluation["summary"].value
         assert "Quantile turnover between consecutive timestamps" in evaluation["summary"].value
+        assert "## Parameter walk-forward" in evaluation["summary"].value and "| walk-forward choice | fixed 3 | fixed 6 | fixed 12 |" in evaluation["summary"].value
         assert "| sklearn_ridge |" in evaluation["learners"].value and "| xgboost |" in evaluation["learners"].value
         candidate = trained.asset_materializations_for_node("ensemble_candidate")[0].metadata
         assert candidate["shap_importance"].value.startswith("| feature | share of mean abs(SHAP) |")

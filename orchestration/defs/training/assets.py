@@ -18,7 +18,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from models import data as training_data
-from models.evaluation import factor_report, research_inputs
+from models.evaluation import book_size_walk_forward, factor_report, research_inputs
 from models.explain import importance_table
 from models.performance import periods_per_year
 from models.registry import PromotionRefused
@@ -135,7 +135,10 @@ def model_evaluation(context: dg.AssetExecutionContext, features: FeatureStoreRe
     factor = factor_report(scored, labels={int(c.rsplit("_", 1)[1]): c for c in scored.columns if c.startswith("label_fwd_ret_")})
     sheet = write_tearsheet(ev.backtest, folder, periods_per_year=config.periods_per_year, benchmark=benchmark,
                             ic_by_horizon={int(h): v for h, v in ev.report["ic_decay"].items()}, title="Ensemble (out-of-fold) backtest",
-                            ic_series=ic_series, trials=trials, factor=factor)
+                            ic_series=ic_series, trials=trials, factor=factor,
+                            parameter_walk_forward=("k, names per side", book_size_walk_forward(
+                                scored, bars, horizon=config.walk_forward.horizon, config=config.backtest,
+                                periods_per_year=config.periods_per_year)))
     ev.report["tearsheet"] = str(sheet["summary"])
     (folder / "evaluation.json").write_text(json.dumps(ev.report, indent=2, default=str))
     _save(models, EVALUATION, ev)
