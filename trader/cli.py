@@ -54,6 +54,7 @@ from trader.prediction_client import HttpPredictionClient
 from trader.runner import CycleReport, Runner, last_closes, live_ticks
 from trader.servers import server_store_url
 from trader.store import TraderStore, default_store_url, sqlite_file
+from trader.tca import order_tca, session_tca, summarise
 
 if TYPE_CHECKING:
     pass
@@ -450,6 +451,7 @@ def explain(cfg: TraderConfig | None, mode: Mode, store_url: str, client_order_i
     """The decision lineage of one order: prediction, model, features' time, risk checks, fills."""
     with _read_store(store_url, mode) as store:
         order, records = store.get_order(client_order_id), store.audit_for_order(client_order_id)
+        fills = store.list_fills(client_order_id=client_order_id)
     if order is None and not records:
         raise click.ClickException(f"explain: no order {client_order_id!r} in {safe_url(store_url)} (wrong --mode?)")
     if as_json:
@@ -463,6 +465,32 @@ def explain(cfg: TraderConfig | None, mode: Mode, store_url: str, client_order_i
     for record in records:
         for line in _lineage_lines(record.ts, record.kind, record.payload):
             click.echo(line)
+    decision = next((r.payload | {"decided_at": r.ts} for r in records if r.kind == "risk_decision" and r.payload.get("approved")), None)
+    row = order_tca(order, decision, fills) if order is not None and decision is not None else None
+    if row is not None and row.avg_price is not None:
+        click.echo(f"  tca         arrival {row.arrival}, average fill {row.avg_price:.4f}: slippage {row.slippage_bps:+} bps, "
+                   f"shortfall {row.shortfall:+} (fees {row.fees})")
+
+
+# -- tca ------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Orders decided on this New York session (default: every order in the store).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the orders and the summary.")
+@_options
+def tca(cfg: TraderConfig | None, mode: Mode, store_url: str, day: dt.datetime | None, as_json: bool) -> None:
+    """Transaction cost analysis: each order's fills against the price it was decided at (trader/tca.py)."""
+    with _read_store(store_url, mode) as store:
+        rows = session_tca(store, day=day.date() if day else None)
+    total = summarise(rows)
+    if as_json:
+        click.echo(json.dumps({"orders": [r.record() for r in rows], "summary": plain(total)}, indent=2))
+        return
+    _table(([r.client_order_id, r.symbol, r.side, r.arrival, r.avg_price.quantize(Decimal("0.0001")) if r.avg_price else "-",
+             f"{r.filled}/{r.qty}", r.slippage_bps if r.slippage_bps is not None else "-", r.shortfall] for r in rows),
+           ["order", "symbol", "side", "arrival", "avg fill", "filled", "slip bps", "shortfall"])
+    click.echo(f"{total['orders']} orders, filled notional {total['filled_notional']}, slippage {total['slippage_bps']} bps "
+               f"(notional-weighted), shortfall {total['shortfall']}, fees {total['fees']}, fill rate {total['fill_rate']}")
 
 
 def _why_lines(why: dict[str, Any] | None) -> list[str]:
