@@ -26,7 +26,7 @@ QUICK = {
 
 @pytest.fixture(scope="module")
 def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    bars = feature_bars(n_symbols=12, first=dt.date(2024, 3, 1), last=dt.date(2024, 5, 31))
+    bars = feature_bars(n_symbols=8, first=dt.date(2024, 3, 1), last=dt.date(2024, 4, 19))
     frame = (
         compute_features(bars, bar_length=BAR).join(compute_labels(bars), on=["symbol", "event_timestamp"])
         .filter(~pl.col("warmup")).drop_nulls(LABEL).sort("event_timestamp", "symbol")
