@@ -116,14 +116,16 @@ def research_inputs(oof: pl.DataFrame, bars: pl.DataFrame, *, families: Sequence
     return trials, ic
 
 
-def factor_report(oof: pl.DataFrame, *, labels: dict[int, str], score: str = "pred_ensemble", quantiles: int = 5) -> dict[str, Any]:
+def factor_report(oof: pl.DataFrame, *, labels: dict[int, str], score: str = "pred_ensemble", quantiles: int = 5,
+                  horizon: int | None = None) -> dict[str, Any]:
     """Alphalens-style view of a score as a factor, out of sample: IC by horizon with 95% confidence bands,
     mean forward return by score quantile, and the turnover of the top and bottom quantiles.
 
     Each timestamp's symbols are cut into ``quantiles`` buckets by score (1 = lowest); a bucket's
     return is the mean of its symbols' forward log returns, averaged over timestamps, in basis
     points. The band is ±1.96 standard errors of the per-timestamp IC. Turnover is the share of a
-    quantile's names at one timestamp that were not in it at the previous one.
+    quantile's names at one timestamp that were not in it at the previous one. ``horizon`` (the model's
+    label horizon) is the one the tear sheet charts by quantile.
 
     Example:
         >>> import numpy as np
@@ -137,7 +139,7 @@ def factor_report(oof: pl.DataFrame, *, labels: dict[int, str], score: str = "pr
     """
     frame = oof.filter(pl.col(score).is_finite()).with_columns(
         ((pl.col(score).rank("ordinal").over(TIME) - 1) * quantiles // pl.len().over(TIME) + 1).cast(pl.Int32).alias("_q"))
-    out: dict[str, Any] = {"quantiles": quantiles, "ic": {}, "quantile_bps": {}, "spread_bps": {}}
+    out: dict[str, Any] = {"quantiles": quantiles, "ic": {}, "quantile_bps": {}, "spread_bps": {}, "horizon": horizon}
     for h, column in sorted(labels.items()):
         series = ic_by_time(frame, score=score, label=column, time=TIME)["ic"].drop_nulls().to_numpy()
         mean = float(series.mean()) if series.size else float("nan")

@@ -123,7 +123,9 @@ def write_tearsheet(
         paths["ic_decay"] = _chart(out / "ic_decay.png", f"{title}: mean IC by horizon (bars)" + (", 95% band" if bands else ""),
                                    lambda ax: ax.bar(labels, list(ic_by_horizon.values()), yerr=bands, capsize=4))
     if factor and factor.get("quantile_bps"):
-        horizon = max(factor["quantile_bps"], key=lambda h: abs(factor["spread_bps"][h]))
+        horizon = factor.get("horizon")
+        if horizon not in factor["quantile_bps"]:  # no model horizon given: the one that separates most
+            horizon = max(factor["quantile_bps"], key=lambda h: abs(factor["spread_bps"][h]))
         bps = factor["quantile_bps"][horizon]
         paths["quantiles"] = _chart(out / "quantiles.png", f"{title}: mean {horizon}-bar forward return by score quantile (bps)",
                                     lambda ax: ax.bar([str(q + 1) for q in range(len(bps))], bps,

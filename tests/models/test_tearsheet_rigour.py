@@ -74,7 +74,7 @@ def test_tearsheet_shows_the_score_as_a_factor_with_quantiles_bands_and_turnover
     oof = pl.DataFrame({"event_timestamp": t, "symbol": symbols, "pred_ensemble": score,
                         "label_fwd_ret_1": 2e-4 * score + 1e-3 * rng.normal(size=t.size),
                         "label_fwd_ret_4": 1e-4 * score + 2e-3 * rng.normal(size=t.size)})
-    factor = factor_report(oof, labels={1: "label_fwd_ret_1", 4: "label_fwd_ret_4"})
+    factor = factor_report(oof, labels={1: "label_fwd_ret_1", 4: "label_fwd_ret_4"}, horizon=4)
     q = factor["quantile_bps"][1]
     assert q == sorted(q) and factor["spread_bps"][1] == q[-1] - q[0] > 0  # a monotone factor
     assert factor["ic"][1]["low"] < factor["ic"][1]["ic"] < factor["ic"][1]["high"]
@@ -83,6 +83,7 @@ def test_tearsheet_shows_the_score_as_a_factor_with_quantiles_bands_and_turnover
                             factor=factor)
     text = paths["summary"].read_text()
     assert "quantiles" in paths and "![quantiles](quantiles.png)" in text
+    assert factor["horizon"] == 4 and factor["spread_bps"][1] > factor["spread_bps"][4]  # charted: the model's horizon, not the widest
     assert re.search(r"\| 1 \| 0\.\d{4} \| \[0\.\d{4}, 0\.\d{4}\] \| -\d+\.\d\d \|", text), text
     assert "Quantile turnover between consecutive timestamps: top " in text
 

@@ -132,7 +132,8 @@ def model_evaluation(context: dg.AssetExecutionContext, features: FeatureStoreRe
     scored = ev.oof if ev.scored is None else ev.scored
     trials, ic_series = research_inputs(scored, bars, families=config.walk_forward.families,
                                         label=config.walk_forward.label, horizon=config.walk_forward.horizon, config=config.backtest)
-    factor = factor_report(scored, labels={int(c.rsplit("_", 1)[1]): c for c in scored.columns if c.startswith("label_fwd_ret_")})
+    factor = factor_report(scored, labels={int(c.rsplit("_", 1)[1]): c for c in scored.columns if c.startswith("label_fwd_ret_")},
+                           horizon=config.walk_forward.horizon)
     sheet = write_tearsheet(ev.backtest, folder, periods_per_year=config.periods_per_year, benchmark=benchmark,
                             ic_by_horizon={int(h): v for h, v in ev.report["ic_decay"].items()}, title="Ensemble (out-of-fold) backtest",
                             ic_series=ic_series, trials=trials, factor=factor,
