@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -272,6 +272,8 @@ def run_backtest(
     rebalance_every: int = 1,
     cash_constrained: bool = False,
     size_at: str = "close",
+    weigh: Weigh | None = None,
+    lookback: int = 520,
 ) -> BacktestResult:
     """Backtest a cross-sectional book: top-``k`` long (and bottom-``k`` short) on each bar's scores.
 
@@ -300,6 +302,11 @@ def run_backtest(
         rebalance_every: decide only on every n-th timestamp (counted from the first bar).
         cash_constrained: never spend cash the book does not have (see the module docstring).
         size_at: ``"close"`` (the decision bar's close, default) or ``"open"`` (the fill bar's open).
+        weigh: portfolio construction over the selected names (:data:`Weigh`), e.g. the trader's optimiser
+            (``orchestration.portfolio.trader_weigh``): at each decision it gets the selected names' sides and
+            scores and their trailing ``lookback`` bar log returns through that bar's close, and returns each
+            name's share of the gross (summing to 1), or ``None`` to keep equal weights there.
+        lookback: bars of trailing returns ``weigh`` sees.
 
     Example:
         >>> import polars as pl
@@ -318,8 +325,39 @@ def run_backtest(
     weights, decide = _target_weights(grid, k=k, long_only=long_only, gross_exposure=gross_exposure)
     decide &= np.arange(len(decide)) % rebalance_every == 0
     _check_semantics(cash_constrained, size_at)
+    if weigh is not None:
+        _check_integer("lookback", lookback, minimum=2)
+        weights = _constructed(weights, decide, grid, market, weigh, lookback)
     return _simulate(market, weights, decide, initial_cash=float(initial_cash), costs=costs, compound=compound,
                      cash_constrained=cash_constrained, size_at=size_at)
+
+
+#: Portfolio construction: ``(sides, scores, trailing log returns (bars × names)) → shares of the gross`` or None.
+Weigh = Callable[[np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
+
+
+def _constructed(weights: np.ndarray, decide: np.ndarray, scores: np.ndarray, market: _Market, weigh: Weigh,
+                 lookback: int) -> np.ndarray:
+    """``weights`` with each decision's selected names re-weighted by ``weigh`` (same sides and gross)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_close = np.log(np.where(market.close > 0, market.close, np.nan))
+    returns = np.diff(log_close, axis=0, prepend=np.nan)  # row t: the return into bar t's close (known at t)
+    out = weights.copy()
+    for t in np.flatnonzero(decide):
+        picked = np.flatnonzero(weights[t])
+        if picked.size < 2:
+            continue
+        sides = np.sign(weights[t, picked])
+        window = returns[max(0, t - lookback + 1): t + 1][:, picked]
+        window = window[np.isfinite(window).all(axis=1)]
+        shares = weigh(sides, scores[t, picked], window)
+        if shares is None:
+            continue
+        shares = np.asarray(shares, dtype=np.float64)
+        if shares.shape != picked.shape or not np.isfinite(shares).all() or (shares < 0).any() or not np.isclose(shares.sum(), 1.0):
+            raise BacktestInputError(f"weigh: must return one share >= 0 per selected name, summing to 1; got {shares!r}")
+        out[t, picked] = sides * shares * np.abs(weights[t, picked]).sum()
+    return out
 
 
 def _check_semantics(cash_constrained: object, size_at: object) -> None:

@@ -79,7 +79,7 @@ def signal_report(oof: pl.DataFrame, *, families: Sequence[str], label: str,
 
 
 def backtest_oof(oof: pl.DataFrame, bars: pl.DataFrame, *, horizon: int, config: BacktestConfig,
-                 score: str = "pred_ensemble") -> BacktestResult:
+                 score: str = "pred_ensemble", weigh: Any = None) -> BacktestResult:
     """Trade ``score`` over the OOF window; ``bars`` has ``symbol, ts`` (bar close) ``, open, close, volume``."""
     start, end = oof[TIME].min(), oof[TIME].max()
     window = bars.filter(pl.col("ts").is_between(start, end))
@@ -87,6 +87,7 @@ def backtest_oof(oof: pl.DataFrame, bars: pl.DataFrame, *, horizon: int, config:
     return run_backtest(
         scores, window, k=config.k, long_only=config.long_only, gross_exposure=config.gross_exposure,
         initial_cash=config.initial_cash, costs=config.costs(), rebalance_every=horizon, cash_constrained=config.cash_constrained,
+        weigh=weigh,
     )
 
 

@@ -91,7 +91,9 @@ class Evaluation:
 
 
 def evaluate_run(cv: CrossValidation, config: TrainingConfig, *, bars: pl.DataFrame,
-                 oracle: pl.DataFrame | None = None) -> Evaluation:
+                 oracle: pl.DataFrame | None = None, weigh: Any = None) -> Evaluation:
+    """The stacked OOF series, its signal report and costed backtest (its book weighted by ``weigh`` when given:
+    ``orchestration.portfolio.trader_weigh``, the trader's optimiser), and the gates."""
     families = list(config.walk_forward.families)
     label = config.walk_forward.label
     first_scales = {f: _scale(cv.walk_forward.in_sample_scale[f][0]) for f in families}
@@ -100,7 +102,7 @@ def evaluate_run(cv: CrossValidation, config: TrainingConfig, *, bars: pl.DataFr
     in_sample = {f: cv.walk_forward.in_sample_ic(f) for f in families}
     report = signal_report(scored, families=families, label=label, oracle=oracle, in_sample_ic=in_sample)
     report["window"]["burn_in_fold"] = stacked.burn_in
-    result = backtest_oof(scored, bars, horizon=config.walk_forward.horizon, config=config.backtest)
+    result = backtest_oof(scored, bars, horizon=config.walk_forward.horizon, config=config.backtest, weigh=weigh)
     bt = result.metrics(config.periods_per_year)
     report["backtest"] = bt
     report["warnings"] = stacked.warnings

@@ -109,6 +109,8 @@ class ModelsResource(dg.ConfigurableResource):
     impact_coef: float = 0.1
     financing_rate: float = Field(default=0.06, description="Backtest: annual rate on borrowed cash.")
     borrow_fee: float = Field(default=0.0025, description="Backtest: annual fee on the short book's value.")
+    backtest_optimizer: str = Field(default="none", description="Backtest book weights: none (equal), or the trader's "
+                                    "optimiser: hrp or mvo (trader.optimizer, skfolio), as sizing.optimizer in trader.yaml.")
     learner_params: dict[str, dict[str, float]] = Field(default_factory=dict)
     use_searched_params: bool = Field(default=True, description="Start from the learner_search job's best parameters "
                                       "(models/search/best_params.json); learner_params still win.")

@@ -235,3 +235,13 @@ def test_a_stack_that_does_not_beat_its_best_member_out_of_sample_gives_way_to_i
     weights, choice = stack_or_best(diverse, {"good": 0.5, "copy": 0.5}, ["good", "copy"], label=LABEL)
     assert weights == {"good": 0.5, "copy": 0.5} and choice.startswith("stacked (inner out-of-sample IC")
     assert stack_or_best(None, {"good": 0.5, "copy": 0.5}, ["good", "copy"], label=LABEL)[1].startswith("stacked (too little")
+
+
+def test_the_evaluation_backtest_can_weigh_its_book_with_the_traders_optimiser(run, bars):
+    from orchestration.portfolio import trader_weigh
+
+    cv, plain = run
+    weighed = evaluate_run(cv, FAST, bars=bars, weigh=trader_weigh("hrp", min_observations=60))
+    # The signal is the same; only the book differs.
+    assert {k: v["ic"] for k, v in weighed.report["models"].items()} == {k: v["ic"] for k, v in plain.report["models"].items()}
+    assert not weighed.backtest.trades.select("symbol", "shares").equals(plain.backtest.trades.select("symbol", "shares"))

@@ -121,7 +121,12 @@ def model_evaluation(context: dg.AssetExecutionContext, features: FeatureStoreRe
     config = _config(models, features)
     cv: CrossValidation = _load(models, CV)
     bars, oracle = _bars_and_oracle(warehouse, features, cv)
-    ev = evaluate_run(cv, config, bars=bars, oracle=oracle)
+    weigh = None
+    if models.backtest_optimizer != "none":
+        from orchestration.portfolio import trader_weigh
+
+        weigh = trader_weigh(models.backtest_optimizer, score_horizon_bars=config.walk_forward.horizon)
+    ev = evaluate_run(cv, config, bars=bars, oracle=oracle, weigh=weigh)
     for line in ev.report["warnings"]:
         context.log.warning(line)
     # Filed under the last session the evaluation saw (not today's date): the same data gives the same path.
