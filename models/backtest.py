@@ -202,7 +202,8 @@ class BacktestResult:
                     pos += part
                     shares -= part
                     trip["max_shares"] = max(trip["max_shares"], abs(pos))
-                    trip["entry_value"] = max(trip["entry_value"], abs(pos) * price if not closing else trip["entry_value"])
+                    if not closing:  # the largest notional the trip reached, at the prices it was built at
+                        trip["entry_value"] = max(trip["entry_value"], abs(pos) * price)
                     if pos == 0:
                         rows.append(_trip_row(trip, ts, 0.0, index, open_=False))
             if pos:

@@ -93,18 +93,21 @@ def backtest_oof(oof: pl.DataFrame, bars: pl.DataFrame, *, horizon: int, config:
 
 
 def research_inputs(oof: pl.DataFrame, bars: pl.DataFrame, *, families: Sequence[str], label: str, horizon: int,
-                    config: BacktestConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                    config: BacktestConfig, chosen: BacktestResult | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """What the tear sheet's research-rigour table needs beyond the chosen backtest (:func:`models.tearsheet.write_tearsheet`).
 
     Returns ``trials`` — the per-bar net returns of every model the run tried (each member, the
     stacked and the equal-weight ensemble), traded exactly like the ensemble on the same bars, for the
     deflated Sharpe ratio and PBO — and ``ic_series``, the ensemble's IC per timestamp, for its interval.
+    ``chosen`` is the ensemble's backtest when it is already run (it is not run again, and a book weighted
+    by an optimiser stays the one judged).
     """
     columns = {f: f"pred_{f}" for f in families} | {"ensemble": "pred_ensemble", "equal_weight": "pred_equal"}
     frames = []
     for name, column in columns.items():
         if column in oof.columns:
-            result = backtest_oof(oof, bars, horizon=horizon, config=config, score=column)
+            result = chosen if name == "ensemble" and chosen is not None else backtest_oof(oof, bars, horizon=horizon,
+                                                                                            config=config, score=column)
             frames.append(result.equity.select("ts").with_columns(pl.Series(name, result.returns)))
     trials: dict[str, np.ndarray] = {}
     if frames:

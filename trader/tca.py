@@ -90,6 +90,11 @@ def order_tca(order: Order, decision: dict[str, Any], fills: Sequence[Fill]) -> 
                     fees=sum((f.fee for f in fills), ZERO))
 
 
+def approved_decision(records: Iterable[Any]) -> dict[str, Any] | None:
+    """The approved ``risk_decision`` payload among an order's audit records, with its time as ``decided_at``."""
+    return next((r.payload | {"decided_at": r.ts} for r in records if r.kind == "risk_decision" and r.payload.get("approved")), None)
+
+
 def session_tca(store: Any, *, day: dt.date | None = None) -> list[OrderTca]:
     """Every order sent on an approved decision with an arrival price (decided on New York session ``day``, if given)."""
     rows = []
@@ -97,8 +102,7 @@ def session_tca(store: Any, *, day: dt.date | None = None) -> list[OrderTca]:
     for order in store.list_orders(since=since):
         if day is not None and order.created_at.astimezone(NEW_YORK).date() != day:
             continue
-        decision = next((r.payload | {"decided_at": r.ts} for r in store.audit_for_order(order.client_order_id)
-                         if r.kind == "risk_decision" and r.payload.get("approved")), None)
+        decision = approved_decision(store.audit_for_order(order.client_order_id))
         if decision is None:
             continue
         row = order_tca(order, decision, store.list_fills(client_order_id=order.client_order_id))

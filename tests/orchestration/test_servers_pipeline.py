@@ -17,7 +17,6 @@ import dagster as dg
 import httpx
 import pytest
 import redis
-import sqlalchemy as sa
 from click.testing import CliRunner
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -31,6 +30,7 @@ from orchestration.demo_trading import trader_config
 from orchestration.settings import Settings, prepare_environment
 from serving.demo import free_port, running
 from tests.orchestration.test_servers_profile import _ENV
+from tests.servers import count_rows
 from trader.servers import server_store_url
 from trader.store import TraderStore
 
@@ -63,15 +63,6 @@ def _run(settings: Settings, job: str, instance: dg.DagsterInstance, *, tags=Non
         instance=instance, tags=tags, run_config={"resources": resources}, raise_on_error=False)
 
 
-def _count(url: str, sql: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.exec_driver_sql(sql).scalar())
-    finally:
-        engine.dispose()
-
-
 def test_pipeline_on_the_servers_profile_from_ingest_to_end_of_day(servers_home: Settings, redis_server) -> None:
     settings = servers_home
     with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME's dagster.yaml: PostgreSQL storage
@@ -81,11 +72,11 @@ def test_pipeline_on_the_servers_profile_from_ingest_to_end_of_day(servers_home:
         trained = _run(settings, TRAINING_JOB, instance, models=FAST)
         assert trained.success
         assert len(instance.get_runs()) == 2
-    assert _count(os.environ["ALPHALINE_DAGSTER_POSTGRES_URL"], "SELECT count(*) FROM runs") == 2
+    assert count_rows(os.environ["ALPHALINE_DAGSTER_POSTGRES_URL"], "SELECT count(*) FROM runs") == 2
 
     # Features: registry in PostgreSQL, online values in Redis, nothing of Feast's in SQLite.
     assert redis.Redis(host="127.0.0.1", port=redis_server.port).dbsize() == MARKET["n_symbols"]
-    assert _count(os.environ["ALPHALINE_FEAST_REGISTRY_URL"], "SELECT count(*) FROM feature_views") >= 8
+    assert count_rows(os.environ["ALPHALINE_FEAST_REGISTRY_URL"], "SELECT count(*) FROM feature_views") >= 8
     assert not (settings.feast_dir / "registry.db").exists() and not (settings.feast_dir / "online.db").exists()
     online = fs.online_features(fs.open_store(settings.home, settings.feast_config), _symbols(settings)[:2])
     assert online["ts_bar_ret"].null_count() == 0

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import duckdb
 import pytest
-from fake_venue import make_bars
+from fake_venue import make_bars, write_marts_bars
 
 from trader.store import TraderStore
 
@@ -26,11 +25,5 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("ALPHALINE_HOME", str(tmp_path))
     for name in ("ALPACA_API_KEY", "ALPACA_SECRET_KEY", "TRADER_API_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
-        conn.execute("CREATE SCHEMA marts")
-        conn.execute("CREATE TABLE marts.bars (symbol VARCHAR, timeframe VARCHAR, ts TIMESTAMPTZ, open DOUBLE, high DOUBLE, "
-                     "low DOUBLE, close DOUBLE, volume DOUBLE)")
-        conn.executemany("INSERT INTO marts.bars VALUES (?, '15m', ?, ?, ?, ?, ?, ?)",
-                         [(b.symbol, b.ts, float(b.open), float(b.high), float(b.low), float(b.close), float(b.volume))
-                          for b in make_bars(n=6)])
+    write_marts_bars(tmp_path / "warehouse.duckdb", make_bars(n=6))
     return tmp_path

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from decimal import Decimal as D
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from trader.brokers.bars import Bar
 from trader.brokers.base import BrokerAccount, BrokerPosition
@@ -62,6 +63,19 @@ def make_bars(symbols: Sequence[str] = SYMBOLS, *, n: int = 26, start: dt.dateti
                             volume=D(100_000)))
             price = close
     return sorted(bars, key=lambda b: (b.ts, b.symbol))
+
+
+def write_marts_bars(path: Path, bars: Sequence[Bar]) -> None:
+    """A warehouse at ``path`` whose ``marts.bars`` holds ``bars`` as 15-minute bars (what the trader's sim reads)."""
+    import duckdb
+
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE SCHEMA marts")
+        conn.execute("CREATE TABLE marts.bars (symbol VARCHAR, timeframe VARCHAR, ts TIMESTAMPTZ, open DOUBLE, high DOUBLE, "
+                     "low DOUBLE, close DOUBLE, volume DOUBLE)")
+        conn.executemany("INSERT INTO marts.bars VALUES (?, '15m', ?, ?, ?, ?, ?, ?)",
+                         [(b.symbol, b.ts, float(b.open), float(b.high), float(b.low), float(b.close), float(b.volume))
+                          for b in bars])
 
 
 def config(**overrides: object) -> TraderConfig:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal as D
 
-import duckdb
 import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from fake_venue import OPEN, SYMBOLS, PredictionServer, make_bars
+from fake_venue import OPEN, SYMBOLS, PredictionServer, make_bars, write_marts_bars
 from trader_builders import NOW, prediction
 
 from trader.brokers.bars import Bar, InMemoryBars
@@ -116,13 +115,7 @@ def home_with_history(tmp_path, monkeypatch):
     bars = make_bars(n=6)
     for days_back in (1, 4, 5):  # Mon 4 Mar, Fri 1 Mar, Thu 29 Feb
         bars += make_bars(n=26, start=OPEN - dt.timedelta(days=days_back))
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
-        conn.execute("CREATE SCHEMA marts")
-        conn.execute("CREATE TABLE marts.bars (symbol VARCHAR, timeframe VARCHAR, ts TIMESTAMPTZ, open DOUBLE, high DOUBLE, "
-                     "low DOUBLE, close DOUBLE, volume DOUBLE)")
-        conn.executemany("INSERT INTO marts.bars VALUES (?, '15m', ?, ?, ?, ?, ?, ?)",
-                         [(b.symbol, b.ts, float(b.open), float(b.high), float(b.low), float(b.close), float(b.volume))
-                          for b in bars])
+    write_marts_bars(tmp_path / "warehouse.duckdb", bars)
     return tmp_path
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from click.testing import CliRunner
 from fake_venue import PredictionServer
 from test_trader_cli import write_config
 
+from tests.servers import count_rows
 from trader.cli import main
 from trader.domain import OrderStatus, TradingState
 from trader.servers import database_url, server_store_url
@@ -39,21 +39,12 @@ def test_servers_profile_runs_the_sim_session_kill_and_resume_on_postgres(home, 
             assert any(o.status is OrderStatus.FILLED for o in store.list_orders()) and store.list_fills()
             assert store.verify_audit().ok
             fills = len(store.list_fills())
-        assert _count(url, "SELECT count(*) FROM fills") == fills
+        assert count_rows(url, "SELECT count(*) FROM fills") == fills
 
         fresh = run("run", "--fresh", "--config", cfg)  # the old store's database is renamed, never dropped
         assert fresh.exit_code == 0 and "done: 6 cycles" in fresh.output, fresh.output
         aside = fresh.output.split("moved the old sim store aside to ")[1].split()[0]
-        assert _count(url.rsplit("/", 1)[0] + "/" + aside, "SELECT count(*) FROM fills") == fills
-
-
-def _count(url: str, sql: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.exec_driver_sql(sql).scalar())
-    finally:
-        engine.dispose()
+        assert count_rows(url.rsplit("/", 1)[0] + "/" + aside, "SELECT count(*) FROM fills") == fills
 
 
 def _append_in_process(url: str, name: str, n: int) -> None:

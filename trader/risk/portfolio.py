@@ -134,11 +134,18 @@ def _view_var(v: OrderView, *, after: bool) -> tuple[float, float]:
     return memo[after]
 
 
-def _var_check(v: OrderView, cap: Decimal | None, which: int, reason: RiskReason, what: str) -> Verdict:
+def _exempt(v: OrderView, cap: Decimal | None, what: str) -> Verdict | None:
+    """Approved without measuring: the check is switched off (no limit), or the order reduces the position."""
     if cap is None:
         return R.APPROVED, f"{what} check switched off"
     if v.reducing:
         return R.APPROVED, "reduces the position"
+    return None
+
+
+def _var_check(v: OrderView, cap: Decimal | None, which: int, reason: RiskReason, what: str) -> Verdict:
+    if (exempt := _exempt(v, cap, what)) is not None:
+        return exempt
     lim = v.limits
     try:
         after, before = (_view_var(v, after=True)[which], _view_var(v, after=False)[which])
@@ -161,10 +168,8 @@ def expected_shortfall(v: OrderView) -> Verdict:
 
 def liquidity(v: OrderView) -> Verdict:
     cap = v.limits.max_adv_pct
-    if cap is None:
-        return R.APPROVED, "liquidity check switched off"
-    if v.reducing:
-        return R.APPROVED, "reduces the position"
+    if (exempt := _exempt(v, cap, "liquidity")) is not None:
+        return exempt
     adv = v.ctx.market.adv.get(v.order.symbol) if v.ctx.market is not None else None
     if not adv:
         return R.MARKET_HISTORY_UNAVAILABLE, f"no average daily volume for {v.order.symbol} (no complete session in the history)"
@@ -176,10 +181,8 @@ def liquidity(v: OrderView) -> Verdict:
 
 def correlation_concentration(v: OrderView) -> Verdict:
     cap = v.limits.max_correlated_pct
-    if cap is None:
-        return R.APPROVED, "correlation check switched off"
-    if v.reducing:
-        return R.APPROVED, "reduces the position"
+    if (exempt := _exempt(v, cap, "correlation")) is not None:
+        return exempt
     after_book = _book(v, after=True)
     try:
         after, members = correlated_exposure(v.ctx.market, after_book, v.order.symbol, float(v.limits.correlation_threshold))

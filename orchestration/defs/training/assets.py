@@ -136,7 +136,8 @@ def model_evaluation(context: dg.AssetExecutionContext, features: FeatureStoreRe
     # Every model the run tried, traded like the ensemble: the deflated Sharpe and PBO judge the pick among them.
     scored = ev.oof if ev.scored is None else ev.scored
     trials, ic_series = research_inputs(scored, bars, families=config.walk_forward.families,
-                                        label=config.walk_forward.label, horizon=config.walk_forward.horizon, config=config.backtest)
+                                        label=config.walk_forward.label, horizon=config.walk_forward.horizon, config=config.backtest,
+                                        chosen=ev.backtest)
     factor = factor_report(scored, labels={int(c.rsplit("_", 1)[1]): c for c in scored.columns if c.startswith("label_fwd_ret_")},
                            horizon=config.walk_forward.horizon)
     sheet = write_tearsheet(ev.backtest, folder, periods_per_year=config.periods_per_year, benchmark=benchmark,
