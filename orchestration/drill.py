@@ -112,7 +112,7 @@ def _predict(delay: float) -> Callable[[str, dict[str, Any]], tuple[int, Any]]:
             threading.Event().wait(delay)
         as_of = dt.datetime.fromisoformat(body["as_of"])
         preds = [{"symbol": s, "score": round(_unit(s, as_of), 4), "direction": "long" if _unit(s, as_of) > 0 else "short",
-                  "confidence": 0.6, "feature_ts": (as_of - STEP).isoformat(), "stale": False} for s in body["symbols"]]
+                  "confidence": 0.6, "feature_ts": as_of.isoformat(), "stale": False} for s in body["symbols"]]
         return 200, {"model_version": "drill:stand-in", "predictions": preds}
     return handle
 

@@ -200,6 +200,13 @@ class PredictionConfig(_Model):
     max_consecutive_failures: PositiveInt = 3
     #: Ask for each score's top N SHAP contributions, recorded with every order decision (``trader explain``); 0: off.
     explain: Annotated[int, Field(ge=0, le=100)] = 5
+    #: Decide only on the bar that has just closed: a prediction whose ``feature_ts`` is older than that bar's close is
+    #: held like a stale one, and a cycle with none current is refused (audited and counted).
+    require_current_bar: bool = True
+    #: Live (paper, live, dry-run): how long a cycle waits for the just-closed bar's features to reach the online store
+    #: (the intraday features job lands them a minute or so after the boundary), asking again every ``feature_poll_s``.
+    feature_wait: dt.timedelta = dt.timedelta(minutes=4)
+    feature_poll_s: Annotated[float, Field(gt=0, le=300)] = 5.0
 
 
 def _alert_url(url: str) -> str:

@@ -53,6 +53,10 @@ class TraderMetrics:
         self.fills = Counter(f"{PREFIX}_fills", "Fills recorded.", registry=r)
         self.denials = Counter(f"{PREFIX}_order_denials", "Orders denied, by risk reason code (or the venue's refusal).",
                                ["reason"], registry=r)
+        self.refused = Counter(f"{PREFIX}_cycles_refused", "Cycles refused: no features from the bar that had just closed.",
+                               registry=r)
+        self.behind = Counter(f"{PREFIX}_predictions_behind_bar",
+                              "Predictions held because their features were older than the bar decided on.", registry=r)
         self.latency = Histogram(f"{PREFIX}_cycle_seconds", "Wall time of one decision cycle.", buckets=BUCKETS, registry=r)
         self.equity = Gauge(f"{PREFIX}_equity", "Equity after the last cycle (account currency).", registry=r)
         self.cash = Gauge(f"{PREFIX}_cash", "Cash after the last cycle (account currency).", registry=r)
@@ -63,6 +67,8 @@ class TraderMetrics:
         self.cycles.inc()
         self.orders.inc(report.submitted)
         self.fills.inc(report.fills)
+        self.refused.inc(int(report.refused))
+        self.behind.inc(report.behind)
         for reason, n in denials.items():
             self.denials.labels(reason=reason).inc(n)
         self.latency.observe(seconds)

@@ -43,7 +43,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -87,6 +87,13 @@ _MINUTE = dt.timedelta(minutes=1)
 _EVENT_KINDS = {"OrderAccepted": "order_accepted", "OrderFilled": "fill", "OrderRejected": "order_rejected",
                 "OrderCanceled": "order_canceled", "OrderExpired": "order_expired"}
 _NEW_YORK = ZoneInfo("America/New_York")
+
+
+_NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _newest(batch: PredictionBatch) -> dt.datetime:
+    return max((p.feature_ts for p in batch.predictions), default=_NEVER)
 
 
 # -- ticks --------------------------------------------------------------------------------------
@@ -165,6 +172,10 @@ class CycleReport:
     denied: int = 0
     canceled: int = 0
     fills: int = 0
+    #: Predictions held because their features were older than the bar this cycle decides on.
+    behind: int = 0
+    #: No decision: none of the predictions came from the bar that has just closed (see ``Runner._current_bar``).
+    refused: bool = False
     cash: Decimal = ZERO
     positions_value: Decimal = ZERO
     equity: Decimal = ZERO
@@ -210,7 +221,8 @@ class Runner:
     def __init__(self, *, config: TraderConfig, store: TraderStore, broker: Broker, predictor: PredictionClient,
                  run_id: str, engine: RiskEngine | None = None, strict: bool = False,
                  cash_tolerance: Decimal = Decimal("0.01"), observers: Sequence[CycleObserver] = (),
-                 market: MarketHistory | None = None):
+                 market: MarketHistory | None = None, clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                 sleep: Callable[[float], object] = time.sleep):
         self.config, self.store, self.broker, self.predictor, self.run_id = config, store, broker, predictor, run_id
         self.engine = engine or RiskEngine.from_config(config)
         self.strict, self.cash_tolerance = strict, cash_tolerance
@@ -224,6 +236,9 @@ class Runner:
         self.observers = tuple(observers)
         self._denials: Counter[str] = Counter()
         self.market = market if market is not None else MarketHistory.from_config(config)
+        self._clock, self._sleep = clock, sleep
+        self._behind: tuple[Symbol, ...] = ()
+        self._refused_newest = _NEVER
 
     # -- the loop ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -302,10 +317,12 @@ class Runner:
         if self.config.risk.market_hours_only and not self.engine.calendar.is_open(tick.ts):
             return "market closed: events synced, no decisions"
         try:
-            batch = self.predictor.predict(self.universe, as_of=tick.as_of)
+            batch = self._current_bar(tick, counts)
         except PredictionError as exc:
             return self._prediction_failed(tick.ts, str(exc))
         self.failures = 0
+        if batch is None:
+            return self._refuse(tick)
         pending: dict[Symbol, Decimal] = {}
         for o in ctx.working_orders:
             pending[o.symbol] = pending.get(o.symbol, ZERO) + o.remaining_qty * o.side.sign
@@ -367,7 +384,8 @@ class Runner:
                 value: Decimal | None, problems: tuple[str, ...]) -> CycleReport:
         """Record the cycle (and the equity mark, when the book could be valued)."""
         report = CycleReport(ts=tick.ts, state=state, status=status, submitted=counts["submitted"], denied=counts["denied"],
-                             canceled=counts["canceled"], fills=counts["fills"], cash=account.cash, positions_value=value or ZERO,
+                             canceled=counts["canceled"], fills=counts["fills"], behind=counts["behind"],
+                             refused=bool(counts["refused"]), cash=account.cash, positions_value=value or ZERO,
                              equity=account.cash + (value or ZERO), problems=problems)
         with self.store.transaction() as tx:
             if value is not None:
@@ -521,6 +539,44 @@ class Runner:
         self._cancel_sent.update(canceled)
         counts["canceled"] += len(canceled)
         return f"HALTED: {reason}; {len(canceled)} orders cancelled, {len(closing)} closing orders sent"
+
+    def _current_bar(self, tick: Tick, counts: Counter[str]) -> PredictionBatch | None:
+        """Predictions on the bar that closed at ``tick.ts``, or ``None`` when none are (the cycle is refused).
+
+        The decision is on the bar that has just closed, in a replay and live alike: its close is the
+        tick's time. Live (``as_of`` unset) the features reach the online store a little after the
+        boundary, so the service is asked again every ``prediction.feature_poll_s`` until the newest
+        ``feature_ts`` reaches the bar or ``prediction.feature_wait`` has passed. A symbol whose
+        features are still older is held like a stale prediction (its position kept, no order), and
+        counted in ``behind``.
+        """
+        batch = self.predictor.predict(self.universe, as_of=tick.as_of)
+        cfg = self.config.prediction
+        if not cfg.require_current_bar:
+            return batch
+        if tick.as_of is None:
+            deadline = self._clock() + cfg.feature_wait
+            while _newest(batch) < tick.ts and self._clock() < deadline:
+                self._sleep(cfg.feature_poll_s)
+                batch = self.predictor.predict(self.universe, as_of=None)
+        behind = [p for p in batch.predictions if p.feature_ts < tick.ts]
+        self._behind = tuple(p.symbol for p in behind)
+        counts["behind"] = len(behind)
+        if len(behind) == len(batch.predictions):
+            counts["refused"] = 1
+            self._refused_newest = _newest(batch)
+            return None
+        held = {p.symbol: replace(p, stale=True) for p in behind}
+        return PredictionBatch(batch.model_version, tuple(held.get(p.symbol, p) for p in batch.predictions))
+
+    def _refuse(self, tick: Tick) -> str:
+        newest = self._refused_newest
+        seen = newest.isoformat() if newest != _NEVER else "none"
+        reason = (f"refused: no features for the bar closing at {tick.ts.isoformat()} by the deadline "
+                  f"(newest {seen}); nothing decided on an older bar")
+        self._audit("cycle_refused", tick.ts, {"bar_close": tick.ts, "newest_feature_ts": None if newest == _NEVER else newest,
+                                               "symbols": len(self._behind), "reason": reason})
+        return reason
 
     def _prediction_failed(self, now: dt.datetime, reason: str) -> str:
         self.failures += 1
