@@ -116,7 +116,7 @@ def test_without_the_gate_live_decides_one_bar_late(two_stores, tmp_path):
 def test_a_cycle_whose_bar_never_reaches_the_online_store_is_refused_audited_and_counted(two_stores):
     _, paper = two_stores
     metrics = TraderMetrics()
-    reports, online = _live(paper, make_bars(n=BARS), lag=dt.timedelta(minutes=10), observers=[metrics])
+    reports, _ = _live(paper, make_bars(n=BARS), lag=dt.timedelta(minutes=10), observers=[metrics])
     # The deadline (4 minutes) passes before the 10-minute-late features land: every cycle refuses, none orders.
     assert all(r.refused and r.submitted == 0 for r in reports)
     assert "refused: no features for the bar closing at" in reports[0].status
