@@ -54,7 +54,7 @@ from trader.prediction_client import HttpPredictionClient
 from trader.runner import CycleReport, Runner, last_closes, live_ticks
 from trader.servers import server_store_url
 from trader.store import TraderStore, default_store_url, sqlite_file
-from trader.tca import approved_decision, order_tca, session_tca, summarise
+from trader.tca import NEW_YORK, approved_decision, order_tca, session_tca, summarise
 
 if TYPE_CHECKING:
     pass
@@ -470,6 +470,17 @@ def explain(cfg: TraderConfig | None, mode: Mode, store_url: str, client_order_i
     if row is not None and row.avg_price is not None:
         click.echo(f"  tca         arrival {row.arrival}, average fill {row.avg_price:.4f}: slippage {row.slippage_bps:+} bps, "
                    f"shortfall {row.shortfall:+} (fees {row.fees})")
+    if order is not None and (shadow := _tracked(mode, order)) is not None:
+        click.echo(f"  backtest    the same order through the backtest's costs: average fill {shadow['shadow_avg'] or '-'}, "
+                   f"slippage {shadow['shadow_slippage_bps'] or '-'} bps (trader track, {order.created_at.astimezone(NEW_YORK).date()})")
+
+
+def _tracked(mode: Mode, order: Any) -> dict[str, Any] | None:
+    """The order's line in its session's ``trader track`` report, when one was written."""
+    path = alphaline_home() / "reports" / "tracking" / f"{mode.value}-{order.created_at.astimezone(NEW_YORK).date()}.json"
+    if not path.is_file():
+        return None
+    return next((o for o in json.loads(path.read_text())["orders"] if o["client_order_id"] == order.client_order_id), None)
 
 
 # -- tca ------------------------------------------------------------------------------------------
@@ -491,6 +502,32 @@ def tca(cfg: TraderConfig | None, mode: Mode, store_url: str, day: dt.datetime |
            ["order", "symbol", "side", "arrival", "avg fill", "filled", "slip bps", "shortfall"])
     click.echo(f"{total['orders']} orders, filled notional {total['filled_notional']}, slippage {total['slippage_bps']} bps "
                f"(notional-weighted), shortfall {total['shortfall']}, fees {total['fees']}, fill rate {total['fill_rate']}")
+
+
+@main.command()
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="The New York session to track (default: the store's newest).")
+@click.option("--commission-bps", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="The backtest's commission (models resource commission_bps).")
+@click.option("--half-spread-bps", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="The backtest's half spread (models resource half_spread_bps).")
+@_options
+def track(cfg: TraderConfig | None, mode: Mode, store_url: str, day: dt.datetime | None, commission_bps: float,
+          half_spread_bps: float) -> None:
+    """Live against backtest for one session: its own orders through the backtest's costs (trader/tracking.py).
+
+    Writes $ALPHALINE_HOME/reports/tracking/<mode>-<day>.md, .json and .png.
+    """
+    from trader.brokers.bars import DuckDBBars
+    from trader.tracking import track_session, write_report
+
+    with _read_store(store_url, mode) as store:
+        report = track_session(store, DuckDBBars(), commission_bps=commission_bps, half_spread_bps=half_spread_bps,
+                               day=day.date() if day else None)
+    paths = write_report(report, alphaline_home() / "reports" / "tracking", mode=mode.value)
+    for line in report.lines():
+        click.echo(line)
+    click.echo(f"report: {paths['md']}")
 
 
 def _why_lines(why: dict[str, Any] | None) -> list[str]:

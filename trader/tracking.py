@@ -22,10 +22,13 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -190,3 +193,42 @@ def _order_line(live: OrderTca, shadow: OrderTca) -> dict[str, Any]:
             "live_filled": str(live.filled), "shadow_filled": str(shadow.filled),
             "live_slippage_bps": None if live.slippage_bps is None else str(live.slippage_bps),
             "shadow_slippage_bps": None if shadow.slippage_bps is None else str(shadow.slippage_bps)}
+
+
+def write_report(tracking: SessionTracking, directory: Path, *, mode: str) -> dict[str, Path]:
+    """``<mode>-<day>.json`` (the record), ``.md`` (the summary and per-order table) and ``.png`` (both P&L curves)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = directory / f"{mode}-{tracking.day}"
+    paths = {"json": stem.with_suffix(".json"), "md": stem.with_suffix(".md"), "png": stem.with_suffix(".png")}
+    paths["json"].write_text(json.dumps(tracking.record(), indent=2))
+    paths["png"].write_bytes(pnl_chart(tracking))
+    rows = ["| order | symbol | side | arrival | live fill | backtest fill | live bps | backtest bps |", "|---|---|---|---|---|---|---|---|"]
+    rows += [f"| {o['client_order_id']} | {o['symbol']} | {o['side']} | {o['arrival']} | {o['live_avg'] or '-'} | "
+             f"{o['shadow_avg'] or '-'} | {o['live_slippage_bps'] or '-'} | {o['shadow_slippage_bps'] or '-'} |" for o in tracking.orders]
+    body = [f"# {mode} session {tracking.day}: live against backtest", "", "```", *tracking.lines(), "```", "",
+            f"![P&L]({paths['png'].name})", "", *rows, ""]
+    paths["md"].write_text("\n".join(body))
+    return paths
+
+
+def pnl_chart(tracking: SessionTracking) -> bytes:
+    """PNG: the session's P&L after each cycle, live and backtest, and their difference."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import DateFormatter
+    from matplotlib.figure import Figure
+
+    times = [p.ts.astimezone(NEW_YORK) for p in tracking.points]
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.plot(times, [float(p.live_pnl) for p in tracking.points], lw=1.5, label="live")
+    ax.plot(times, [float(p.shadow_pnl) for p in tracking.points], lw=1.2, ls="--", label="backtest (same orders)")
+    ax.fill_between(times, [float(p.difference) for p in tracking.points], 0, alpha=0.25, color="tab:red", label="difference")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=NEW_YORK))
+    ax.set_title(f"session {tracking.day}: P&L since the first cycle, live against backtest (New York time)", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()

@@ -59,3 +59,20 @@ def test_trader_tca_and_explain_show_the_cost_of_a_sim_session(home):
     assert D(one["slippage_bps"]) == expected.quantize(D("0.01"))
     assert "tca         arrival " in cli("explain", filled[0].client_order_id, "--config", cfg).output
     assert json.loads(cli("tca", "--json", "--date", "2024-03-06", "--config", cfg).output)["summary"]["orders"] == 0
+
+
+def test_trader_track_compares_the_session_with_its_backtest_and_explain_shows_the_backtest_fill(home):
+    with PredictionServer() as server:
+        cfg = write_config(home, server.url)
+        assert cli("run", "--mode", "sim", "--config", cfg).exit_code == 0
+    same = cli("track", "--mode", "sim", "--config", cfg, "--commission-bps", "0", "--half-spread-bps", "0")
+    assert same.exit_code == 0, same.output
+    assert "difference +0.00  tracking error 0" in same.output  # the sim fills exactly like a cost-free backtest
+    costly = cli("track", "--mode", "sim", "--config", cfg)
+    assert "difference +" in costly.output and (home / "reports" / "tracking" / "sim-2024-03-05.png").is_file()
+    with TraderStore(f"sqlite:///{home / 'trader' / 'sim.db'}") as store:
+        filled = next(o for o in store.list_orders() if o.status is OrderStatus.FILLED)
+    assert "backtest    the same order through the backtest's costs: average fill " in cli(
+        "explain", filled.client_order_id, "--config", cfg).output
+    missing = cli("track", "--mode", "sim", "--config", cfg, "--date", "2024-03-08")
+    assert missing.exit_code == 1 and "no cycle on 2024-03-08" in missing.output

@@ -51,3 +51,31 @@ def test_tracking_when_the_venue_fills_worse_the_difference_is_the_extra_cost(st
 def test_tracking_of_an_empty_store_says_so(store):
     with pytest.raises(TraderError, match="no cycle yet"):
         track_session(store, InMemoryBars(make_bars(n=2)), commission_bps=0, half_spread_bps=0)
+
+
+def test_session_tracking_asset_reports_live_against_backtest_with_a_chart(tmp_path):
+    import dagster as dg
+    from dagster_duckdb import DuckDBResource
+    from fake_venue import write_marts_bars
+
+    from orchestration.defs.trader.assets import TRADER_TABLES, session_tracking, trader_session
+    from orchestration.resources import ModelsResource, TradingResource
+
+    bars = make_bars()
+    write_marts_bars(tmp_path / "warehouse.duckdb", bars)
+    trading = TradingResource.for_home(tmp_path, mode="paper")
+    (tmp_path / "trader").mkdir()
+    with TraderStore(trading.store_url) as store:
+        _session(store, bars, slippage_bps="5", fee_bps="0.5")
+    result = dg.materialize([*TRADER_TABLES, trader_session, session_tracking], selection=[session_tracking],
+                            resources={"trading": trading, "models": ModelsResource(home=str(tmp_path)),
+                                       "warehouse": DuckDBResource(database=str(tmp_path / "warehouse.duckdb"))},
+                            instance=dg.DagsterInstance.ephemeral())
+    meta = result.asset_materializations_for_node("session_tracking")[0].metadata
+    assert meta["session"].value == "2024-03-05" and meta["cycles"].value == 26
+    assert meta["difference"].value < 0 and meta["fills_live"].value == meta["fills_backtest"].value > 10
+    assert meta["slippage_bps_live"].value - meta["slippage_bps_backtest"].value == pytest.approx(4, abs=0.05)
+    assert meta["chart"].value.startswith("![live against backtest](data:image/png;base64,")
+    report = tmp_path / "reports" / "tracking" / "paper-2024-03-05.md"
+    assert report.is_file() and "| order | symbol |" in report.read_text()
+    assert (tmp_path / "reports" / "tracking" / "paper-2024-03-05.png").stat().st_size > 5_000

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.defs.trader.assets import TRADER_AUDIT_LOG, TRADER_FILLS, TRADER_TABLES, trader_session
+from orchestration.defs.trader.assets import TRADER_AUDIT_LOG, TRADER_FILLS, TRADER_TABLES, session_tracking, trader_session
 from orchestration.defs.trader.schedules import build_jobs_and_schedules
 
 
 def build_defs() -> dg.Definitions:
     jobs, schedules = build_jobs_and_schedules()
-    return dg.Definitions(assets=[*TRADER_TABLES, trader_session], jobs=jobs, schedules=schedules)
+    return dg.Definitions(assets=[*TRADER_TABLES, session_tracking, trader_session], jobs=jobs, schedules=schedules)
 
 
 __all__ = ["TRADER_AUDIT_LOG", "TRADER_FILLS", "build_defs"]

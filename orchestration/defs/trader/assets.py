@@ -11,16 +11,18 @@ import base64
 import datetime as dt
 import io
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+from dagster_duckdb import DuckDBResource
 
 # The keys live with their first reader (compliance), which orchestration.resources imports early: defining them
 # here would make that import circular.
 from orchestration.defs.compliance.assets import TRADER_AUDIT_LOG, TRADER_FILLS
 from orchestration.defs.serving.assets import SERVING_DEPLOYMENT
-from orchestration.resources import TradingResource
+from orchestration.resources import ModelsResource, TradingResource
 
 GROUP = "trader"
 NEW_YORK = ZoneInfo("America/New_York")
@@ -70,6 +72,42 @@ def trader_session(context: dg.AssetExecutionContext, trading: TradingResource) 
     if len(today) > 1:
         meta["equity_curve"] = dg.MetadataValue.md(_equity_chart(today, day))
     return dg.MaterializeResult(metadata={k: v for k, v in meta.items() if v is not None})
+
+
+@dg.asset(group_name=GROUP, deps=[trader_session], kinds={"sqlite", "duckdb"})
+def session_tracking(trading: TradingResource, models: ModelsResource, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    """Live against backtest for the trader's newest session: its own orders replayed through the backtest's costs
+    (``trader/tracking.py``); the P&L difference is execution alone. Report under ``reports/tracking/``."""
+    from trader.brokers.bars import DuckDBBars
+    from trader.errors import TraderError
+    from trader.store import TraderStore
+    from trader.tracking import pnl_chart, track_session, write_report
+
+    if (problem := trading.store_problem()) is not None:
+        raise dg.Failure(description=problem, allow_retries=False)
+    try:
+        with TraderStore(trading.store_url) as store:
+            report = track_session(store, DuckDBBars(warehouse.database), commission_bps=models.commission_bps,
+                                   half_spread_bps=models.half_spread_bps)
+    except TraderError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    paths = write_report(report, Path(models.home) / "reports" / "tracking", mode=trading.mode)
+    last = report.points[-1]
+    chart = base64.b64encode(pnl_chart(report)).decode()
+    return dg.MaterializeResult(metadata={
+        "session": report.day.isoformat(), "cycles": len(report.points), "orders": len(report.orders),
+        "live_pnl": float(last.live_pnl), "backtest_pnl": float(last.shadow_pnl), "difference": float(report.difference),
+        "tracking_error_per_cycle": float(report.tracking_error),
+        "fills_live": report.live["fills"], "fills_backtest": report.shadow["fills"],
+        "fees_live": _money(report.live["fees"]), "fees_backtest": _money(report.shadow["fees"]),
+        "slippage_bps_live": _bps(report.live["slippage_bps"]), "slippage_bps_backtest": _bps(report.shadow["slippage_bps"]),
+        "chart": dg.MetadataValue.md(f"![live against backtest](data:image/png;base64,{chart})"),
+        "report": dg.MetadataValue.path(str(paths["md"])),
+    })
+
+
+def _bps(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _observe_tables(context: dg.AssetExecutionContext, fills: list, status: dict[str, Any], chain_ok: bool) -> None:

@@ -14,9 +14,10 @@ TRADING_STATUS_CRON = "15 16 * * 1-5"
 def build_jobs_and_schedules() -> tuple[list, list]:
     job = dg.define_asset_job(
         TRADING_STATUS_JOB,
-        selection=dg.AssetSelection.assets("serving_deployment", "trader_session"),
+        selection=dg.AssetSelection.assets("serving_deployment", "trader_session", "session_tracking"),
         description="Record which model the prediction service answers with and what the trader's newest session did "
-                    "(state, orders, fills, P&L, equity), with an observation of the trader's fills and audit log.",
+                    "(state, orders, fills, P&L, equity), with an observation of the trader's fills and audit log, and the "
+                    "session's live-against-backtest tracking.",
     )
 
     @dg.schedule(name="trading_status_schedule", job=job, cron_schedule=TRADING_STATUS_CRON, execution_timezone=EXCHANGE_TZ,
