@@ -11,6 +11,10 @@ Per order (:func:`order_tca`):
   cost of executing the filled part against a paper trade at the arrival price. The unfilled part's
   opportunity cost needs a later price and is not charged; the unfilled quantity is reported.
 
+**Parents** (execution algorithms, :mod:`trader.execution`): the children of a parent roll up into one row under the
+parent's ``client_order_id``: arrival = the parent's decision price (its ``parent_order`` record), quantity = the
+parent's, fills = every child's. Unsent slices show as the unfilled part.
+
 Per session (:func:`summarise`): the orders, their notional at arrival, the notional-weighted
 slippage, the total shortfall and fees, and the share of the ordered quantity that filled.
 This is what tells whether the backtest's cost model (commission, half spread, impact) holds.
@@ -28,12 +32,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from trader.domain import ZERO, Fill, Order, Side
+from trader.domain import ZERO, ClientOrderId, Fill, Order, Side
+from trader.execution.parents import parent_of
 
 NEW_YORK = ZoneInfo("America/New_York")
 BPS = Decimal(10_000)
@@ -53,6 +58,8 @@ class OrderTca:
     filled: Decimal
     avg_price: Decimal | None
     fees: Decimal
+    #: For a parent (execution algorithms): how many child orders it sent; 0 for an order sent whole.
+    children: int = 0
 
     @property
     def sign(self) -> int:
@@ -74,7 +81,7 @@ class OrderTca:
                 "decided_at": self.decided_at.isoformat(), "arrival": str(self.arrival), "qty": str(self.qty),
                 "filled": str(self.filled), "avg_price": None if self.avg_price is None else str(self.avg_price),
                 "fees": str(self.fees), "slippage_bps": None if self.slippage_bps is None else str(self.slippage_bps),
-                "shortfall": str(self.shortfall)}
+                "shortfall": str(self.shortfall), "children": self.children}
 
 
 def order_tca(order: Order, decision: dict[str, Any], fills: Sequence[Fill]) -> OrderTca | None:
@@ -97,10 +104,16 @@ def approved_decision(records: Iterable[Any]) -> dict[str, Any] | None:
 
 def session_tca(store: Any, *, day: dt.date | None = None) -> list[OrderTca]:
     """Every order sent on an approved decision with an arrival price (decided on New York session ``day``, if given)."""
-    rows = []
+    rows: list[OrderTca | ClientOrderId] = []
+    parents: dict[ClientOrderId, list[Order]] = {}
     since = dt.datetime.combine(day, dt.time(), tzinfo=NEW_YORK) if day else None
     for order in store.list_orders(since=since):
         if day is not None and order.created_at.astimezone(NEW_YORK).date() != day:
+            continue
+        if (parent := parent_of(order.client_order_id)) is not None:
+            if parent not in parents:
+                rows.append(parent)  # the parent's row goes where its first child was
+            parents.setdefault(parent, []).append(order)
             continue
         decision = approved_decision(store.audit_for_order(order.client_order_id))
         if decision is None:
@@ -108,7 +121,22 @@ def session_tca(store: Any, *, day: dt.date | None = None) -> list[OrderTca]:
         row = order_tca(order, decision, store.list_fills(client_order_id=order.client_order_id))
         if row is not None:
             rows.append(row)
-    return rows
+    rolled = {p: parent_tca(store, p, children) for p, children in parents.items()}
+    return [r for r in (rolled[r] if isinstance(r, str) else r for r in rows) if r is not None]
+
+
+def parent_tca(store: Any, parent_id: str, children: Sequence[Order]) -> OrderTca | None:
+    """One row for a parent: its ``parent_order`` record's arrival and quantity, every child's fills."""
+    record = next((r for r in store.audit_for_order(parent_id)
+                   if r.kind == "parent_order" and r.payload.get("client_order_id") == parent_id), None)
+    if record is None:
+        return None
+    p = record.payload
+    parent = Order(client_order_id=ClientOrderId(parent_id), symbol=p["symbol"], side=Side(p["side"]), qty=Decimal(str(p["qty"])),
+                   created_at=dt.datetime.fromisoformat(record.ts))
+    fills = [f for child in children for f in store.list_fills(client_order_id=child.client_order_id)]
+    row = order_tca(parent, {"reference_price": p.get("arrival"), "decided_at": record.ts}, fills)
+    return None if row is None else replace(row, children=len(children))
 
 
 def summarise(rows: Iterable[OrderTca]) -> dict[str, Any]:

@@ -266,6 +266,7 @@ class ExecutionDesk:
             if parent in book.active:
                 book.active.remove(parent)
             book.ended.append(ended)
+        book.released = frozenset(sent)  # what the end records call unsent: after this cycle's children
 
     def _write(self, book: _Book, created: list[_NewParent]) -> None:
         """New parents (row + ``parent_order``) and ended ones (row + ``parent_order_end``) in one commit."""
