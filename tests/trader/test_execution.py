@@ -8,16 +8,17 @@ from decimal import Decimal as D
 
 import pytest
 from fake_venue import OPEN, STEP, SYMBOLS, FakeBroker, config, make_bars, write_marts_bars
-from trader_builders import NOW, SECTORS, context, submit
+from trader_builders import NOW, SECTORS, context, order, prediction, submit
 
 from trader.brokers.bars import Bar, DuckDBBars, InMemoryBars
 from trader.brokers.sim import SimBroker, SimConfig
 from trader.config import ExecutionConfig, RiskLimits, TraderConfig, load_config
-from trader.domain import TradingState, positions_from_fills
+from trader.domain import SubmitOrder, TradingState, positions_from_fills
 from trader.errors import TraderConfigError
 from trader.execution import ExecutionDesk, ParentStatus, parent_of, twap_schedule, volume_profiles
 from trader.execution.algos import allocate
 from trader.history import MarketHistory
+from trader.market_hours import MarketCalendar
 from trader.predictions import PredictionBatch
 from trader.risk import RiskEngine
 from trader.runner import Runner, replay_ticks
@@ -213,6 +214,37 @@ def test_an_order_below_the_threshold_or_denied_whole_is_not_sliced(store, wareh
     (big,) = vwap_desk(store, warehouse).check_all([submit("AAA", qty=500, reference_price="100")], context(), engine)
     assert not big.approved and big.reason.value == "POSITION_EXCEEDS_MAX_PCT_EQUITY"  # whole, denied whole
     assert store.parent_orders() == []
+
+
+def test_a_child_the_risk_engine_denies_stops_its_parent(store, warehouse):
+    desk = vwap_desk(store, warehouse)
+    (first,) = desk.check_all([submit("AAA", qty=90, reference_price="100")], context(), RiskEngine(RiskLimits(), sectors=SECTORS))
+    store.save_order(first.command.order)  # what the runner's routing does with an approved child
+    (pid,) = parents(store)
+    later = NOW + STEP
+    restricted = RiskEngine(RiskLimits(restricted_symbols=frozenset({"AAA"})), sectors=SECTORS)
+    (second,) = desk.check_all([], context(now=later), restricted, predictions=[prediction("AAA", feature_ts=later)])
+    assert second.command.order.client_order_id == f"{pid}-s1" and second.reason.value == "SYMBOL_RESTRICTED"
+    stopped = parents(store)[pid]
+    assert stopped["status"] == ParentStatus.STOPPED and f"{pid}-s1 denied: SYMBOL_RESTRICTED" in stopped["status_reason"]
+    assert desk.check_all([], context(now=later + STEP), RiskEngine(RiskLimits(), sectors=SECTORS)) == []  # nothing more
+
+
+def test_a_schedule_never_runs_past_the_session_close(store, warehouse):
+    late = dt.datetime(2024, 3, 5, 20, 30, tzinfo=dt.UTC)  # 15:30 New York: two bars left
+    desk = ExecutionDesk(ExecutionConfig(algo="twap"), store=store, run_id="r1", feed=DuckDBBars(warehouse), calendar=MarketCalendar())
+    fresh = SubmitOrder(order=order("AAA", qty=90, at=late), prediction=prediction("AAA", feature_ts=late), reference_price=D(100))
+    desk.check_all([fresh], context(now=late), RiskEngine(RiskLimits(), sectors=SECTORS))
+    record = next(r.payload for r in store.audit_records() if r.kind == "parent_order")
+    assert [(s["due"], s["qty"]) for s in record["schedule"]] == [(late.isoformat(), "45"), ((late + STEP).isoformat(), "45")]
+
+
+def test_without_volume_history_an_order_is_sliced_and_the_record_says_why(store, tmp_path):
+    desk = ExecutionDesk(ExecutionConfig(algo="twap"), store=store, run_id="r1", feed=DuckDBBars(tmp_path / "none.duckdb"))
+    (decision,) = desk.check_all([submit("AAA", qty=8, reference_price="100")], context(), RiskEngine(RiskLimits(), sectors=SECTORS))
+    record = next(r.payload for r in store.audit_records() if r.kind == "parent_order")
+    assert record["expected_volume"] is None and record["note"] == "twap over 4 bars; no volume history: sliced by default"
+    assert [s["qty"] for s in record["schedule"]] == ["2", "2", "2", "2"] and decision.command.order.qty == 2
 
 
 # -- audit and TCA --------------------------------------------------------------------------------

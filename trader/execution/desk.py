@@ -55,7 +55,7 @@ from trader.execution.algos import (
     slot_of,
     volume_profiles,
 )
-from trader.execution.parents import ParentOrder, ParentStatus, parent_of
+from trader.execution.parents import ParentOrder, ParentStatus
 from trader.predictions import Prediction
 from trader.risk import RiskContext, RiskDecision, RiskEngine
 from trader.store import TraderStore
@@ -253,12 +253,10 @@ class ExecutionDesk:
         """A denied child stops its parent; a parent whose last slice was approved is done."""
         verdicts = {d.command.order.client_order_id: d for d in decisions if isinstance(d.command, SubmitOrder)}
         sent = book.released | {cid for cid in children if verdicts[cid].approved}
-        denied = {parent_of(cid): verdicts[cid] for cid in children if not verdicts[cid].approved}
         for parent in [*book.active, *(n.parent for n in created)]:
-            if parent.client_order_id in denied:
-                verdict = denied[parent.client_order_id]
-                ended = parent.ended(ParentStatus.STOPPED, f"child {parent.child_id(parent.unsent(book.released)[0].index)} "
-                                     f"denied: {verdict.reason.value}", at=book.now)
+            mine = [cid for cid in children if cid.startswith(f"{parent.client_order_id}-s")]
+            if mine and not verdicts[mine[0]].approved:
+                ended = parent.ended(ParentStatus.STOPPED, f"child {mine[0]} denied: {verdicts[mine[0]].reason.value}", at=book.now)
             elif not parent.unsent(sent):
                 ended = parent.ended(ParentStatus.DONE, "every slice sent", at=book.now)
             else:
