@@ -481,7 +481,7 @@ def explain(cfg: TraderConfig | None, mode: Mode, store_url: str, client_order_i
 def tca(cfg: TraderConfig | None, mode: Mode, store_url: str, day: dt.datetime | None, as_json: bool) -> None:
     """Transaction cost analysis: each order's fills against the price it was decided at (trader/tca.py)."""
     with _read_store(store_url, mode) as store:
-        rows = session_tca(store, day=day.date() if day else None)
+        rows = session_tca(store, day=day.date() if day else None, feed=_tca_bars())
     total = summarise(rows)
     if as_json:
         click.echo(json.dumps({"orders": [r.record() for r in rows], "summary": plain(total)}, indent=2))
@@ -491,6 +491,13 @@ def tca(cfg: TraderConfig | None, mode: Mode, store_url: str, day: dt.datetime |
            ["order", "symbol", "side", "arrival", "avg fill", "filled", "slip bps", "shortfall"])
     click.echo(f"{total['orders']} orders, filled notional {total['filled_notional']}, slippage {total['slippage_bps']} bps "
                f"(notional-weighted), shortfall {total['shortfall']}, fees {total['fees']}, fill rate {total['fill_rate']}")
+
+
+def _tca_bars() -> Any:
+    """The warehouse's bars for the parents' market VWAP (read only when there are parents; missing: no benchmark)."""
+    from trader.brokers.bars import DuckDBBars
+
+    return DuckDBBars(timeframe=TIMEFRAME)
 
 
 def _why_lines(why: dict[str, Any] | None) -> list[str]:

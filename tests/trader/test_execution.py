@@ -253,11 +253,11 @@ def sim_session(store, ticks_run: int = 6):
     bars = thin_aaa(make_bars(), volume=2_000)
     broker = SimBroker(InMemoryBars(bars), config=SimConfig(slippage_bps=D(2)), start=bars[0].ts)
     reports = desk_runner(store, broker, bars).run(replay_ticks(bars)[:ticks_run], before_cycle=lambda t: broker.advance_to(t.ts))
-    return broker, reports
+    return broker, reports, bars
 
 
 def test_sim_run_with_twap_fills_the_parent_quantity_and_fills_sum_to_positions(store):
-    broker, reports = sim_session(store)
+    broker, reports, _ = sim_session(store)
     assert all(r.problems == () and r.state is TradingState.ACTIVE for r in reports)  # strict: venue == books each cycle
     ((pid, parent),) = parents(store).items()
     filled = sum(f.qty for f in store.list_fills() if parent_of(f.client_order_id) == pid)
@@ -284,9 +284,9 @@ def test_audit_trail_names_the_parent_of_every_child(store):
 
 
 def test_tca_rolls_the_children_up_to_the_parent_at_its_arrival_price(store):
-    sim_session(store)
+    _, _, bars = sim_session(store)
     ((pid, parent),) = parents(store).items()
-    rows = {r.client_order_id: r for r in session_tca(store)}
+    rows = {r.client_order_id: r for r in session_tca(store, feed=InMemoryBars(bars))}
     assert pid in rows and not any(parent_of(cid) for cid in rows)
     row = rows[pid]
     fills = [f for f in store.list_fills() if parent_of(f.client_order_id) == pid]
@@ -294,6 +294,13 @@ def test_tca_rolls_the_children_up_to_the_parent_at_its_arrival_price(store):
     assert (row.children, row.qty, row.filled, row.arrival) == (4, parent["qty"], parent["qty"], parent["arrival"])
     assert row.avg_price == avg and row.slippage_bps == ((avg - row.arrival) / row.arrival * 10_000).quantize(D("0.01"))
     assert row.decided_at == parent["created_at"]
+    # The benchmark: the market's VWAP over the four bars the schedule spanned (the bars the children filled in).
+    spanned = [b for b in bars if b.symbol == "AAA" and parent["created_at"] <= b.ts < parent["created_at"] + 4 * STEP]
+    vwap = sum((b.high + b.low + b.close) / 3 * b.volume for b in spanned) / sum(b.volume for b in spanned)
+    assert len(spanned) == 4 and row.market_vwap == vwap
+    assert row.vwap_slippage_bps == ((avg - vwap) / vwap * 10_000).quantize(D("0.01"))
+    without = next(r for r in session_tca(store) if r.client_order_id == pid)
+    assert without.market_vwap is None and without.slippage_bps == row.slippage_bps  # no bars: no benchmark, the rest unchanged
 
 
 # -- config ---------------------------------------------------------------------------------------
