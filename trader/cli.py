@@ -525,8 +525,13 @@ def _lineage_lines(ts: str, kind: str, p: dict[str, Any]) -> list[str]:
             head.append("  prediction  none (a risk-reducing order)")
         head.append(f"  risk        {'APPROVED' if p['approved'] else 'DENIED: ' + p['reason']}")
         return head + [f"    {'ok ' if c['approved'] else 'NO '} {c['check']:<18} {c['reason']:<31} {c['message']}" for c in p["checks"]]
+    if kind == "parent_order":  # trader/execution: the sized order, split into child slices
+        slices = ", ".join(f"s{s['slice']} {s['qty']} at {s['due'][11:16]}" for s in p["schedule"])
+        return [f"{ts}  parent order by run {p.get('run_id')}: {p['side']} {p['qty']} {p['symbol']} sized at {p['arrival']}, "
+                f"{p['algo']} ({p['note']})", f"  schedule    {slices}",
+                f"  risk        whole order {'APPROVED' if p['decision']['approved'] else 'DENIED'}"]
     if kind == "fill":
         f = p["fill"]
         return [f"{ts}  fill {f['fill_id']}: {f['side']} {f['qty']} @ {f['price']}, fee {f['fee']} ({f['venue']})"]
-    details = {k: v for k, v in p.items() if k in ("venue", "order_id", "reason", "note", "cancel_reason") and v}
+    details = {k: v for k, v in p.items() if k in ("venue", "order_id", "reason", "note", "cancel_reason", "parent_id", "status") and v}
     return [f"{ts}  {kind.replace('_', ' ')}" + ("".join(f", {k} {v}" for k, v in plain(details).items()))]

@@ -14,7 +14,7 @@ Per order (:func:`order_tca`):
 **Parents** (execution algorithms, :mod:`trader.execution`): the children of a parent roll up into one row under the
 parent's ``client_order_id``: arrival = the parent's decision price (its ``parent_order`` record), quantity = the
 parent's, fills = every child's. Unsent slices show as the unfilled part. Given bars, a parent is also measured
-against the **market VWAP** of the bars its schedule spanned (typical price ``(high + low + close) / 3`` weighted by
+against the **market VWAP** of the bars its children went out in (typical price ``(high + low + close) / 3`` weighted by
 volume): ``side · (average fill − market VWAP) / market VWAP · 10⁴`` bps, the part of the cost the algorithm itself
 is answerable for.
 
@@ -65,7 +65,7 @@ class OrderTca:
     fees: Decimal
     #: For a parent (execution algorithms): how many child orders it sent; 0 for an order sent whole.
     children: int = 0
-    #: For a parent, given bars: the market's volume-weighted typical price over the bars of its schedule.
+    #: For a parent, given bars: the market's volume-weighted typical price over the bars its children went out in.
     market_vwap: Decimal | None = None
 
     @property
@@ -156,8 +156,9 @@ def parent_tca(store: Any, parent_id: str, children: Sequence[Order], *, feed: B
     row = order_tca(parent, {"reference_price": p.get("arrival"), "decided_at": record.ts}, fills)
     if row is None:
         return None
-    dues = [dt.datetime.fromisoformat(s["due"]) for s in p.get("schedule", [])]
-    vwap = market_vwap(feed, parent.symbol, start=parent.created_at, last_open=max(dues)) if feed is not None and dues else None
+    # The bars the children went out in: from the decision to the last child's release (not the unsent slices').
+    last = max(child.created_at for child in children)
+    vwap = market_vwap(feed, parent.symbol, start=parent.created_at, last_open=last) if feed is not None else None
     return replace(row, children=len(children), market_vwap=vwap)
 
 

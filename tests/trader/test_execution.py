@@ -332,3 +332,25 @@ def test_allocate_splits_exactly_and_twap_spreads_fewer_slices_over_the_horizon(
     assert sum(allocate(D("10.003"), [D(1)] * 7)) == D("10.003")
     parts = twap_schedule(D(90), now=NOW, horizon=4, n=2)
     assert [(s.due, s.qty) for s in parts] == [(NOW, D(45)), (NOW + 2 * STEP, D(45))]
+
+
+def test_cli_sim_run_with_twap_then_tca_and_explain_show_the_parents(home):
+    import json
+
+    from fake_venue import PredictionServer
+    from test_trader_cli import cli, write_config
+
+    with PredictionServer() as server:
+        cfg = write_config(home, server.url, execution={"algo": "twap", "participation_threshold": 0.00001})
+        result = cli("run", "--mode", "sim", "--config", cfg)
+    assert result.exit_code == 0, result.output
+    report = json.loads(cli("tca", "--json", "--config", cfg).output)
+    rolled = [r for r in report["orders"] if r["children"]]
+    assert rolled and not any(parent_of(r["client_order_id"]) for r in report["orders"])
+    assert all(r["market_vwap"] is not None for r in rolled if D(r["filled"]) > 0)  # the warehouse's bars
+    pid = rolled[0]["client_order_id"]
+    explain = cli("explain", pid, "--config", cfg)
+    assert explain.exit_code == 0 and "parent order by run" in explain.output, explain.output
+    assert "  schedule    s0 " in explain.output and "whole order APPROVED" in explain.output
+    child = cli("explain", f"{pid}-s0", "--config", cfg).output  # the parent's schedule names the child: it shows too
+    assert f"order submit, parent_id {pid}, venue sim" in child and "parent order by run" in child
