@@ -140,6 +140,8 @@ parent_orders = sa.Table(
     sa.Column("slices", sa.Text, nullable=False),  # JSON: [[due (ISO 8601 UTC), qty (exact text)], ...]
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("status_reason", sa.Text, nullable=False),
+    #: The trading state (kill switch) record in force when it was scheduled: any change since stops it.
+    sa.Column("state_seen", sa.Text, nullable=False),
     sa.Column("created_at", UTCText, nullable=False, index=True),
     sa.Column("updated_at", UTCText, nullable=False),
 )

@@ -121,16 +121,18 @@ def test_halted_kill_switch_stops_the_remaining_slices(store):
     r = desk_runner(store, broker, bars)
     step(r, broker, ticks[:2])
     (pid,) = parents(store)
-    store.set_trading_state(TradingState.HALTED, reason="ops kill", changed_by="alice", at=ticks[1].ts + dt.timedelta(minutes=1))
+    wall = dt.datetime(2026, 12, 7, 9, tzinfo=dt.UTC)  # `trader kill` on the wall clock, long after the replayed session
+    store.set_trading_state(TradingState.HALTED, reason="ops kill", changed_by="alice", at=wall)
     step(r, broker, ticks[2:4])
     assert parents(store)[pid]["status"] == ParentStatus.STOPPED and "halted" in parents(store)[pid]["status_reason"].lower()
-    store.set_trading_state(TradingState.ACTIVE, reason="checked", changed_by="bob", at=ticks[3].ts + dt.timedelta(minutes=1))
-    step(r, broker, ticks[4:5])
+    store.set_trading_state(TradingState.ACTIVE, reason="checked", changed_by="bob", at=wall + dt.timedelta(minutes=5))
+    step(r, broker, ticks[4:6])
     sent = {o.client_order_id for o in broker.submitted}
     assert {f"{pid}-s0", f"{pid}-s1"} <= sent and not {f"{pid}-s2", f"{pid}-s3"} & sent
-    # After the resume the book is sized afresh: a new parent for what the stopped one left undone.
-    fresh = [p for p in store.parent_orders() if p["client_order_id"] != pid]
-    assert [(p["symbol"], p["created_at"]) for p in fresh] == [("AAA", ticks[4].ts)]
+    # After the resume the book is sized afresh: a new parent for what the stopped one left undone, and it runs on.
+    (fresh,) = [p for p in store.parent_orders() if p["client_order_id"] != pid]
+    assert (fresh["symbol"], fresh["created_at"], fresh["status"]) == ("AAA", ticks[4].ts, ParentStatus.ACTIVE)
+    assert f"{fresh['client_order_id']}-s1" in sent
 
 
 def test_a_new_sizing_for_the_symbol_supersedes_the_remaining_slices(store):

@@ -55,7 +55,7 @@ from trader.execution.algos import (
     slot_of,
     volume_profiles,
 )
-from trader.execution.parents import ParentOrder, ParentStatus
+from trader.execution.parents import ParentOrder, ParentStatus, state_key
 from trader.predictions import Prediction
 from trader.risk import RiskContext, RiskDecision, RiskEngine
 from trader.store import TraderStore
@@ -83,6 +83,7 @@ class _Book:
     released: frozenset[ClientOrderId]
     known: set[str]
     ended: list[ParentOrder]
+    state: str
 
 
 class ExecutionDesk:
@@ -122,9 +123,9 @@ class ExecutionDesk:
         if not self.enabled:
             return 0
         book = self._load(now)
+        count = len(book.active)
         book.ended += [p.ended(ParentStatus.STOPPED, reason, at=now) for p in book.active]
         book.active = []
-        count = len(book.ended)
         self._write(book, [])
         return count
 
@@ -163,13 +164,15 @@ class ExecutionDesk:
         known = {r["client_order_id"] for r in self.store.parent_orders(since=now - _DAY)}
         state = self.store.trading_state()
         today = now.astimezone(NEW_YORK).date()
-        book = _Book(now=now, active=[], released=released, known=known | {p.client_order_id for p in parents}, ended=[])
+        book = _Book(now=now, active=[], released=released, known=known | {p.client_order_id for p in parents}, ended=[],
+                     state=state_key(state))
         for p in parents:
             if p.created_at.astimezone(NEW_YORK).date() < today:
                 book.ended.append(p.ended(ParentStatus.STOPPED, "its session ended before every slice went out", at=now))
-            elif state.changed_at is not None and state.changed_at > p.created_at:
-                book.ended.append(p.ended(ParentStatus.STOPPED, f"trading state changed to {state.state.value} at "
-                                          f"{state.changed_at.isoformat()} ({state.reason})", at=now))
+            elif p.state_seen != book.state:
+                changed = state.changed_at.isoformat() if state.changed_at else "?"
+                book.ended.append(p.ended(ParentStatus.STOPPED, f"trading state changed to {state.state.value} at {changed} "
+                                          f"by {state.changed_by or '?'} ({state.reason})", at=now))
             elif not p.unsent(released):
                 book.ended.append(p.ended(ParentStatus.DONE, "every slice sent", at=now))
             else:
@@ -227,7 +230,7 @@ class ExecutionDesk:
         if expected is None:
             note += "; no volume history: sliced by default"
         parent = ParentOrder(client_order_id=order.client_order_id, symbol=order.symbol, side=order.side, qty=order.qty,
-                             algo=cfg.algo, arrival=command.reference_price, slices=slices, created_at=now)
+                             algo=cfg.algo, arrival=command.reference_price, slices=slices, created_at=now, state_seen=book.state)
         book.known.add(parent.client_order_id)
         shape = {slot_of(now + k * step).isoformat("minutes"): profile.slot_volume(now + k * step)
                  for k in range(horizon)} if profile is not None else {}

@@ -45,6 +45,16 @@ def lineage(client_order_id: str) -> dict[str, Any]:
     return {"parent_id": match["parent"], "slice": int(match["index"])} if match else {}
 
 
+def state_key(state: Any) -> str:
+    """One trading-state record (:class:`~trader.store.TradingStateRecord`) as text: any change gives another key.
+
+    Compared as a whole rather than by time: a kill switch set from the wall clock must stop a parent of a
+    replayed (simulated) session too.
+    """
+    changed = state.changed_at.isoformat() if state.changed_at is not None else ""
+    return f"{state.state.value}|{changed}|{state.changed_by}|{state.reason}"
+
+
 class ParentStatus(StrEnum):
     """ACTIVE releases slices; DONE released them all; SUPERSEDED by a new decision; STOPPED (halt, denial, close)."""
 
@@ -69,6 +79,8 @@ class ParentOrder:
     status: ParentStatus = ParentStatus.ACTIVE
     status_reason: str = ""
     updated_at: dt.datetime | None = None
+    #: The trading state record in force when it was scheduled (:func:`state_key`); a different one stops it.
+    state_seen: str = ""
 
     def child_id(self, index: int) -> ClientOrderId:
         return child_id(self.client_order_id, index)
@@ -92,7 +104,7 @@ class ParentOrder:
         return {"client_order_id": self.client_order_id, "symbol": self.symbol, "side": self.side.value, "qty": self.qty,
                 "algo": self.algo, "arrival": self.arrival, "status": self.status.value, "status_reason": self.status_reason,
                 "slices": json.dumps([[s.due.isoformat(), str(s.qty)] for s in self.slices]),
-                "created_at": self.created_at, "updated_at": self.updated_at or self.created_at}
+                "state_seen": self.state_seen, "created_at": self.created_at, "updated_at": self.updated_at or self.created_at}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ParentOrder:
@@ -100,7 +112,8 @@ class ParentOrder:
                        for i, (due, qty) in enumerate(json.loads(row["slices"])))
         return cls(client_order_id=ClientOrderId(row["client_order_id"]), symbol=Symbol(row["symbol"]), side=Side(row["side"]),
                    qty=row["qty"], algo=row["algo"], arrival=row["arrival"], slices=slices, created_at=row["created_at"],
-                   status=ParentStatus(row["status"]), status_reason=row["status_reason"], updated_at=row["updated_at"])
+                   status=ParentStatus(row["status"]), status_reason=row["status_reason"], updated_at=row["updated_at"],
+                   state_seen=row["state_seen"])
 
     def schedule_record(self) -> list[dict[str, Any]]:
         return [{"slice": s.index, "client_order_id": self.child_id(s.index), "due": s.due, "qty": s.qty} for s in self.slices]
