@@ -25,10 +25,27 @@ order's risk decision and arrival price) are written before any child is stored;
 whose ``order_submit`` names its parent; a parent's end is a ``parent_order_end`` record. Whether a slice went out
 is read from the ``orders`` table by its deterministic id, so a restart mid-schedule resumes where it was.
 
-Example:
-    >>> desk = ExecutionDesk(cfg.execution, store=store, run_id="sim-1", feed=feed)  # doctest: +SKIP
-    >>> pending = desk.with_unsent(pending, now)  # doctest: +SKIP
-    >>> decisions = desk.check_all(sizing.commands, ctx, engine, predictions=batch.predictions)  # doctest: +SKIP
+Example (no volume history, so the order is sliced; its first child goes out now, the rest one per bar):
+    >>> from decimal import Decimal as D
+    >>> from trader.brokers.bars import InMemoryBars
+    >>> from trader.config import RiskLimits
+    >>> from trader.domain import Account, Order, TradingState
+    >>> now = dt.datetime(2024, 3, 5, 15, tzinfo=dt.UTC)
+    >>> store = TraderStore("sqlite://")  # in memory
+    >>> desk = ExecutionDesk(ExecutionConfig(algo="twap"), store=store, run_id="r1", feed=InMemoryBars([]))
+    >>> engine = RiskEngine(RiskLimits(market_hours_only=False), sectors={"AAA": "tech"})
+    >>> ctx = RiskContext(now=now, trading_state=TradingState.ACTIVE, account=Account(cash=D(100_000)),
+    ...                   prices={"AAA": D(100)}, day_start_equity=D(100_000), peak_equity=D(100_000))
+    >>> why = Prediction(symbol="AAA", score=0.5, direction="long", confidence=0.6, feature_ts=now, stale=False, model_version="v1")
+    >>> order = Order(client_order_id="al-" + "a" * 32, symbol="AAA", side=Side.BUY, qty=D(80), created_at=now)
+    >>> desk.with_unsent({}, now)
+    {}
+    >>> (child,) = desk.check_all([SubmitOrder(order=order, prediction=why, reference_price=D(100))], ctx, engine)
+    >>> child.approved, child.command.order.client_order_id[-3:], child.command.order.qty
+    (True, '-s0', Decimal('20'))
+    >>> store.save_order(child.command.order)  # the runner stores it before sending; then it is working (pending 20)
+    >>> desk.with_unsent({"AAA": D(20)}, now + dt.timedelta(minutes=15))  # 20 working + 60 in three unsent slices
+    {'AAA': Decimal('80')}
 """
 
 from __future__ import annotations
