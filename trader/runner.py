@@ -17,7 +17,9 @@ Each :class:`Tick` (a bar close in a replay, a bar boundary live) runs one :meth
    new orders; after ``prediction.max_consecutive_failures`` failed cycles in a row the
    trading state goes to HALTED with the reason;
 5. **sizing and risk** — :func:`~trader.sizing.size_orders`, then every order through
-   :meth:`~trader.risk.RiskEngine.check_all`; the kill switch is re-read before each submit;
+   :meth:`~trader.risk.RiskEngine.check_all`; the kill switch is re-read before each submit. With
+   ``execution.algo`` a large order becomes a parent whose child slices go out over the next bars
+   (:class:`~trader.execution.ExecutionDesk`: unsent slices count as pending, each child is checked);
 6. **routing** — an order is stored (NEW) before it is sent, so that a crash mid-submit leaves
    a ``client_order_id`` to look up; a lost answer is looked up at the venue, never resent blindly.
 

@@ -356,3 +356,12 @@ def test_cli_sim_run_with_twap_then_tca_and_explain_show_the_parents(home):
     assert "  schedule    s0 " in explain.output and "whole order APPROVED" in explain.output
     child = cli("explain", f"{pid}-s0", "--config", cfg).output  # the parent's schedule names the child: it shows too
     assert f"order submit, parent_id {pid}, venue sim" in child and "parent order by run" in child
+
+
+def test_the_examples_in_the_execution_and_tca_docstrings_run():
+    import doctest
+    import importlib
+
+    for name in ("trader.execution.algos", "trader.execution.parents", "trader.execution.desk", "trader.tca"):
+        result = doctest.testmod(importlib.import_module(name))
+        assert result.failed == 0 and result.attempted > 0, name
