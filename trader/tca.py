@@ -133,14 +133,21 @@ def session_tca(store: Any, *, day: dt.date | None = None, feed: BarFeed | None 
                 rows.append(parent)  # the parent's row goes where its first child was
             parents.setdefault(parent, []).append(order)
             continue
+        rows += _whole(store, [order])
+    rolled = {p: [row] if (row := parent_tca(store, p, children, feed=feed)) else _whole(store, children)
+              for p, children in parents.items()}  # no parent_order record: each order on its own
+    return [row for r in rows for row in (rolled[r] if isinstance(r, str) else [r])]
+
+
+def _whole(store: Any, orders: Iterable[Order]) -> list[OrderTca]:
+    """The rows of orders measured on their own (an approved decision with an arrival price)."""
+    rows = []
+    for order in orders:
         decision = approved_decision(store.audit_for_order(order.client_order_id))
-        if decision is None:
-            continue
-        row = order_tca(order, decision, store.list_fills(client_order_id=order.client_order_id))
+        row = order_tca(order, decision, store.list_fills(client_order_id=order.client_order_id)) if decision else None
         if row is not None:
             rows.append(row)
-    rolled = {p: parent_tca(store, p, children, feed=feed) for p, children in parents.items()}
-    return [r for r in (rolled[r] if isinstance(r, str) else r for r in rows) if r is not None]
+    return rows
 
 
 def parent_tca(store: Any, parent_id: str, children: Sequence[Order], *, feed: BarFeed | None = None) -> OrderTca | None:

@@ -365,3 +365,11 @@ def test_the_examples_in_the_execution_and_tca_docstrings_run():
     for name in ("trader.execution.algos", "trader.execution.parents", "trader.execution.desk", "trader.tca"):
         result = doctest.testmod(importlib.import_module(name))
         assert result.failed == 0 and result.attempted > 0, name
+
+
+def test_tca_measures_an_order_named_like_a_child_but_without_a_parent_record_on_its_own(store):
+    lone = order("AAA", qty=10, cid="al-" + "b" * 32 + "-s0")
+    store.save_order(lone)
+    store.append_audit("risk_decision", {"client_order_id": lone.client_order_id, "approved": True, "reference_price": "100"}, ts=NOW)
+    (row,) = session_tca(store)
+    assert (row.client_order_id, row.children, row.arrival) == (lone.client_order_id, 0, D(100))
