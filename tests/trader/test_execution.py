@@ -19,7 +19,7 @@ from trader.execution import ExecutionDesk, ParentStatus, parent_of, twap_schedu
 from trader.execution.algos import allocate
 from trader.history import MarketHistory
 from trader.market_hours import MarketCalendar
-from trader.predictions import PredictionBatch
+from trader.predictions import Prediction, PredictionBatch
 from trader.risk import RiskEngine
 from trader.runner import Runner, replay_ticks
 from trader.store import TraderStore
@@ -36,8 +36,6 @@ class ConstantPredictor:
         self.scores = dict(scores or SCORES)
 
     def predict(self, symbols, *, as_of=None) -> PredictionBatch:
-        from trader.predictions import Prediction
-
         ts = as_of or OPEN
         return PredictionBatch("ens:test", tuple(
             Prediction(symbol=s, score=self.scores[s], direction="long" if self.scores[s] > 0 else "short", confidence=0.6,
