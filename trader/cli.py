@@ -492,7 +492,7 @@ def _tracked(mode: Mode, order: Any) -> dict[str, Any] | None:
 def tca(cfg: TraderConfig | None, mode: Mode, store_url: str, day: dt.datetime | None, as_json: bool) -> None:
     """Transaction cost analysis: each order's fills against the price it was decided at (trader/tca.py)."""
     with _read_store(store_url, mode) as store:
-        rows = session_tca(store, day=day.date() if day else None)
+        rows = session_tca(store, day=day.date() if day else None, feed=_tca_bars())
     total = summarise(rows)
     if as_json:
         click.echo(json.dumps({"orders": [r.record() for r in rows], "summary": plain(total)}, indent=2))
@@ -530,6 +530,13 @@ def track(cfg: TraderConfig | None, mode: Mode, store_url: str, day: dt.datetime
     click.echo(f"report: {paths['md']}")
 
 
+def _tca_bars() -> Any:
+    """The warehouse's bars for the parents' market VWAP (read only when there are parents; missing: no benchmark)."""
+    from trader.brokers.bars import DuckDBBars
+
+    return DuckDBBars(timeframe=TIMEFRAME)
+
+
 def _why_lines(why: dict[str, Any] | None) -> list[str]:
     """The SHAP attribution of a score: base, the top contributions, the rest."""
     if not why:
@@ -555,8 +562,13 @@ def _lineage_lines(ts: str, kind: str, p: dict[str, Any]) -> list[str]:
             head.append("  prediction  none (a risk-reducing order)")
         head.append(f"  risk        {'APPROVED' if p['approved'] else 'DENIED: ' + p['reason']}")
         return head + [f"    {'ok ' if c['approved'] else 'NO '} {c['check']:<18} {c['reason']:<31} {c['message']}" for c in p["checks"]]
+    if kind == "parent_order":  # trader/execution: the sized order, split into child slices
+        slices = ", ".join(f"s{s['slice']} {s['qty']} at {s['due'][11:16]}" for s in p["schedule"])
+        return [f"{ts}  parent order by run {p.get('run_id')}: {p['side']} {p['qty']} {p['symbol']} sized at {p['arrival']}, "
+                f"{p['algo']} ({p['note']})", f"  schedule    {slices}",
+                f"  risk        whole order {'APPROVED' if p['decision']['approved'] else 'DENIED'}"]
     if kind == "fill":
         f = p["fill"]
         return [f"{ts}  fill {f['fill_id']}: {f['side']} {f['qty']} @ {f['price']}, fee {f['fee']} ({f['venue']})"]
-    details = {k: v for k, v in p.items() if k in ("venue", "order_id", "reason", "note", "cancel_reason") and v}
+    details = {k: v for k, v in p.items() if k in ("venue", "order_id", "reason", "note", "cancel_reason", "parent_id", "status") and v}
     return [f"{ts}  {kind.replace('_', ' ')}" + ("".join(f", {k} {v}" for k, v in plain(details).items()))]

@@ -245,6 +245,40 @@ class HistoryConfig(_Model):
     min_observations: Annotated[int, Field(ge=10)] = 60
 
 
+class ExecutionConfig(_Model):
+    """Execution algorithms (:mod:`trader.execution`): large orders go out as child slices over the next bars.
+
+    ``algo: none`` sends every sized order whole (the default). With ``twap`` or ``vwap`` an order whose quantity
+    exceeds ``participation_threshold`` of the symbol's expected volume over the next ``horizon_bars`` bars (from
+    the warehouse's trailing bars) becomes a parent of ``slices`` children, one per cycle at most: ``twap`` in
+    equal parts, ``vwap`` in proportion to the bar-of-day volume profile (short history: TWAP, with a note).
+    """
+
+    algo: Literal["none", "twap", "vwap"] = "none"
+    #: Slice an order above this share of the expected volume over the horizon (no volume history: always slice).
+    participation_threshold: Fraction = Decimal("0.01")
+    #: Bars (decision cycles) a parent is spread over; a schedule never runs past the session's close.
+    horizon_bars: Annotated[int, Field(ge=2, le=78)] = 4
+    #: Children per parent (at most one per bar); ``null``: one per bar of the horizon.
+    slices: Annotated[int, Field(ge=2, le=78)] | None = None
+    #: Fewer children when a child would be worth less than this (one child left: the order goes whole).
+    min_child_notional: Annotated[Decimal, Field(ge=0)] = Decimal(0)
+    #: Calendar days of trailing bars for the volume profile and the expected volume.
+    lookback_days: Annotated[int, Field(ge=1, le=365)] = 20
+    #: Complete sessions the VWAP profile needs; fewer: the parent is sliced by TWAP (its record says why).
+    min_profile_sessions: Annotated[int, Field(ge=1, le=250)] = 5
+
+    @model_validator(mode="after")
+    def _slices_fit(self) -> ExecutionConfig:
+        if self.slices is not None and self.slices > self.horizon_bars:
+            raise ValueError(f"slices ({self.slices}) cannot exceed horizon_bars ({self.horizon_bars}): one child per bar at most")
+        return self
+
+    @property
+    def n_slices(self) -> int:
+        return self.slices or self.horizon_bars
+
+
 class TraderConfig(_Model):
     mode: Mode = Mode.SIM
     universe: UniverseConfig
@@ -254,6 +288,7 @@ class TraderConfig(_Model):
     alerts: AlertsConfig = AlertsConfig()
     metrics: MetricsConfig = MetricsConfig()
     history: HistoryConfig = HistoryConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     #: Any SQLAlchemy URL; default ``sqlite:///$ALPHALINE_HOME/trader/trader.db``.
     store_url: str | None = None
 

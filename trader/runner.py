@@ -17,7 +17,9 @@ Each :class:`Tick` (a bar close in a replay, a bar boundary live) runs one :meth
    new orders; after ``prediction.max_consecutive_failures`` failed cycles in a row the
    trading state goes to HALTED with the reason;
 5. **sizing and risk** — :func:`~trader.sizing.size_orders`, then every order through
-   :meth:`~trader.risk.RiskEngine.check_all`; the kill switch is re-read before each submit;
+   :meth:`~trader.risk.RiskEngine.check_all`; the kill switch is re-read before each submit. With
+   ``execution.algo`` a large order becomes a parent whose child slices go out over the next bars
+   (:class:`~trader.execution.ExecutionDesk`: unsent slices count as pending, each child is checked);
 6. **routing** — an order is stored (NEW) before it is sent, so that a crash mid-submit leaves
    a ``client_order_id`` to look up; a lost answer is looked up at the venue, never resent blindly.
 
@@ -74,6 +76,7 @@ from trader.errors import (
     PredictionError,
     TraderError,
 )
+from trader.execution import ExecutionDesk, lineage
 from trader.history import MarketHistory, MarketSnapshot
 from trader.predictions import PredictionBatch, PredictionClient
 from trader.risk import RiskContext, RiskDecision, RiskEngine
@@ -239,6 +242,8 @@ class Runner:
         self._clock, self._sleep = clock, sleep
         self._behind: tuple[Symbol, ...] = ()
         self._refused_newest = _NEVER
+        self.execution = ExecutionDesk(config.execution, store=store, run_id=run_id, calendar=self.engine.calendar,
+                                       feed=self.market.feed if self.market is not None else None)
 
     # -- the loop ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -309,6 +314,7 @@ class Runner:
         ctx = self._context(tick.ts, state, account)
         if state is TradingState.HALTED:
             counts["canceled"] += self._cancel_working(ctx)
+            self.execution.stop_all(tick.ts, "trading is HALTED")
             return f"HALTED ({self.store.trading_state().reason}): only cancels go through"
         portfolio = self.engine.portfolio_status(ctx)
         if portfolio.flatten_and_halt:
@@ -326,11 +332,12 @@ class Runner:
         pending: dict[Symbol, Decimal] = {}
         for o in ctx.working_orders:
             pending[o.symbol] = pending.get(o.symbol, ZERO) + o.remaining_qty * o.side.sign
+        pending = self.execution.with_unsent(pending, tick.ts)  # unsent child slices count as pending (trader/execution)
         sizing = size_orders(batch.predictions, positions={s: p.qty for s, p in account.positions.items()},
                              prices=ctx.prices, equity=ctx.equity, config=self.config.sizing, run_id=self.run_id,
                              decision_ts=tick.ts, size_multiplier=portfolio.size_multiplier, pending=pending,
                              market=ctx.market, min_observations=self.config.history.min_observations)
-        decisions, _ = self.engine.check_all(sizing.commands, ctx)
+        decisions = self.execution.check_all(sizing.commands, ctx, self.engine, predictions=batch.predictions)
         self._route(decisions, batch, tick, state, counts)
         notes = [f"{len(sizing.commands)} orders sized (model {batch.model_version})"] + ([sizing.note] if sizing.note else [])
         if portfolio.size_multiplier < 1:
@@ -471,7 +478,7 @@ class Runner:
             for order in approved:
                 tx.save_order(order)
                 tx.append_audit("order_submit", {"client_order_id": order.client_order_id, "venue": self.broker.venue,
-                                                 "run_id": self.run_id, "order": order.to_record()}, ts=now)
+                                                 "run_id": self.run_id, "order": order.to_record()} | lineage(order.client_order_id), ts=now)
         counts["denied"] += len(decisions) - len(approved)
         self._denials.update(d.reason.value for d in decisions if not d.approved)
         answers: list[OrderEvent] = []

@@ -57,7 +57,7 @@ from sqlalchemy.pool import StaticPool
 from trader.audit import GENESIS, AuditRecord, ChainVerification, canonical, verify_chain
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
-from trader.store_schema import append_only_ddl, audit, equity_marks, fills, metadata, orders, positions, risk_state
+from trader.store_schema import append_only_ddl, audit, equity_marks, fills, metadata, orders, parent_orders, positions, risk_state
 
 _WRITE = "alphaline_write"
 _DURABLE = "alphaline_durable"
@@ -227,6 +227,14 @@ class StoreTx:
                                                         changed_at=record.changed_at))
         self.append_audit("trading_state", {"state": record.state.value, "reason": reason, "changed_by": changed_by}, ts=at)
         return record
+
+    def save_parent_order(self, row: Mapping[str, Any]) -> None:
+        """Insert or update a parent order's row (:mod:`trader.execution`), keyed by ``client_order_id``; written now."""
+        key = row["client_order_id"]
+        if self._conn.execute(sa.select(parent_orders.c.client_order_id).where(parent_orders.c.client_order_id == key)).first():
+            self._conn.execute(sa.update(parent_orders).where(parent_orders.c.client_order_id == key).values(**row))
+        else:
+            self._conn.execute(sa.insert(parent_orders).values(**row))
 
     def record_equity(self, *, ts: dt.datetime, equity: Decimal, cash: Decimal) -> Decimal:
         """Mark equity at ``ts``; returns the high-water mark including this mark."""
@@ -423,6 +431,16 @@ class TraderStore:
             query = query.where(fills.c.ts >= to_utc(since, "since"))
         with self._read() as conn:
             return [Fill(**row._asdict()) for row in conn.execute(query)]
+
+    def parent_orders(self, *, status: str | None = None, since: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Parent orders of the execution algorithms as stored rows, by creation time (``status``, created ≥ ``since``)."""
+        query = sa.select(parent_orders).order_by(parent_orders.c.created_at, parent_orders.c.client_order_id)
+        if status is not None:
+            query = query.where(parent_orders.c.status == status)
+        if since is not None:
+            query = query.where(parent_orders.c.created_at >= to_utc(since, "since"))
+        with self._read() as conn:
+            return [row._asdict() for row in conn.execute(query)]
 
     def positions(self) -> dict[Symbol, Position]:
         """Every symbol ever traded (flat ones too: they carry realised P&L)."""

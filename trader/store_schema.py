@@ -126,6 +126,26 @@ equity_marks = sa.Table(
     sa.Column("peak", DecimalText, nullable=False),
 )
 
+#: Parent orders of the execution algorithms (:mod:`trader.execution`): the child schedule, kept so that a restart
+#: resumes it. A child's ``client_order_id`` is the parent's plus ``-s<slice>``; whether a slice went out is read
+#: from ``orders`` (one row per child, like any order).
+parent_orders = sa.Table(
+    "parent_orders", metadata,
+    sa.Column("client_order_id", sa.String(128), primary_key=True),
+    sa.Column("symbol", sa.String(15), nullable=False, index=True),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("qty", DecimalText, nullable=False),
+    sa.Column("algo", sa.String(8), nullable=False),
+    sa.Column("arrival", DecimalText),
+    sa.Column("slices", sa.Text, nullable=False),  # JSON: [[due (ISO 8601 UTC), qty (exact text)], ...]
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("status_reason", sa.Text, nullable=False),
+    #: The trading state (kill switch) record in force when it was scheduled: any change since stops it.
+    sa.Column("state_seen", sa.Text, nullable=False),
+    sa.Column("created_at", UTCText, nullable=False, index=True),
+    sa.Column("updated_at", UTCText, nullable=False),
+)
+
 _APPEND_ONLY = ("audit", "fills")
 
 #: SQLite: the database itself refuses to rewrite history.

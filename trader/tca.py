@@ -11,6 +11,13 @@ Per order (:func:`order_tca`):
   cost of executing the filled part against a paper trade at the arrival price. The unfilled part's
   opportunity cost needs a later price and is not charged; the unfilled quantity is reported.
 
+**Parents** (execution algorithms, :mod:`trader.execution`): the children of a parent roll up into one row under the
+parent's ``client_order_id``: arrival = the parent's decision price (its ``parent_order`` record), quantity = the
+parent's, fills = every child's. Unsent slices show as the unfilled part. Given bars, a parent is also measured
+against the **market VWAP** of the bars its children went out in (typical price ``(high + low + close) / 3`` weighted by
+volume): ``side · (average fill − market VWAP) / market VWAP · 10⁴`` bps, the part of the cost the algorithm itself
+is answerable for.
+
 Per session (:func:`summarise`): the orders, their notional at arrival, the notional-weighted
 slippage, the total shortfall and fees, and the share of the ordered quantity that filled.
 This is what tells whether the backtest's cost model (commission, half spread, impact) holds.
@@ -28,12 +35,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from trader.domain import ZERO, Fill, Order, Side
+from trader.brokers.bars import BarFeed
+from trader.domain import ZERO, ClientOrderId, Fill, Order, Side
+from trader.errors import TraderError
+from trader.execution.parents import parent_of
 
 NEW_YORK = ZoneInfo("America/New_York")
 BPS = Decimal(10_000)
@@ -53,6 +63,10 @@ class OrderTca:
     filled: Decimal
     avg_price: Decimal | None
     fees: Decimal
+    #: For a parent (execution algorithms): how many child orders it sent; 0 for an order sent whole.
+    children: int = 0
+    #: For a parent, given bars: the market's volume-weighted typical price over the bars its children went out in.
+    market_vwap: Decimal | None = None
 
     @property
     def sign(self) -> int:
@@ -65,6 +79,12 @@ class OrderTca:
         return (self.sign * (self.avg_price - self.arrival) / self.arrival * BPS).quantize(CENT)
 
     @property
+    def vwap_slippage_bps(self) -> Decimal | None:
+        if self.avg_price is None or not self.market_vwap:
+            return None
+        return (self.sign * (self.avg_price - self.market_vwap) / self.market_vwap * BPS).quantize(CENT)
+
+    @property
     def shortfall(self) -> Decimal:
         moved = self.sign * (self.avg_price - self.arrival) * self.filled if self.avg_price is not None else ZERO
         return (moved + self.fees).quantize(CENT)
@@ -74,7 +94,9 @@ class OrderTca:
                 "decided_at": self.decided_at.isoformat(), "arrival": str(self.arrival), "qty": str(self.qty),
                 "filled": str(self.filled), "avg_price": None if self.avg_price is None else str(self.avg_price),
                 "fees": str(self.fees), "slippage_bps": None if self.slippage_bps is None else str(self.slippage_bps),
-                "shortfall": str(self.shortfall)}
+                "shortfall": str(self.shortfall), "children": self.children,
+                "market_vwap": None if self.market_vwap is None else str(self.market_vwap.quantize(Decimal("0.0001"))),
+                "vwap_slippage_bps": None if self.vwap_slippage_bps is None else str(self.vwap_slippage_bps)}
 
 
 def order_tca(order: Order, decision: dict[str, Any], fills: Sequence[Fill]) -> OrderTca | None:
@@ -95,20 +117,68 @@ def approved_decision(records: Iterable[Any]) -> dict[str, Any] | None:
     return next((r.payload | {"decided_at": r.ts} for r in records if r.kind == "risk_decision" and r.payload.get("approved")), None)
 
 
-def session_tca(store: Any, *, day: dt.date | None = None) -> list[OrderTca]:
-    """Every order sent on an approved decision with an arrival price (decided on New York session ``day``, if given)."""
-    rows = []
+def session_tca(store: Any, *, day: dt.date | None = None, feed: BarFeed | None = None) -> list[OrderTca]:
+    """Every order sent on an approved decision with an arrival price (decided on New York session ``day``, if given).
+
+    Children of a parent roll up into the parent's row; ``feed`` (bars) adds each parent's market VWAP benchmark.
+    """
+    rows: list[OrderTca | ClientOrderId] = []
+    parents: dict[ClientOrderId, list[Order]] = {}
     since = dt.datetime.combine(day, dt.time(), tzinfo=NEW_YORK) if day else None
     for order in store.list_orders(since=since):
         if day is not None and order.created_at.astimezone(NEW_YORK).date() != day:
             continue
-        decision = approved_decision(store.audit_for_order(order.client_order_id))
-        if decision is None:
+        if (parent := parent_of(order.client_order_id)) is not None:
+            if parent not in parents:
+                rows.append(parent)  # the parent's row goes where its first child was
+            parents.setdefault(parent, []).append(order)
             continue
-        row = order_tca(order, decision, store.list_fills(client_order_id=order.client_order_id))
+        rows += _whole(store, [order])
+    rolled = {p: [row] if (row := parent_tca(store, p, children, feed=feed)) else _whole(store, children)
+              for p, children in parents.items()}  # no parent_order record: each order on its own
+    return [row for r in rows for row in (rolled[r] if isinstance(r, str) else [r])]
+
+
+def _whole(store: Any, orders: Iterable[Order]) -> list[OrderTca]:
+    """The rows of orders measured on their own (an approved decision with an arrival price)."""
+    rows = []
+    for order in orders:
+        decision = approved_decision(store.audit_for_order(order.client_order_id))
+        row = order_tca(order, decision, store.list_fills(client_order_id=order.client_order_id)) if decision else None
         if row is not None:
             rows.append(row)
     return rows
+
+
+def parent_tca(store: Any, parent_id: str, children: Sequence[Order], *, feed: BarFeed | None = None) -> OrderTca | None:
+    """One row for a parent: its ``parent_order`` record's arrival and quantity, every child's fills (and market VWAP)."""
+    record = next((r for r in store.audit_for_order(parent_id)
+                   if r.kind == "parent_order" and r.payload.get("client_order_id") == parent_id), None)
+    if record is None:
+        return None
+    p = record.payload
+    parent = Order(client_order_id=ClientOrderId(parent_id), symbol=p["symbol"], side=Side(p["side"]), qty=Decimal(str(p["qty"])),
+                   created_at=dt.datetime.fromisoformat(record.ts))
+    fills = [f for child in children for f in store.list_fills(client_order_id=child.client_order_id)]
+    row = order_tca(parent, {"reference_price": p.get("arrival"), "decided_at": record.ts}, fills)
+    if row is None:
+        return None
+    # The bars the children went out in: from the decision to the last child's release (not the unsent slices').
+    last = max(child.created_at for child in children)
+    vwap = market_vwap(feed, parent.symbol, start=parent.created_at, last_open=last) if feed is not None else None
+    return replace(row, children=len(children), market_vwap=vwap)
+
+
+def market_vwap(feed: BarFeed, symbol: str, *, start: dt.datetime, last_open: dt.datetime) -> Decimal | None:
+    """Volume-weighted typical price of ``symbol``'s bars opening in ``[start, last_open]``; ``None`` if unknown."""
+    try:
+        bars = feed.bars({symbol}, after=start - dt.timedelta(microseconds=1), until=last_open)
+    except TraderError:
+        return None
+    volume = sum((b.volume for b in bars), ZERO)
+    if not volume:
+        return None
+    return sum(((b.high + b.low + b.close) / 3 * b.volume for b in bars), ZERO) / volume
 
 
 def summarise(rows: Iterable[OrderTca]) -> dict[str, Any]:
