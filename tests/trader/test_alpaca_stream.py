@@ -1,0 +1,159 @@
+"""StreamingAlpacaBroker through alpaca-py's TradingStream against the fake streams on 127.0.0.1 (fake_alpaca_ws.py).
+
+Every scenario ends with the same check: each execution recorded exactly once, the order's
+end (if any) after its last fill, and the store's order in the venue's state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from decimal import Decimal as D
+
+import pytest
+from fake_alpaca import API_KEY, SECRET_KEY
+from fake_alpaca_ws import TRADING, alpaca_venue
+from pydantic import SecretStr
+from trader_builders import order
+
+from trader.brokers.alpaca_stream import StreamingAlpacaBroker
+from trader.brokers.base import Broker
+from trader.config import Secrets
+from trader.domain import OrderCanceled, OrderExpired, OrderFilled, OrderStatus
+from trader.reconcile import record_broker_event
+
+SECRETS = Secrets(alpaca_api_key=SecretStr(API_KEY), alpaca_secret_key=SecretStr(SECRET_KEY))
+ACTIVITIES = "GET /v2/account/activities/FILL"
+
+
+@pytest.fixture
+def venue():
+    with alpaca_venue() as v:
+        yield v
+
+
+@pytest.fixture
+def broker(venue):
+    b = StreamingAlpacaBroker(SECRETS, url_override=venue.url, stream_url=venue.trading_ws_url, timeout_s=0.5,
+                              rest_backfill_every_s=3600, min_backoff_s=0.05, wait_connected_s=5)
+    b.poll_events()  # the first connection's backfill: nothing to report yet
+    yield b
+    b.close()
+
+
+def collect(broker, store, *, until, timeout: float = 5.0) -> list:
+    """Poll (recording every event like the run loop does) until ``until(events)``; then twice more, to catch doubles."""
+    events, deadline = [], time.monotonic() + timeout
+    while not until(events):
+        assert time.monotonic() < deadline, f"timed out with {events}"
+        time.sleep(0.02)
+        events += broker.poll_events()
+    for _ in range(2):
+        time.sleep(0.1)
+        events += broker.poll_events()
+    for event in events:
+        record_broker_event(store, event)
+    return events
+
+
+def fills_of(events) -> list[tuple[D, D]]:
+    return [(e.fill.qty, e.fill.price) for e in events if isinstance(e, OrderFilled)]
+
+
+def placed(broker, store, cid: str, qty: int = 10):
+    o = order(qty=qty, cid=cid)
+    store.save_order(o)
+    record_broker_event(store, broker.submit(o))
+    return o
+
+
+def test_trade_stream_reports_fills_as_they_happen_with_the_rest_fill_id_and_no_rest_read(venue, broker, store):
+    assert isinstance(broker, Broker)
+    placed(broker, store, "st-happy")
+    reads = venue.rest.count(ACTIVITIES)
+    venue.rest.fill("st-happy", "4", "100.25")
+    venue.rest.fill("st-happy", "6", "100.5")
+    events = collect(broker, store, until=lambda ev: len(ev) >= 2)
+    assert fills_of(events) == [(D(4), D("100.25")), (D(6), D("100.5"))]
+    assert venue.rest.count(ACTIVITIES) == reads  # the stream alone
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    assert [e.fill.fill_id for e in events] == [f.fill_id for f in broker.fills(since=since)]  # one id on both paths
+    local = store.get_order("st-happy")
+    assert (local.status, local.filled_qty, local.avg_fill_price) == (OrderStatus.FILLED, D(10), D("100.4"))
+
+
+def test_trade_stream_when_disconnected_backfills_fills_over_rest(venue, broker, store):
+    placed(broker, store, "st-gap", qty=10)
+    venue.rest.fill("st-gap", "1", "100")
+    first = collect(broker, store, until=lambda ev: len(ev) >= 1)
+    with venue.ws.outage():  # these two trade updates are sent to nobody
+        venue.rest.fill("st-gap", "2", "101")
+        venue.rest.fill("st-gap", "3", "102")
+        assert fills_of(broker.poll_events()) == []
+    venue.ws.wait_for(TRADING, connections=2)
+    venue.rest.fill("st-gap", "4", "103")
+    later = collect(broker, store, until=lambda ev: len(ev) >= 3)
+    assert sorted(fills_of(first + later)) == [(D(1), D(100)), (D(2), D(101)), (D(3), D(102)), (D(4), D(103))]
+    assert len(store.list_fills(client_order_id="st-gap")) == 4
+    assert store.get_order("st-gap").status is OrderStatus.FILLED
+
+
+def test_trade_stream_with_duplicated_and_reversed_messages_reports_each_fill_once_and_the_cancel_last(venue, broker, store):
+    placed(broker, store, "st-mess", qty=10)
+    venue.ws.hold()
+    venue.rest.fill("st-mess", "3", "99.5")
+    venue.rest.fill("st-mess", "2", "99.75")
+    venue.rest.cancel_at_venue("st-mess")
+    venue.ws.duplicate_next(3)
+    venue.ws.release(reverse=True)  # cancel, 2nd fill, 1st fill; each twice
+    events = collect(broker, store, until=lambda ev: any(isinstance(e, OrderCanceled) for e in ev))
+    assert sorted(fills_of(events)) == [(D(2), D("99.75")), (D(3), D("99.5"))]
+    assert isinstance(events[-1], OrderCanceled) and len(events) == 3
+    local = store.get_order("st-mess")
+    assert (local.status, local.filled_qty) == (OrderStatus.CANCELED, D(5))
+
+
+def test_trade_stream_holds_a_cancel_until_the_fill_before_it_is_reported(venue, broker, store):
+    placed(broker, store, "st-late", qty=10)
+    with venue.ws.outage():
+        venue.rest.fill("st-late", "3", "99", publish=False)  # lost on the stream, not yet in Alpaca's activities
+    venue.ws.wait_for(TRADING, connections=2)
+    venue.rest.cancel_at_venue("st-late")  # streamed: canceled with 3 filled
+    time.sleep(0.2)
+    assert broker.poll_events() == [] and broker.poll_events() == []  # the cancel waits for its fill
+    venue.rest.publish()
+    events = collect(broker, store, until=lambda ev: len(ev) >= 2)
+    assert [type(e) for e in events] == [OrderFilled, OrderCanceled]
+    local = store.get_order("st-late")
+    assert (local.status, local.filled_qty) == (OrderStatus.CANCELED, D(3))
+
+
+def test_trade_stream_reports_an_expiry_and_forgets_the_order(venue, broker, store):
+    placed(broker, store, "st-exp", qty=10)
+    venue.rest.cancel_at_venue("st-exp", status="expired")
+    events = collect(broker, store, until=lambda ev: len(ev) >= 1)
+    assert [type(e) for e in events] == [OrderExpired]
+    assert store.get_order("st-exp").status is OrderStatus.EXPIRED
+    reads = venue.rest.count(ACTIVITIES)
+    venue.ws.drop_connections()  # a reconnect's backfill finds nothing new to say
+    venue.ws.wait_for(TRADING, connections=2)
+    assert collect(broker, store, until=lambda ev: True) == [] and venue.rest.count(ACTIVITIES) == reads
+
+
+def test_trade_stream_periodic_backfill_reads_rest_without_a_reconnect(venue, store):
+    clock = [0.0]
+    b = StreamingAlpacaBroker(SECRETS, url_override=venue.url, stream_url=venue.trading_ws_url, timeout_s=0.5,
+                              rest_backfill_every_s=60, min_backoff_s=0.05, monotonic=lambda: clock[0])
+    try:
+        b.poll_events()
+        placed(b, store, "st-tick")
+        venue.ws.hold()  # the stream is slow: only REST can tell
+        venue.rest.fill("st-tick", "10", "50")
+        assert b.poll_events() == []
+        clock[0] = 61.0
+        assert fills_of(b.poll_events()) == [(D(10), D(50))]
+        venue.ws.release()
+        time.sleep(0.2)
+        assert b.poll_events() == []  # the late stream copy is the same execution
+    finally:
+        b.close()
