@@ -46,7 +46,7 @@ from trader.cli_sim import (
     safe_url,
     sim_session,
 )
-from trader.config import Mode, Secrets, TraderConfig, load_config
+from trader.config import Mode, Secrets, StreamsConfig, TraderConfig, load_config
 from trader.domain import ClientOrderId, Fill, Order, OrderAccepted, OrderEvent, OrderExpired, Symbol, TradingState
 from trader.errors import TraderError
 from trader.monitoring import run_observers
@@ -229,15 +229,20 @@ def _venue_session(mode: Mode, cfg: TraderConfig, secrets: Secrets, *, cash: Dec
     from trader.brokers.bars import DuckDBBars  # reads the warehouse read-only, one query at a time
 
     feed = DuckDBBars(timeframe=TIMEFRAME)
-    broker: Broker = DryRunBroker(cash or Decimal(100_000)) if mode is Mode.DRY_RUN else venue_broker(mode, secrets)
+    broker: Broker = (DryRunBroker(cash or Decimal(100_000)) if mode is Mode.DRY_RUN
+                      else venue_broker(mode, secrets, streams=cfg.streams))
     ticks = live_ticks(lambda at: last_closes(feed, cfg.universe.symbols, at), timeframe=TIMEFRAME, once=once)
     return Session(broker=broker, ticks=ticks, run_id=mode.value, strict=False, started_at=dt.datetime.now(dt.UTC))
 
 
-def venue_broker(mode: Mode, secrets: Secrets) -> Broker:
-    """The Alpaca account for ``paper``/``live`` (keys from the environment only)."""
+def venue_broker(mode: Mode, secrets: Secrets, *, streams: StreamsConfig | None = None) -> Broker:
+    """The Alpaca account for ``paper``/``live`` (keys from the environment only); ``streams.trade_updates``: over the stream."""
     from trader.brokers.alpaca import AlpacaBroker  # here: alpaca-py is imported only by the modes that trade there
 
+    if streams is not None and streams.trade_updates:
+        from trader.brokers.alpaca_stream import StreamingAlpacaBroker
+
+        return StreamingAlpacaBroker(secrets, paper=mode is not Mode.LIVE, rest_backfill_every_s=streams.rest_backfill_every_s)
     return AlpacaBroker(secrets, paper=mode is not Mode.LIVE)
 
 

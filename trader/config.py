@@ -238,6 +238,15 @@ class HistoryConfig(_Model):
     min_observations: Annotated[int, Field(ge=10)] = 60
 
 
+class StreamsConfig(_Model):
+    """Alpaca's trade-update stream for ``paper``/``live`` (:mod:`trader.brokers.alpaca_stream`); off: REST polling only."""
+
+    #: Fills and ends from the websocket as they happen; REST still backfills after every reconnect.
+    trade_updates: bool = False
+    #: With the stream on, fills and order statuses are also read over REST at least this often (seconds).
+    rest_backfill_every_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
 class TraderConfig(_Model):
     mode: Mode = Mode.SIM
     universe: UniverseConfig
@@ -247,6 +256,7 @@ class TraderConfig(_Model):
     alerts: AlertsConfig = AlertsConfig()
     metrics: MetricsConfig = MetricsConfig()
     history: HistoryConfig = HistoryConfig()
+    streams: StreamsConfig = StreamsConfig()
     #: Any SQLAlchemy URL; default ``sqlite:///$ALPHALINE_HOME/trader/trader.db``.
     store_url: str | None = None
 

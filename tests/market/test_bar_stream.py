@@ -153,3 +153,16 @@ def test_minute_aggregator_hands_over_gap_windows_for_backfill_and_drops_extende
     assert agg.extended_hours_dropped == 1
     agg.add(minute_row("AAA", OPEN + 2 * MINUTE, 10, 11, 9, 10, 5))  # too late: its bar is written
     assert agg.late == 1 and agg.due(OPEN + dt.timedelta(hours=1)) == []
+
+
+def test_market_stream_cli_without_keys_names_the_missing_variables(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from orchestration.cli import main
+    from orchestration.errors import ConfigError
+
+    monkeypatch.setenv("ALPHALINE_HOME", str(tmp_path))
+    monkeypatch.delenv("ALPACA_API_KEY", raising=False)
+    result = CliRunner().invoke(main, ["market", "stream", "--symbols", "AAA"])
+    assert isinstance(result.exception, ConfigError)
+    assert str(result.exception) == "market stream needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 from fake_alpaca import API_KEY, SECRET_KEY
@@ -16,14 +17,18 @@ from fake_alpaca_ws import TRADING, alpaca_venue
 from pydantic import SecretStr
 from trader_builders import order
 
+from trader.brokers import alpaca_stream
 from trader.brokers.alpaca_stream import StreamingAlpacaBroker
 from trader.brokers.base import Broker
-from trader.config import Secrets
+from trader.cli import venue_broker
+from trader.config import Mode, Secrets, StreamsConfig, load_config
 from trader.domain import OrderCanceled, OrderExpired, OrderFilled, OrderStatus
+from trader.errors import TraderConfigError
 from trader.reconcile import record_broker_event
 
 SECRETS = Secrets(alpaca_api_key=SecretStr(API_KEY), alpaca_secret_key=SecretStr(SECRET_KEY))
 ACTIVITIES = "GET /v2/account/activities/FILL"
+EXAMPLE = Path(__file__).resolve().parents[2] / "trader" / "trader.example.yaml"
 
 
 @pytest.fixture
@@ -157,3 +162,24 @@ def test_trade_stream_periodic_backfill_reads_rest_without_a_reconnect(venue, st
         assert b.poll_events() == []  # the late stream copy is the same execution
     finally:
         b.close()
+
+
+def test_streams_config_is_typed_and_refuses_unknown_keys(tmp_path):
+    path = tmp_path / "trader.yaml"
+    path.write_text("universe: {symbols: [AAA]}\nstreams: {trade_updates: true, rest_backfill_every_s: 30}\n")
+    assert load_config(path).streams == StreamsConfig(trade_updates=True, rest_backfill_every_s=30)
+    assert load_config(EXAMPLE).streams.trade_updates is False  # REST polling unless asked
+    for text, field in (("streams: {trade_update: true}", "streams.trade_update"),
+                        ("streams: {rest_backfill_every_s: 0}", "streams.rest_backfill_every_s")):
+        path.write_text(f"universe: {{symbols: [AAA]}}\n{text}\n")
+        with pytest.raises(TraderConfigError) as err:
+            load_config(path)
+        assert err.value.field == field
+
+
+def test_paper_venue_uses_the_trade_update_stream_only_when_the_config_says_so(monkeypatch):
+    built = []
+    monkeypatch.setattr(alpaca_stream, "StreamingAlpacaBroker", lambda secrets, **kw: built.append(kw) or "streaming")
+    assert venue_broker(Mode.PAPER, SECRETS, streams=StreamsConfig(trade_updates=True, rest_backfill_every_s=15)) == "streaming"
+    assert built == [{"paper": True, "rest_backfill_every_s": 15}]
+    assert type(venue_broker(Mode.PAPER, SECRETS, streams=StreamsConfig())).__name__ == "AlpacaBroker"
