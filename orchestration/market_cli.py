@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import TYPE_CHECKING
 
 import click
 
 from orchestration.errors import ConfigError
 from orchestration.settings import Settings, prepare_environment
+
+if TYPE_CHECKING:
+    from orchestration.market.warehouse import BatchReport
 
 
 @click.group()
@@ -30,13 +34,15 @@ def market() -> None:
 @click.option("--windows", type=click.IntRange(1), default=None, help="Stop after this many windows were written.")
 @click.option("--url-override", default=None, help="REST base URL for the backfill (a proxy or a test server).")
 @click.option("--stream-url", default=None, help="Websocket URL of the bar stream (a proxy or a test server).")
+@click.option("--features/--no-features", default=False, show_default=True,
+              help="After each bar written: rebuild the marts and update the features (Dagster job streamed_bars_job).")
 def stream(symbols: str, timeframe: str, feed: str, windows: int | None, url_override: str | None,
-           stream_url: str | None) -> None:
+           stream_url: str | None, features: bool) -> None:
     """Stream Alpaca's minute bars and write each closed bar of TIMEFRAME to raw.bars (run it next to the trader).
 
     Bars go through the same validation as every ingest (bad ones to raw.bars_rejected with their reason);
-    minutes missed while disconnected are read over REST before a bar is written. The features follow
-    on the next `alphaline features build --incremental` or scheduled run.
+    minutes missed while disconnected are read over REST before a bar is written. With --features the
+    marts and features follow each bar (one Dagster run each); otherwise on the next scheduled run.
     """
     from orchestration.market.alpaca import AlpacaConfig
     from orchestration.market.stream import BarStreamer
@@ -50,7 +56,7 @@ def stream(symbols: str, timeframe: str, feed: str, windows: int | None, url_ove
     click.echo(f"Streaming {timeframe} bars of {', '.join(names)} into {settings.warehouse_path} (Ctrl-C stops)")
     stop = threading.Event()
     try:
-        streamer.run(stop=stop, windows=windows, on_report=_echo)
+        streamer.run(stop=stop, windows=windows, on_report=lambda report: _written(report, features=features))
     except KeyboardInterrupt:
         click.echo("stopped")
     finally:
@@ -58,6 +64,11 @@ def stream(symbols: str, timeframe: str, feed: str, windows: int | None, url_ove
         streamer.close()
 
 
-def _echo(report) -> None:
+def _written(report: BatchReport, *, features: bool) -> None:
     rejected = f", {report.rows_rejected} rejected ({report.describe_rejects()})" if report.rows_rejected else ""
     click.echo(f"  {report.first_ts:%Y-%m-%d %H:%M}Z  {report.rows_accepted} bar(s) written{rejected}  batch {report.batch_id}")
+    if features and report.rows_accepted:
+        from orchestration.defs.market.schedules import STREAM_JOB
+        from orchestration.runner import run_job
+
+        run_job(STREAM_JOB)

@@ -166,3 +166,4 @@ def test_market_stream_cli_without_keys_names_the_missing_variables(monkeypatch,
     result = CliRunner().invoke(main, ["market", "stream", "--symbols", "AAA"])
     assert isinstance(result.exception, ConfigError)
     assert str(result.exception) == "market stream needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment"
+
