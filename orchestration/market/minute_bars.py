@@ -136,7 +136,8 @@ class MinuteAggregator:
             self._orphans = []
         if ready:
             self._done = max(self._done or ready[-1], ready[-1] + self._step)
-        self._gaps = [g for g in self._gaps if g[1] is None or g[1] > (self._done or g[1])]
+        # a closed gap is forgotten once every window it touches has been handed over
+        self._gaps = [g for g in self._gaps if g[1] is None or self._done is None or g[1] > self._done]
         return out
 
     def _in_session(self, ts: dt.datetime) -> bool:

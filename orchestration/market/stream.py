@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import queue
 import threading
 import time
@@ -102,7 +103,8 @@ class BarStreamer:
         self.received = 0  # bar messages received (by the stream thread)
         self.drops = 0  # connections lost (by the stream thread)
         self._queue.put(("drop", clock()))  # not listening yet: the current window is completed from REST
-        self._stream = _Stream(self._rest._api_key, self._rest._secret_key, raw_data=True, feed=DataFeed(config.feed),
+        key, secret = api_key or os.environ["ALPACA_API_KEY"], secret_key or os.environ["ALPACA_SECRET_KEY"]  # checked above
+        self._stream = _Stream(key, secret, raw_data=True, feed=DataFeed(config.feed),
                                url_override=stream_url, min_backoff_s=min_backoff_s,
                                on_listen=lambda: self._queue.put(("listen", self._clock())),
                                on_drop=self._dropped)

@@ -167,3 +167,12 @@ def test_market_stream_cli_without_keys_names_the_missing_variables(monkeypatch,
     assert isinstance(result.exception, ConfigError)
     assert str(result.exception) == "market stream needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment"
 
+
+def test_minute_aggregator_when_started_mid_window_completes_that_window_from_rest():
+    agg = MinuteAggregator(["AAA"], "15m")
+    agg.gap_started(OPEN + 5 * MINUTE)  # the stream process starts at 09:35 New York ...
+    agg.gap_ended(OPEN + 5 * MINUTE + dt.timedelta(seconds=2))  # ... and listens two seconds later
+    agg.add(minute_row("AAA", OPEN + 6 * MINUTE, 10, 11, 9, 10, 5))
+    assert agg.due(OPEN + 7 * MINUTE) == []  # the window is still open
+    [window] = agg.due(OPEN + 15 * MINUTE + dt.timedelta(seconds=5))
+    assert (window.start, window.backfill, len(window.minutes)) == (OPEN, True, 1)  # minutes 0-4 come over REST
