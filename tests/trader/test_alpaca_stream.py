@@ -145,6 +145,17 @@ def test_trade_stream_reports_an_expiry_and_forgets_the_order(venue, broker, sto
     assert collect(broker, store, until=lambda ev: True) == [] and venue.rest.count(ACTIVITIES) == reads
 
 
+def test_trade_stream_unreadable_fill_update_is_taken_from_rest_not_guessed(venue, broker, store):
+    placed(broker, store, "st-bad", qty=10)
+    venue.rest.listeners.clear()  # the venue records the fill; the test writes the stream's copy by hand
+    venue.rest.fill("st-bad", "10", "42.5")
+    execution = venue.rest.activities[-1]
+    venue.ws.trade_update("fill", venue.rest.order("st-bad"), execution={**execution, "price": "n/a"})
+    events = collect(broker, store, until=lambda ev: len(ev) >= 1)
+    assert fills_of(events) == [(D(10), D("42.5"))]
+    assert store.get_order("st-bad").status is OrderStatus.FILLED
+
+
 def test_trade_stream_periodic_backfill_reads_rest_without_a_reconnect(venue, store):
     clock = [0.0]
     b = StreamingAlpacaBroker(SECRETS, url_override=venue.url, stream_url=venue.trading_ws_url, timeout_s=0.5,

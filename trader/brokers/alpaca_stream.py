@@ -49,7 +49,11 @@ _FILLS = ("fill", "partial_fill")
 
 
 class _Stream(TradingStream):
-    """alpaca-py's stream, telling :class:`TradeUpdateStream` when a connection is up, and stoppable at once."""
+    """alpaca-py's stream, telling :class:`TradeUpdateStream` when a connection is up, and stoppable at once.
+
+    It leans on alpaca-py 0.44's internals (``_start_ws`` after each (re)connection, ``_reconnect_min_backoff``,
+    ``close``): tests/trader/test_alpaca_stream.py drives it through a real reconnect, so a change there shows.
+    """
 
     def __init__(self, *args: Any, on_connect: Callable[[], None], min_backoff_s: float, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -180,12 +184,13 @@ class StreamingAlpacaBroker(AlpacaBroker):
             return []  # not ours, or already ended (a late duplicate)
         try:
             fill = fill_from_trade_update(update, client_order_id=cid, venue=self.venue, account=self._account_label())
+            ordered = dec(order.get("qty") or 0, "order.qty")
         except (KeyError, DomainError) as exc:  # REST will report this execution; never guess its content
             log.error("alpaca: trade update for %s unreadable (%s): left to the REST backfill", cid, exc)
             self._last_backfill = float("-inf")
             return []
         events = self._report_fill(fill)
-        if self._tracked[cid].cum_qty >= dec(order.get("qty") or 0, "order.qty") > 0:
+        if self._tracked[cid].cum_qty >= ordered > 0:
             del self._tracked[cid]  # every share reported: nothing more can come
         return events
 
