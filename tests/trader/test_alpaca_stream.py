@@ -22,7 +22,7 @@ from trader.brokers.alpaca_stream import StreamingAlpacaBroker
 from trader.brokers.base import Broker
 from trader.cli import venue_broker
 from trader.config import Mode, Secrets, StreamsConfig, load_config
-from trader.domain import OrderCanceled, OrderExpired, OrderFilled, OrderStatus
+from trader.domain import Fill, OrderCanceled, OrderExpired, OrderFilled, OrderStatus
 from trader.errors import TraderConfigError
 from trader.reconcile import record_broker_event
 
@@ -173,6 +173,21 @@ def test_trade_stream_periodic_backfill_reads_rest_without_a_reconnect(venue, st
         assert b.poll_events() == []  # the late stream copy is the same execution
     finally:
         b.close()
+
+
+def test_store_knows_an_alpaca_fill_recorded_under_its_older_activity_id(store):
+    from dataclasses import replace
+
+    o = order(qty=10, cid="st-legacy")
+    store.save_order(o)
+    execution = "6f2c1a9e-0b1d-4c56-9a43-2d0d8c1f7e11"
+    legacy = Fill(fill_id=f"20261207143012345::{execution}", order_id="A-1", client_order_id=o.client_order_id,
+                  symbol=o.symbol, side=o.side, qty=D(3), price=D(100), fee=D(0), ts=dt.datetime.now(dt.UTC),
+                  venue="alpaca-paper", account="PA-1")
+    assert store.record_fill(legacy)
+    assert not store.record_fill(replace(legacy, fill_id=execution))  # the same execution, read again after an upgrade
+    assert store.record_fill(replace(legacy, fill_id="another-execution"))
+    assert store.positions()[o.symbol].qty == D(6)
 
 
 def test_streams_config_is_typed_and_refuses_unknown_keys(tmp_path):
