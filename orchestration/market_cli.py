@@ -8,6 +8,7 @@ Examples::
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import TYPE_CHECKING
@@ -61,6 +62,7 @@ def stream(symbols: str, timeframe: str, feed: str, windows: int | None, url_ove
         click.echo("stopped")
     finally:
         stop.set()
+        logging.getLogger("alpaca").setLevel(logging.ERROR)  # closing the socket is not a "websocket error" to report
         streamer.close()
 
 
