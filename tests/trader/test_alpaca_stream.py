@@ -61,6 +61,13 @@ def collect(broker, store, *, until, timeout: float = 5.0) -> list:
     return events
 
 
+def until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def fills_of(events) -> list[tuple[D, D]]:
     return [(e.fill.qty, e.fill.price) for e in events if isinstance(e, OrderFilled)]
 
@@ -96,9 +103,10 @@ def test_trade_stream_when_disconnected_backfills_fills_over_rest(venue, broker,
         venue.rest.fill("st-gap", "3", "102")
         assert fills_of(broker.poll_events()) == []
     venue.ws.wait_for(TRADING, connections=2)
+    until(lambda: broker.stream.connections == 2)  # the client has seen its reconnection too
     venue.rest.fill("st-gap", "4", "103")
     later = collect(broker, store, until=lambda ev: len(ev) >= 3)
-    assert sorted(fills_of(first + later)) == [(D(1), D(100)), (D(2), D(101)), (D(3), D(102)), (D(4), D(103))]
+    assert fills_of(first + later) == [(D(1), D(100)), (D(2), D(101)), (D(3), D(102)), (D(4), D(103))]  # oldest first
     assert len(store.list_fills(client_order_id="st-gap")) == 4
     assert store.get_order("st-gap").status is OrderStatus.FILLED
 

@@ -13,8 +13,9 @@ At most one live order per decision, ever:
   backoff, then :class:`~trader.errors.BrokerRateLimitError` (nothing was placed); a timeout
   or 5xx that the look-up cannot settle is :class:`~trader.errors.BrokerUnavailableError`.
 
-Fills come from the account's ``FILL`` activities (one per execution, exact price, a stable
-id that becomes the ``fill_id``); order statuses from polling. A cancel, expiry or rejection
+Fills come from the account's ``FILL`` activities (one per execution, exact price; the
+execution's uuid becomes the ``fill_id``, as on the trade-update stream of
+:mod:`trader.brokers.alpaca_stream`); order statuses from polling. A cancel, expiry or rejection
 is reported only once every fill of the order before it has been reported, so the run loop
 never sees a fill for an order it already closed.
 

@@ -38,7 +38,7 @@ from alpaca.trading.stream import TradingStream
 from trader.brokers.alpaca import AlpacaBroker
 from trader.brokers.alpaca_mapping import dec, fill_from_trade_update, parse_time
 from trader.config import Mode, Secrets
-from trader.domain import ClientOrderId, OrderCanceled, OrderEvent, OrderExpired, OrderRejected
+from trader.domain import ClientOrderId, OrderCanceled, OrderEvent, OrderExpired, OrderFilled, OrderRejected
 from trader.errors import BrokerError, DomainError
 
 log = logging.getLogger(__name__)
@@ -164,10 +164,10 @@ class StreamingAlpacaBroker(AlpacaBroker):
     def poll_events(self) -> list[OrderEvent]:
         """Fills and ends from the stream, oldest fill first; plus REST after a reconnect, periodically and while an end waits."""
         updates, reconnected = self.stream.drain()
-        fills = sorted((u for u in updates if u.get("event") in _FILLS), key=lambda u: str(u.get("timestamp")))
         events: list[OrderEvent] = []
-        for update in fills:
-            events += self._stream_fill(update)
+        for update in updates:
+            if update.get("event") in _FILLS:
+                events += self._stream_fill(update)
         for update in updates:
             if update.get("event") in _ENDS:
                 self._hold_end(update)
@@ -175,7 +175,10 @@ class StreamingAlpacaBroker(AlpacaBroker):
         if due:
             self._last_backfill = self._monotonic()
             events += super().poll_events()  # fills the stream missed, and ends the stream missed
-        return events + self._release_ends()
+        events += self._release_ends()
+        # oldest fill first (a backfilled fill is older than the streamed ones beside it); every end after the fills
+        fills = sorted((e for e in events if isinstance(e, OrderFilled)), key=lambda e: (e.ts, str(e.fill.fill_id)))
+        return [*fills, *(e for e in events if not isinstance(e, OrderFilled))]
 
     def _stream_fill(self, update: dict[str, Any]) -> list[OrderEvent]:
         order = update.get("order") or {}
