@@ -28,7 +28,6 @@ import datetime as dt
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -234,8 +233,3 @@ def alpaca_venue() -> Iterator[FakeVenue]:
         rest.listeners.append(lambda event, order, act: ws.trade_update(event, order, execution=act))
         yield FakeVenue(rest, ws)
 
-
-def new_execution(order: dict[str, Any], qty: str, price: str, at: dt.datetime) -> dict[str, Any]:
-    """A FILL-activity-shaped execution that exists only on the stream (for hand-made trade updates)."""
-    return {"id": f"{at:%Y%m%d%H%M%S%f}::{uuid.uuid4()}", "qty": qty, "price": price,
-            "transaction_time": at.isoformat().replace("+00:00", "Z")}
