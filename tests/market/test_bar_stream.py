@@ -176,3 +176,22 @@ def test_minute_aggregator_when_started_mid_window_completes_that_window_from_re
     assert agg.due(OPEN + 7 * MINUTE) == []  # the window is still open
     [window] = agg.due(OPEN + 15 * MINUTE + dt.timedelta(seconds=5))
     assert (window.start, window.backfill, len(window.minutes)) == (OPEN, True, 1)  # minutes 0-4 come over REST
+
+
+def test_bar_stream_when_rest_backfill_fails_keeps_the_window_for_the_next_step(venue, clock, tmp_path):
+    clock.now = OPEN + 5 * MINUTE + dt.timedelta(seconds=20)  # started mid-window: minutes 0-4 must come over REST
+    s = BarStreamer(AlpacaConfig(symbols=("AAA",), url_override=venue.url), warehouse=tmp_path / "warehouse.duckdb",
+                    stream_url=venue.data_ws_url, api_key=API_KEY, secret_key=SECRET_KEY, min_backoff_s=0.05, clock=clock)
+    try:
+        s.start()
+        venue.ws.wait_for(DATA, connections=1)
+        push(venue, s, range(6, 15))
+        venue.rest.fail_next(BARS, 500, "internal error")
+        clock.now = OPEN + 15 * MINUTE + dt.timedelta(seconds=6)
+        assert s.step() == [] and not (tmp_path / "warehouse.duckdb").exists()  # nothing half-written
+        [report] = s.step()
+        assert report.rows_accepted == 1 and venue.rest.count(BARS) == 2
+        [(volume, open_)] = rows(tmp_path, "select volume, open from raw.bars")
+        assert (volume, open_) == (sum(100.0 + i for i in range(15)), 100.0)  # minute 0's open, from REST
+    finally:
+        s.close()

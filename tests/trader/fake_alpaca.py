@@ -13,8 +13,10 @@ Tests script misbehaviour per route (``"POST /v2/orders"``):
 * ``lose_next_answer(route, sleep_s=...)`` creates the order and then drops the connection
   (``sleep_s=None``) or answers only after ``sleep_s`` (past the client's timeout).
 
-And act as the venue: ``fill(cid, qty, price)``, ``cancel_at_venue(cid)``, ``publish()`` (for
+And act as the venue: ``fill(cid, qty, price)``, ``cancel_at_venue(cid, status=...)``, ``publish()`` (for
 fills recorded with ``publish=False``, i.e. activities that lag behind the order status).
+``listeners`` hear every fill and end (fake_alpaca_ws.py pushes them as trade updates), and
+``minute_bars`` are served at ``GET /v2/stocks/bars`` (the data API, for the bar stream's backfill).
 """
 
 from __future__ import annotations
