@@ -50,6 +50,12 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _one_line(record: logging.LogRecord) -> bool:
+    """alpaca-py logs a full traceback on every failed reconnect; the message alone says it (and REST backfills)."""
+    record.exc_info, record.exc_text = None, None
+    return True
+
+
 class _Stream(StockDataStream):
     """alpaca-py's data stream, reporting when it starts and stops listening, and stoppable at once."""
 
@@ -110,6 +116,9 @@ class BarStreamer:
                                on_drop=self._dropped)
         self._stream.subscribe_bars(self._on_bar, *config.symbols)
         self._thread = threading.Thread(target=self._stream.run, name="alpaca-bars", daemon=True)
+        stream_log = logging.getLogger("alpaca.data.live.websocket")
+        if _one_line not in stream_log.filters:
+            stream_log.addFilter(_one_line)
 
     def start(self) -> BarStreamer:
         self._thread.start()

@@ -48,6 +48,12 @@ _ENDS = {"canceled": OrderCanceled, "expired": OrderExpired, "rejected": OrderRe
 _FILLS = ("fill", "partial_fill")
 
 
+def _one_line(record: logging.LogRecord) -> bool:
+    """alpaca-py logs a full traceback on every failed reconnect; the message alone says it (and we backfill)."""
+    record.exc_info, record.exc_text = None, None
+    return True
+
+
 class _Stream(TradingStream):
     """alpaca-py's stream, telling :class:`TradeUpdateStream` when a connection is up, and stoppable at once.
 
@@ -95,6 +101,9 @@ class TradeUpdateStream:
                                url_override=url_override, on_connect=self._connected_now, min_backoff_s=min_backoff_s)
         self._stream.subscribe_trade_updates(self._on_message)
         self._thread = threading.Thread(target=self._stream.run, name="alpaca-trade-updates", daemon=True)
+        stream_log = logging.getLogger("alpaca.trading.stream")
+        if _one_line not in stream_log.filters:
+            stream_log.addFilter(_one_line)
 
     def start(self) -> TradeUpdateStream:
         self._thread.start()
