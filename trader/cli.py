@@ -174,8 +174,13 @@ def run(mode: str | None, once: bool, day: dt.datetime | None, cash: str | None,
                         strict=session.strict, observers=observers)
         click.echo(f"{chosen.value}: store {safe_url(url)}, venue {session.broker.venue}, predictions from {predictor.url}; "
                    + "; ".join(notes))
+        before_cycle = session.before_cycle
+        if venue is not None and cfg.streams.reconcile_every_cycles:  # the venue's view, again during the session
+            from trader.reconcile import periodic
+
+            before_cycle = periodic(store, session.broker, every=cfg.streams.reconcile_every_cycles, then=before_cycle)
         try:
-            reports = runner.run(session.ticks, before_cycle=session.before_cycle, limit=1 if once else None,
+            reports = runner.run(session.ticks, before_cycle=before_cycle, limit=1 if once else None,
                                  on_report=lambda r: click.echo(r.line()))
         except KeyboardInterrupt:
             raise click.ClickException("interrupted; state is in the store, `trader run` resumes after the last cycle") from None

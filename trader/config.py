@@ -245,6 +245,8 @@ class StreamsConfig(_Model):
     trade_updates: bool = False
     #: With the stream on, fills and order statuses are also read over REST at least this often (seconds).
     rest_backfill_every_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    #: Paper/live, stream or not: a full reconciliation (orders, fills, positions) every this many cycles; 0: at start-up only.
+    reconcile_every_cycles: Annotated[int, Field(ge=0)] = 0
 
 
 class TraderConfig(_Model):

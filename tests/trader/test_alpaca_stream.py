@@ -23,8 +23,8 @@ from trader.brokers.base import Broker
 from trader.cli import venue_broker
 from trader.config import Mode, Secrets, StreamsConfig, load_config
 from trader.domain import Fill, OrderCanceled, OrderExpired, OrderFilled, OrderStatus
-from trader.errors import TraderConfigError
-from trader.reconcile import record_broker_event
+from trader.errors import ReconciliationError, TraderConfigError
+from trader.reconcile import periodic, record_broker_event
 
 SECRETS = Secrets(alpaca_api_key=SecretStr(API_KEY), alpaca_secret_key=SecretStr(SECRET_KEY))
 ACTIVITIES = "GET /v2/account/activities/FILL"
@@ -201,10 +201,11 @@ def test_store_knows_an_alpaca_fill_recorded_under_its_older_activity_id(store):
 def test_streams_config_is_typed_and_refuses_unknown_keys(tmp_path):
     path = tmp_path / "trader.yaml"
     path.write_text("universe: {symbols: [AAA]}\nstreams: {trade_updates: true, rest_backfill_every_s: 30}\n")
-    assert load_config(path).streams == StreamsConfig(trade_updates=True, rest_backfill_every_s=30)
+    assert load_config(path).streams == StreamsConfig(trade_updates=True, rest_backfill_every_s=30, reconcile_every_cycles=0)
     assert load_config(EXAMPLE).streams.trade_updates is False  # REST polling unless asked
     for text, field in (("streams: {trade_update: true}", "streams.trade_update"),
-                        ("streams: {rest_backfill_every_s: 0}", "streams.rest_backfill_every_s")):
+                        ("streams: {rest_backfill_every_s: 0}", "streams.rest_backfill_every_s"),
+                        ("streams: {reconcile_every_cycles: -1}", "streams.reconcile_every_cycles")):
         path.write_text(f"universe: {{symbols: [AAA]}}\n{text}\n")
         with pytest.raises(TraderConfigError) as err:
             load_config(path)
@@ -217,3 +218,20 @@ def test_paper_venue_uses_the_trade_update_stream_only_when_the_config_says_so(m
     assert venue_broker(Mode.PAPER, SECRETS, streams=StreamsConfig(trade_updates=True, rest_backfill_every_s=15)) == "streaming"
     assert built == [{"paper": True, "rest_backfill_every_s": 15}]
     assert type(venue_broker(Mode.PAPER, SECRETS, streams=StreamsConfig())).__name__ == "AlpacaBroker"
+
+
+def test_periodic_reconciliation_records_missed_fills_and_stops_on_an_order_the_store_does_not_know(venue, broker, store):
+    class Tick:
+        ts = dt.datetime.now(dt.UTC)
+
+    hook = periodic(store, broker, every=2)
+    placed(broker, store, "st-rec", qty=10)
+    venue.rest.fill("st-rec", "10", "20")  # not polled: only reconciliation brings it in
+    hook(Tick)
+    assert store.list_fills(client_order_id="st-rec") == []  # every 2nd cycle
+    hook(Tick)
+    assert [f.qty for f in store.list_fills(client_order_id="st-rec")] == [D(10)]
+    broker.submit(order(qty=1, cid="by-hand"))  # placed at the venue behind the trader's back
+    hook(Tick)
+    with pytest.raises(ReconciliationError, match="by-hand"):
+        hook(Tick)
