@@ -10,6 +10,7 @@ Examples::
     alphaline ingest --csv bars.csv --symbol AAPL --timeframe 15m --tz America/New_York
     alphaline ingest --synthetic --sessions 5
     alphaline ingest --alpaca --symbols AAPL,MSFT --sessions 3
+    alphaline market stream --symbols AAPL,MSFT     # live 15-minute bars into raw.bars
     alphaline status
 """
 
@@ -29,6 +30,7 @@ from orchestration.compliance_cli import compliance
 from orchestration.errors import AlphalineError, ConfigError
 from orchestration.features_cli import features
 from orchestration.features_cli import print_summary as print_feature_summary
+from orchestration.market_cli import market
 from orchestration.models_cli import latest_tearsheet, models
 from orchestration.models_cli import print_summary as print_model_summary
 from orchestration.ops_cli import backup, drill, restore
@@ -267,6 +269,7 @@ def _print_summary(settings: Settings) -> None:
 
 
 main.add_command(features)
+main.add_command(market)
 main.add_command(models)
 main.add_command(compliance)
 main.add_command(backup)

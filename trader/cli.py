@@ -46,7 +46,7 @@ from trader.cli_sim import (
     safe_url,
     sim_session,
 )
-from trader.config import Mode, Secrets, TraderConfig, load_config
+from trader.config import Mode, Secrets, StreamsConfig, TraderConfig, load_config
 from trader.domain import ClientOrderId, Fill, Order, OrderAccepted, OrderEvent, OrderExpired, Symbol, TradingState
 from trader.errors import TraderError
 from trader.monitoring import run_observers
@@ -174,8 +174,13 @@ def run(mode: str | None, once: bool, day: dt.datetime | None, cash: str | None,
                         strict=session.strict, observers=observers)
         click.echo(f"{chosen.value}: store {safe_url(url)}, venue {session.broker.venue}, predictions from {predictor.url}; "
                    + "; ".join(notes))
+        before_cycle = session.before_cycle
+        if venue is not None and cfg.streams.reconcile_every_cycles:  # the venue's view, again during the session
+            from trader.reconcile import periodic
+
+            before_cycle = periodic(store, session.broker, every=cfg.streams.reconcile_every_cycles, then=before_cycle)
         try:
-            reports = runner.run(session.ticks, before_cycle=session.before_cycle, limit=1 if once else None,
+            reports = runner.run(session.ticks, before_cycle=before_cycle, limit=1 if once else None,
                                  on_report=lambda r: click.echo(r.line()))
         except KeyboardInterrupt:
             raise click.ClickException("interrupted; state is in the store, `trader run` resumes after the last cycle") from None
@@ -229,15 +234,20 @@ def _venue_session(mode: Mode, cfg: TraderConfig, secrets: Secrets, *, cash: Dec
     from trader.brokers.bars import DuckDBBars  # reads the warehouse read-only, one query at a time
 
     feed = DuckDBBars(timeframe=TIMEFRAME)
-    broker: Broker = DryRunBroker(cash or Decimal(100_000)) if mode is Mode.DRY_RUN else venue_broker(mode, secrets)
+    broker: Broker = (DryRunBroker(cash or Decimal(100_000)) if mode is Mode.DRY_RUN
+                      else venue_broker(mode, secrets, streams=cfg.streams))
     ticks = live_ticks(lambda at: last_closes(feed, cfg.universe.symbols, at), timeframe=TIMEFRAME, once=once)
     return Session(broker=broker, ticks=ticks, run_id=mode.value, strict=False, started_at=dt.datetime.now(dt.UTC))
 
 
-def venue_broker(mode: Mode, secrets: Secrets) -> Broker:
-    """The Alpaca account for ``paper``/``live`` (keys from the environment only)."""
+def venue_broker(mode: Mode, secrets: Secrets, *, streams: StreamsConfig | None = None) -> Broker:
+    """The Alpaca account for ``paper``/``live`` (keys from the environment only); ``streams.trade_updates``: over the stream."""
     from trader.brokers.alpaca import AlpacaBroker  # here: alpaca-py is imported only by the modes that trade there
 
+    if streams is not None and streams.trade_updates:
+        from trader.brokers.alpaca_stream import StreamingAlpacaBroker
+
+        return StreamingAlpacaBroker(secrets, paper=mode is not Mode.LIVE, rest_backfill_every_s=streams.rest_backfill_every_s)
     return AlpacaBroker(secrets, paper=mode is not Mode.LIVE)
 
 

@@ -279,6 +279,17 @@ class ExecutionConfig(_Model):
         return self.slices or self.horizon_bars
 
 
+class StreamsConfig(_Model):
+    """Alpaca's trade-update stream for ``paper``/``live`` (:mod:`trader.brokers.alpaca_stream`); off: REST polling only."""
+
+    #: Fills and ends from the websocket as they happen; REST still backfills after every reconnect.
+    trade_updates: bool = False
+    #: With the stream on, fills and order statuses are also read over REST at least this often (seconds).
+    rest_backfill_every_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    #: Paper/live, stream or not: a full reconciliation (orders, fills, positions) every this many cycles; 0: at start-up only.
+    reconcile_every_cycles: Annotated[int, Field(ge=0)] = 0
+
+
 class TraderConfig(_Model):
     mode: Mode = Mode.SIM
     universe: UniverseConfig
@@ -289,6 +300,7 @@ class TraderConfig(_Model):
     metrics: MetricsConfig = MetricsConfig()
     history: HistoryConfig = HistoryConfig()
     execution: ExecutionConfig = ExecutionConfig()
+    streams: StreamsConfig = StreamsConfig()
     #: Any SQLAlchemy URL; default ``sqlite:///$ALPHALINE_HOME/trader/trader.db``.
     store_url: str | None = None
 

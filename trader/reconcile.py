@@ -35,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -293,3 +294,38 @@ def reconcile(store: TraderStore, broker: Broker, *, now: dt.datetime | None = N
     store.append_audit("reconcile", report.to_record(), ts=now)
     (log.info if report.can_trade else log.error)("%s", report.summary())
     return report
+
+
+def periodic(store: TraderStore, broker: Broker, *, every: int,
+             then: Callable[[Any], object] | None = None) -> Callable[[Any], None]:
+    """A run loop ``before_cycle`` hook: a full :func:`reconcile` before every ``every``-th cycle (stamped at the tick).
+
+    What it cannot resolve stops the run like at start-up (:class:`~trader.errors.ReconciliationError`);
+    ``then`` is the hook it wraps (a simulator's clock), called after it.
+
+    Example:
+        >>> import datetime as dt, tempfile
+        >>> from trader.brokers.bars import InMemoryBars
+        >>> from trader.brokers.sim import SimBroker
+        >>> from trader.store import TraderStore
+        >>> store = TraderStore(f"sqlite:///{tempfile.mkdtemp()}/trader.db")
+        >>> hook = periodic(store, SimBroker(InMemoryBars([])), every=2)
+        >>> class Tick: ts = dt.datetime(2024, 3, 5, 15, tzinfo=dt.UTC)
+        >>> for _ in range(4):
+        ...     hook(Tick)
+        >>> sum(1 for r in store.audit_records() if r.kind == "reconcile")
+        2
+    """
+    if every < 1:
+        raise ValueError("periodic reconciliation: every must be >= 1")
+    cycles = 0
+
+    def before_cycle(tick: Any) -> None:
+        nonlocal cycles
+        cycles += 1
+        if cycles % every == 0:
+            reconcile(store, broker, now=tick.ts).raise_if_blocked()
+        if then is not None:
+            then(tick)
+
+    return before_cycle

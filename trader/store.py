@@ -65,6 +65,9 @@ _DURABLE = "alphaline_durable"
 _AUDIT_HEAD = sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
 _FILL_BY_ID = sa.select(fills).where(fills.c.fill_id == sa.bindparam("b_fill_id"))
 _FILL_EXISTS = sa.select(fills.c.fill_id).where(fills.c.fill_id == sa.bindparam("b_fill_id"))  # nearly always: no
+#: Alpaca fills stored before fill ids were execution ids: ``"<time>::<execution id>"`` (the activity id).
+_ALPACA_LEGACY_FILL = sa.select(fills.c.fill_id).where(fills.c.order_id == sa.bindparam("b_order_id"),
+                                                       fills.c.fill_id.like(sa.bindparam("b_pattern")))
 _KNOWN_ORDERS = sa.select(orders.c.client_order_id).where(orders.c.client_order_id.in_(sa.bindparam("b_ids", expanding=True)))
 _KNOWN_POSITIONS = sa.select(positions.c.symbol).where(positions.c.symbol.in_(sa.bindparam("b_ids", expanding=True)))
 _UPDATE_ORDER = sa.update(orders).where(orders.c.client_order_id == sa.bindparam("b_key"))
@@ -203,6 +206,9 @@ class StoreTx:
             if known != fill:
                 raise StoreError(f"fill {fill.fill_id}: already stored with different content")
             return False
+        if fill.venue.startswith("alpaca") and "::" not in fill.fill_id and self._conn.execute(
+                _ALPACA_LEGACY_FILL, {"b_order_id": fill.order_id, "b_pattern": f"%::{fill.fill_id}"}).first() is not None:
+            return False  # the same execution, stored under its activity id by an earlier version
         self._fills[fill.fill_id] = fill
         self.save_position(self._position(fill.symbol).apply_fill(fill), at=fill.ts)
         return True

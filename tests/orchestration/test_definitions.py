@@ -7,7 +7,7 @@ import pytest
 from orchestration.definitions import build_definitions
 from orchestration.defs.features.schedules import INTRADAY_JOB, intraday_request
 from orchestration.defs.market.checks import build_checks
-from orchestration.defs.market.schedules import IMPORT_JOB, INGEST_JOB, ingest_request
+from orchestration.defs.market.schedules import IMPORT_JOB, INGEST_JOB, STREAM_JOB, ingest_request
 
 
 @pytest.fixture
@@ -69,6 +69,9 @@ def test_feature_assets_sit_downstream_of_the_clean_bars_with_blocking_checks(de
     ingest = defs.resolve_job_def(INGEST_JOB)
     assert dg.AssetKey("online_features") in ingest.asset_layer.executable_asset_keys
     assert dg.AssetKey("bar_features") not in defs.resolve_job_def(IMPORT_JOB).asset_layer.executable_asset_keys
+    streamed = {k.to_user_string() for k in defs.resolve_job_def(STREAM_JOB).asset_layer.executable_asset_keys}
+    assert {"marts/bars", "bar_features", "online_features"} <= streamed  # `alphaline market stream --features`
+    assert not {"raw_bars", "imported_bars"} & streamed  # the stream wrote raw.bars itself: no REST ingest
 
 
 NY = ZoneInfo("America/New_York")

@@ -13,8 +13,10 @@ Tests script misbehaviour per route (``"POST /v2/orders"``):
 * ``lose_next_answer(route, sleep_s=...)`` creates the order and then drops the connection
   (``sleep_s=None``) or answers only after ``sleep_s`` (past the client's timeout).
 
-And act as the venue: ``fill(cid, qty, price)``, ``cancel_at_venue(cid)``, ``publish()`` (for
+And act as the venue: ``fill(cid, qty, price)``, ``cancel_at_venue(cid, status=...)``, ``publish()`` (for
 fills recorded with ``publish=False``, i.e. activities that lag behind the order status).
+``listeners`` hear every fill and end (fake_alpaca_ws.py pushes them as trade updates), and
+``minute_bars`` are served at ``GET /v2/stocks/bars`` (the data API, for the bar stream's backfill).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,6 +73,10 @@ class FakeAlpaca:
         self.cash = Decimal(100_000)
         self.requests: list[str] = []
         self.created = 0
+        #: Called as ``listener(event, order, activity)`` on each fill and cancel (the websocket fake pushes them).
+        self.listeners: list[Callable[[str, dict[str, Any], dict[str, Any] | None], None]] = []
+        #: Minute bars served at ``GET /v2/stocks/bars``: symbol -> Alpaca-shaped bars (``t`` RFC 3339).
+        self.minute_bars: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._script: dict[str, deque[_Scripted]] = defaultdict(deque)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -121,6 +128,7 @@ class FakeAlpaca:
                    "order_id": o["id"], "cum_qty": o["filled_qty"], "order_status": o["status"]}
             (self.activities if publish else self.hidden).append(act)
             self._move_position(o["symbol"], q if o["side"] == "buy" else -q, p)
+            self._notify(act["type"], o, act)
 
     def backdate(self, cid: str, delta: dt.timedelta) -> None:
         """Pretend the order was placed ``delta`` earlier (e.g. before a trader restart)."""
@@ -135,10 +143,17 @@ class FakeAlpaca:
             self.activities.sort(key=lambda a: a["transaction_time"])
             self.hidden = []
 
-    def cancel_at_venue(self, cid: str) -> None:
+    def cancel_at_venue(self, cid: str, *, status: str = "canceled") -> None:
+        """End the order at the venue: ``canceled`` (default), ``expired`` or ``rejected``."""
         with self.lock:
             o = self.order(cid)
-            o["status"], o["canceled_at"], o["updated_at"] = "canceled", _iso(dt.datetime.now(dt.UTC)), _iso(dt.datetime.now(dt.UTC))
+            o["status"], o["updated_at"] = status, _iso(dt.datetime.now(dt.UTC))
+            o[{"canceled": "canceled_at", "expired": "expired_at"}.get(status, "failed_at")] = o["updated_at"]
+            self._notify(status, o, None)
+
+    def _notify(self, event: str, order: dict[str, Any], act: dict[str, Any] | None) -> None:
+        for listener in self.listeners:
+            listener(event, dict(order), act)
 
     def _move_position(self, symbol: str, signed: Decimal, price: Decimal) -> None:
         pos = self.positions.setdefault(symbol, {"qty": Decimal(0), "avg": Decimal(0)})
@@ -206,6 +221,11 @@ class FakeAlpaca:
                          "cash": str(self.cash), "equity": str(self.cash), "buying_power": str(self.cash)}
         if (method, path) == ("GET", "/v2/account/activities/FILL"):
             return 200, self._activities(query)
+        if (method, path) == ("GET", "/v2/stocks/bars"):
+            start, end = (dt.datetime.fromisoformat(query[k].replace("Z", "+00:00")) for k in ("start", "end"))
+            bars = {s: [b for b in self.minute_bars.get(s, []) if start <= dt.datetime.fromisoformat(b["t"]) < end]
+                    for s in query["symbols"].split(",")}
+            return 200, {"bars": {s: b for s, b in bars.items() if b}, "next_page_token": None}
         return _error(404, f"no route {method} {path}")
 
     def _one_order(self, method: str, order_id: str) -> Any:

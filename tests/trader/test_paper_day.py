@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from test_current_bar import FakeClock, OnlineStore
 
 from trader.brokers.alpaca import AlpacaBroker
+from trader.brokers.alpaca_mapping import execution_id
 from trader.brokers.bars import Bar, InMemoryBars
 from trader.config import Secrets
 from trader.reconcile import reconcile
@@ -96,7 +97,7 @@ def test_paper_day_decides_on_the_just_closed_bar_every_cycle(day):
 
 def test_paper_day_records_every_venue_fill_exactly_once_and_reconciles(day):
     store, fake, broker = day["store"], day["fake"], day["broker"]
-    venue = {a["id"] for a in fake.activities}
+    venue = {execution_id(a["id"]) for a in fake.activities}
     recorded = [f.fill_id for f in store.list_fills()]
     assert len(venue) > 20 and sorted(recorded) == sorted(venue)  # none lost, none doubled
     report = reconcile(store, broker, now=day["clock"]())

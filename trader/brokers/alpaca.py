@@ -13,8 +13,9 @@ At most one live order per decision, ever:
   backoff, then :class:`~trader.errors.BrokerRateLimitError` (nothing was placed); a timeout
   or 5xx that the look-up cannot settle is :class:`~trader.errors.BrokerUnavailableError`.
 
-Fills come from the account's ``FILL`` activities (one per execution, exact price, a stable
-id that becomes the ``fill_id``); order statuses from polling. A cancel, expiry or rejection
+Fills come from the account's ``FILL`` activities (one per execution, exact price; the
+execution's uuid becomes the ``fill_id``, as on the trade-update stream of
+:mod:`trader.brokers.alpaca_stream`); order statuses from polling. A cancel, expiry or rejection
 is reported only once every fill of the order before it has been reported, so the run loop
 never sees a fill for an order it already closed.
 
@@ -47,7 +48,6 @@ from requests.adapters import HTTPAdapter
 
 from trader.brokers.alpaca_mapping import (
     account_from_alpaca,
-    dec,
     error_message,
     fill_from_activity,
     order_from_alpaca,
@@ -341,14 +341,20 @@ class AlpacaBroker:
         events: list[OrderEvent] = []
         for act in activities:
             cid = self._cids.get(str(act["order_id"]))
-            tracked = self._tracked.get(cid) if cid is not None else None
-            if cid is None or tracked is None or str(act["id"]) in tracked.reported:
-                continue  # not an order we follow, or already reported (activities are re-read with an overlap)
+            if cid is None or cid not in self._tracked:
+                continue  # not an order we follow
             fill = fill_from_activity(act, client_order_id=cid, venue=self.venue, account=self._account_label())
-            tracked.reported.add(str(act["id"]))
-            tracked.cum_qty = max(tracked.cum_qty, dec(act.get("cum_qty", 0), "cum_qty"))
-            events.append(OrderFilled(client_order_id=cid, ts=fill.ts, fill=fill))
+            events += self._report_fill(fill)
         return events
+
+    def _report_fill(self, fill: Fill) -> list[OrderEvent]:
+        """The fill's event, once: activities are re-read with an overlap (and a stream may repeat an execution)."""
+        tracked = self._tracked.get(fill.client_order_id)
+        if tracked is None or fill.fill_id in tracked.reported:
+            return []
+        tracked.reported.add(fill.fill_id)
+        tracked.cum_qty += fill.qty  # a sum, not Alpaca's cum_qty: executions may arrive out of order
+        return [OrderFilled(client_order_id=fill.client_order_id, ts=fill.ts, fill=fill)]
 
     def _status_events(self) -> list[OrderEvent]:
         if not self._tracked:

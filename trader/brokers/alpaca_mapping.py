@@ -115,9 +115,22 @@ def parse_time(value: Any, name: str) -> dt.datetime:
         raise DomainError(f"alpaca: {name}: {value!r} is not an ISO 8601 time") from None
 
 
+def execution_id(activity_id: str) -> FillId:
+    """The ``fill_id`` of an execution: the uuid Alpaca's trade updates call ``execution_id``.
+
+    A ``FILL`` activity's id is ``"<transaction time>::<execution uuid>"``; the same execution on the
+    trade-update stream carries only the uuid. Both become the uuid, so a fill seen on both paths is one fill.
+
+    Example:
+        >>> execution_id("20261207143012345::6f2c1a9e-0b1d-4c56-9a43-2d0d8c1f7e11")
+        '6f2c1a9e-0b1d-4c56-9a43-2d0d8c1f7e11'
+    """
+    return FillId(str(activity_id).rsplit("::", 1)[-1])
+
+
 def fill_from_activity(act: dict[str, Any], *, client_order_id: ClientOrderId, venue: str, account: str) -> Fill:
-    """A ``FILL`` account activity as a domain fill; the activity id is the stable ``fill_id`` (fees: none for equities)."""
-    return Fill(fill_id=FillId(str(act["id"])), order_id=OrderId(str(act["order_id"])), client_order_id=client_order_id,
+    """A ``FILL`` account activity as a domain fill; its execution uuid is the stable ``fill_id`` (fees: none for equities)."""
+    return Fill(fill_id=execution_id(act["id"]), order_id=OrderId(str(act["order_id"])), client_order_id=client_order_id,
                 symbol=to_symbol(str(act["symbol"])), side=Side.BUY if act["side"] == "buy" else Side.SELL,
                 qty=dec(act["qty"], "activity.qty"), price=dec(act["price"], "activity.price"), fee=ZERO,
                 ts=parse_time(act["transaction_time"], "activity.transaction_time"), venue=venue, account=account)
@@ -142,3 +155,15 @@ def error_message(exc: APIError) -> str:
     except ValueError:
         message = None
     return (message or str(exc) or "no message").strip().splitlines()[0][:200]
+
+
+def fill_from_trade_update(data: dict[str, Any], *, client_order_id: ClientOrderId, venue: str, account: str) -> Fill:
+    """A ``fill``/``partial_fill`` trade update (the raw JSON ``data``, strings kept exact) as a domain fill.
+
+    Its ``fill_id`` is the ``execution_id``: the same id :func:`fill_from_activity` gives the execution.
+    """
+    order = data["order"]
+    return Fill(fill_id=execution_id(data["execution_id"]), order_id=OrderId(str(order["id"])), client_order_id=client_order_id,
+                symbol=to_symbol(str(order["symbol"])), side=Side.BUY if order["side"] == "buy" else Side.SELL,
+                qty=dec(data["qty"], "trade_update.qty"), price=dec(data["price"], "trade_update.price"), fee=ZERO,
+                ts=parse_time(data["timestamp"], "trade_update.timestamp"), venue=venue, account=account)

@@ -9,6 +9,8 @@ import dagster as dg
 
 INGEST_JOB = "market_ingest_job"
 IMPORT_JOB = "file_import_job"
+#: After ``alphaline market stream --features`` wrote a bar: marts, then the features incrementally (no ingest).
+STREAM_JOB = "streamed_bars_job"
 EXCHANGE_TZ = "America/New_York"
 #: 17:00 New York on weekdays: an hour after the regular close, once the day's last bars are final.
 INGEST_CRON = "0 17 * * 1-5"
@@ -31,6 +33,15 @@ def build_jobs_and_schedules(raw_bars: dg.AssetsDefinition, imported_bars: dg.As
         description="Import CSV/Parquet files, then rebuild the marts and run every market check.",
     )
 
+    stream_job = dg.define_asset_job(
+        STREAM_JOB,
+        selection=(dg.AssetSelection.assets(raw_bars).downstream() & dg.AssetSelection.groups(*INGEST_GROUPS))
+        - dg.AssetSelection.assets(raw_bars, imported_bars),
+        config={"ops": {name: {"config": {"incremental": True}} for name in ("bar_features", "bar_labels")}},
+        description="Rebuild the marts from raw.bars as they are (bars streamed in by `alphaline market stream`), "
+                    "then update the features incrementally and materialise them online.",
+    )
+
     @dg.schedule(
         name="daily_ingest_schedule", job=ingest_job, cron_schedule=INGEST_CRON, execution_timezone=EXCHANGE_TZ,
         description="Weekdays at 17:00 America/New_York: ingest the session that just closed (skipped on exchange holidays).",
@@ -38,7 +49,7 @@ def build_jobs_and_schedules(raw_bars: dg.AssetsDefinition, imported_bars: dg.As
     def daily_ingest_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         return ingest_request(context.scheduled_execution_time)
 
-    return [ingest_job, import_job], [daily_ingest_schedule]
+    return [ingest_job, import_job, stream_job], [daily_ingest_schedule]
 
 
 def ingest_request(when: dt.datetime) -> dg.RunRequest | dg.SkipReason:
