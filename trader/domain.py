@@ -89,6 +89,26 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
+    #: Becomes a market order once the market trades at or through ``stop_price``.
+    STOP = "stop"
+    #: Becomes a limit order at ``limit_price`` once the market trades at or through ``stop_price``.
+    STOP_LIMIT = "stop_limit"
+    #: A stop that follows the best price seen by ``trail_percent`` (percent) or ``trail_price`` (dollars).
+    TRAILING_STOP = "trailing_stop"
+
+
+class OrderClass(StrEnum):
+    """How an order is linked to others (Alpaca's ``order_class``); see :attr:`Order.parent_id`.
+
+    * ``bracket``: an entry (no parent) and its two exit legs (``parent_id`` = the entry): a
+      take-profit limit and a stop-loss stop, held until the entry fills; one leg's fill cancels the other;
+    * ``oco``: two exits for a position already held: the take-profit limit (no parent) and the
+      stop-loss stop (``parent_id`` = the take-profit); one's fill cancels the other.
+    """
+
+    SIMPLE = "simple"
+    BRACKET = "bracket"
+    OCO = "oco"
 
 
 class TimeInForce(StrEnum):
@@ -204,7 +224,15 @@ class OrderExpired:
     ts: dt.datetime
 
 
-_ORDER_ENUMS = (("side", Side), ("order_type", OrderType), ("time_in_force", TimeInForce), ("status", OrderStatus))
+_ORDER_ENUMS = (("side", Side), ("order_type", OrderType), ("time_in_force", TimeInForce), ("status", OrderStatus),
+                ("order_class", OrderClass))
+_PRICES = ("limit_price", "stop_price", "trail_percent", "trail_price")
+#: Which price fields each order type needs (all others must be unset).
+_NEEDS: Mapping[OrderType, frozenset[str]] = {
+    OrderType.MARKET: frozenset(), OrderType.LIMIT: frozenset({"limit_price"}), OrderType.STOP: frozenset({"stop_price"}),
+    OrderType.STOP_LIMIT: frozenset({"stop_price", "limit_price"}), OrderType.TRAILING_STOP: frozenset(),
+}
+_LEG_SUFFIX = {"take_profit": "-tp", "stop_loss": "-sl"}
 
 OrderEvent = OrderAccepted | OrderFilled | OrderCanceled | OrderRejected | OrderExpired
 
@@ -213,8 +241,12 @@ OrderEvent = OrderAccepted | OrderFilled | OrderCanceled | OrderRejected | Order
 class Order:
     """An order and where it is in its life cycle; immutable: :meth:`apply` returns the next state.
 
-    ``qty`` is positive (``side`` gives the direction); ``limit_price`` is required for, and
-    only for, limit orders.
+    ``qty`` is positive (``side`` gives the direction). Prices by type: ``limit_price`` for
+    limit and stop-limit orders, ``stop_price`` for stop and stop-limit orders, exactly one of
+    ``trail_percent`` (0 < p < 100) or ``trail_price`` for trailing stops; any other price set
+    is an error naming the field. ``order_class`` and ``parent_id`` link bracket and OCO
+    orders (:class:`OrderClass`); a held bracket leg is ``accepted`` like any working order:
+    the life cycle is the same for every type.
     """
 
     client_order_id: ClientOrderId
@@ -232,6 +264,11 @@ class Order:
     fees: Decimal = ZERO
     status_reason: str = ""
     updated_at: dt.datetime | None = None
+    stop_price: Decimal | None = None
+    trail_percent: Decimal | None = None
+    trail_price: Decimal | None = None
+    order_class: OrderClass = OrderClass.SIMPLE
+    parent_id: ClientOrderId | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -240,17 +277,60 @@ class Order:
             set_(self, name, enum(getattr(self, name)))
         for name in ("qty", "filled_qty", "fees"):
             set_(self, name, to_decimal(getattr(self, name), f"order.{name}"))
-        for name in ("limit_price", "avg_fill_price"):
+        for name in (*_PRICES, "avg_fill_price"):
             if getattr(self, name) is not None:
                 set_(self, name, to_decimal(getattr(self, name), f"order.{name}"))
         set_(self, "created_at", to_utc(self.created_at, "order.created_at"))
         set_(self, "updated_at", to_utc(self.updated_at or self.created_at, "order.updated_at"))
         if self.qty <= 0:
             raise DomainError(f"order {self.client_order_id}: qty must be > 0, got {self.qty}")
-        if (self.order_type is OrderType.LIMIT) != (self.limit_price is not None):
-            raise DomainError(f"order {self.client_order_id}: limit_price is required for limit orders and only for them")
-        if self.limit_price is not None and self.limit_price <= 0:
-            raise DomainError(f"order {self.client_order_id}: limit_price must be > 0")
+        self._check_prices()
+        self._check_link()
+
+    def _check_prices(self) -> None:
+        cid, kind, needs = self.client_order_id, self.order_type.value, _NEEDS[self.order_type]
+        for name in _PRICES:
+            value = getattr(self, name)
+            if name in needs and value is None:
+                raise DomainError(f"order {cid}: {name}: required for {kind} orders")
+            if value is not None and name not in needs and not (self.order_type is OrderType.TRAILING_STOP and name.startswith("trail")):
+                raise DomainError(f"order {cid}: {name}: not allowed for {kind} orders")
+            if value is not None and value <= 0:
+                raise DomainError(f"order {cid}: {name}: must be > 0, got {value}")
+        if self.order_type is OrderType.TRAILING_STOP:
+            if (self.trail_percent is None) == (self.trail_price is None):
+                raise DomainError(f"order {cid}: trail_percent/trail_price: a trailing stop needs exactly one of them")
+            if self.trail_percent is not None and self.trail_percent >= 100:
+                raise DomainError(f"order {cid}: trail_percent: must be < 100, got {self.trail_percent}")
+
+    def _check_link(self) -> None:
+        cid = self.client_order_id
+        if self.parent_id is not None and self.order_class is OrderClass.SIMPLE:
+            raise DomainError(f"order {cid}: parent_id: only bracket and oco orders have a parent")
+        if self.parent_id == cid:
+            raise DomainError(f"order {cid}: parent_id: an order cannot be its own parent")
+        if self.is_exit_leg and self.order_type not in (OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT):
+            raise DomainError(f"order {cid}: order_type: a {self.order_class.value} exit is a limit, stop or stop_limit order, "
+                              f"not {self.order_type.value}")
+
+    @property
+    def oco_group(self) -> ClientOrderId | None:
+        """The id shared by exits of which one's fill cancels the others (``None``: not such an exit)."""
+        if self.order_class is OrderClass.OCO:
+            return self.parent_id or self.client_order_id
+        if self.order_class is OrderClass.BRACKET and self.parent_id is not None:
+            return self.parent_id
+        return None
+
+    @property
+    def is_exit_leg(self) -> bool:
+        """A protective exit of a bracket or an OCO pair: it only ever shrinks a position."""
+        return self.oco_group is not None
+
+    @property
+    def is_held_leg(self) -> bool:
+        """A bracket leg: it may trade only once its entry (``parent_id``) has filled."""
+        return self.order_class is OrderClass.BRACKET and self.parent_id is not None
 
     @property
     def signed_qty(self) -> Decimal:
@@ -318,6 +398,9 @@ class SubmitOrder:
     order: Order
     prediction: Prediction | None = None
     reference_price: Decimal | None = None
+    #: Why the exit policy sends it (``stop_loss``, ``take_profit``, ``trailing``, ``time``, ``protect``); ``None``:
+    #: not an exit. An exit must reduce the position; then it passes even a HALTED kill switch.
+    exit_reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,6 +430,21 @@ def make_client_order_id(*, run_id: str, decision_ts: dt.datetime, symbol: str, 
         raise DomainError("run_id: must not be empty")
     key = json.dumps([run_id, to_utc(decision_ts, "decision_ts").isoformat(), to_symbol(symbol), Side(side).value, leg])
     return ClientOrderId("al-" + hashlib.sha256(key.encode()).hexdigest()[:32])
+
+
+def leg_client_order_id(parent: ClientOrderId, role: str) -> ClientOrderId:
+    """The id of a bracket or OCO exit leg: the parent's id plus ``-tp`` (``take_profit``) or ``-sl`` (``stop_loss``).
+
+    Derived, not stored at the venue (Alpaca names legs itself), so an adapter can find a leg
+    again from its parent after a restart.
+
+    Example:
+        >>> leg_client_order_id(ClientOrderId("al-1"), "stop_loss")
+        'al-1-sl'
+    """
+    if role not in _LEG_SUFFIX:
+        raise DomainError(f"leg role: {role!r} is not one of {', '.join(_LEG_SUFFIX)}")
+    return ClientOrderId(parent + _LEG_SUFFIX[role])
 
 
 @dataclass(frozen=True, kw_only=True)
