@@ -74,6 +74,7 @@ from trader.errors import (
     PredictionError,
     TraderError,
 )
+from trader.exits import ExitMonitor
 from trader.history import MarketHistory, MarketSnapshot
 from trader.predictions import PredictionBatch, PredictionClient
 from trader.risk import RiskContext, RiskDecision, RiskEngine
@@ -224,6 +225,7 @@ class Runner:
         self.observers = tuple(observers)
         self._denials: Counter[str] = Counter()
         self.market = market if market is not None else MarketHistory.from_config(config)
+        self.exits = ExitMonitor.for_runner(self)
 
     # -- the loop ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -285,6 +287,8 @@ class Runner:
         if problems and self.strict and state is not TradingState.HALTED:
             state = self._halt(tick.ts, f"invariant broken: {problems[0]}")
         try:
+            if self.exits is not None:  # protective exits (trader/exits.py), before anything new is sized
+                counts["submitted"] += self.exits.cycle(tick.ts, state, account)
             status = self._decide(tick, state, account, counts)
         except ValueError as exc:  # data the checks cannot use (DomainError included): fail closed, say why
             status = f"no orders: {exc}"
