@@ -173,7 +173,7 @@ def test_sim_exit_leg_never_closes_more_than_the_position():
 
 def test_sim_submit_linked_refuses_a_leg_of_another_parent():
     broker = SimBroker(InMemoryBars([]), start=T0)
-    tp, sl = oco(stop="95", take="110")
+    tp, _ = oco(stop="95", take="110")
     stray = make("x-sl", order_type=OrderType.STOP, stop_price=D(95), order_class=OrderClass.OCO, parent_id=ClientOrderId("x"))
     with pytest.raises(DomainError, match="x-sl: parent_id: must be tp"):
         broker.submit_linked([tp, stray])
