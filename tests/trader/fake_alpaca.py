@@ -199,10 +199,10 @@ class FakeAlpaca:
                  "status": body.get("status", "accepted"), "extended_hours": False}
         self.orders[order["id"]] = order
         self.created += 1
-        if kind in ("bracket", "oco"):
+        if kind in ("bracket", "oco") and not body.get("is_leg"):
             side = body["side"] if kind == "oco" else ("sell" if body["side"] == "buy" else "buy")
             leg = {"symbol": body["symbol"], "qty": body["qty"], "side": side, "time_in_force": body["time_in_force"],
-                   "order_class": kind, "status": "held" if kind == "bracket" else "new"}
+                   "order_class": kind, "status": "held" if kind == "bracket" else "new", "is_leg": True}
             legs = [] if kind == "oco" else [self._create({**leg, "type": "limit", "limit_price": take["limit_price"]})]
             legs.append(self._create({**leg, "type": "stop_limit" if stop.get("limit_price") else "stop", **stop}))
             self.legs_of[order["id"]] = [x["id"] for x in legs]
