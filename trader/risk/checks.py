@@ -231,7 +231,7 @@ def buying_power(v: OrderView) -> Verdict:
 
 #: Every check, in the order the audit trail lists them; the portfolio checks (:mod:`trader.risk.portfolio`) last.
 DEFAULT_CHECKS: tuple[tuple[str, Check], ...] = tuple((f.__name__, f) for f in (
-    trading_state, restricted_symbol, market_hours, duplicate_order, order_rate, prediction_fresh, exit_order, price_collar,
+    trading_state, restricted_symbol, market_hours, duplicate_order, order_rate, exit_order, prediction_fresh, price_collar,
     max_notional, position_limit, gross_exposure, net_exposure, sector_exposure, daily_loss, drawdown, buying_power,
     *PORTFOLIO_CHECKS,
 ))
