@@ -6,8 +6,11 @@ are synced and before anything new is sized. For each open position:
 * **Venue protection** (``use_venue_brackets``, a venue that holds linked orders, a whole-share
   quantity, ``stop_loss_pct`` and ``take_profit_pct`` both set): the stop-loss and take-profit
   rest at the venue as an OCO pair (take-profit limit + stop-loss stop, one cancels the other),
-  so the position stays protected if the trader dies. A pair whose quantity no longer matches
-  the position is cancelled and placed again on a later cycle.
+  so the position stays protected if the trader dies. It is placed once the position is
+  settled (no other order working in the symbol); a pair whose quantity no longer matches the
+  position is cancelled and placed again on a later cycle. The pair holds the shares at
+  Alpaca: a model order that reduces a protected position is refused there until the pair is
+  cancelled (the simulator lets both work, and an exit never closes more than is held).
 * **The trader's own monitor** otherwise: the stop-loss and take-profit are checked against
   the cycle's last price. Trailing and time stops are always the trader's: the trailing stop
   follows the best last price seen while the position is open (kept in memory: a restart
@@ -139,6 +142,11 @@ class ExitMonitor:
         context: builds the risk context of a cycle (the runner's).
         apply: records venue answers as order events (the runner's, so the books move in one place).
         calendar: counts only market bars for the time stop (``None``: every bar).
+
+    Example:
+        >>> monitor = ExitMonitor.for_runner(runner)  # what Runner.__init__ does; None when exits are off  # doctest: +SKIP
+        >>> monitor.cycle(tick.ts, TradingState.ACTIVE, account)  # orders sent this cycle  # doctest: +SKIP
+        1
     """
 
     def __init__(self, *, policy: ExitPolicy, store: TraderStore, broker: Any, engine: RiskEngine, run_id: str,
@@ -174,6 +182,8 @@ class ExitMonitor:
         ctx = self._context(now, state, account)
         fills = self.store.list_fills() if self.policy.max_holding_bars or self.policy.trailing_stop_pct else []
         groups: list[tuple[list[SubmitOrder], dict[str, Any]]] = []
+        for symbol in [s for s in self._closing if account.position(s).qty == 0]:
+            del self._closing[symbol]  # closed some other way meanwhile
         for symbol, pos in sorted(account.positions.items()):
             if pos.qty != 0 and symbol in ctx.prices:
                 group = self._position(ctx, pos, fills)
@@ -201,7 +211,8 @@ class ExitMonitor:
             return None
         if reason is not None:
             return self._close(ctx, pos, reason, note)
-        if not legs and self.venue_exits and pos.qty == pos.qty.to_integral_value():
+        settled = not any(o.symbol == symbol for o in ctx.working_orders)  # e.g. no closing order on its way
+        if not legs and settled and self.venue_exits and pos.qty == pos.qty.to_integral_value():
             return self._protect(ctx, pos, note)
         return None
 

@@ -50,8 +50,7 @@ def session(store, bars: list[Bar], *, qty: int = 10, side: Side = Side.BUY, sta
     """A strict sim run that opens ``qty`` AAA at the first open, then lets the exits (``exits:``) work."""
     broker = SimBroker(InMemoryBars(bars), config=SimConfig(max_participation=None), start=T0)
     entry = Order(client_order_id=ClientOrderId("al-entry"), symbol=AAA, side=side, qty=D(qty), created_at=T0)
-    store.save_order(entry)
-    broker.submit(entry)
+    store.save_order(entry.apply(broker.submit(entry)))
     runner = Runner(config=config(exits=exits), store=store, broker=broker, predictor=_NoPredictions(), run_id="sim-exits",
                     strict=True)
     if state is not None:
@@ -135,15 +134,13 @@ def test_exit_monitor_replaces_venue_exits_that_no_longer_match_the_position(sto
     broker = SimBroker(InMemoryBars(bars), config=SimConfig(max_participation=None), start=T0)
     runner = Runner(config=config(exits={"stop_loss_pct": "0.05", "take_profit_pct": "0.10", "use_venue_brackets": True}),
                     store=store, broker=broker, predictor=_NoPredictions(), run_id="sim-exits", strict=True)
-    ticks = replay_ticks(bars)
-    for i, qty in enumerate((10, 5)):  # buy 10, and 5 more once the first pair rests
-        order = Order(client_order_id=ClientOrderId(f"al-{i}"), symbol=AAA, side=Side.BUY, qty=D(qty), created_at=ticks[i].ts)
-        store.save_order(order)
-        broker.advance_to(ticks[i].ts)
-        runner._apply([broker.submit(order)])
-        runner.cycle(ticks[i])
-    for tick in ticks[2:]:
+    buys = {0: 10, 2: 5}  # 10 first; 5 more once the first pair rests
+    for i, tick in enumerate(replay_ticks(bars)):
         broker.advance_to(tick.ts)
+        if i in buys:
+            order = Order(client_order_id=ClientOrderId(f"al-{i}"), symbol=AAA, side=Side.BUY, qty=D(buys[i]), created_at=tick.ts)
+            store.save_order(order)
+            runner._apply([broker.submit(order)])
         runner.cycle(tick)
     actions = [(r["action"], r.get("approved")) for r in exit_records(store)]
     assert actions == [("venue OCO", True), ("cancel venue exits", None), ("venue OCO", True)]
