@@ -7,7 +7,11 @@ Two rules run through them:
   only the trading state, restrictions, market hours, duplicates, the throttle and the
   price collar apply to it;
 * an exposure check denies only an order that leaves the exposure above its limit **and**
-  larger than before (an order that moves an over-limit book back toward it passes).
+  larger than before (an order that moves an over-limit book back toward it passes);
+* an **exit** (``SubmitOrder.exit_reason`` set, or a bracket/OCO leg) must shrink the position
+  it protects (``EXIT_INCREASES_POSITION``), with its stop below the market for a sell and above
+  for a buy (``STOP_PRICE_WRONG_SIDE``), a take-profit leg the other way (``TAKE_PROFIT_WRONG_SIDE``);
+  one that reduces passes even a HALTED kill switch.
 
 An exception inside a check is the engine's business: it denies with ``RISK_CHECK_ERROR``.
 """
