@@ -16,6 +16,11 @@ are synced and before anything new is sized. For each open position:
   follows the best last price seen while the position is open (kept in memory: a restart
   starts it again from the better of the entry and the last price), the time stop counts bars
   from the fill that opened the position (market bars only, when ``risk.market_hours_only``).
+* **Bracket entries**: with venue protection on, a model order that opens a position from flat
+  (whole shares, nothing else working in the symbol) goes out through :meth:`ExitMonitor.submit`
+  as a bracket: the entry plus its take-profit and stop-loss legs, priced from the decision's
+  price (the limit, or the last price), held by the venue until the entry fills. If the legs
+  are denied, the entry goes out alone and gets its OCO pair once filled.
 * A triggered exit closes the position with a market order. If venue exits rest on it, they
   are cancelled first and the close goes out on the next cycle (the venue holds those shares).
 
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from decimal import ROUND_CEILING, ROUND_FLOOR
 from decimal import Decimal as D
 from typing import TYPE_CHECKING, Any
@@ -158,6 +164,7 @@ class ExitMonitor:
         self._best: dict[Symbol, tuple[dt.datetime | None, D]] = {}  # symbol -> (opened_at, best price)
         self._closing: dict[Symbol, str] = {}  # venue exits cancelled: close on a later cycle for this reason
         self._cancel_sent: set[str] = set()
+        self._cycle: tuple[dt.datetime, TradingState, Account] | None = None  # the current cycle's, for submit()
 
     @classmethod
     def for_runner(cls, runner: Runner) -> ExitMonitor | None:
@@ -177,6 +184,7 @@ class ExitMonitor:
 
     def cycle(self, now: dt.datetime, state: TradingState, account: Account) -> int:
         """Check every open position at ``now``; returns how many orders were sent."""
+        self._cycle = (now, state, account)
         if self._calendar is not None and not self._calendar.is_open(now):
             return 0
         ctx = self._context(now, state, account)
@@ -248,6 +256,45 @@ class ExitMonitor:
         return commands, note | {"reason": "protect", "action": "venue OCO", "take_profit": take, "stop_loss": stop,
                                  "client_order_id": head}
 
+    # -- bracket entries ------------------------------------------------------------------------
+    def submit(self, order: Order) -> OrderAccepted | OrderRejected:
+        """Send an approved model order (the runner's submit): as a bracket when it opens a position, else as it is.
+
+        Broker errors propagate, exactly as from ``broker.submit`` (the runner looks the entry up).
+        """
+        group = self._bracket(order)
+        if group is None:
+            return self.broker.submit(order)
+        answers = self.broker.submit_linked(group)
+        self._apply([a for a in answers[1:]])
+        return answers[0]
+
+    def _bracket(self, order: Order) -> list[Order] | None:
+        """The entry and its two legs, stored and audited, if ``order`` should go out as a bracket and its legs pass risk."""
+        if self._cycle is None or not self.venue_exits or order.order_class is not OrderClass.SIMPLE \
+                or order.order_type not in (OrderType.MARKET, OrderType.LIMIT) or order.qty != order.qty.to_integral_value():
+            return None
+        now, state, account = self._cycle
+        ctx = self._context(now, state, account)
+        price = order.limit_price or ctx.prices.get(order.symbol)
+        busy = any(o.symbol == order.symbol and o.client_order_id != order.client_order_id
+                   for o in (*ctx.working_orders, *ctx.exit_orders))
+        if account.position(order.symbol).qty != 0 or busy or price is None:
+            return None
+        take, stop = exit_prices(self.policy, qty=order.signed_qty, entry=price)
+        entry = replace(order, order_class=OrderClass.BRACKET)
+        link: dict[str, Any] = {"symbol": order.symbol, "side": Side.SELL if order.side is Side.BUY else Side.BUY,
+                                "qty": order.qty, "created_at": order.created_at, "time_in_force": order.time_in_force,
+                                "order_class": OrderClass.BRACKET, "parent_id": order.client_order_id}
+        legs = [Order(client_order_id=leg_client_order_id(order.client_order_id, "take_profit"), order_type=OrderType.LIMIT,
+                      limit_price=take, **link),
+                Order(client_order_id=leg_client_order_id(order.client_order_id, "stop_loss"), order_type=OrderType.STOP,
+                      stop_price=stop, **link)]
+        note = {"symbol": order.symbol, "reason": "protect", "action": "bracket entry", "client_order_id": order.client_order_id,
+                "price": price, "take_profit": take, "stop_loss": stop}
+        commands = [SubmitOrder(order=leg, reference_price=price, exit_reason="protect") for leg in legs]
+        return [entry, *legs] if self._record([(commands, note)], ctx, also=[entry]) else None
+
     # -- orders ---------------------------------------------------------------------------------
     def _cancel(self, legs: list[Order], now: dt.datetime, note: dict[str, Any]) -> None:
         todo = [o for o in legs if o.client_order_id not in self._cancel_sent]
@@ -265,11 +312,23 @@ class ExitMonitor:
 
     def _send(self, groups: list[tuple[list[SubmitOrder], dict[str, Any]]], ctx: RiskContext) -> int:
         """Risk-check each group (all its orders pass or none is sent), record it, send it, record the answers."""
+        sendable = self._record(groups, ctx)
+        answers: list[OrderEvent] = []
+        for orders in sendable:
+            answers += self._submit(orders, ctx.now)
+        self._apply(answers)
+        return sum(1 for a in answers if isinstance(a, OrderAccepted))
+
+    def _record(self, groups: list[tuple[list[SubmitOrder], dict[str, Any]]], ctx: RiskContext, *,
+                also: Sequence[Order] = ()) -> list[list[Order]]:
+        """One commit: each group's ``exit`` record and risk decisions, and its orders (NEW) if all were approved.
+
+        ``also``: orders saved with every approved group (a bracket's entry, re-saved as such).
+        """
         sendable: list[list[Order]] = []
         with self.store.transaction() as tx:
             for commands, note in groups:
-                decisions = []
-                trial = ctx
+                decisions, trial = [], ctx
                 for command in commands:
                     decisions.append(self.engine.check(command, trial))
                     trial = trial.with_submitted(command.order)
@@ -278,18 +337,16 @@ class ExitMonitor:
                 for decision in decisions:
                     tx.append_audit("risk_decision", decision.to_record() | {"run_id": self.run_id, "exit": note["reason"]},
                                     ts=ctx.now)
-                if approved:
-                    ctx = trial
-                    sendable.append([c.order for c in commands])
-                    for order in sendable[-1]:
-                        tx.save_order(order)
-                        tx.append_audit("order_submit", {"client_order_id": order.client_order_id, "venue": self.broker.venue,
-                                                         "run_id": self.run_id, "order": order.to_record()}, ts=ctx.now)
-        answers: list[OrderEvent] = []
-        for orders in sendable:
-            answers += self._submit(orders, ctx.now)
-        self._apply(answers)
-        return sum(1 for a in answers if isinstance(a, OrderAccepted))
+                if not approved:
+                    continue
+                ctx = trial
+                sendable.append([c.order for c in commands])
+                for order in [*also, *sendable[-1]]:
+                    tx.save_order(order)
+                for order in sendable[-1]:
+                    tx.append_audit("order_submit", {"client_order_id": order.client_order_id, "venue": self.broker.venue,
+                                                     "run_id": self.run_id, "order": order.to_record()}, ts=ctx.now)
+        return sendable
 
     def _submit(self, orders: list[Order], now: dt.datetime) -> list[OrderAccepted | OrderRejected]:
         try:

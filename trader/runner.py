@@ -477,8 +477,8 @@ class Runner:
 
     def _send(self, order: Order, now: dt.datetime) -> OrderAccepted | OrderRejected | str:
         """The venue's answer, or why the order's fate is unknown (it then stays NEW: never resent blindly)."""
-        try:
-            return self.broker.submit(order)
+        try:  # with venue exits, an entry that opens a position goes out as a bracket (trader/exits.py)
+            return self.exits.submit(order) if self.exits is not None else self.broker.submit(order)
         except BrokerUnavailableError as exc:
             found = self.broker.get_order_by_client_id(order.client_order_id)
             if found is None or found.order_id is None:

@@ -161,3 +161,33 @@ def test_runner_with_venue_exits_places_an_oco_and_books_the_stop_fill_of_the_ri
     assert [f.client_order_id for f in store.list_fills()] == ["al-entry", sl.client_order_id]
     assert any(r.kind == "exit" and r.payload["action"] == "venue OCO" for r in store.audit_records())
     assert not any(isinstance(e, OrderCanceled) for e in broker.poll_events())
+
+
+class _LongAAA:
+    """One long prediction, for AAA: a long-only book of one name."""
+
+    def predict(self, symbols, *, as_of=None) -> PredictionBatch:
+        from trader_builders import prediction
+
+        return PredictionBatch("ens:test", (prediction("AAA", feature_ts=NOW),))
+
+
+def test_runner_with_venue_exits_sends_an_opening_order_as_a_bracket_whose_leg_fill_is_booked(fake, connect, store):
+    cfg = config(exits={"stop_loss_pct": "0.05", "take_profit_pct": "0.10", "use_venue_brackets": True},
+                 sizing={"mode": "long_only", "k": 1})
+    runner = Runner(config=cfg, store=store, broker=connect(), predictor=_LongAAA(), run_id="paper-test")
+    first = runner.cycle(Tick(ts=NOW, prices={Symbol("AAA"): D(100)}))
+    (entry,) = [o for o in store.working_orders() if not o.is_exit_leg]
+    assert first.submitted == 1 and entry.order_class is OrderClass.BRACKET and entry.status is OrderStatus.ACCEPTED
+    sent = fake.order(entry.client_order_id)
+    assert sent["order_class"] == "bracket" and fake.count("POST /v2/orders") == 1
+    take, stop = (store.get_order(leg_client_order_id(entry.client_order_id, role)) for role in ("take_profit", "stop_loss"))
+    assert (take.limit_price, stop.stop_price, take.qty, take.status) == (D("110.00"), D("95.00"), entry.qty, OrderStatus.ACCEPTED)
+    assert (take.order_id, stop.order_id) == (fake.leg(entry.client_order_id, "limit")["id"], fake.leg(entry.client_order_id, "stop")["id"])
+    fake.fill(entry.client_order_id, str(entry.qty), "100")
+    fake.fill(fake.leg(entry.client_order_id, "limit")["client_order_id"], str(entry.qty), "110")
+    second = runner.cycle(Tick(ts=NOW + dt.timedelta(minutes=15), prices={Symbol("AAA"): D(110)}))
+    assert second.fills == 2 and second.problems == ()
+    assert [f.client_order_id for f in store.list_fills()] == [entry.client_order_id, take.client_order_id]
+    assert store.get_order(stop.client_order_id).status is OrderStatus.CANCELED
+    assert store.positions()[Symbol("AAA")].qty == 0

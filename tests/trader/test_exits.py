@@ -168,8 +168,11 @@ def test_runner_with_venue_exits_on_a_full_session_keeps_fills_summing_to_positi
     reports = Runner(config=cfg, store=store, broker=broker, predictor=FakePredictor(), run_id="sim-venue",
                      strict=True).run(replay_ticks(bars), before_cycle=lambda tick: broker.advance_to(tick.ts))
     assert_books_agree(store, broker, reports)
-    assert "protect" in {r["reason"] for r in exit_records(store)}
+    actions = {r["action"] for r in exit_records(store) if r.get("approved")}
+    assert {"bracket entry", "venue OCO"} <= actions  # entries from flat as brackets, added-to positions re-protected
     assert any(store.get_order(f.client_order_id).is_exit_leg for f in store.list_fills())  # a resting exit did fill
+    brackets = store.list_orders()
+    assert any(o.is_held_leg and o.status.value == "filled" for o in brackets)
 
 
 def test_opened_at_is_the_fill_that_took_the_position_from_flat_and_bars_count_market_bars():

@@ -176,8 +176,11 @@ class OrderView:
 
     @cached_property
     def reducing(self) -> bool:
-        """Strictly reduces the held position without flipping it, even if every same-side working order fills."""
-        held = self.ctx.account.position(self.order.symbol).qty
+        """Strictly reduces the held position without flipping it, even if every same-side working order fills.
+
+        A bracket leg is measured against the position its entry opens (:attr:`exit_basis`).
+        """
+        held = self.exit_basis if self.order.is_held_leg else self.ctx.account.position(self.order.symbol).qty
         if held == 0 or (held > 0) == (self.order.side.sign > 0):
             return False
         pending = sum((o.remaining_qty for o in self.ctx.working_orders
