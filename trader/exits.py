@@ -8,9 +8,10 @@ are synced and before anything new is sized. For each open position:
   rest at the venue as an OCO pair (take-profit limit + stop-loss stop, one cancels the other),
   so the position stays protected if the trader dies. It is placed once the position is
   settled (no other order working in the symbol); a pair whose quantity no longer matches the
-  position is cancelled and placed again on a later cycle. The pair holds the shares at
-  Alpaca: a model order that reduces a protected position is refused there until the pair is
-  cancelled (the simulator lets both work, and an exit never closes more than is held).
+  position is cancelled and placed again on a later cycle. The pair holds the shares at the
+  venue, so a model order in a protected symbol cancels it first (:meth:`ExitMonitor.submit`);
+  Alpaca may still refuse that order if it has not released the shares yet (the next cycle's
+  decision then goes through), and the position is protected again once settled.
 * **The trader's own monitor** otherwise: the stop-loss and take-profit are checked against
   the cycle's last price. Trailing and time stops are always the trader's: the trailing stop
   follows the best last price seen while the position is open (kept in memory: a restart
@@ -264,10 +265,19 @@ class ExitMonitor:
         """
         group = self._bracket(order)
         if group is None:
+            self._free(order)
             return self.broker.submit(order)
         answers = self.broker.submit_linked(group)
         self._apply([a for a in answers[1:]])
         return answers[0]
+
+    def _free(self, order: Order) -> None:
+        """Exits resting in the symbol of a model order are cancelled first: the venue holds those shares (Alpaca
+        refuses the order otherwise), and the position they were sized for is about to change."""
+        resting = [o for o in self.store.working_orders() if o.is_exit_leg and o.symbol == order.symbol]
+        if resting:
+            self._cancel(resting, order.created_at, {"symbol": order.symbol, "reason": "protect", "client_order_id":
+                                                     order.client_order_id, "action": "cancel venue exits for a model order"})
 
     def _bracket(self, order: Order) -> list[Order] | None:
         """The entry and its two legs, stored and audited, if ``order`` should go out as a bracket and its legs pass risk."""

@@ -190,3 +190,24 @@ def test_opened_at_is_the_fill_that_took_the_position_from_flat_and_bars_count_m
     assert bars_between(close, next_morning, M15, calendar=Calendar(), stop_at=100) == 3  # 15:45, 09:30 and 09:45
     assert bars_between(close, next_morning, M15, calendar=None, stop_at=100) == 73
     assert bars_between(close, next_morning, M15, calendar=None, stop_at=5) == 5
+
+
+def test_model_order_in_a_protected_symbol_cancels_the_resting_exits_first_and_they_come_back_sized_anew(store):
+    bars = path("100", "101", "102", "101", "102")
+    broker = SimBroker(InMemoryBars(bars), config=SimConfig(max_participation=None), start=T0)
+    runner = Runner(config=config(exits={"stop_loss_pct": "0.05", "take_profit_pct": "0.10", "use_venue_brackets": True}),
+                    store=store, broker=broker, predictor=_NoPredictions(), run_id="sim-exits", strict=True)
+    orders = {0: (Side.BUY, 10), 2: (Side.SELL, 4)}  # buy 10; sell 4 once the pair rests (a model decision)
+    for i, tick in enumerate(replay_ticks(bars)):
+        broker.advance_to(tick.ts)
+        runner.cycle(tick)
+        if i in orders:  # routed after the cycle's exits, as the runner routes its sized orders
+            side, qty = orders[i]
+            order = Order(client_order_id=ClientOrderId(f"al-{i}"), symbol=AAA, side=side, qty=D(qty), created_at=tick.ts)
+            store.save_order(order)
+            runner._apply([runner._send(order, tick.ts)])
+    actions = [r["action"] for r in exit_records(store)]
+    assert actions == ["bracket entry", "cancel venue exits for a model order", "venue OCO"]
+    assert store.get_order("al-2").filled_qty == 4 and store.positions()[AAA].qty == 6
+    legs = [o for o in store.working_orders() if o.is_exit_leg]
+    assert sorted((o.order_type, o.qty) for o in legs) == [(OrderType.LIMIT, D(6)), (OrderType.STOP, D(6))]
