@@ -37,6 +37,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NewType
 
 from trader.errors import DomainError, IllegalTransitionError
+from trader.order_types import LEG_SUFFIX, PRICE_FIELDS, OrderClass, OrderType, check_link, check_prices
 
 if TYPE_CHECKING:
     from trader.predictions import Prediction
@@ -84,31 +85,6 @@ class Side(StrEnum):
     @property
     def sign(self) -> int:
         return 1 if self is Side.BUY else -1
-
-
-class OrderType(StrEnum):
-    MARKET = "market"
-    LIMIT = "limit"
-    #: Becomes a market order once the market trades at or through ``stop_price``.
-    STOP = "stop"
-    #: Becomes a limit order at ``limit_price`` once the market trades at or through ``stop_price``.
-    STOP_LIMIT = "stop_limit"
-    #: A stop that follows the best price seen by ``trail_percent`` (percent) or ``trail_price`` (dollars).
-    TRAILING_STOP = "trailing_stop"
-
-
-class OrderClass(StrEnum):
-    """How an order is linked to others (Alpaca's ``order_class``); see :attr:`Order.parent_id`.
-
-    * ``bracket``: an entry (no parent) and its two exit legs (``parent_id`` = the entry): a
-      take-profit limit and a stop-loss stop, held until the entry fills; one leg's fill cancels the other;
-    * ``oco``: two exits for a position already held: the take-profit limit (no parent) and the
-      stop-loss stop (``parent_id`` = the take-profit); one's fill cancels the other.
-    """
-
-    SIMPLE = "simple"
-    BRACKET = "bracket"
-    OCO = "oco"
 
 
 class TimeInForce(StrEnum):
@@ -226,14 +202,6 @@ class OrderExpired:
 
 _ORDER_ENUMS = (("side", Side), ("order_type", OrderType), ("time_in_force", TimeInForce), ("status", OrderStatus),
                 ("order_class", OrderClass))
-_PRICES = ("limit_price", "stop_price", "trail_percent", "trail_price")
-#: Which price fields each order type needs (all others must be unset).
-_NEEDS: Mapping[OrderType, frozenset[str]] = {
-    OrderType.MARKET: frozenset(), OrderType.LIMIT: frozenset({"limit_price"}), OrderType.STOP: frozenset({"stop_price"}),
-    OrderType.STOP_LIMIT: frozenset({"stop_price", "limit_price"}), OrderType.TRAILING_STOP: frozenset(),
-}
-_LEG_SUFFIX = {"take_profit": "-tp", "stop_loss": "-sl"}
-
 OrderEvent = OrderAccepted | OrderFilled | OrderCanceled | OrderRejected | OrderExpired
 
 
@@ -277,41 +245,15 @@ class Order:
             set_(self, name, enum(getattr(self, name)))
         for name in ("qty", "filled_qty", "fees"):
             set_(self, name, to_decimal(getattr(self, name), f"order.{name}"))
-        for name in (*_PRICES, "avg_fill_price"):
+        for name in (*PRICE_FIELDS, "avg_fill_price"):
             if getattr(self, name) is not None:
                 set_(self, name, to_decimal(getattr(self, name), f"order.{name}"))
         set_(self, "created_at", to_utc(self.created_at, "order.created_at"))
         set_(self, "updated_at", to_utc(self.updated_at or self.created_at, "order.updated_at"))
         if self.qty <= 0:
             raise DomainError(f"order {self.client_order_id}: qty must be > 0, got {self.qty}")
-        self._check_prices()
-        self._check_link()
-
-    def _check_prices(self) -> None:
-        cid, kind, needs = self.client_order_id, self.order_type.value, _NEEDS[self.order_type]
-        for name in _PRICES:
-            value = getattr(self, name)
-            if name in needs and value is None:
-                raise DomainError(f"order {cid}: {name}: required for {kind} orders")
-            if value is not None and name not in needs and not (self.order_type is OrderType.TRAILING_STOP and name.startswith("trail")):
-                raise DomainError(f"order {cid}: {name}: not allowed for {kind} orders")
-            if value is not None and value <= 0:
-                raise DomainError(f"order {cid}: {name}: must be > 0, got {value}")
-        if self.order_type is OrderType.TRAILING_STOP:
-            if (self.trail_percent is None) == (self.trail_price is None):
-                raise DomainError(f"order {cid}: trail_percent/trail_price: a trailing stop needs exactly one of them")
-            if self.trail_percent is not None and self.trail_percent >= 100:
-                raise DomainError(f"order {cid}: trail_percent: must be < 100, got {self.trail_percent}")
-
-    def _check_link(self) -> None:
-        cid = self.client_order_id
-        if self.parent_id is not None and self.order_class is OrderClass.SIMPLE:
-            raise DomainError(f"order {cid}: parent_id: only bracket and oco orders have a parent")
-        if self.parent_id == cid:
-            raise DomainError(f"order {cid}: parent_id: an order cannot be its own parent")
-        if self.is_exit_leg and self.order_type not in (OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT):
-            raise DomainError(f"order {cid}: order_type: a {self.order_class.value} exit is a limit, stop or stop_limit order, "
-                              f"not {self.order_type.value}")
+        check_prices(self)
+        check_link(self)
 
     @property
     def oco_group(self) -> ClientOrderId | None:
@@ -442,9 +384,9 @@ def leg_client_order_id(parent: ClientOrderId, role: str) -> ClientOrderId:
         >>> leg_client_order_id(ClientOrderId("al-1"), "stop_loss")
         'al-1-sl'
     """
-    if role not in _LEG_SUFFIX:
-        raise DomainError(f"leg role: {role!r} is not one of {', '.join(_LEG_SUFFIX)}")
-    return ClientOrderId(parent + _LEG_SUFFIX[role])
+    if role not in LEG_SUFFIX:
+        raise DomainError(f"leg role: {role!r} is not one of {', '.join(LEG_SUFFIX)}")
+    return ClientOrderId(parent + LEG_SUFFIX[role])
 
 
 @dataclass(frozen=True, kw_only=True)
