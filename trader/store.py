@@ -269,7 +269,7 @@ def _add_missing_order_columns(conn: Connection) -> None:
     for name in ADDED_ORDER_COLUMNS:
         if name not in present:
             column = orders.c[name]
-            default = f" NOT NULL DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""
+            default = f" NOT NULL DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""  # type: ignore[attr-defined]
             conn.exec_driver_sql(f"ALTER TABLE orders ADD COLUMN {name} {column.type.compile(conn.dialect)}{default}")
 
 

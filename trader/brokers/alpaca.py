@@ -221,7 +221,9 @@ class AlpacaBroker:
         try:
             request = linked_request(head, legs)
         except DomainError as exc:
-            return [OrderRejected(client_order_id=o.client_order_id, ts=self._clock(), reason=str(exc)) for o in orders]
+            refused: list[OrderAccepted | OrderRejected] = [
+                OrderRejected(client_order_id=o.client_order_id, ts=self._clock(), reason=str(exc)) for o in orders]
+            return refused
         answer, raw = self._place(head, request)
         if isinstance(answer, OrderRejected):
             return [answer] + [OrderRejected(client_order_id=o.client_order_id, ts=answer.ts, reason=answer.reason) for o in legs]

@@ -90,7 +90,7 @@ def _price(raw: AlpacaOrder, name: str) -> Decimal | None:
     return dec(value, name) if value not in (None, "") else None
 
 
-def _prices(raw: AlpacaOrder, kind: OrderType) -> dict[str, Decimal | None]:
+def _prices(raw: AlpacaOrder, kind: OrderType) -> dict[str, Any]:
     """The price fields the domain allows for ``kind`` (a trailing stop's current ``stop_price`` is Alpaca's, not ours)."""
     names = {OrderType.LIMIT: ("limit_price",), OrderType.STOP: ("stop_price",), OrderType.MARKET: (),
              OrderType.STOP_LIMIT: ("limit_price", "stop_price"), OrderType.TRAILING_STOP: ("trail_percent", "trail_price")}[kind]

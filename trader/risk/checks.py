@@ -131,6 +131,7 @@ def price_collar(v: OrderView) -> Verdict:
         return R.PRICE_UNAVAILABLE, f"no last price for {v.order.symbol}"
     if v.order.is_exit_leg or v.order.order_type is OrderType.TRAILING_STOP:
         return R.APPROVED, "exit prices sit away from the market by design (checked by exit_order)"
+    price: Decimal | None
     if v.order.limit_price is not None:
         price, what = v.order.limit_price, "limit price"
     elif v.order.stop_price is not None:
