@@ -221,12 +221,10 @@ class AlpacaBroker:
         try:
             request = linked_request(head, legs)
         except DomainError as exc:
-            refused: list[OrderAccepted | OrderRejected] = [
-                OrderRejected(client_order_id=o.client_order_id, ts=self._clock(), reason=str(exc)) for o in orders]
-            return refused
+            return self._refuse_all(orders, str(exc), self._clock())
         answer, raw = self._place(head, request)
         if isinstance(answer, OrderRejected):
-            return [answer] + [OrderRejected(client_order_id=o.client_order_id, ts=answer.ts, reason=answer.reason) for o in legs]
+            return self._refuse_all(orders, answer.reason, answer.ts)
         if raw is None or not raw.legs:  # adopted after an error or a lost answer: ask for the legs
             raw = _typed(AlpacaOrder, self._call(f"order {head.client_order_id}", self._client.get_order_by_id,
                                                  str(answer.order_id), GetOrderByIdRequest(nested=True)))
@@ -239,6 +237,10 @@ class AlpacaBroker:
                 assert mine.order_id is not None
                 out.append(OrderAccepted(client_order_id=leg.client_order_id, ts=mine.created_at, order_id=mine.order_id))
         return out
+
+    @staticmethod
+    def _refuse_all(orders: Sequence[Order], reason: str, ts: dt.datetime) -> list[OrderAccepted | OrderRejected]:
+        return [OrderRejected(client_order_id=o.client_order_id, ts=ts, reason=reason) for o in orders]
 
     def _place(self, order: Order, request: OrderRequest) -> tuple[OrderAccepted | OrderRejected, AlpacaOrder | None]:
         """POST the request once (the retry and look-up rules of the module docstring); the answer and Alpaca's order."""
