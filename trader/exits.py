@@ -204,6 +204,9 @@ class ExitMonitor:
     def _position(self, ctx: RiskContext, pos: Position, fills: Sequence[Fill]) -> tuple[list[SubmitOrder], dict[str, Any]] | None:
         symbol, last = pos.symbol, ctx.prices[pos.symbol]
         legs = [o for o in ctx.exit_orders if o.symbol == symbol]
+        entries = {o.client_order_id for o in ctx.working_orders}
+        if any(o.is_held_leg and o.parent_id in entries for o in legs):
+            return None  # a bracket whose entry is still filling: its legs will protect what it buys
         closes_it = [o for o in legs if o.side.sign != (1 if pos.qty > 0 else -1) and o.remaining_qty == abs(pos.qty)]
         protected = len(closes_it) == len(legs) == 2  # both of the pair, each for the whole position
         since = opened_at(fills, symbol) if fills else None

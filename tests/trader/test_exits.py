@@ -211,3 +211,22 @@ def test_model_order_in_a_protected_symbol_cancels_the_resting_exits_first_and_t
     assert store.get_order("al-2").filled_qty == 4 and store.positions()[AAA].qty == 6
     legs = [o for o in store.working_orders() if o.is_exit_leg]
     assert sorted((o.order_type, o.qty) for o in legs) == [(OrderType.LIMIT, D(6)), (OrderType.STOP, D(6))]
+
+
+def test_bracket_whose_entry_fills_over_several_bars_keeps_its_legs(store):
+    bars = [Bar(symbol=AAA, ts=b.ts, open=b.open, high=b.high, low=b.low, close=b.close, volume=D(50))
+            for b in path("100", "101", "102", "101")]
+    broker = SimBroker(InMemoryBars(bars), config=SimConfig(max_participation=D("0.1")), start=T0)  # 5 shares a bar
+    runner = Runner(config=config(exits={"stop_loss_pct": "0.05", "take_profit_pct": "0.10", "use_venue_brackets": True}),
+                    store=store, broker=broker, predictor=_NoPredictions(), run_id="sim-exits", strict=True)
+    for i, tick in enumerate(replay_ticks(bars)):
+        broker.advance_to(tick.ts)
+        runner.cycle(tick)
+        if i == 0:
+            order = Order(client_order_id=ClientOrderId("al-e"), symbol=AAA, side=Side.BUY, qty=D(10), created_at=tick.ts)
+            store.save_order(order)
+            runner._apply([runner._send(order, tick.ts)])
+    assert [r["action"] for r in exit_records(store)] == ["bracket entry"]  # never cancelled while the entry filled
+    assert [f.qty for f in store.list_fills()] == [D(5), D(5)]
+    legs = [o for o in store.working_orders() if o.is_exit_leg]
+    assert sorted((o.client_order_id, o.qty) for o in legs) == [("al-e-sl", D(10)), ("al-e-tp", D(10))]
