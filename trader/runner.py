@@ -21,6 +21,11 @@ Each :class:`Tick` (a bar close in a replay, a bar boundary live) runs one :meth
 6. **routing** — an order is stored (NEW) before it is sent, so that a crash mid-submit leaves
    a ``client_order_id`` to look up; a lost answer is looked up at the venue, never resent blindly.
 
+With ``exits:`` set in ``trader.yaml``, :mod:`trader.exits` runs between steps 1 and 2: it
+closes positions at their stop-loss, take-profit, trailing or time stop (through the risk
+engine; an exit only reduces, so it passes HALTED too) and, with venue brackets, keeps their
+exits resting at the venue and sends entries from flat as brackets.
+
 Every step is an audit record (``prediction_batch``, ``risk_decision`` — with the prediction,
 model version and feature time —, ``order_submit``, ``order_accepted``, ``fill``, ...,
 ``cycle``); ``trader explain`` reads them back.
