@@ -290,6 +290,31 @@ class StreamsConfig(_Model):
     reconcile_every_cycles: Annotated[int, Field(ge=0)] = 0
 
 
+class ExitPolicy(_Model):
+    """Protective exits (:mod:`trader.exits`); every threshold ``null`` (the default) switches exits off.
+
+    Percentages are fractions of the position's average entry price: a long bought at 100 with
+    ``stop_loss_pct: 0.05`` is closed at 95, with ``take_profit_pct: 0.10`` at 110;
+    ``trailing_stop_pct`` closes it 5 % below the best price seen since it opened;
+    ``max_holding_bars`` closes it after that many bars. With ``use_venue_brackets`` the stop
+    loss and take profit rest at the venue as an OCO pair (they survive the trader); otherwise,
+    and for trailing and time stops always, the trader's own monitor checks them each cycle.
+    """
+
+    stop_loss_pct: Annotated[Decimal, Field(gt=0, lt=1)] | None = None
+    take_profit_pct: Annotated[Decimal, Field(gt=0, le=10)] | None = None
+    trailing_stop_pct: Annotated[Decimal, Field(gt=0, lt=1)] | None = None
+    max_holding_bars: PositiveInt | None = None
+    use_venue_brackets: bool = False
+    #: The bar length the time stop counts in (one decision cycle per bar).
+    timeframe: Literal["1m", "5m", "15m", "1h", "1d"] = "15m"
+
+    @property
+    def enabled(self) -> bool:
+        return any(x is not None for x in (self.stop_loss_pct, self.take_profit_pct, self.trailing_stop_pct,
+                                           self.max_holding_bars))
+
+
 class TraderConfig(_Model):
     mode: Mode = Mode.SIM
     universe: UniverseConfig
@@ -301,6 +326,7 @@ class TraderConfig(_Model):
     history: HistoryConfig = HistoryConfig()
     execution: ExecutionConfig = ExecutionConfig()
     streams: StreamsConfig = StreamsConfig()
+    exits: ExitPolicy = ExitPolicy()
     #: Any SQLAlchemy URL; default ``sqlite:///$ALPHALINE_HOME/trader/trader.db``.
     store_url: str | None = None
 

@@ -37,6 +37,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NewType
 
 from trader.errors import DomainError, IllegalTransitionError
+from trader.order_types import LEG_SUFFIX, PRICE_FIELDS, OrderClass, OrderType, check_link, check_prices
 
 if TYPE_CHECKING:
     from trader.predictions import Prediction
@@ -84,11 +85,6 @@ class Side(StrEnum):
     @property
     def sign(self) -> int:
         return 1 if self is Side.BUY else -1
-
-
-class OrderType(StrEnum):
-    MARKET = "market"
-    LIMIT = "limit"
 
 
 class TimeInForce(StrEnum):
@@ -204,8 +200,8 @@ class OrderExpired:
     ts: dt.datetime
 
 
-_ORDER_ENUMS = (("side", Side), ("order_type", OrderType), ("time_in_force", TimeInForce), ("status", OrderStatus))
-
+_ORDER_ENUMS = (("side", Side), ("order_type", OrderType), ("time_in_force", TimeInForce), ("status", OrderStatus),
+                ("order_class", OrderClass))
 OrderEvent = OrderAccepted | OrderFilled | OrderCanceled | OrderRejected | OrderExpired
 
 
@@ -213,8 +209,12 @@ OrderEvent = OrderAccepted | OrderFilled | OrderCanceled | OrderRejected | Order
 class Order:
     """An order and where it is in its life cycle; immutable: :meth:`apply` returns the next state.
 
-    ``qty`` is positive (``side`` gives the direction); ``limit_price`` is required for, and
-    only for, limit orders.
+    ``qty`` is positive (``side`` gives the direction). Prices by type: ``limit_price`` for
+    limit and stop-limit orders, ``stop_price`` for stop and stop-limit orders, exactly one of
+    ``trail_percent`` (0 < p < 100) or ``trail_price`` for trailing stops; any other price set
+    is an error naming the field. ``order_class`` and ``parent_id`` link bracket and OCO
+    orders (:class:`OrderClass`); a held bracket leg is ``accepted`` like any working order:
+    the life cycle is the same for every type.
     """
 
     client_order_id: ClientOrderId
@@ -232,6 +232,11 @@ class Order:
     fees: Decimal = ZERO
     status_reason: str = ""
     updated_at: dt.datetime | None = None
+    stop_price: Decimal | None = None
+    trail_percent: Decimal | None = None
+    trail_price: Decimal | None = None
+    order_class: OrderClass = OrderClass.SIMPLE
+    parent_id: ClientOrderId | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -240,17 +245,34 @@ class Order:
             set_(self, name, enum(getattr(self, name)))
         for name in ("qty", "filled_qty", "fees"):
             set_(self, name, to_decimal(getattr(self, name), f"order.{name}"))
-        for name in ("limit_price", "avg_fill_price"):
+        for name in (*PRICE_FIELDS, "avg_fill_price"):
             if getattr(self, name) is not None:
                 set_(self, name, to_decimal(getattr(self, name), f"order.{name}"))
         set_(self, "created_at", to_utc(self.created_at, "order.created_at"))
         set_(self, "updated_at", to_utc(self.updated_at or self.created_at, "order.updated_at"))
         if self.qty <= 0:
             raise DomainError(f"order {self.client_order_id}: qty must be > 0, got {self.qty}")
-        if (self.order_type is OrderType.LIMIT) != (self.limit_price is not None):
-            raise DomainError(f"order {self.client_order_id}: limit_price is required for limit orders and only for them")
-        if self.limit_price is not None and self.limit_price <= 0:
-            raise DomainError(f"order {self.client_order_id}: limit_price must be > 0")
+        check_prices(self)
+        check_link(self)
+
+    @property
+    def oco_group(self) -> ClientOrderId | None:
+        """The id shared by exits of which one's fill cancels the others (``None``: not such an exit)."""
+        if self.order_class is OrderClass.OCO:
+            return self.parent_id or self.client_order_id
+        if self.order_class is OrderClass.BRACKET and self.parent_id is not None:
+            return self.parent_id
+        return None
+
+    @property
+    def is_exit_leg(self) -> bool:
+        """A protective exit of a bracket or an OCO pair: it only ever shrinks a position."""
+        return self.oco_group is not None
+
+    @property
+    def is_held_leg(self) -> bool:
+        """A bracket leg: it may trade only once its entry (``parent_id``) has filled."""
+        return self.order_class is OrderClass.BRACKET and self.parent_id is not None
 
     @property
     def signed_qty(self) -> Decimal:
@@ -318,6 +340,9 @@ class SubmitOrder:
     order: Order
     prediction: Prediction | None = None
     reference_price: Decimal | None = None
+    #: Why the exit policy sends it (``stop_loss``, ``take_profit``, ``trailing``, ``time``, ``protect``); ``None``:
+    #: not an exit. An exit must reduce the position; then it passes even a HALTED kill switch.
+    exit_reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,6 +372,21 @@ def make_client_order_id(*, run_id: str, decision_ts: dt.datetime, symbol: str, 
         raise DomainError("run_id: must not be empty")
     key = json.dumps([run_id, to_utc(decision_ts, "decision_ts").isoformat(), to_symbol(symbol), Side(side).value, leg])
     return ClientOrderId("al-" + hashlib.sha256(key.encode()).hexdigest()[:32])
+
+
+def leg_client_order_id(parent: ClientOrderId, role: str) -> ClientOrderId:
+    """The id of a bracket or OCO exit leg: the parent's id plus ``-tp`` (``take_profit``) or ``-sl`` (``stop_loss``).
+
+    Derived, not stored at the venue (Alpaca names legs itself), so an adapter can find a leg
+    again from its parent after a restart.
+
+    Example:
+        >>> leg_client_order_id(ClientOrderId("al-1"), "stop_loss")
+        'al-1-sl'
+    """
+    if role not in LEG_SUFFIX:
+        raise DomainError(f"leg role: {role!r} is not one of {', '.join(LEG_SUFFIX)}")
+    return ClientOrderId(parent + LEG_SUFFIX[role])
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,6 +23,11 @@ Each :class:`Tick` (a bar close in a replay, a bar boundary live) runs one :meth
 6. **routing** — an order is stored (NEW) before it is sent, so that a crash mid-submit leaves
    a ``client_order_id`` to look up; a lost answer is looked up at the venue, never resent blindly.
 
+With ``exits:`` set in ``trader.yaml``, :mod:`trader.exits` runs between steps 1 and 2: it
+closes positions at their stop-loss, take-profit, trailing or time stop (through the risk
+engine; an exit only reduces, so it passes HALTED too) and, with venue brackets, keeps their
+exits resting at the venue and sends entries from flat as brackets.
+
 Every step is an audit record (``prediction_batch``, ``risk_decision`` — with the prediction,
 model version and feature time —, ``order_submit``, ``order_accepted``, ``fill``, ...,
 ``cycle``); ``trader explain`` reads them back.
@@ -77,6 +82,7 @@ from trader.errors import (
     TraderError,
 )
 from trader.execution import ExecutionDesk, lineage
+from trader.exits import ExitMonitor
 from trader.history import MarketHistory, MarketSnapshot
 from trader.predictions import PredictionBatch, PredictionClient
 from trader.risk import RiskContext, RiskDecision, RiskEngine
@@ -244,6 +250,7 @@ class Runner:
         self._refused_newest = _NEVER
         self.execution = ExecutionDesk(config.execution, store=store, run_id=run_id, calendar=self.engine.calendar,
                                        feed=self.market.feed if self.market is not None else None)
+        self.exits = ExitMonitor.for_runner(self)
 
     # -- the loop ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -305,6 +312,8 @@ class Runner:
         if problems and self.strict and state is not TradingState.HALTED:
             state = self._halt(tick.ts, f"invariant broken: {problems[0]}")
         try:
+            if self.exits is not None:  # protective exits (trader/exits.py), before anything new is sized
+                counts["submitted"] += self.exits.cycle(tick.ts, state, account)
             status = self._decide(tick, state, account, counts)
         except ValueError as exc:  # data the checks cannot use (DomainError included): fail closed, say why
             status = f"no orders: {exc}"
@@ -498,8 +507,8 @@ class Runner:
 
     def _send(self, order: Order, now: dt.datetime) -> OrderAccepted | OrderRejected | str:
         """The venue's answer, or why the order's fate is unknown (it then stays NEW: never resent blindly)."""
-        try:
-            return self.broker.submit(order)
+        try:  # with venue exits, an entry that opens a position goes out as a bracket (trader/exits.py)
+            return self.exits.submit(order) if self.exits is not None else self.broker.submit(order)
         except BrokerUnavailableError as exc:
             found = self.broker.get_order_by_client_id(order.client_order_id)
             if found is None or found.order_id is None:

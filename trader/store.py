@@ -57,7 +57,18 @@ from sqlalchemy.pool import StaticPool
 from trader.audit import GENESIS, AuditRecord, ChainVerification, canonical, verify_chain
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
-from trader.store_schema import append_only_ddl, audit, equity_marks, fills, metadata, orders, parent_orders, positions, risk_state
+from trader.store_schema import (
+    ADDED_ORDER_COLUMNS,
+    append_only_ddl,
+    audit,
+    equity_marks,
+    fills,
+    metadata,
+    orders,
+    parent_orders,
+    positions,
+    risk_state,
+)
 
 _WRITE = "alphaline_write"
 _DURABLE = "alphaline_durable"
@@ -277,6 +288,16 @@ class StoreTx:
             self._conn.execute(sa.insert(table), [row for k, row in rows.items() if k not in existing])
 
 
+def _add_missing_order_columns(conn: Connection) -> None:
+    """A store created before stop and linked orders gets their (nullable or defaulted) columns."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("orders")}
+    for name in ADDED_ORDER_COLUMNS:
+        if name not in present:
+            column = orders.c[name]
+            default = f" NOT NULL DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""  # type: ignore[attr-defined]
+            conn.exec_driver_sql(f"ALTER TABLE orders ADD COLUMN {name} {column.type.compile(conn.dialect)}{default}")
+
+
 class TraderStore:
     """Opens (and creates) the store at ``url``; see the module docstring."""
 
@@ -291,6 +312,7 @@ class TraderStore:
                 conn.execution_options(**{_WRITE: True})  # one process at a time (DDL of two at once can collide)
                 with conn.begin():
                     metadata.create_all(conn)
+                    _add_missing_order_columns(conn)
                     for ddl in append_only_ddl(self._engine.dialect.name):
                         conn.exec_driver_sql(ddl)
         except sa.exc.SQLAlchemyError as exc:

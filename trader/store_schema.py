@@ -69,7 +69,16 @@ orders = sa.Table(
     sa.Column("status_reason", sa.Text, nullable=False),
     sa.Column("created_at", UTCText, nullable=False, index=True),
     sa.Column("updated_at", UTCText, nullable=False),
+    # stop, trailing and linked (bracket/OCO) orders; added to an older store on open (:data:`ADDED_ORDER_COLUMNS`)
+    sa.Column("stop_price", DecimalText),
+    sa.Column("trail_percent", DecimalText),
+    sa.Column("trail_price", DecimalText),
+    sa.Column("order_class", sa.String(8), nullable=False, server_default="simple"),
+    sa.Column("parent_id", sa.String(128)),
 )
+
+#: Columns of ``orders`` newer than the first store files: ``ALTER TABLE ... ADD COLUMN`` when missing.
+ADDED_ORDER_COLUMNS = ("stop_price", "trail_percent", "trail_price", "order_class", "parent_id")
 
 fills = sa.Table(
     "fills", metadata,

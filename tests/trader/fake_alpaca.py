@@ -17,6 +17,12 @@ And act as the venue: ``fill(cid, qty, price)``, ``cancel_at_venue(cid, status=.
 fills recorded with ``publish=False``, i.e. activities that lag behind the order status).
 ``listeners`` hear every fill and end (fake_alpaca_ws.py pushes them as trade updates), and
 ``minute_bars`` are served at ``GET /v2/stocks/bars`` (the data API, for the bar stream's backfill).
+
+Order types ``market``, ``limit``, ``stop``, ``stop_limit``, ``trailing_stop`` are stored as sent
+(nothing triggers by itself: tests fill). ``order_class`` ``bracket`` and ``oco`` create legs
+like Alpaca: separate orders with Alpaca's own ``client_order_id``, shown under the parent's
+``legs`` (single-order answers, and lists with ``nested=true``). A bracket's legs are ``held``
+until the entry fills; a leg's fill cancels the other leg. ``leg(parent_cid, type)`` finds one.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 API_KEY, SECRET_KEY = "PKFAKEKEY123", "fake-secret-value-never-logged"
-OPEN = {"new", "accepted", "partially_filled", "pending_new"}
+OPEN = {"new", "accepted", "partially_filled", "pending_new", "held"}
 _DROP = object()
 
 
@@ -77,6 +83,7 @@ class FakeAlpaca:
         self.listeners: list[Callable[[str, dict[str, Any], dict[str, Any] | None], None]] = []
         #: Minute bars served at ``GET /v2/stocks/bars``: symbol -> Alpaca-shaped bars (``t`` RFC 3339).
         self.minute_bars: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.legs_of: dict[str, list[str]] = {}  # parent's id -> its legs' ids
         self._script: dict[str, deque[_Scripted]] = defaultdict(deque)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -112,6 +119,12 @@ class FakeAlpaca:
         with self.lock:
             return next(o for o in self.orders.values() if o["client_order_id"] == cid)
 
+    def leg(self, parent_cid: str, order_type: str) -> dict[str, Any]:
+        """The leg of type ``order_type`` (``limit``, ``stop``) of the bracket or OCO placed as ``parent_cid``."""
+        with self.lock:
+            parent = self.order(parent_cid)
+            return next(self.orders[i] for i in self.legs_of[parent["id"]] if self.orders[i]["type"] == order_type)
+
     def fill(self, cid: str, qty: str, price: str, *, publish: bool = True, at: dt.datetime | None = None) -> None:
         with self.lock:
             o, q, p = self.order(cid), Decimal(qty), Decimal(price)
@@ -129,6 +142,21 @@ class FakeAlpaca:
             (self.activities if publish else self.hidden).append(act)
             self._move_position(o["symbol"], q if o["side"] == "buy" else -q, p)
             self._notify(act["type"], o, act)
+            self._after_fill(o)
+
+    def _after_fill(self, o: dict[str, Any]) -> None:
+        """A filled bracket entry releases its legs; a filled leg cancels the other one (OCO)."""
+        if o["status"] == "filled" and o["order_class"] == "bracket":
+            for leg_id in self.legs_of.get(o["id"], []):
+                if self.orders[leg_id]["status"] == "held":
+                    self.orders[leg_id]["status"] = "new"
+        group = next((p for p, legs in self.legs_of.items() if o["id"] in legs), None)
+        if group is not None or (o["order_class"] == "oco" and o["id"] in self.legs_of):
+            primary = group or o["id"]
+            members = self.legs_of[primary] + ([primary] if self.orders[primary]["order_class"] == "oco" else [])
+            for other in members:
+                if other != o["id"] and self.orders[other]["status"] in OPEN:
+                    self.cancel_at_venue(self.orders[other]["client_order_id"])
 
     def backdate(self, cid: str, delta: dt.timedelta) -> None:
         """Pretend the order was placed ``delta`` earlier (e.g. before a trader restart)."""
@@ -150,6 +178,10 @@ class FakeAlpaca:
             o["status"], o["updated_at"] = status, _iso(dt.datetime.now(dt.UTC))
             o[{"canceled": "canceled_at", "expired": "expired_at"}.get(status, "failed_at")] = o["updated_at"]
             self._notify(status, o, None)
+            if o["order_class"] == "bracket" and o["filled_qty"] == "0":  # an entry that never filled takes its legs along
+                for leg_id in self.legs_of.get(o["id"], []):
+                    if self.orders[leg_id]["status"] in OPEN:
+                        self.cancel_at_venue(self.orders[leg_id]["client_order_id"])
 
     def _notify(self, event: str, order: dict[str, Any], act: dict[str, Any] | None) -> None:
         for listener in self.listeners:
@@ -169,16 +201,32 @@ class FakeAlpaca:
 
     def _create(self, body: dict[str, Any]) -> dict[str, Any]:
         now = _iso(dt.datetime.now(dt.UTC))
+        kind = body.get("order_class") or "simple"
+        take, stop = body.get("take_profit") or {}, body.get("stop_loss") or {}
+        limit = take.get("limit_price") if kind == "oco" else body.get("limit_price")  # an OCO's head is its take-profit
         order = {"id": str(uuid.uuid4()), "client_order_id": body.get("client_order_id") or str(uuid.uuid4()),
                  "created_at": now, "updated_at": now, "submitted_at": now, "asset_id": str(uuid.uuid4()),
                  "symbol": body["symbol"], "asset_class": "us_equity", "qty": _num(body["qty"]), "filled_qty": "0",
-                 "filled_avg_price": None, "order_class": "simple", "order_type": body["type"], "type": body["type"],
+                 "filled_avg_price": None, "order_class": kind, "order_type": body["type"], "type": body["type"],
                  "side": body["side"], "time_in_force": body["time_in_force"],
-                 "limit_price": _num(body["limit_price"]) if body.get("limit_price") is not None else None,
-                 "status": "accepted", "extended_hours": False}
+                 **{k: _num(v) if v is not None else None for k, v in (("limit_price", limit), ("stop_price", body.get("stop_price")),
+                    ("trail_percent", body.get("trail_percent")), ("trail_price", body.get("trail_price")))},
+                 "status": body.get("status", "accepted"), "extended_hours": False}
         self.orders[order["id"]] = order
         self.created += 1
+        if kind in ("bracket", "oco") and not body.get("is_leg"):
+            side = body["side"] if kind == "oco" else ("sell" if body["side"] == "buy" else "buy")
+            leg = {"symbol": body["symbol"], "qty": body["qty"], "side": side, "time_in_force": body["time_in_force"],
+                   "order_class": kind, "status": "held" if kind == "bracket" else "new", "is_leg": True}
+            legs = [] if kind == "oco" else [self._create({**leg, "type": "limit", "limit_price": take["limit_price"]})]
+            legs.append(self._create({**leg, "type": "stop_limit" if stop.get("limit_price") else "stop", **stop}))
+            self.legs_of[order["id"]] = [x["id"] for x in legs]
         return order
+
+    def _view(self, o: dict[str, Any]) -> dict[str, Any]:
+        """An order as Alpaca shows one order (or a list with ``nested=true``): its legs rolled up under it."""
+        legs = self.legs_of.get(o["id"])
+        return {**o, "legs": [self.orders[i] for i in legs] if legs else None}
 
     # -- routes -------------------------------------------------------------------------------
     def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> Any:
@@ -199,14 +247,12 @@ class FakeAlpaca:
         if (method, path) == ("POST", "/v2/orders"):
             if any(o["client_order_id"] == body.get("client_order_id") for o in self.orders.values()):
                 return _error(422, "client_order_id must be unique")
-            return 200, self._create(body)
+            return 200, self._view(self._create(body))
         if (method, path) == ("GET", "/v2/orders"):
-            status = query.get("status", "open")
-            rows = [o for o in self.orders.values() if status == "all" or (o["status"] in OPEN) == (status == "open")]
-            return 200, rows[: int(query.get("limit", 50))]
+            return 200, self._list(query)
         if (method, path) == ("GET", "/v2/orders:by_client_order_id"):
             found = [o for o in self.orders.values() if o["client_order_id"] == query.get("client_order_id")]
-            return (200, found[0]) if found else _error(404, "order not found")
+            return (200, self._view(found[0])) if found else _error(404, "order not found")
         if path.startswith("/v2/orders/"):
             return self._one_order(method, path.rsplit("/", 1)[1])
         if (method, path) == ("DELETE", "/v2/orders"):
@@ -228,12 +274,20 @@ class FakeAlpaca:
             return 200, {"bars": {s: b for s, b in bars.items() if b}, "next_page_token": None}
         return _error(404, f"no route {method} {path}")
 
+    def _list(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        status, nested = query.get("status", "open"), query.get("nested") in ("true", "True")
+        legs = {i for ids in self.legs_of.values() for i in ids}
+        chosen = [o for o in self.orders.values() if status == "all" or (o["status"] in OPEN) == (status == "open")
+                  or (nested and any(self.orders[i]["status"] in OPEN for i in self.legs_of.get(o["id"], [])))]
+        rows = [self._view(o) for o in chosen if o["id"] not in legs] if nested else chosen
+        return rows[: int(query.get("limit", 50))]
+
     def _one_order(self, method: str, order_id: str) -> Any:
         o = self.orders.get(order_id)
         if o is None:
             return _error(404, "order not found")
         if method == "GET":
-            return 200, o
+            return 200, self._view(o)
         if o["status"] not in OPEN:
             return _error(422, f"order is already in \"{o['status']}\" state")
         self.cancel_at_venue(o["client_order_id"])

@@ -13,6 +13,12 @@ At most one live order per decision, ever:
   backoff, then :class:`~trader.errors.BrokerRateLimitError` (nothing was placed); a timeout
   or 5xx that the look-up cannot settle is :class:`~trader.errors.BrokerUnavailableError`.
 
+Bracket and OCO exits (:meth:`AlpacaBroker.submit_linked`) go out as one request; Alpaca names
+their legs itself, so each leg is followed under the trader's id for it
+(:func:`~trader.domain.leg_client_order_id`: the parent's id plus ``-tp``/``-sl``), found in
+Alpaca's answer (or, after a restart, under the parent) by its type. A leg's fills and its
+cancellation (the other leg filled) then reach the run loop under that id.
+
 Fills come from the account's ``FILL`` activities (one per execution, exact price; the
 execution's uuid becomes the ``fill_id``, as on the trade-update stream of
 :mod:`trader.brokers.alpaca_stream`); order statuses from polling. A cancel, expiry or rejection
@@ -31,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -39,23 +45,27 @@ from typing import Any, TypeVar
 import requests
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderStatus as AlpacaStatus
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.models import ClosePositionResponse, TradeAccount
 from alpaca.trading.models import Order as AlpacaOrder
 from alpaca.trading.models import Position as AlpacaPosition
-from alpaca.trading.requests import CancelOrderResponse, GetOrdersRequest
+from alpaca.trading.requests import CancelOrderResponse, GetOrderByIdRequest, GetOrdersRequest, OrderRequest
 from requests.adapters import HTTPAdapter
 
 from trader.brokers.alpaca_mapping import (
+    TERMINAL_STATUS,
     account_from_alpaca,
     error_message,
     fill_from_activity,
+    leg_of,
+    linked_request,
     order_from_alpaca,
     order_request,
     parse_time,
     position_from_alpaca,
 )
-from trader.brokers.base import BrokerAccount, BrokerPosition
+from trader.brokers.base import BrokerAccount, BrokerPosition, check_linked
 from trader.config import Mode, Secrets
 from trader.domain import (
     ZERO,
@@ -71,6 +81,7 @@ from trader.domain import (
     OrderRejected,
     OrderStatus,
     Symbol,
+    leg_client_order_id,
     to_utc,
 )
 from trader.errors import BrokerError, BrokerRateLimitError, BrokerRejectedError, BrokerUnavailableError, DomainError
@@ -193,22 +204,59 @@ class AlpacaBroker:
     # -- submit -------------------------------------------------------------------------------
     def submit(self, order: Order) -> OrderAccepted | OrderRejected:
         """Place ``order`` once; see the module docstring for what each failure becomes."""
-        cid = order.client_order_id
         try:
             request = order_request(order)
         except DomainError as exc:
-            return OrderRejected(client_order_id=cid, ts=self._clock(), reason=str(exc))
+            return OrderRejected(client_order_id=order.client_order_id, ts=self._clock(), reason=str(exc))
+        return self._place(order, request)[0]
+
+    def submit_linked(self, orders: Sequence[Order]) -> list[OrderAccepted | OrderRejected]:
+        """Place a bracket (entry, take-profit, stop-loss) or an OCO pair (take-profit, stop-loss) as one Alpaca order.
+
+        One answer per order, in order; a leg Alpaca's answer does not show gets none (it stays
+        NEW for the caller and is found under its parent by :meth:`get_order_by_client_id`).
+        """
+        check_linked(orders)
+        head, legs = orders[0], list(orders[1:])
+        try:
+            request = linked_request(head, legs)
+        except DomainError as exc:
+            return self._refuse_all(orders, str(exc), self._clock())
+        answer, raw = self._place(head, request)
+        if isinstance(answer, OrderRejected):
+            return self._refuse_all(orders, answer.reason, answer.ts)
+        if raw is None or not raw.legs:  # adopted after an error or a lost answer: ask for the legs
+            raw = _typed(AlpacaOrder, self._call(f"order {head.client_order_id}", self._client.get_order_by_id,
+                                                 str(answer.order_id), GetOrderByIdRequest(nested=True)))
+        out: list[OrderAccepted | OrderRejected] = [answer]
+        for leg in legs:
+            remote = leg_of(raw, "take_profit" if leg.order_type.value == "limit" else "stop_loss")
+            if remote is not None:
+                mine = self._register(order_from_alpaca(remote, client_order_id=leg.client_order_id, parent_id=head.client_order_id),
+                                      track=True, even_if_done=True)
+                assert mine.order_id is not None
+                out.append(OrderAccepted(client_order_id=leg.client_order_id, ts=mine.created_at, order_id=mine.order_id))
+        return out
+
+    @staticmethod
+    def _refuse_all(orders: Sequence[Order], reason: str, ts: dt.datetime) -> list[OrderAccepted | OrderRejected]:
+        return [OrderRejected(client_order_id=o.client_order_id, ts=ts, reason=reason) for o in orders]
+
+    def _place(self, order: Order, request: OrderRequest) -> tuple[OrderAccepted | OrderRejected, AlpacaOrder | None]:
+        """POST the request once (the retry and look-up rules of the module docstring); the answer and Alpaca's order."""
+        cid = order.client_order_id
         for attempt in range(1, self._max_attempts + 1):
             if attempt > 1:
                 self._sleep(self._backoff(attempt - 1))
             try:
-                return self._adopt(order, _typed(AlpacaOrder, self._client.submit_order(request)))
+                raw = _typed(AlpacaOrder, self._client.submit_order(request))
+                return self._adopt(order, raw), raw
             except APIError as exc:
                 outcome = self._after_api_error(order, exc)
             except requests.RequestException as exc:
                 outcome = self._after_lost_answer(order, exc)
             if outcome is not None:
-                return outcome
+                return outcome, None
         raise BrokerRateLimitError(f"alpaca: order {cid}: still HTTP 429 after {self._max_attempts} attempts; "
                                    "not placed (looked up by client_order_id)")
 
@@ -271,21 +319,45 @@ class AlpacaBroker:
             raw = self._client.get_order_by_client_id(client_order_id)
         except APIError as exc:
             if exc.status_code == 404:
-                return None
+                return self._leg_by_parent(client_order_id)
             raise BrokerUnavailableError(f"alpaca: look-up of {client_order_id}: HTTP {exc.status_code}: {error_message(exc)}") from None
         except requests.RequestException as exc:
             raise BrokerUnavailableError(f"alpaca: look-up of {client_order_id}: no answer ({type(exc).__name__})") from None
         return self._register(order_from_alpaca(_typed(AlpacaOrder, raw)), track=True)
 
+    def _leg_by_parent(self, cid: ClientOrderId) -> Order | None:
+        """A bracket/OCO leg Alpaca knows under its own id: found under its parent (``<parent>-tp`` / ``<parent>-sl``)."""
+        parent, suffix = cid[:-3], cid[-3:]
+        role = {"-tp": "take_profit", "-sl": "stop_loss"}.get(suffix)
+        if role is None or not parent or leg_client_order_id(ClientOrderId(parent), role) != cid:
+            return None
+        head = self.get_order_by_client_id(ClientOrderId(parent))
+        if head is None or head.order_id is None:
+            return None
+        raw = _typed(AlpacaOrder, self._call(f"order {parent}", self._client.get_order_by_id, str(head.order_id),
+                                             GetOrderByIdRequest(nested=True)))
+        leg = leg_of(raw, role)
+        if leg is None:
+            return None
+        return self._register(order_from_alpaca(leg, client_order_id=cid, parent_id=ClientOrderId(parent)), track=True)
+
     def list_orders(self, *, open_only: bool = True) -> list[Order]:
+        """Alpaca's orders, bracket/OCO legs under the trader's ids for them (rolled up under their parent: ``nested``)."""
         status = QueryOrderStatus.OPEN if open_only else QueryOrderStatus.ALL
-        raws = self._call("list orders", self._client.get_orders, GetOrdersRequest(status=status, limit=_MAX_OPEN))
+        raws = self._call("list orders", self._client.get_orders, GetOrdersRequest(status=status, limit=_MAX_OPEN, nested=True))
         out = []
         for raw in (_typed(AlpacaOrder, r) for r in raws):
-            try:
-                out.append(self._register(order_from_alpaca(raw), track=False))
-            except DomainError as exc:  # e.g. an option or notional order placed by hand: shown in the log, not traded
-                log.warning("alpaca: order %s left out: %s", raw.client_order_id, exc)
+            parent = ClientOrderId(raw.client_order_id)
+            legs = [(leg, leg_client_order_id(parent, role)) for role in ("take_profit", "stop_loss")
+                    if (leg := leg_of(raw, role)) is not None]
+            for item, cid, parent_id in [(raw, None, None), *((leg, cid, parent) for leg, cid in legs)]:
+                if open_only and TERMINAL_STATUS.get(AlpacaStatus(item.status)) is not None:
+                    continue  # a filled bracket entry rolled up with its open legs
+                try:
+                    out.append(self._register(order_from_alpaca(item, client_order_id=cid or self._cids.get(str(item.id)),
+                                                                parent_id=parent_id), track=False))
+                except DomainError as exc:  # e.g. an option or notional order placed by hand: shown in the log, not traded
+                    log.warning("alpaca: order %s left out: %s", item.client_order_id, exc)
         return out
 
     def positions(self) -> dict[Symbol, BrokerPosition]:
@@ -360,10 +432,10 @@ class AlpacaBroker:
         if not self._tracked:
             return []
         raws = self._call("open orders", self._client.get_orders, GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=_MAX_OPEN))
-        still_open = {_typed(AlpacaOrder, raw).client_order_id for raw in raws}
+        still_open = {str(_typed(AlpacaOrder, raw).id) for raw in raws}  # by Alpaca's id: legs carry Alpaca's own names
         events: list[OrderEvent] = []
         for cid, tracked in list(self._tracked.items()):
-            if cid not in still_open:
+            if str(tracked.order_id) not in still_open:
                 raw = self._call(f"order {cid}", self._client.get_order_by_id, tracked.order_id)
                 remote = order_from_alpaca(_typed(AlpacaOrder, raw))
                 if not remote.is_working:

@@ -5,6 +5,10 @@
 * Money and quantities arrive as strings (or JSON numbers) and become exact ``Decimal``.
 * alpaca-py's order *requests* are typed ``float``: :func:`order_request` sends a quantity
   or price only if the float's shortest ``repr`` reads back as exactly the same Decimal.
+* Linked orders (:func:`linked_request`): a bracket is one request for the entry with
+  ``take_profit``/``stop_loss``; an OCO pair is one ``limit`` request (the take-profit) with
+  ``order_class=oco``. Alpaca names the legs itself; :func:`leg_of` finds them in its answer
+  by type (take-profit: limit; stop-loss: stop or stop-limit).
 """
 
 from __future__ import annotations
@@ -15,13 +19,23 @@ from decimal import Decimal
 from typing import Any
 
 from alpaca.common.exceptions import APIError
+from alpaca.trading.enums import OrderClass as AlpacaOrderClass
 from alpaca.trading.enums import OrderSide
 from alpaca.trading.enums import OrderStatus as AlpacaStatus
 from alpaca.trading.enums import TimeInForce as AlpacaTimeInForce
 from alpaca.trading.models import Order as AlpacaOrder
 from alpaca.trading.models import Position as AlpacaPosition
 from alpaca.trading.models import TradeAccount
-from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
+from alpaca.trading.requests import (
+    LimitOrderRequest,
+    MarketOrderRequest,
+    OrderRequest,
+    StopLimitOrderRequest,
+    StopLossRequest,
+    StopOrderRequest,
+    TakeProfitRequest,
+    TrailingStopOrderRequest,
+)
 
 from trader.brokers.base import BrokerAccount, BrokerPosition
 from trader.domain import (
@@ -30,6 +44,7 @@ from trader.domain import (
     Fill,
     FillId,
     Order,
+    OrderClass,
     OrderId,
     OrderStatus,
     OrderType,
@@ -70,21 +85,44 @@ def _status(raw: AlpacaOrder, qty: Decimal, filled: Decimal) -> OrderStatus:
     return OrderStatus.FILLED if filled >= qty else OrderStatus.PARTIALLY_FILLED
 
 
-def order_from_alpaca(raw: AlpacaOrder) -> Order:
-    """The domain view of an Alpaca order. Stop orders are shown as market (stop-limit as limit): reporting only."""
+def _price(raw: AlpacaOrder, name: str) -> Decimal | None:
+    value = getattr(raw, name)
+    return dec(value, name) if value not in (None, "") else None
+
+
+def _prices(raw: AlpacaOrder, kind: OrderType) -> dict[str, Any]:
+    """The price fields the domain allows for ``kind`` (a trailing stop's current ``stop_price`` is Alpaca's, not ours)."""
+    names = {OrderType.LIMIT: ("limit_price",), OrderType.STOP: ("stop_price",), OrderType.MARKET: (),
+             OrderType.STOP_LIMIT: ("limit_price", "stop_price"), OrderType.TRAILING_STOP: ("trail_percent", "trail_price")}[kind]
+    return {name: _price(raw, name) for name in names}
+
+
+def order_from_alpaca(raw: AlpacaOrder, *, client_order_id: ClientOrderId | None = None,
+                      parent_id: ClientOrderId | None = None) -> Order:
+    """The domain view of an Alpaca order; a bracket or OCO leg takes our ``client_order_id`` and its ``parent_id``."""
     if raw.qty is None or raw.symbol is None or raw.side is None:
         raise DomainError(f"alpaca: order {raw.client_order_id}: notional or multi-leg orders are not supported")
     qty, filled = dec(raw.qty, "qty"), dec(raw.filled_qty or 0, "filled_qty")
-    limit = dec(raw.limit_price, "limit_price") if raw.limit_price not in (None, "") else None
+    kind = OrderType(str(getattr(raw.type or raw.order_type, "value", raw.type or raw.order_type or "market")))
     avg = dec(raw.filled_avg_price, "filled_avg_price") if raw.filled_avg_price not in (None, "") else None
+    alpaca_class = str(getattr(raw.order_class, "value", raw.order_class or "simple")) or "simple"
+    order_class = OrderClass(alpaca_class) if alpaca_class in ("bracket", "oco") else OrderClass.SIMPLE
     return Order(
-        client_order_id=ClientOrderId(raw.client_order_id), symbol=to_symbol(raw.symbol), side=Side(str(raw.side.value)),
-        qty=qty, created_at=raw.submitted_at or raw.created_at,
-        order_type=OrderType.LIMIT if limit is not None else OrderType.MARKET, limit_price=limit,
+        client_order_id=client_order_id or ClientOrderId(raw.client_order_id), symbol=to_symbol(raw.symbol),
+        side=Side(str(raw.side.value)), qty=qty, created_at=raw.submitted_at or raw.created_at, order_type=kind,
         time_in_force=TimeInForce(str(raw.time_in_force.value)), status=_status(raw, qty, filled),
         order_id=OrderId(str(raw.id)), filled_qty=filled, avg_fill_price=avg if avg and filled > 0 else None,
-        updated_at=raw.updated_at,
+        updated_at=raw.updated_at, order_class=order_class, parent_id=parent_id, **_prices(raw, kind),
     )
+
+
+def leg_of(raw: AlpacaOrder, role: str) -> AlpacaOrder | None:
+    """The ``take_profit`` (limit) or ``stop_loss`` (stop, stop-limit) leg in Alpaca's answer for a bracket or OCO."""
+    wanted = ("limit",) if role == "take_profit" else ("stop", "stop_limit")
+    for leg in raw.legs or []:
+        if str(getattr(leg.type or leg.order_type, "value", leg.type)) in wanted:
+            return leg
+    return None
 
 
 def _exact_float(value: Decimal, name: str) -> float:
@@ -94,16 +132,55 @@ def _exact_float(value: Decimal, name: str) -> float:
     return out
 
 
-def order_request(order: Order) -> MarketOrderRequest | LimitOrderRequest:
-    """The alpaca-py request for ``order``, always under its own ``client_order_id``."""
+_REQUESTS: dict[OrderType, type[OrderRequest]] = {
+    OrderType.MARKET: MarketOrderRequest, OrderType.LIMIT: LimitOrderRequest, OrderType.STOP: StopOrderRequest,
+    OrderType.STOP_LIMIT: StopLimitOrderRequest, OrderType.TRAILING_STOP: TrailingStopOrderRequest,
+}
+
+
+def order_request(order: Order, **extra: Any) -> OrderRequest:
+    """The alpaca-py request for ``order`` (any type), always under its own ``client_order_id``."""
     fields: dict[str, Any] = {
         "symbol": order.symbol, "qty": _exact_float(order.qty, "qty"), "side": OrderSide(order.side.value),
         "time_in_force": AlpacaTimeInForce(order.time_in_force.value), "client_order_id": order.client_order_id,
     }
-    if order.order_type is OrderType.LIMIT:
-        assert order.limit_price is not None
-        return LimitOrderRequest(**fields, limit_price=_exact_float(order.limit_price, "limit_price"))
-    return MarketOrderRequest(**fields)
+    for name in ("limit_price", "stop_price", "trail_percent", "trail_price"):
+        value = getattr(order, name)
+        if value is not None:
+            fields[name] = _exact_float(value, name)
+    return _REQUESTS[order.order_type](**fields, **extra)
+
+
+def linked_request(head: Order, legs: list[Order]) -> OrderRequest:
+    """One request for a bracket (entry + legs) or an OCO pair (take-profit limit + stop-loss leg).
+
+    Example:
+        >>> import datetime as dt
+        >>> from trader.domain import leg_client_order_id
+        >>> ts = dt.datetime(2024, 3, 5, 15, tzinfo=dt.UTC)
+        >>> kw = dict(symbol="AAA", side=Side.SELL, qty=Decimal(10), created_at=ts, order_class=OrderClass.OCO)
+        >>> tp = Order(client_order_id=ClientOrderId("al-1"), order_type=OrderType.LIMIT, limit_price=Decimal(110), **kw)
+        >>> sl = Order(client_order_id=leg_client_order_id(tp.client_order_id, "stop_loss"), order_type=OrderType.STOP,
+        ...            stop_price=Decimal(95), parent_id=tp.client_order_id, **kw)
+        >>> r = linked_request(tp, [sl])
+        >>> r.order_class.value, r.take_profit.limit_price, r.stop_loss.stop_price, r.limit_price
+        ('oco', 110.0, 95.0, None)
+    """
+    # An OCO's head is its take-profit; a bracket's head is the entry and the take-profit is a leg.
+    take = head if head.order_class is OrderClass.OCO else next((o for o in legs if o.order_type is OrderType.LIMIT), None)
+    stop = next((o for o in legs if o.order_type in (OrderType.STOP, OrderType.STOP_LIMIT)), None)
+    if take is None or stop is None or take.limit_price is None or stop.stop_price is None:
+        raise DomainError(f"order {head.client_order_id}: legs: a {head.order_class.value} needs a take-profit limit "
+                          "and a stop-loss stop")
+    stop_loss = StopLossRequest(stop_price=_exact_float(stop.stop_price, "stop_price"),
+                                limit_price=_exact_float(stop.limit_price, "limit_price") if stop.limit_price else None)
+    extra: dict[str, Any] = {"order_class": AlpacaOrderClass(head.order_class.value), "stop_loss": stop_loss,
+                             "take_profit": TakeProfitRequest(limit_price=_exact_float(take.limit_price, "limit_price"))}
+    if head.order_class is OrderClass.OCO:  # Alpaca takes the take-profit's price from take_profit, not limit_price
+        return LimitOrderRequest(symbol=head.symbol, qty=_exact_float(head.qty, "qty"), side=OrderSide(head.side.value),
+                                 time_in_force=AlpacaTimeInForce(head.time_in_force.value),
+                                 client_order_id=head.client_order_id, **extra)
+    return order_request(head, **extra)
 
 
 def parse_time(value: Any, name: str) -> dt.datetime:

@@ -22,11 +22,13 @@ Contract, shared by all adapters:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from trader.domain import ClientOrderId, Fill, Order, OrderAccepted, OrderEvent, OrderRejected, Symbol
+from trader.domain import ClientOrderId, Fill, Order, OrderAccepted, OrderClass, OrderEvent, OrderRejected, Symbol
+from trader.errors import DomainError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,3 +97,36 @@ class Broker(Protocol):
     def close_all(self) -> list[Order]:
         """Kill switch / flatten: close every position at market; returns the closing orders the venue created."""
         ...
+
+
+@runtime_checkable
+class LinkedOrderBroker(Protocol):
+    """A venue that holds linked orders itself (bracket and OCO exits that survive the trader)."""
+
+    def submit_linked(self, orders: Sequence[Order]) -> list[OrderAccepted | OrderRejected]:
+        """Place a bracket (entry, then its legs) or an OCO pair (take-profit, then stop-loss) as one unit.
+
+        Returns one answer per order, in the same order; see :func:`check_linked` for the shape.
+        """
+        ...
+
+
+def check_linked(orders: Sequence[Order]) -> OrderClass:
+    """The class of a linked group, or a :class:`~trader.errors.DomainError` naming what is wrong with it.
+
+    A group is its primary order (a bracket's entry, an OCO's take-profit limit) followed by its
+    legs, each with ``parent_id`` = the primary's id, in the primary's symbol, quantity and class.
+    """
+    if len(orders) < 2:
+        raise DomainError("linked orders: a bracket or OCO needs a primary order and at least one leg")
+    head, legs = orders[0], orders[1:]
+    if head.order_class not in (OrderClass.BRACKET, OrderClass.OCO) or head.parent_id is not None:
+        raise DomainError(f"order {head.client_order_id}: order_class: the first of linked orders is a bracket or oco primary")
+    for leg in legs:
+        if leg.parent_id != head.client_order_id or leg.order_class is not head.order_class:
+            raise DomainError(f"order {leg.client_order_id}: parent_id: must be {head.client_order_id} ({head.order_class.value})")
+        if (leg.symbol, leg.qty) != (head.symbol, head.qty):
+            raise DomainError(f"order {leg.client_order_id}: qty: legs trade the primary's symbol and quantity")
+        if (leg.side is head.side) != (head.order_class is OrderClass.OCO):
+            raise DomainError(f"order {leg.client_order_id}: side: bracket legs close the entry, OCO legs share a side")
+    return head.order_class

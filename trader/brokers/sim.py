@@ -19,6 +19,19 @@ Fill rules, in the order a newcomer will ask about them:
 * ``DAY`` orders expire at the first bar of a later New York session than the one they first
   could trade in; ``IOC`` cancels what the first eligible open cannot fill, ``FOK`` fills all
   at that open or cancels. ``OPG``/``CLS`` are rejected.
+* **Stops** (stop, stop-limit, trailing) trigger when a price reaches the stop: at the open if
+  the bar gaps through it (a stop then fills *at the open*, a stop-limit at the open if the
+  open satisfies its limit), otherwise when the bar's range touches it (a stop fills *at the
+  stop*, stamped at the bar's close). A triggered stop-limit works as a limit order from then on.
+* **Trailing stops** follow the best price since they started working (the last price at
+  submission, then each open, then each bar's high for a sell / low for a buy). Within a bar the
+  stop is the one set *before* that bar's high/low: which came first is unknown, and this is
+  the choice that exits at the worse price.
+* **Brackets and OCO** (:meth:`SimBroker.submit_linked`): a bracket's legs are held until the
+  entry fills (cancelled if it ends unfilled); when one leg of a pair fills, the other is
+  cancelled. **If a bar touches both the stop-loss and the take-profit, the stop is assumed to
+  fill first** (the conservative rule), so the take-profit is cancelled. An exit leg never
+  trades more than the position it closes: with nothing left to close it is cancelled.
 * Ids are deterministic: order ``sim-<n>`` (n-th accepted order), fill ``<order_id>-<k>``.
 
 Example:
@@ -46,13 +59,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from zoneinfo import ZoneInfo
 
 from trader.brokers.bars import Bar, BarFeed
-from trader.brokers.base import BrokerAccount, BrokerPosition
+from trader.brokers.base import BrokerAccount, BrokerPosition, check_linked
 from trader.domain import (
     ZERO,
     Account,
@@ -81,6 +94,8 @@ from trader.errors import BrokerError, BrokerRejectedError
 BPS = Decimal(10_000)
 _NEW_YORK = ZoneInfo("America/New_York")
 _UNSUPPORTED_TIF = frozenset({TimeInForce.OPG, TimeInForce.CLS})
+_STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
+_HUNDRED = Decimal(100)
 _TICK = dt.timedelta(microseconds=1)  # the clock's resolution: "before ts" is "at or before ts - _TICK"
 
 
@@ -136,6 +151,35 @@ class _Working:
     submitted_at: dt.datetime
     session: dt.date | None = None  # New York date of the first bar it could trade in (DAY expiry)
     fills: int = 0
+    triggered: bool = False  # a stop whose price was reached (a stop-limit then works as a limit)
+    best: Decimal | None = None  # trailing stops: the best price seen since it started working
+
+    def stop_level(self) -> Decimal | None:
+        """The price that triggers this stop now (``None``: not a stop, or a trailing stop with no price seen yet)."""
+        o = self.order
+        if o.order_type is not OrderType.TRAILING_STOP:
+            return o.stop_price
+        if self.best is None:
+            return None
+        sign = -1 if o.side is Side.SELL else 1
+        if o.trail_percent is not None:
+            return self.best * (1 + sign * o.trail_percent / _HUNDRED)
+        assert o.trail_price is not None
+        return self.best + sign * o.trail_price
+
+    def see(self, price: Decimal) -> None:
+        """A trailing stop's best price moves with ``price`` (up for a sell, down for a buy)."""
+        if self.order.order_type is OrderType.TRAILING_STOP:
+            better = max if self.order.side is Side.SELL else min
+            self.best = price if self.best is None else better(self.best, price)
+
+
+def _touches(w: _Working, price: Decimal) -> bool:
+    """``price`` reaches the stop (sell: at or below it; buy: at or above it)."""
+    level = w.stop_level()
+    if level is None:
+        return False
+    return price <= level if w.order.side is Side.SELL else price >= level
 
 
 class SimBroker:
@@ -198,10 +242,15 @@ class SimBroker:
     def _at_open(self, bar: Bar) -> None:
         self._last[bar.symbol] = bar.open
         for w in list(self._working.get(bar.symbol, {}).values()):
-            if w.submitted_at > bar.ts or self._expired(w, bar):
+            if w.submitted_at > bar.ts or not self._active(w, bar.ts) or self._expired(w, bar):
                 continue
             order = w.order
-            marketable = order.order_type is OrderType.MARKET or _through(order, bar.open)
+            if order.order_type in _STOPS and not w.triggered:
+                w.see(bar.open)
+                if not _touches(w, bar.open):
+                    continue
+                w.triggered = True  # gapped through: a stop fills at the open, not at its stop price
+            marketable = order.order_type in (OrderType.MARKET, OrderType.STOP, OrderType.TRAILING_STOP) or _through(order, bar.open)
             if marketable:
                 self._execute(w, bar, bar.open, bar.ts, all_or_none=order.time_in_force is TimeInForce.FOK)
             if order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK) and w.order.is_working:
@@ -210,15 +259,51 @@ class SimBroker:
 
     def _at_close(self, bar: Bar) -> None:
         self._last[bar.symbol] = bar.close
-        for w in list(self._working.get(bar.symbol, {}).values()):
+        # Stops before limits: when one bar touches a stop-loss and a take-profit, the stop fills first.
+        for w in sorted(self._working.get(bar.symbol, {}).values(), key=lambda w: w.order.order_type is OrderType.LIMIT):
             order = w.order
-            if w.submitted_at > bar.ts or order.order_type is not OrderType.LIMIT:
+            if not w.order.is_working or w.submitted_at > bar.ts or order.order_type is OrderType.MARKET:
                 continue
-            assert order.limit_price is not None
-            extreme = bar.low if order.side is Side.BUY else bar.high
-            if _through(order, extreme):
-                self._execute(w, bar, order.limit_price, self._end(bar), all_or_none=False)
+            if not self._active(w, bar.ts):
+                continue
+            if order.order_type in _STOPS and not w.triggered:
+                self._stop_in_bar(w, bar)
+            elif order.limit_price is not None:
+                extreme = bar.low if order.side is Side.BUY else bar.high
+                if _through(order, extreme):
+                    self._execute(w, bar, order.limit_price, self._end(bar), all_or_none=False)
+            if w.order.is_working:
+                w.see(bar.high if order.side is Side.SELL else bar.low)
         self._capacity.pop((bar.symbol, bar.ts), None)
+
+    def _stop_in_bar(self, w: _Working, bar: Bar) -> None:
+        """A stop not yet triggered, against the bar's range (its open was checked at the open)."""
+        order, level = w.order, w.stop_level()
+        extreme = bar.low if order.side is Side.SELL else bar.high
+        if level is None or not _touches(w, extreme):
+            return
+        w.triggered = True
+        if order.order_type is not OrderType.STOP_LIMIT:
+            self._execute(w, bar, level, self._end(bar), all_or_none=False)
+            return
+        assert order.limit_price is not None
+        other = bar.high if order.side is Side.SELL else bar.low  # how far the bar went the limit's way
+        base = level if _through(order, level) else order.limit_price if _through(order, other) else None
+        if base is not None:
+            self._execute(w, bar, base, self._end(bar), all_or_none=False)
+
+    def _active(self, w: _Working, ts: dt.datetime) -> bool:
+        """A bracket leg trades only once its entry has filled; it is cancelled if the entry ends unfilled."""
+        if not w.order.is_held_leg:
+            return True
+        assert w.order.parent_id is not None
+        parent = self._orders.get(w.order.parent_id)
+        if parent is not None and parent.status is OrderStatus.FILLED:
+            return True
+        if parent is None or (not parent.is_working and parent.filled_qty == 0):
+            self._apply(w, OrderCanceled(client_order_id=w.order.client_order_id, ts=ts, reason="the bracket entry ended unfilled"))
+            return False
+        return not parent.is_working  # partly filled, then ended: the legs protect what was bought
 
     def _expired(self, w: _Working, bar: Bar) -> bool:
         if w.order.time_in_force is not TimeInForce.DAY:
@@ -243,6 +328,12 @@ class SimBroker:
 
     def _execute(self, w: _Working, bar: Bar, base: Decimal, ts: dt.datetime, *, all_or_none: bool) -> None:
         remaining = w.order.remaining_qty
+        if w.order.is_exit_leg:  # an exit closes at most what is held
+            held = self._account.position(w.order.symbol).qty * -w.order.side.sign
+            if held <= 0:
+                self._apply(w, OrderCanceled(client_order_id=w.order.client_order_id, ts=ts, reason="no position left to close"))
+                return
+            remaining = min(remaining, held)
         available = self._available(bar)
         qty = remaining if available is None else min(remaining, available)
         if qty <= 0 or (all_or_none and qty < remaining):
@@ -271,6 +362,15 @@ class SimBroker:
             del by_symbol[w.order.client_order_id]
             if not by_symbol:
                 del self._working[w.order.symbol]
+        if isinstance(event, OrderFilled) and w.order.is_exit_leg:
+            self._cancel_siblings(w.order, event.ts)
+
+    def _cancel_siblings(self, leg: Order, ts: dt.datetime) -> None:
+        """One exit of a pair filled: the other is cancelled (one-cancels-other)."""
+        for other in list(self._working.get(leg.symbol, {}).values()):
+            if other.order.oco_group == leg.oco_group and other.order.client_order_id != leg.client_order_id:
+                self._apply(other, OrderCanceled(client_order_id=other.order.client_order_id, ts=ts,
+                                                 reason=f"one-cancels-other: {leg.client_order_id} filled"))
 
     def _all_working(self) -> list[_Working]:
         return [w for by_symbol in self._working.values() for w in by_symbol.values()]
@@ -297,8 +397,16 @@ class SimBroker:
         accepted = OrderAccepted(client_order_id=cid, ts=at, order_id=OrderId(f"sim-{self._seq}"))
         live = order.apply(accepted)
         self._orders[cid] = live
-        self._working.setdefault(live.symbol, {})[cid] = _Working(live, at)
+        w = _Working(live, at)
+        if live.symbol in self._last:
+            w.see(self._last[live.symbol])
+        self._working.setdefault(live.symbol, {})[cid] = w
         return accepted
+
+    def submit_linked(self, orders: Sequence[Order]) -> list[OrderAccepted | OrderRejected]:
+        """Place a bracket or an OCO pair (see :func:`~trader.brokers.base.check_linked`); legs wait as the module docstring says."""
+        check_linked(orders)
+        return [self.submit(order) for order in orders]
 
     def cancel(self, client_order_id: ClientOrderId) -> None:
         order = self._orders.get(client_order_id)

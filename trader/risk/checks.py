@@ -7,7 +7,11 @@ Two rules run through them:
   only the trading state, restrictions, market hours, duplicates, the throttle and the
   price collar apply to it;
 * an exposure check denies only an order that leaves the exposure above its limit **and**
-  larger than before (an order that moves an over-limit book back toward it passes).
+  larger than before (an order that moves an over-limit book back toward it passes);
+* an **exit** (``SubmitOrder.exit_reason`` set, or a bracket/OCO leg) must shrink the position
+  it protects (``EXIT_INCREASES_POSITION``), with its stop below the market for a sell and above
+  for a buy (``STOP_PRICE_WRONG_SIDE``), a take-profit leg the other way (``TAKE_PROFIT_WRONG_SIDE``);
+  one that reduces passes even a HALTED kill switch.
 
 An exception inside a check is the engine's business: it denies with ``RISK_CHECK_ERROR``.
 """
@@ -18,7 +22,7 @@ import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
 
-from trader.domain import OrderType, TradingState
+from trader.domain import OrderType, Side, TradingState
 from trader.risk.context import OrderView, RiskReason
 from trader.risk.portfolio import PORTFOLIO_CHECKS
 
@@ -26,6 +30,7 @@ Verdict = tuple[RiskReason, str]
 Check = Callable[[OrderView], Verdict]
 R = RiskReason
 _MINUTE = dt.timedelta(minutes=1)
+_STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
 
 
 def _reducing(v: OrderView) -> Verdict | None:
@@ -34,8 +39,10 @@ def _reducing(v: OrderView) -> Verdict | None:
 
 def trading_state(v: OrderView) -> Verdict:
     state = v.ctx.trading_state
+    if state is TradingState.HALTED and _is_exit(v) and v.reducing:
+        return R.APPROVED, "trading is HALTED, but this exit only reduces the position"
     if state is TradingState.HALTED:
-        return R.TRADING_HALTED, "trading is HALTED: only cancels are allowed"
+        return R.TRADING_HALTED, "trading is HALTED: only cancels (and exits that reduce a position) are allowed"
     if state is TradingState.REDUCING and not v.reducing:
         held = v.ctx.account.position(v.order.symbol).qty
         return R.TRADING_REDUCING_ONLY, f"trading is REDUCING and {v.order.side} {v.order.qty} does not reduce the {v.order.symbol} position ({held})"
@@ -92,12 +99,43 @@ def prediction_fresh(v: OrderView) -> Verdict:
     return R.APPROVED, f"features {age} old"
 
 
+def _is_exit(v: OrderView) -> bool:
+    return v.command.exit_reason is not None or v.order.is_exit_leg
+
+
+def exit_order(v: OrderView) -> Verdict:
+    """An exit must shrink the position it protects, and its stop or take-profit must sit on the right side of the market."""
+    order = v.order
+    if not _is_exit(v) and order.order_type not in _STOPS:
+        return R.APPROVED, "not an exit or stop order"
+    if _is_exit(v):
+        basis = v.exit_basis
+        if basis == 0 or (basis > 0) == (order.side.sign > 0) or order.qty > abs(basis):
+            return R.EXIT_INCREASES_POSITION, f"exit {order.side} {order.qty} {order.symbol} does not reduce the position ({basis})"
+    last = v.mark
+    above = order.side is Side.BUY  # a buy stop triggers above the market, a sell stop below
+    if order.stop_price is not None and (order.stop_price <= last if above else order.stop_price >= last):
+        return R.STOP_PRICE_WRONG_SIDE, (f"{order.side} stop {order.stop_price} must be {'above' if above else 'below'} "
+                                         f"the last price {last}: it would trigger at once")
+    if order.is_exit_leg and order.order_type is OrderType.LIMIT:
+        assert order.limit_price is not None
+        if order.limit_price >= last if above else order.limit_price <= last:
+            return R.TAKE_PROFIT_WRONG_SIDE, (f"take-profit {order.side} limit {order.limit_price} must be "
+                                              f"{'below' if above else 'above'} the last price {last}")
+    return R.APPROVED, f"{order.order_type.value} exit on the right side of {last}"
+
+
 def price_collar(v: OrderView) -> Verdict:
     last = v.ctx.prices.get(v.order.symbol)
     if last is None or last <= 0:
         return R.PRICE_UNAVAILABLE, f"no last price for {v.order.symbol}"
-    if v.order.order_type is OrderType.LIMIT:
+    if v.order.is_exit_leg or v.order.order_type is OrderType.TRAILING_STOP:
+        return R.APPROVED, "exit prices sit away from the market by design (checked by exit_order)"
+    price: Decimal | None
+    if v.order.limit_price is not None:
         price, what = v.order.limit_price, "limit price"
+    elif v.order.stop_price is not None:
+        price, what = v.order.stop_price, "stop price"
     else:
         price, what = v.command.reference_price, "sizing price"
     if price is None:
@@ -198,7 +236,7 @@ def buying_power(v: OrderView) -> Verdict:
 
 #: Every check, in the order the audit trail lists them; the portfolio checks (:mod:`trader.risk.portfolio`) last.
 DEFAULT_CHECKS: tuple[tuple[str, Check], ...] = tuple((f.__name__, f) for f in (
-    trading_state, restricted_symbol, market_hours, duplicate_order, order_rate, prediction_fresh, price_collar,
+    trading_state, restricted_symbol, market_hours, duplicate_order, order_rate, exit_order, prediction_fresh, price_collar,
     max_notional, position_limit, gross_exposure, net_exposure, sector_exposure, daily_loss, drawdown, buying_power,
     *PORTFOLIO_CHECKS,
 ))

@@ -50,6 +50,9 @@ class RiskReason(StrEnum):
     ORDER_EXCEEDS_ADV_LIMIT = "ORDER_EXCEEDS_ADV_LIMIT"
     CORRELATED_EXPOSURE_EXCEEDED = "CORRELATED_EXPOSURE_EXCEEDED"
     MARKET_HISTORY_UNAVAILABLE = "MARKET_HISTORY_UNAVAILABLE"
+    STOP_PRICE_WRONG_SIDE = "STOP_PRICE_WRONG_SIDE"
+    TAKE_PROFIT_WRONG_SIDE = "TAKE_PROFIT_WRONG_SIDE"
+    EXIT_INCREASES_POSITION = "EXIT_INCREASES_POSITION"
     RISK_CHECK_ERROR = "RISK_CHECK_ERROR"
 
 
@@ -78,7 +81,10 @@ class RiskContext:
         day_start_equity: equity at the start of the trading day (daily loss limit).
         peak_equity: the high-water mark of equity (drawdown tiers).
         buying_power: what the broker says can be spent; ``None`` means the account's cash.
-        working_orders: orders that may still fill (including those approved earlier this cycle).
+        working_orders: orders that may still fill (including those approved earlier this cycle), protective
+            exit legs excepted: given here, they are moved to ``exit_orders``.
+        exit_orders: working bracket/OCO exit legs. They only ever shrink a position and one of a pair
+            cancels the other, so they count for no exposure, duplicate, buying-power or sizing figure.
         known_client_order_ids: every id already used (from the store), for duplicate detection.
         recent_order_times: when recent orders were sent, for the order-rate throttle.
         market: trailing bar returns and ADV closed by ``now`` (:mod:`trader.history`), for the portfolio checks.
@@ -95,13 +101,19 @@ class RiskContext:
     known_client_order_ids: AbstractSet[ClientOrderId] = frozenset()
     recent_order_times: tuple[dt.datetime, ...] = ()
     market: MarketSnapshot | None = None
+    exit_orders: tuple[Order, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "now", to_utc(self.now, "risk context now"))
         object.__setattr__(self, "trading_state", TradingState(self.trading_state))
+        if any(o.is_exit_leg for o in self.working_orders):
+            object.__setattr__(self, "exit_orders", (*self.exit_orders, *(o for o in self.working_orders if o.is_exit_leg)))
+            object.__setattr__(self, "working_orders", tuple(o for o in self.working_orders if not o.is_exit_leg))
 
     def with_submitted(self, order: Order) -> RiskContext:
         """This context after ``order`` was approved and sent: it is working and counts for the throttle."""
+        if order.is_exit_leg:
+            return replace(self, exit_orders=(*self.exit_orders, order), recent_order_times=(*self.recent_order_times, self.now))
         return replace(self, working_orders=(*self.working_orders, order), recent_order_times=(*self.recent_order_times, self.now))
 
     def price(self, symbol: Symbol) -> Decimal:
@@ -164,14 +176,25 @@ class OrderView:
 
     @cached_property
     def reducing(self) -> bool:
-        """Strictly reduces the held position without flipping it, even if every same-side working order fills."""
-        held = self.ctx.account.position(self.order.symbol).qty
+        """Strictly reduces the held position without flipping it, even if every same-side working order fills.
+
+        A bracket leg is measured against the position its entry opens (:attr:`exit_basis`).
+        """
+        held = self.exit_basis if self.order.is_held_leg else self.ctx.account.position(self.order.symbol).qty
         if held == 0 or (held > 0) == (self.order.side.sign > 0):
             return False
         pending = sum((o.remaining_qty for o in self.ctx.working_orders
                        if o.symbol == self.order.symbol and o.side is self.order.side
                        and o.client_order_id != self.order.client_order_id), ZERO)
         return self.order.qty + pending <= abs(held)
+
+    @cached_property
+    def exit_basis(self) -> Decimal:
+        """The position an exit protects: the held quantity, plus a bracket entry's still working quantity."""
+        held = self.ctx.account.position(self.order.symbol).qty
+        parent = self.order.parent_id if self.order.is_held_leg else None
+        entry = next((o for o in self.ctx.working_orders if o.client_order_id == parent), None)
+        return held + (entry.remaining_qty * entry.side.sign if entry is not None else ZERO)
 
     @cached_property
     def before_qty(self) -> Decimal:

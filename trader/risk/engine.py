@@ -52,6 +52,7 @@ class RiskDecision:
             o = cmd.order
             head |= {"client_order_id": o.client_order_id, "symbol": o.symbol, "side": o.side.value, "qty": o.qty,
                      "order_type": o.order_type.value, "limit_price": o.limit_price, "reference_price": cmd.reference_price,
+                     **({"stop_price": o.stop_price, "exit_reason": cmd.exit_reason} if cmd.exit_reason or o.stop_price else {}),
                      "model_version": cmd.prediction.model_version if cmd.prediction else None,
                      "feature_ts": cmd.prediction.feature_ts if cmd.prediction else None}
         else:
