@@ -3,7 +3,8 @@
 Examples::
 
     alphaline compliance run --date 2024-03-05   # ledger, reports, audit check, WORM archive for that session
-    alphaline compliance verify                  # archive, sealed fills vs the store, audit chain; exit 1 if altered
+    alphaline compliance verify --trader sim     # archive, anchor, fills, orders, positions, audit chain and HMACs;
+                                                 # exit 1 naming what was altered or is missing
 
 ``run`` goes through Dagster (the ``eod_compliance_job``, one partition), so the run, its
 checks and its metadata show up in ``make ui``; ``verify`` is plain Python and reads only.
@@ -34,10 +35,17 @@ def _store_url(settings: Settings, trader_mode: str) -> str:
     return server_store_url(trader_mode) or f"sqlite:///{settings.home / 'trader' / name}"
 
 
-def _paths(settings: Settings, trader_mode: str = "live"):
+def _resource(settings: Settings, trader_mode: str = "live", **overrides: object):
+    """The compliance locations of ``trader_mode``: its store and its anchor file (``anchors/<mode>.jsonl``)."""
     from orchestration.defs.compliance.resources import ComplianceResource
+    from trader.compliance.anchor import anchor_file
 
-    return ComplianceResource.for_home(settings.home, store_url=_store_url(settings, trader_mode)).paths()
+    return ComplianceResource.for_home(settings.home, store_url=_store_url(settings, trader_mode),
+                                       anchor_file=str(anchor_file(settings.home, trader_mode)), **overrides)
+
+
+def _paths(settings: Settings, trader_mode: str = "live"):
+    return _resource(settings, trader_mode).paths()
 
 
 @click.group()
@@ -65,9 +73,7 @@ def run(date_: dt.datetime, trader_mode: str, allow_short: bool) -> None:
         raise ConfigError(f"--date {day}: not an XNYS session (weekend or exchange holiday): nothing to close")
     _require_session_data(settings, day, trader_mode)
     click.echo(f"EOD compliance for {day} (ALPHALINE_HOME={settings.home})")
-    from orchestration.defs.compliance.resources import ComplianceResource
-
-    resource = ComplianceResource.for_home(settings.home, store_url=_store_url(settings, trader_mode), allow_short=allow_short)
+    resource = _resource(settings, trader_mode, allow_short=allow_short)
     run_job(EOD_JOB, tags={"dagster/partition": day.isoformat()},
             run_config={"resources": {"compliance": {"config": resource.model_dump()}}})
     from trader.compliance import ComplianceError
@@ -127,7 +133,8 @@ def _print_day(settings: Settings, day: dt.date) -> None:
 @compliance.command()
 @_TRADER_OPTION
 def verify(trader_mode: str) -> None:
-    """Re-check the whole archive, every sealed day's fills and the audit chain; exit 1 if anything was altered."""
+    """Re-check the archive, the anchor, the sealed fills, orders and positions, the audit chain and its HMACs; exit 1 if
+    anything was altered or is missing (one line each)."""
     from orchestration.defs.compliance.verify import verify_everything
     from trader.compliance import ComplianceError
 
