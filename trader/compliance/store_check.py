@@ -182,7 +182,7 @@ def _plain(value: Any) -> str | None:
         return None
     if isinstance(value, Decimal) or (isinstance(value, str) and value[:1].isdigit()):
         try:
-            return str(Decimal(str(value)).normalize())
+            return format(Decimal(str(value)).normalize(), "f")
         except ArithmeticError:
             return str(value)
     return str(getattr(value, "value", value))
