@@ -5,6 +5,7 @@ Examples::
     alphaline compliance run --date 2024-03-05   # ledger, reports, audit check, WORM archive for that session
     alphaline compliance verify --trader sim     # archive, anchor, fills, orders, positions, audit chain and HMACs;
                                                  # exit 1 naming what was altered or is missing
+    alphaline compliance adopt-anchor            # once, for a home sealed before anchors/<mode>.jsonl existed
 
 ``run`` goes through Dagster (the ``eod_compliance_job``, one partition), so the run, its
 checks and its metadata show up in ``make ui``; ``verify`` is plain Python and reads only.
@@ -38,10 +39,8 @@ def _store_url(settings: Settings, trader_mode: str) -> str:
 def _resource(settings: Settings, trader_mode: str = "live", **overrides: object):
     """The compliance locations of ``trader_mode``: its store and its anchor file (``anchors/<mode>.jsonl``)."""
     from orchestration.defs.compliance.resources import ComplianceResource
-    from trader.compliance.anchor import anchor_file
 
-    return ComplianceResource.for_home(settings.home, store_url=_store_url(settings, trader_mode),
-                                       anchor_file=str(anchor_file(settings.home, trader_mode)), **overrides)
+    return ComplianceResource.for_home(settings.home, store_url=_store_url(settings, trader_mode), mode=trader_mode, **overrides)
 
 
 def _paths(settings: Settings, trader_mode: str = "live"):
@@ -153,3 +152,20 @@ def verify(trader_mode: str) -> None:
     for problem in report.problems:
         click.secho(f"  ✗ {problem}", fg="red")
     raise SystemExit(1)
+
+
+@compliance.command("adopt-anchor")
+@_TRADER_OPTION
+def adopt_anchor(trader_mode: str) -> None:
+    """Start anchors/<mode>.jsonl for a home sealed before anchors existed (refused once the anchor exists)."""
+    from orchestration.defs.compliance.anchoring import adopt
+    from trader.compliance import ComplianceError
+
+    settings = prepare_environment(Settings())
+    paths = _paths(settings, trader_mode)
+    try:
+        anchors = adopt(paths)
+    except ComplianceError as err:
+        fail(str(err))
+        return
+    click.echo(f"anchored {len(anchors)} sealed head(s) into {paths.anchor_file}")

@@ -228,3 +228,16 @@ def test_eod_anchor_is_sent_once_to_the_configured_url(home, monkeypatch):
         (MON, sent["audit_head"]["count"], sent["audit_head"]["hash"], sent["hash"])]
     assert hook.received[0]["title"].startswith("Alphaline anchor live 2024-03-04: head ")
     assert len(archive_entries(Settings(home=home))) == 10
+
+
+def test_adopt_anchor_starts_the_anchor_of_a_home_sealed_before_anchors_and_refuses_once_it_exists(home):
+    before = anchor_path(home).read_text()
+    anchor_path(home).unlink()  # a home sealed before anchors existed
+    assert verify()[0] == 1
+    adopted = CliRunner().invoke(compliance, ["adopt-anchor"])
+    assert adopted.exit_code == 0 and "anchored 2 sealed head(s) into" in adopted.output, adopted.output
+    payloads = [json.loads(line)["payload"] for line in anchor_path(home).read_text().splitlines()]
+    assert payloads == [json.loads(line)["payload"] for line in before.splitlines()]  # the same heads as EOD anchored
+    assert verify()[0] == 0
+    again = CliRunner().invoke(compliance, ["adopt-anchor"])
+    assert again.exit_code == 2 and "already exists; nothing adopted" in again.output

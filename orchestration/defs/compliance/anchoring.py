@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from orchestration.defs.compliance.eod import AUDIT_VERIFICATION, CompliancePaths
-from trader.compliance import ArchiveEntry, PublishedHead
+from trader.compliance import ArchiveEntry, ComplianceError, PublishedHead
 from trader.compliance.anchor import Anchor, AnchorLog, anchor_urls, publish
 from trader.store_schema import audit_hmac
 
@@ -135,7 +135,8 @@ def _missing(paths: CompliancePaths, where: str, exists: bool, anchored: set[dt.
              ledger: set[dt.date]) -> list[str]:
     problems = []
     if not exists and archived:
-        problems.append(f"{where}: missing, but the archive has {_days(archived)} sealed: the anchor file was deleted")
+        problems.append(f"{where}: missing, but the archive has {_days(archived)} sealed: the anchor file was deleted "
+                        "(a home sealed before anchors existed: `alphaline compliance adopt-anchor`, once)")
     elif archived - anchored:
         problems.append(f"{where}: {_days(archived - anchored)} sealed in the archive are not anchored "
                         "(anchor lines were removed)")
@@ -166,3 +167,36 @@ def signature_problems(paths: CompliancePaths, *, required_from: int | None = No
         check = check_signatures(((seq, digest) for seq, _, _, _, _, digest in store.audit_rows()), store.audit_hmacs(),
                                  key=key, required_from=required_from)
     return check.summary(), [f"audit HMAC: {p}" for p in check.problems]
+
+
+def adopt(paths: CompliancePaths) -> list[Anchor]:
+    """Start the anchor of a home sealed before anchors existed: one line per archived head, oldest first.
+
+    Only when there is no anchor file yet, the archive verifies and the audit chain still holds
+    every archived head: it never papers over an edited anchor line or a rewritten chain. (It cannot
+    tell a deleted anchor file from one that never existed: that is what the external copy,
+    ``ALPHALINE_ANCHOR_URLS``, is for.)
+
+    Raises:
+        ComplianceError: the anchor exists, the archive does not verify, or the chain lost a head.
+    """
+    from orchestration.defs.compliance import sources
+    from trader.compliance.audit_check import scan_chain
+
+    if paths.anchor_file is None:
+        raise ComplianceError("no anchor file configured")
+    if paths.anchor_file.exists():
+        raise ComplianceError(f"anchor {paths.anchor_file}: already exists; nothing adopted (it may only be extended by EOD runs)")
+    archive = paths.archive()
+    result = archive.verify()
+    if not result.ok:
+        raise ComplianceError(f"archive {paths.archive_root}: {result.problems[0]}; nothing adopted")
+    sealed = [e for e in archive.entries() if e.name == AUDIT_VERIFICATION and "audit_head" in e.meta]
+    heads = [PublishedHead(**e.meta["audit_head"]) for e in sealed]
+    if heads:
+        check = scan_chain(sources.read_audit_rows(paths.store_url), day=sealed[-1].date, published=heads, whole=True).sealed
+        if check.problems or check.chain_reason:
+            raise ComplianceError(f"audit chain: {(list(check.problems) or [check.chain_reason])[0]}; nothing adopted")
+    log = AnchorLog(paths.anchor_file)
+    return [log.append(date=e.date, mode=paths.anchor_file.stem, head=h, merkle_root=str(e.meta.get("merkle_root", "")),
+                       first_signed=first_signed(paths.store_url, through=h.count))[0] for e, h in zip(sealed, heads, strict=True)]

@@ -37,15 +37,18 @@ class ComplianceResource(dg.ConfigurableResource):
     )
 
     @classmethod
-    def for_home(cls, home: Path, **overrides: object) -> Self:
-        """The DESIGN.md §2 layout under ``home`` (e.g. ``settings.home``), with optional overrides."""
+    def for_home(cls, home: Path, *, mode: str = "live", **overrides: object) -> Self:
+        """The DESIGN.md §2 layout under ``home`` (e.g. ``settings.home``), with optional overrides.
+
+        ``mode`` is whose store the run closes: it names the anchor file (``anchors/<mode>.jsonl``).
+        """
         home = Path(home)
         defaults = {
             "store_url": server_store_url("live") or f"sqlite:///{home / 'trader' / 'trader.db'}",
             "reports_dir": str(home / "reports"),
             "archive_root": str(home / "archive"),
             "work_dir": str(home / "compliance"),
-            "anchor_file": str(anchor_file(home, "live")),
+            "anchor_file": str(anchor_file(home, mode)),
         }
         return cls(**{**defaults, **overrides})
 
