@@ -103,7 +103,7 @@ def check_signatures(records: Iterable[tuple[int, str]], macs: Iterable[tuple[in
     for seq, digest in records:
         check.records += 1
         mac = None
-        while pending.peek() is not None and pending.peek()[0] <= seq:  # type: ignore[index]
+        while (ahead := pending.peek()) is not None and ahead[0] <= seq:
             other, value = next(pending)
             if other == seq:
                 mac = value
@@ -143,7 +143,8 @@ def _one(check: SignatureCheck, key: bytes | None, seq: int, digest: str, mac: s
 
 class _peekable(Iterator[tuple[int, str]]):
     def __init__(self, items: Iterable[tuple[int, str]]):
-        self._it, self._next = iter(items), None
+        self._it = iter(items)
+        self._next: tuple[int, str] | None = None
         self._advance()
 
     def _advance(self) -> None:

@@ -170,7 +170,8 @@ class StoreTx:
         self._conn = conn
         self._head: tuple[int, str] | None = None
         self._audit: list[dict[str, Any]] = []
-        self._audit_key, self._macs = audit_key, []  # trader.audit_hmac: one HMAC per record while a key is set
+        self._audit_key = audit_key
+        self._macs: list[dict[str, Any]] = []  # trader.audit_hmac: one HMAC per record while a key is set
         self._orders: dict[str, dict[str, Any]] = {}
         self._fills: dict[str, Fill] = {}
         self._positions: dict[str, Position] = {}
