@@ -39,7 +39,7 @@ def first_signed(store_url: str, *, through: int) -> int | None:
     try:
         with engine.connect() as conn:
             return conn.execute(sa.select(sa.func.min(audit_hmac.c.seq)).where(audit_hmac.c.seq <= through)).scalar()
-    except sa.exc.OperationalError:  # a store from before audit_hmac existed: nothing signed
+    except sa.exc.DBAPIError:  # a store from before audit_hmac existed (no such table): nothing signed
         return None
     finally:
         engine.dispose()
