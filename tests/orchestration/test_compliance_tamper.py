@@ -241,3 +241,28 @@ def test_adopt_anchor_starts_the_anchor_of_a_home_sealed_before_anchors_and_refu
     assert verify()[0] == 0
     again = CliRunner().invoke(compliance, ["adopt-anchor"])
     assert again.exit_code == 2 and "already exists; nothing adopted" in again.output
+
+
+def test_verify_chain_rewritten_with_the_key_and_archive_deleted_fails_against_the_anchored_heads(home):
+    """An attacker holding the key re-signs a rewritten history and deletes the archive: the anchor still has the heads."""
+    shutil.rmtree(home / "archive")
+    con = sqlite3.connect(home / "trader" / "trader.db")
+    rows = con.execute("select seq, ts, kind, payload from audit order by seq").fetchall()
+    con.close()
+    statements, prev = [], "0" * 64
+    for seq, ts, kind, payload in rows:
+        body = json.loads(payload)
+        if seq == 2:
+            body["qty"] = "6"  # F2: 6 shares, not 5
+        forged = AuditRecord(seq, ts, kind, body, prev, "")
+        digest = forged.expected_hash()
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        statements.append((f"update audit set payload = ?, prev_hash = ?, hash = ? where seq = {seq}", (text, prev, digest)))
+        statements.append((f"update audit_hmac set hmac = ? where seq = {seq}", (record_hmac(KEY.encode(), seq, digest),)))
+        prev = digest
+    for statement, params in statements:
+        sql(home, statement, params=params)
+    code, output = verify()
+    assert code == 1, output
+    assert "audit chain: record at position 2 does not match the published head" in output
+    assert "audit HMAC" not in output.split("problem(s):")[1]  # re-signed with the key: only the anchor catches it
