@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
-from test_compliance_pipeline import CLOSES, FILLS, MON, TUE, _fill, archive_entries, record, run_day
+from test_compliance_pipeline import CLOSES, FILLS, MON, TUE, WED, _fill, archive_entries, record, run_day
 from webhook_receiver import webhook_receiver
 
 from orchestration.compliance_cli import compliance
@@ -266,3 +266,15 @@ def test_verify_chain_rewritten_with_the_key_and_archive_deleted_fails_against_t
     assert code == 1, output
     assert "audit chain: record at position 2 does not match the published head" in output
     assert "audit HMAC" not in output.split("problem(s):")[1]  # re-signed with the key: only the anchor catches it
+
+
+def test_eod_refuses_to_seal_a_new_day_while_the_anchor_is_tampered(home):
+    lines = anchor_path(home).read_text().splitlines()
+    anchor_path(home).write_text(lines[0].replace('"live"', '"sim"') + "\n" + lines[1] + "\n")
+    before = archive_entries(Settings(home=home))
+    result = run_day(Settings(home=home), WED)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "anchor line seq 1 (position 1): content altered" in str(failure.event_specific_data.error)
+    assert "not sealing" in str(failure.event_specific_data.error)
+    assert archive_entries(Settings(home=home)) == before  # nothing archived that could not be anchored

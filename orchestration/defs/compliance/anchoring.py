@@ -200,3 +200,16 @@ def adopt(paths: CompliancePaths) -> list[Anchor]:
     log = AnchorLog(paths.anchor_file)
     return [log.append(date=e.date, mode=paths.anchor_file.stem, head=h, merkle_root=str(e.meta.get("merkle_root", "")),
                        first_signed=first_signed(paths.store_url, through=h.count))[0] for e, h in zip(sealed, heads, strict=True)]
+
+
+def require_anchor_intact(paths: CompliancePaths) -> None:
+    """Refuse to seal when the anchor file no longer verifies: the day would be archived but could not be anchored.
+
+    Raises:
+        ComplianceError: the first problem of the anchor file, naming it.
+    """
+    if paths.anchor_file is None:
+        return
+    problems = AnchorLog(paths.anchor_file).verify()
+    if problems:
+        raise ComplianceError(f"anchor {paths.anchor_file}: {problems[0]}; not sealing (run `alphaline compliance verify`)")

@@ -367,8 +367,11 @@ def seal_day(paths: CompliancePaths, day: dt.date, *, log: Callable[[str], None]
 
     Raises:
         ComplianceError: the checkpoint or the audit verification is missing, or the archive's
-            manifest no longer verifies (nothing is appended to a tampered chain).
+            manifest or the anchor file no longer verifies (nothing is appended to a tampered chain).
     """
+    from orchestration.defs.compliance.anchoring import anchor_day, require_anchor_intact  # they read this module's names
+
+    require_anchor_intact(paths)  # before anything is archived: a sealed day must also be anchored
     archive = paths.archive()
     if not read_verdict(paths, day)["ok"]:  # the blocking check stops a run first; this guards direct calls
         raise ComplianceError(f"{day}: the audit chain did not verify: not sealing (run `alphaline compliance verify`)")
@@ -393,8 +396,6 @@ def seal_day(paths: CompliancePaths, day: dt.date, *, log: Callable[[str], None]
         if prior is not None:
             log(f"{name} ({day}) changed since entry seq {prior.seq}: appended correction seq {entry.seq}")
         sealed.append(Sealed(name, "correction" if prior else "new", entry))
-    from orchestration.defs.compliance.anchoring import anchor_day  # it reads this module's names
-
     anchor_day(paths, day, verification, log=log)  # last: an anchored day is a completely sealed day
     return sealed
 
