@@ -88,3 +88,15 @@ def test_compliance_api_docs_list_the_compliance_endpoints(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/compliance/tax/{year}/form-8949", "/compliance/archive/{day}"} <= set(paths)
+
+
+def test_compliance_api_an_altered_archived_object_is_a_one_line_500_not_a_proof(client, home):  # noqa: F811
+    entry = next(f for f in client.get("/compliance/archive/2024-03-04", headers=AUTH).json()["files"]
+                 if f["name"] == "audit_records.jsonl")
+    obj = home / "archive" / "objects" / entry["sha256"][:2] / entry["sha256"]
+    obj.chmod(0o644)
+    obj.write_bytes(obj.read_bytes().replace(b'"qty":"10"', b'"qty":"11"'))
+    response = client.get("/compliance/archive/2024-03-04", headers=AUTH)
+    assert response.status_code == 500 and "Traceback" not in response.text
+    assert response.json()["detail"] == (f"archive: object {entry['sha256']}: content does not match its hash (altered) "
+                                         "(run `alphaline compliance verify`)")
