@@ -3,7 +3,9 @@
 Examples::
 
     alphaline compliance run --date 2024-03-05   # ledger, reports, audit check, WORM archive for that session
-    alphaline compliance verify                  # archive, sealed fills vs the store, audit chain; exit 1 if altered
+    alphaline compliance verify --trader sim     # archive, anchor, fills, orders, positions, audit chain and HMACs;
+                                                 # exit 1 naming what was altered or is missing
+    alphaline compliance adopt-anchor            # once, for a home sealed before anchors/<mode>.jsonl existed
 
 ``run`` goes through Dagster (the ``eod_compliance_job``, one partition), so the run, its
 checks and its metadata show up in ``make ui``; ``verify`` is plain Python and reads only.
@@ -34,10 +36,15 @@ def _store_url(settings: Settings, trader_mode: str) -> str:
     return server_store_url(trader_mode) or f"sqlite:///{settings.home / 'trader' / name}"
 
 
-def _paths(settings: Settings, trader_mode: str = "live"):
+def _resource(settings: Settings, trader_mode: str = "live", **overrides: object):
+    """The compliance locations of ``trader_mode``: its store and its anchor file (``anchors/<mode>.jsonl``)."""
     from orchestration.defs.compliance.resources import ComplianceResource
 
-    return ComplianceResource.for_home(settings.home, store_url=_store_url(settings, trader_mode)).paths()
+    return ComplianceResource.for_home(settings.home, store_url=_store_url(settings, trader_mode), mode=trader_mode, **overrides)
+
+
+def _paths(settings: Settings, trader_mode: str = "live"):
+    return _resource(settings, trader_mode).paths()
 
 
 @click.group()
@@ -65,9 +72,7 @@ def run(date_: dt.datetime, trader_mode: str, allow_short: bool) -> None:
         raise ConfigError(f"--date {day}: not an XNYS session (weekend or exchange holiday): nothing to close")
     _require_session_data(settings, day, trader_mode)
     click.echo(f"EOD compliance for {day} (ALPHALINE_HOME={settings.home})")
-    from orchestration.defs.compliance.resources import ComplianceResource
-
-    resource = ComplianceResource.for_home(settings.home, store_url=_store_url(settings, trader_mode), allow_short=allow_short)
+    resource = _resource(settings, trader_mode, allow_short=allow_short)
     run_job(EOD_JOB, tags={"dagster/partition": day.isoformat()},
             run_config={"resources": {"compliance": {"config": resource.model_dump()}}})
     from trader.compliance import ComplianceError
@@ -127,7 +132,8 @@ def _print_day(settings: Settings, day: dt.date) -> None:
 @compliance.command()
 @_TRADER_OPTION
 def verify(trader_mode: str) -> None:
-    """Re-check the whole archive, every sealed day's fills and the audit chain; exit 1 if anything was altered."""
+    """Re-check the archive, the anchor, the sealed fills, orders and positions, the audit chain and its HMACs; exit 1 if
+    anything was altered or is missing (one line each)."""
     from orchestration.defs.compliance.verify import verify_everything
     from trader.compliance import ComplianceError
 
@@ -146,3 +152,20 @@ def verify(trader_mode: str) -> None:
     for problem in report.problems:
         click.secho(f"  ✗ {problem}", fg="red")
     raise SystemExit(1)
+
+
+@compliance.command("adopt-anchor")
+@_TRADER_OPTION
+def adopt_anchor(trader_mode: str) -> None:
+    """Start anchors/<mode>.jsonl for a home sealed before anchors existed (refused once the anchor exists)."""
+    from orchestration.defs.compliance.anchoring import adopt
+    from trader.compliance import ComplianceError
+
+    settings = prepare_environment(Settings())
+    paths = _paths(settings, trader_mode)
+    try:
+        anchors = adopt(paths)
+    except ComplianceError as err:
+        fail(str(err))
+        return
+    click.echo(f"anchored {len(anchors)} sealed head(s) into {paths.anchor_file}")

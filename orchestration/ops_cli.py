@@ -69,7 +69,8 @@ def _verify_archive(settings: Settings) -> list[str]:
     stores = [name for name in TRADER_STORES if (settings.home / "trader" / name).is_file()] or ["trader.db"]
     problems: list[str] = []
     for name in stores:
-        paths = ComplianceResource.for_home(settings.home, store_url=f"sqlite:///{settings.home / 'trader' / name}").paths()
+        paths = ComplianceResource.for_home(settings.home, store_url=f"sqlite:///{settings.home / 'trader' / name}",
+                                            mode=TRADER_STORES[name]).paths()  # its own anchor file
         try:
             report = verify_everything(paths)
         except ComplianceError as err:

@@ -216,7 +216,7 @@ def build_resources(settings: Settings, dbt_project: DbtProject) -> dict[str, ob
         "features": FeatureStoreResource(home=str(settings.home), config=settings.feast_config, timeframe=settings.feature_timeframe),
         "models": ModelsResource(home=str(settings.home)),
         # One setting picks whose store both the trader assets and the EOD compliance run read.
-        "compliance": ComplianceResource.for_home(settings.home, store_url=trading.store_url),
+        "compliance": ComplianceResource.for_home(settings.home, store_url=trading.store_url, mode=settings.trader_mode),
         "trading": trading,
         "quality": DataQualityResource(max_reject_share=settings.max_reject_share, reports_dir=str(settings.reports_dir)),
     }

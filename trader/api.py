@@ -17,6 +17,8 @@ is not exposed.
 ``GET /audit/verify``     walks the hash chain: ok, count, head, first bad record
 ``POST /kill``            ``{"reason": "...", "by": "alice"}`` → HALTED, working orders cancelled
 ``POST /resume``          ``{"by": "alice", "reason": "..."}`` → ACTIVE
+``GET /compliance/...``   token-protected, read-only: Form 8949, Schedule D and tax lots per year, a sealed day
+                          with its Merkle inclusion proofs (:mod:`trader.api_compliance`)
 ========================  ==================================================================
 
 Example:
@@ -33,6 +35,7 @@ import datetime as dt
 import hmac
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Response
@@ -83,7 +86,7 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 def _bearer_guard(token: SecretStr | None) -> Callable[..., None]:
     def guard(credentials: Credentials) -> None:
         if token is None:
-            raise HTTPException(503, "kill/resume are disabled: TRADER_API_TOKEN is not set on the server")
+            raise HTTPException(503, "kill/resume and /compliance are disabled: TRADER_API_TOKEN is not set on the server")
         if credentials is None:
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
         # Constant-time comparison: response timing must not reveal how much of a guess was right.
@@ -146,9 +149,10 @@ def pnl_payload(store: TraderStore) -> dict[str, Any]:
 
 
 def create_app(*, store: TraderStore, token: SecretStr | None, canceller: Canceller | None = None,
-               mode: str | None = None) -> FastAPI:
-    """The ops API over ``store``; ``token`` guards kill/resume (from :class:`trader.config.Secrets`); ``mode`` names whose
-    store it is in ``/status``.
+               mode: str | None = None, archive_root: Path | None = None) -> FastAPI:
+    """The ops API over ``store``; ``token`` guards kill/resume and ``/compliance`` (from :class:`trader.config.Secrets`);
+    ``mode`` names whose store it is in ``/status``; ``archive_root`` is the WORM archive (default
+    ``$ALPHALINE_HOME/archive``).
 
     ``/docs`` is Swagger UI served from this app (``fastapi_offline`` ships its JS and CSS), so it works offline.
     """
@@ -156,7 +160,8 @@ def create_app(*, store: TraderStore, token: SecretStr | None, canceller: Cancel
 
     app = FastAPIOffline(title="Alphaline trader ops API", version=_version(), docs_url="/docs", redoc_url=None,
                          static_url="/docs-static")
-    authorized = Depends(_bearer_guard(token))
+    guard = _bearer_guard(token)
+    authorized = Depends(guard)
 
     @app.get("/health")
     def health() -> JSONResponse:
@@ -205,6 +210,9 @@ def create_app(*, store: TraderStore, token: SecretStr | None, canceller: Cancel
         record = store.set_trading_state(TradingState.ACTIVE, reason=reason, changed_by=body.by, at=dt.datetime.now(dt.UTC))
         return plain({"state": record.state, "reason": record.reason, "changed_by": record.changed_by})
 
+    from trader.api_compliance import compliance_router
+
+    app.include_router(compliance_router(guard=guard, archive_root=archive_root))
     return app
 
 

@@ -55,12 +55,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from trader.audit import GENESIS, AuditRecord, ChainVerification, canonical, verify_chain
+from trader.audit_hmac import audit_key, record_hmac
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
 from trader.store_schema import (
     ADDED_ORDER_COLUMNS,
     append_only_ddl,
     audit,
+    audit_hmac,
     equity_marks,
     fills,
     metadata,
@@ -179,10 +181,12 @@ class StoreTx:
     (:meth:`flush`); the audit head is read once and the chain extended in memory.
     """
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, audit_key: bytes | None = None):
         self._conn = conn
         self._head: tuple[int, str] | None = None
         self._audit: list[dict[str, Any]] = []
+        self._audit_key = audit_key
+        self._macs: list[dict[str, Any]] = []  # trader.audit_hmac: one HMAC per record while a key is set
         self._orders: dict[str, dict[str, Any]] = {}
         self._fills: dict[str, Fill] = {}
         self._positions: dict[str, Position] = {}
@@ -199,6 +203,8 @@ class StoreTx:
         self._audit.append({"seq": record.seq, "ts": record.ts, "kind": record.kind, "payload": body.decode(),
                             "prev_hash": record.prev_hash, "hash": record.hash})
         self._head = (record.seq, record.hash)
+        if self._audit_key is not None:
+            self._macs.append({"seq": record.seq, "hmac": record_hmac(self._audit_key, record.seq, record.hash)})
         return record
 
     def save_order(self, order: Order) -> None:
@@ -279,6 +285,9 @@ class StoreTx:
                 raise AuditConflictError(f"audit: another writer appended seq {self._audit[0]['seq']} first; "
                                          "retry the transaction") from None
             self._audit.clear()
+        if self._macs:
+            self._conn.execute(sa.insert(audit_hmac), self._macs)
+            self._macs.clear()
 
     def _upsert(self, table: sa.Table, known: sa.Select, update: sa.Update, rows: dict[str, dict[str, Any]]) -> None:
         existing = set(self._conn.execute(known, {"b_ids": list(rows)}).scalars())
@@ -303,6 +312,10 @@ class TraderStore:
 
     def __init__(self, url: str | None = None):
         self.url = url or default_store_url()
+        try:
+            self._audit_key = audit_key()  # read once: every record this store writes is signed alike
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
         self._engine = _make_engine(self.url)
         self._state_lock = threading.Lock()
         self._state_probe: sqlite3.Connection | None = None
@@ -346,7 +359,7 @@ class TraderStore:
             with self._engine.connect() as conn:
                 conn.execution_options(**{_WRITE: True, _DURABLE: durable})
                 with conn.begin():
-                    tx = StoreTx(conn)
+                    tx = StoreTx(conn, self._audit_key)
                     yield tx
                     tx.flush()
         except sa.exc.OperationalError as exc:
@@ -505,6 +518,11 @@ class TraderStore:
                     yield from batch
             finally:
                 cursor.close()
+
+    def audit_hmacs(self) -> Iterator[tuple[int, str]]:
+        """``(seq, hmac)`` of every signed audit record, in ``seq`` order (:mod:`trader.audit_hmac`)."""
+        with self._read() as conn:
+            yield from conn.execute(sa.select(audit_hmac.c.seq, audit_hmac.c.hmac).order_by(audit_hmac.c.seq)).tuples()
 
     def latest_audit(self, kind: str) -> AuditRecord | None:
         """The last record of ``kind`` (e.g. the run loop's latest ``cycle`` summary), or ``None``."""

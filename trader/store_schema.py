@@ -126,6 +126,13 @@ audit = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False, unique=True),
 )
 
+#: The HMAC of each audit record written while ``ALPHALINE_AUDIT_KEY`` was set (:mod:`trader.audit_hmac`).
+audit_hmac = sa.Table(
+    "audit_hmac", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("hmac", sa.String(64), nullable=False),
+)
+
 #: Equity marks with the running high-water mark (drawdown tiers and the daily loss limit survive restarts).
 equity_marks = sa.Table(
     "equity_marks", metadata,
@@ -155,7 +162,7 @@ parent_orders = sa.Table(
     sa.Column("updated_at", UTCText, nullable=False),
 )
 
-_APPEND_ONLY = ("audit", "fills")
+_APPEND_ONLY = ("audit", "fills", "audit_hmac")
 
 #: SQLite: the database itself refuses to rewrite history.
 APPEND_ONLY_TRIGGERS = tuple(
@@ -177,6 +184,6 @@ APPEND_ONLY_TRIGGERS_POSTGRES = (
 
 
 def append_only_ddl(dialect: str) -> tuple[str, ...]:
-    """The statements that make ``audit`` and ``fills`` append-only in the database (none for other dialects:
+    """The statements that make ``audit``, ``audit_hmac`` and ``fills`` append-only in the database (none for other dialects:
     there the store's API, which has no update or delete for them, is the only guard)."""
     return {"sqlite": APPEND_ONLY_TRIGGERS, "postgresql": APPEND_ONLY_TRIGGERS_POSTGRES}.get(dialect, ())

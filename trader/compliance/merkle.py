@@ -101,3 +101,25 @@ def verify_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes], 
             node = node_hash(node, sibling)
         fn, sn = fn >> 1, sn >> 1
     return sn == 0 and node == root
+
+
+def audit_paths(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """The audit path of every leaf (as :func:`audit_path`), from one build of the tree: O(n log n), not O(n²).
+
+    >>> leaves = [b"a", b"b", b"c", b"d", b"e"]
+    >>> audit_paths(leaves) == [audit_path(leaves, i) for i in range(5)]
+    True
+    """
+    levels = [[leaf_hash(data) for data in leaves]]
+    while len(levels[-1]) > 1:
+        levels.append(_up(levels[-1]))
+    paths = []
+    for index in range(len(leaves)):
+        path, i = [], index
+        for level in levels[:-1]:
+            sibling = i ^ 1
+            if sibling < len(level):
+                path.append(level[sibling])
+            i //= 2
+        paths.append(path)
+    return paths

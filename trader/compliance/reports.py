@@ -227,6 +227,11 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, s
     return path
 
 
+def tax_lot_rows(close: DayClose) -> list[dict[str, str]]:
+    """The rows of ``tax_lots.csv``: lots open at the close, marked to the day's closing prices."""
+    return _tax_lots(close)[1]
+
+
 def _tax_lots(close: DayClose) -> tuple[Sequence[str], list[dict[str, str]]]:
     columns = ("lot_id", "account", "symbol", "direction", "date_acquired", "holding_period_start", "qty",
                "cost_basis", "wash_adjustment", "close", "market_value", "unrealized_pnl", "replacement_for")

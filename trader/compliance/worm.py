@@ -61,6 +61,7 @@ from trader.audit import GENESIS, AuditRecord, verify_chain
 from trader.compliance.audit_check import chain_problems
 from trader.compliance.errors import ComplianceError, WormViolation
 from trader.compliance.holding import add_years
+from trader.compliance.names import check_name
 
 KIND = "archive"
 RETENTION_YEARS = 6
@@ -139,12 +140,12 @@ class WormArchive:
         """Archive ``data`` as record ``name`` of ``date``; see the module docstring for the rules.
 
         Raises:
+            ComplianceError: ``name`` is not a plain file name (:func:`check_name`).
             WormViolation: different bytes for an existing ``(name, date)`` without ``corrects``,
                 or a correction of an entry that was already corrected.
             ComplianceError: ``corrects`` names no entry, or the manifest chain is broken.
         """
-        if not name or "\n" in name or "/" in name:
-            raise ComplianceError(f"archive: name: must be a plain file name (got {name!r})")
+        check_name(name)
         sha = hashlib.sha256(data).hexdigest()
         with self._locked():
             entries = self._entries_for_append()
@@ -162,9 +163,10 @@ class WormArchive:
 
     def put_file(self, path: Path, *, date: dt.date, name: str | None = None, corrects: str | None = None,
                  meta: Mapping[str, Any] | None = None) -> ArchiveEntry:
-        """Archive a file's bytes (``name`` defaults to the file name)."""
+        """Archive a file's bytes (``name`` defaults to the file name); the name is checked as in :meth:`put`."""
         path = Path(path)
-        return self.put(path.read_bytes(), name=name or path.name, date=date, corrects=corrects, meta=meta)
+        check_name(path.name if name is None else name)  # before reading: a refused name reads nothing
+        return self.put(path.read_bytes(), name=path.name if name is None else name, date=date, corrects=corrects, meta=meta)
 
     def delete(self, key: str) -> NoReturn:
         """Always refuses: archived records are never deleted through this API.

@@ -12,7 +12,8 @@ One day ``D`` (an XNYS session) goes through four steps, each an asset:
    writing ``audit_verification.json`` and the day's records (``audit_records.jsonl``);
 4. :func:`seal_day`: every file above into the WORM archive. The checkpoint is sealed last
    and is the only one the next day resumes from, read back through the archive (so its
-   bytes are checked against their hash first).
+   bytes are checked against their hash first). The day's head and Merkle root are then
+   anchored outside the archive (:mod:`orchestration.defs.compliance.anchoring`).
 
 Re-running a day rebuilds the same bytes (every file is deterministic), so sealing archives
 nothing new; a file that did change (a late fill) is appended as a correction that names
@@ -72,6 +73,7 @@ class CompliancePaths:
     allow_short: bool = False
     retention_years: int = 6
     resume: bool = True
+    anchor_file: Path | None = None  # anchors/<mode>.jsonl (trader.compliance.anchor); None: no anchor
 
     def day_dir(self, day: dt.date) -> Path:
         """``reports/<day>/``: what a user reads, and what is sealed."""
@@ -322,6 +324,9 @@ def verify_day_audit(paths: CompliancePaths, day: dt.date) -> DayAudit:
     if scan.after_day:
         problems.append(f"after {day}: {scan.after_day}")
     problems += scan.later_heads
+    from orchestration.defs.compliance.anchoring import signature_problems  # it reads this module's names
+
+    problems += signature_problems(paths)[1]  # a record forged without ALPHALINE_AUDIT_KEY is never sealed
     directory = paths.day_dir(day)
     _write_atomic(directory / AUDIT_RECORDS, "".join(lines).encode())
     _write_atomic(directory / AUDIT_VERIFICATION, sealed.dumps())
@@ -362,8 +367,11 @@ def seal_day(paths: CompliancePaths, day: dt.date, *, log: Callable[[str], None]
 
     Raises:
         ComplianceError: the checkpoint or the audit verification is missing, or the archive's
-            manifest no longer verifies (nothing is appended to a tampered chain).
+            manifest or the anchor file no longer verifies (nothing is appended to a tampered chain).
     """
+    from orchestration.defs.compliance.anchoring import anchor_day, require_anchor_intact  # they read this module's names
+
+    require_anchor_intact(paths)  # before anything is archived: a sealed day must also be anchored
     archive = paths.archive()
     if not read_verdict(paths, day)["ok"]:  # the blocking check stops a run first; this guards direct calls
         raise ComplianceError(f"{day}: the audit chain did not verify: not sealing (run `alphaline compliance verify`)")
@@ -388,6 +396,7 @@ def seal_day(paths: CompliancePaths, day: dt.date, *, log: Callable[[str], None]
         if prior is not None:
             log(f"{name} ({day}) changed since entry seq {prior.seq}: appended correction seq {entry.seq}")
         sealed.append(Sealed(name, "correction" if prior else "new", entry))
+    anchor_day(paths, day, verification, log=log)  # last: an anchored day is a completely sealed day
     return sealed
 
 

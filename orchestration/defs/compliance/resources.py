@@ -11,6 +11,7 @@ import dagster as dg
 from pydantic import Field
 
 from orchestration.defs.compliance.eod import CompliancePaths
+from trader.compliance.anchor import anchor_file
 from trader.servers import server_store_url
 
 
@@ -29,19 +30,25 @@ class ComplianceResource(dg.ConfigurableResource):
                                       "chain verdict) and broker_fees/<date>.csv (fill_id,fee or date,fee statements).")
     allow_short: bool = Field(default=False, description="Let sells beyond the shares held open short lots.")
     retention_years: int = Field(default=6, ge=1, description="Retention recorded on each archived record.")
+    anchor_file: str = Field(default="", description="The append-only anchor of each sealed day's audit head and Merkle "
+                                                     "root (anchors/<mode>.jsonl); empty: none.")
     resume_from_checkpoints: bool = Field(
         default=True, description="Resume the ledger from the last sealed checkpoint instead of replaying every fill."
     )
 
     @classmethod
-    def for_home(cls, home: Path, **overrides: object) -> Self:
-        """The DESIGN.md §2 layout under ``home`` (e.g. ``settings.home``), with optional overrides."""
+    def for_home(cls, home: Path, *, mode: str = "live", **overrides: object) -> Self:
+        """The DESIGN.md §2 layout under ``home`` (e.g. ``settings.home``), with optional overrides.
+
+        ``mode`` is whose store the run closes: it names the anchor file (``anchors/<mode>.jsonl``).
+        """
         home = Path(home)
         defaults = {
             "store_url": server_store_url("live") or f"sqlite:///{home / 'trader' / 'trader.db'}",
             "reports_dir": str(home / "reports"),
             "archive_root": str(home / "archive"),
             "work_dir": str(home / "compliance"),
+            "anchor_file": str(anchor_file(home, mode)),
         }
         return cls(**{**defaults, **overrides})
 
@@ -51,4 +58,5 @@ class ComplianceResource(dg.ConfigurableResource):
             store_url=self.store_url, reports_dir=Path(self.reports_dir), archive_root=Path(self.archive_root),
             work_dir=Path(self.work_dir), allow_short=self.allow_short,
             retention_years=self.retention_years, resume=self.resume_from_checkpoints,
+            anchor_file=Path(self.anchor_file) if self.anchor_file else None,
         )

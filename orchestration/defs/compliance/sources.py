@@ -55,11 +55,16 @@ def day_start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=NY).astimezone(dt.UTC)
 
 
-def _require_store(url: str) -> None:
+def sqlite_store_missing(url: str) -> bool:
+    """True for a SQLite store whose file does not exist (opening it would create an empty one)."""
     parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        if not Path(parsed.database).exists():
-            raise ComplianceError(f"trader store {parsed.database}: missing (no fills yet: run the trader first)")
+    return parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") and \
+        not Path(parsed.database).exists()
+
+
+def _require_store(url: str) -> None:
+    if sqlite_store_missing(url):
+        raise ComplianceError(f"trader store {sa.make_url(url).database}: missing (no fills yet: run the trader first)")
 
 
 @contextmanager

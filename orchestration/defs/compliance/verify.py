@@ -1,6 +1,6 @@
 """``alphaline compliance verify``: re-check everything sealed so far against itself and against the trader's store.
 
-Three independent checks, each naming exactly what was altered:
+Independent checks, each naming exactly what was altered or is missing:
 
 * **the archive** (:meth:`WormArchive.verify`): every object re-hashed, every manifest entry
   re-chained; an edited, missing or writable file, or an edited manifest line, is named;
@@ -9,7 +9,14 @@ Three independent checks, each naming exactly what was altered:
   a fill that is in the store but not sealed is a late fill whose day must be re-run;
 * **the audit chain**: verified end to end (:func:`~trader.compliance.audit_check.scan_chain`, as stored) and against every
   head ever published in the archive, so a rewritten history, a truncation or a forged
-  tail with recomputed hashes is caught.
+  tail with recomputed hashes is caught;
+* **the anchor** (:mod:`~orchestration.defs.compliance.anchoring`): every sealed day known to the
+  ledger, the archive or the anchor file is in the others with the same head, and the audit chain
+  holds every anchored head (so deleting the archive no longer deletes the evidence);
+* **the HMACs** (:mod:`trader.audit_hmac`): with ``ALPHALINE_AUDIT_KEY`` set, a record forged or
+  appended without the key fails at once, not at the next published head;
+* **orders and positions** (:mod:`trader.compliance.store_check`): rebuilt from the fills and the
+  ``order_submit`` records, so a hand edit of an order's or a position's quantity is named.
 
 Plain Python, no Dagster: it runs in a second or two on a year of records.
 
@@ -25,9 +32,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from orchestration.defs.compliance import sources
+from orchestration.defs.compliance.anchoring import cross_check, signature_problems
 from orchestration.defs.compliance.eod import FILLS, CompliancePaths, current_entries, published_heads, read_fills_csv_rows
 from trader.compliance import ComplianceError
-from trader.compliance.audit_check import scan_chain
+from trader.compliance.audit_check import PublishedHead, scan_chain
 
 
 @dataclass(frozen=True)
@@ -79,16 +87,23 @@ class Verification:
 
 
 def verify_everything(paths: CompliancePaths) -> Verification:
-    """Re-check the archive, every sealed day's fills and the whole audit chain (see the module docstring)."""
+    """Re-check the archive, the anchor, every sealed day's fills, the orders and positions and the whole audit chain.
+
+    See the module docstring; every problem is one line naming what was altered or is missing.
+    """
     lines, problems = [], []
     archive = paths.archive()
     result = archive.verify()
     lines.append(f"archive {paths.archive_root}: {result.entries} manifest entries, {result.objects} objects")
     problems += [f"archive: {p}" for p in result.problems]
     try:
+        entries = archive.entries()
         current = current_entries(archive)
     except ComplianceError as err:  # an unreadable manifest: already reported above, nothing more to compare
         return Verification(lines, problems or [str(err)])
+    cross = cross_check(paths, entries)
+    lines += cross.lines
+    problems += cross.problems
     days = sorted({date for name, date in current if name == FILLS})
     lines.append(f"fills: {len(days)} sealed day(s) compared with {paths.store_url}")
     for day in days:
@@ -99,23 +114,41 @@ def verify_everything(paths: CompliancePaths) -> Verification:
             continue
         problems += [f"fills {day}: {p}" for p in comparison.altered]
         problems += [f"fills {day}: {p}; re-run `alphaline compliance run --date {day}`" for p in comparison.late]
-    problems += _audit_problems(paths, days, lines)
+    problems += _audit_problems(paths, days, lines, anchored=cross.heads, sealed=bool(cross.heads))
+    problems += _store_problems(paths, lines, required_from=cross.required_from)
     return Verification(lines, problems)
 
 
-def _audit_problems(paths: CompliancePaths, days: list[dt.date], lines: list[str]) -> list[str]:
+def _audit_problems(paths: CompliancePaths, days: list[dt.date], lines: list[str], *, anchored: list[PublishedHead],
+                    sealed: bool) -> list[str]:
     try:
-        heads = [head for _, head in published_heads(paths.archive())]
+        archived = [head for _, head in published_heads(paths.archive())]
+        heads = sorted(set(archived) | set(anchored), key=lambda h: (h.count, h.hash))
         last = days[-1] if days else dt.date.today()  # only the problems are used; the day just names the head
         # One streaming pass over the chain as stored (each record hashed once), as the EOD check does.
         check = scan_chain(sources.read_audit_rows(paths.store_url), day=last, published=heads, whole=True).sealed
     except ComplianceError as err:
-        if not days:  # a fresh home: nothing traded, nothing sealed, nothing to compare
+        if not days and not sealed:  # a fresh home: nothing traded, nothing sealed, nothing to compare
             lines.append(f"audit chain: {err}; nothing sealed yet")
             return []
         return [f"audit chain: {err}"]
-    lines.append(f"audit chain: {check.records} records, checked against {len(heads)} published head(s)")
+    lines.append(f"audit chain: {check.records} records, checked against {len(heads)} published head(s) "
+                 f"({len(archived)} in the archive, {len(anchored)} anchored)")
     problems = [f"audit chain: {p}" for p in check.problems]
     if check.chain_reason and not problems:
         problems.append(f"audit chain: {check.chain_reason}")
     return problems
+
+
+def _store_problems(paths: CompliancePaths, lines: list[str], *, required_from: int | None) -> list[str]:
+    """The HMACs of the audit records, and the orders and positions tables against the fills and the audit trail."""
+    from trader.compliance.store_check import check_store
+    from trader.store import TraderStore
+
+    if sources.sqlite_store_missing(paths.store_url):
+        return []  # reported by the audit chain check (or a fresh home)
+    summary, problems = signature_problems(paths, required_from=required_from)
+    with TraderStore(paths.store_url) as store:
+        integrity = check_store(store)
+    lines += [summary, integrity.summary()]
+    return problems + [f"store: {p}" for p in integrity.problems]

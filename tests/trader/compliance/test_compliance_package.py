@@ -11,7 +11,8 @@ import pytest
 
 MODULES = ["trader.compliance", "trader.compliance.fills", "trader.compliance.holding", "trader.compliance.lots",
            "trader.compliance.wash_sales", "trader.compliance.reports", "trader.compliance.merkle",
-           "trader.compliance.worm", "trader.compliance.audit_check"]
+           "trader.compliance.worm", "trader.compliance.audit_check", "trader.compliance.names", "trader.compliance.anchor",
+           "trader.compliance.store_check", "trader.audit_hmac"]
 
 
 def test_importing_compliance_pulls_in_no_heavy_or_sibling_packages():
