@@ -1,0 +1,23 @@
+-- Corporate actions, one row per (symbol, ex_date, kind): when an action was received more than once with
+-- different values, the latest batch wins (as for bars). Ratios and amounts stay exact decimals here.
+with ranked as (
+    select
+        *,
+        row_number() over (
+            partition by symbol, ex_date, kind order by ingested_at desc, batch_id desc
+        ) as version_rank
+    from {{ source('raw', 'corporate_actions') }}
+)
+
+select
+    symbol || ':' || cast(ex_date as varchar) || ':' || kind as action_id,
+    symbol,
+    ex_date,
+    kind,
+    ratio,
+    amount,
+    source,
+    batch_id,
+    ingested_at
+from ranked
+where version_rank = 1
