@@ -47,6 +47,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 
@@ -314,3 +315,13 @@ def ingest_actions(con, actions: pl.DataFrame, *, asset: str, label: str, run_id
         con.execute("rollback")
         raise
     return ActionsReport(batch_id, actions.height, result.clean.height, appended, result.rejected.height, reasons)
+
+
+class ActionSource(Protocol):
+    """Anything that can list corporate actions by ex-date (the synthetic market, Alpaca)."""
+
+    name: str
+
+    def corporate_actions(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Actions with ex-date in ``[start, end]`` as :data:`ACTION_COLUMNS` (not validated yet)."""
+        ...

@@ -1,6 +1,6 @@
 """Data-quality checks on the market assets.
 
-* ``reject_share_within_limit`` (blocking) on ``raw_bars`` and ``imported_bars``: a batch
+* ``reject_share_within_limit`` (blocking) on ``raw_bars``, ``imported_bars`` and ``raw_corporate_actions``: a batch
   whose rejected share is above the limit stops everything downstream, with a message
   naming the source, the reasons and the rows; an identical re-import is judged by the
   batch it repeats, so it fails the same way (naming that batch);
@@ -116,4 +116,4 @@ def bars_expectations(warehouse: DuckDBResource, quality: DataQualityResource) -
 
 def build_checks() -> list[dg.AssetChecksDefinition]:
     per_asset = [c for a in ("raw_bars", "imported_bars") for c in (_reject_check(a), _gap_check(a))]
-    return [*per_asset, bars_expectations]
+    return [*per_asset, _reject_check("raw_corporate_actions"), bars_expectations]
