@@ -280,7 +280,7 @@ def ingest_actions(con, actions: pl.DataFrame, *, asset: str, label: str, run_id
 
     An action already stored with the same ratio or amount is not appended again (sources are
     asked for overlapping windows); a changed one is appended, and the latest batch wins in dbt.
-    The batch is recorded in ``raw.batches`` under ``asset``, so the reject-share check judges it like bars.
+    The batch is recorded in ``raw.corporate_action_batches`` under ``asset`` (the reject-share check reads it).
     """
     import json
     import uuid
@@ -305,10 +305,9 @@ def ingest_actions(con, actions: pl.DataFrame, *, asset: str, label: str, run_id
         appended = con.execute("select count(*) from raw.corporate_actions").fetchone()[0] - before
         reasons = result.reason_counts
         con.execute(
-            "insert into raw.batches (batch_id, asset, source, run_id, started_at, finished_at, rows_received, rows_accepted, "
-            "rows_rejected, reasons, symbols, gap_sessions, missing_bars) values (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, 0, 0)",
-            [batch_id, asset, label, run_id, now, actions.height, result.clean.height, result.rejected.height,
-             json.dumps(reasons), result.clean["symbol"].n_unique()],
+            "insert into raw.corporate_action_batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [batch_id, asset, label, run_id, now, actions.height, result.clean.height, appended, result.rejected.height,
+             json.dumps(reasons)],
         )
         con.execute("commit")
     except BaseException:
@@ -325,3 +324,14 @@ class ActionSource(Protocol):
     def corporate_actions(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         """Actions with ex-date in ``[start, end]`` as :data:`ACTION_COLUMNS` (not validated yet)."""
         ...
+
+
+def latest_action_batches(con, *, asset: str, run_id: str | None) -> list[ActionsReport]:
+    """The corporate-action batches ``asset`` wrote in ``run_id`` (without one, or none in it: its latest batch)."""
+    query = ("select batch_id, rows_received, rows_accepted, rows_appended, rows_rejected, reasons "
+             "from raw.corporate_action_batches where asset = ? {} order by started_at desc {}")
+    rows = con.execute(query.format("and run_id = ?", ""), [asset, run_id]).fetchall() if run_id else []
+    rows = rows or con.execute(query.format("", "limit 1"), [asset]).fetchall()
+    import json
+
+    return [ActionsReport(b, n, ok, new, bad, json.loads(reasons)) for b, n, ok, new, bad, reasons in rows]

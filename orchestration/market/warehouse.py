@@ -9,8 +9,8 @@ Tables (schema ``raw``):
 * ``symbols``: reference data per symbol (calendar, sector when known);
 * ``sessions``: exchange-calendar sessions covering the data (open/close in UTC);
 * ``synthetic_oracle``: the synthetic market's expected forward log returns;
-* ``corporate_actions`` / ``corporate_actions_rejected``: splits and cash dividends
-  (:mod:`orchestration.market.corporate_actions`), as received and quarantined.
+* ``corporate_actions`` / ``corporate_actions_rejected`` / ``corporate_action_batches``: splits and cash
+  dividends (:mod:`orchestration.market.corporate_actions`), as received, quarantined, and per ingestion.
 
 Re-ingesting identical data is a recorded no-op (same fingerprint): the batch is
 logged with ``duplicate_of`` and no rows are appended. Its report (:func:`batch_reports`)
@@ -82,6 +82,10 @@ create table if not exists raw.corporate_actions (
 create table if not exists raw.corporate_actions_rejected (
     batch_id varchar not null, source varchar, source_row bigint, reason varchar not null,
     symbol varchar, ex_date varchar, kind varchar, ratio varchar, amount varchar, rejected_at timestamptz not null
+);
+create table if not exists raw.corporate_action_batches (
+    batch_id varchar primary key, asset varchar, source varchar, run_id varchar, started_at timestamptz,
+    rows_received bigint, rows_accepted bigint, rows_appended bigint, rows_rejected bigint, reasons json
 );
 """
 
