@@ -38,11 +38,11 @@ select
     a.amount,
     bx.close_before_ex,
     case
-        when a.kind = 'split' then 1.0 / cast(a.ratio as double)
+        when a.kind = 'split' then 1.0 / cast(a.ratio as float8)
         when bx.close_before_ex is null then 1.0
-        else 1.0 - cast(a.amount as double) / bx.close_before_ex
+        else 1.0 - cast(a.amount as float8) / bx.close_before_ex
     end as step_factor,
-    case when a.kind = 'split' then 1.0 / cast(a.ratio as double) else 1.0 end as split_step,
+    case when a.kind = 'split' then 1.0 / cast(a.ratio as float8) else 1.0 end as split_step,
     coalesce(a.ex_date <= ls.last_session, false) as effective,
     a.source,
     a.batch_id

@@ -1,5 +1,6 @@
 -- Corporate actions, one row per (symbol, ex_date, kind): when an action was received more than once with
--- different values, the latest batch wins (as for bars). Ratios and amounts stay exact decimals here.
+-- different values, the latest batch wins (as for bars). Ratios and amounts stay exact decimals here (typed again:
+-- a raw layer copied into PostgreSQL by a generic loader may hold them as text).
 with ranked as (
     select
         *,
@@ -14,8 +15,8 @@ select
     symbol,
     ex_date,
     kind,
-    ratio,
-    amount,
+    cast(ratio as decimal(24, 12)) as ratio,
+    cast(amount as decimal(24, 12)) as amount,
     source,
     batch_id,
     ingested_at
