@@ -162,3 +162,27 @@ def test_sim_broker_restore_when_the_store_applied_a_split_rebuilds_the_same_ven
     more = _runner(store, restarted, actions).run(replay_ticks(day2)[4:6], before_cycle=lambda t: restarted.advance_to(t.ts))
     assert [r.problems for r in more] == [(), ()]
     assert Position(symbol=symbol).qty == 0  # (the flat default the split leaves alone)
+
+
+def test_cli_corporate_actions_when_a_split_is_due_applies_it_once_to_the_sim_book(home):
+    from fake_venue import PredictionServer
+    from test_trader_cli import cli, write_config
+
+    with PredictionServer() as server:
+        cfg = write_config(home, server.url)
+        assert cli("run", "--mode", "sim", "--config", cfg).exit_code == 0
+    with TraderStore(f"sqlite:///{home / 'trader' / 'sim.db'}") as store:
+        held = {s: p.qty for s, p in store.positions().items() if p.qty > 0}
+    symbol = sorted(held)[0]
+    with duckdb.connect(str(home / "warehouse.duckdb")) as conn:
+        conn.execute("create table marts.corporate_actions (symbol varchar, ex_date date, kind varchar, "
+                     "ratio decimal(24, 12), amount decimal(24, 12))")
+        conn.execute("insert into marts.corporate_actions values (?, '2024-03-06', 'split', 2, null)", [symbol])
+    early = cli("corporate-actions", "--mode", "sim", "--config", cfg, "--date", "2024-03-05")
+    first = cli("corporate-actions", "--mode", "sim", "--config", cfg, "--date", "2024-03-06")
+    again = cli("corporate-actions", "--mode", "sim", "--config", cfg, "--date", "2024-03-06")
+    assert early.output.strip().endswith("0 action(s) applied now, 0 in all"), early.output
+    assert first.exit_code == 0 and f"{symbol}:2024-03-06:split" in first.output and "1 action(s) applied now" in first.output
+    assert again.exit_code == 0 and "0 action(s) applied now, 1 in all" in again.output
+    with TraderStore(f"sqlite:///{home / 'trader' / 'sim.db'}") as store:
+        assert store.positions()[symbol].qty == 2 * held[symbol]
