@@ -10,6 +10,9 @@ contract (:mod:`orchestration.market.corporate_actions`):
   text of each rate;
 * ``cash_dividend``: ``amount = rate`` (cash per share).
 
+The bars must stay raw (:class:`~orchestration.market.alpaca.AlpacaConfig` ``adjustment="raw"``, the
+default): the marts adjust them with these actions, and bars Alpaca already adjusted would be adjusted twice.
+
 Other kinds (mergers, spin-offs, name changes, stock dividends) are not adjusted for yet and are
 left out; their count is logged. Errors become one-line :class:`~orchestration.errors.SourceError`\\ s
 like the bar source's (the same retry on HTTP 429/504, the keys never in a message).
