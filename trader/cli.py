@@ -47,7 +47,7 @@ from trader.cli_sim import (
     sim_session,
 )
 from trader.config import Mode, Secrets, TraderConfig, load_config
-from trader.corporate_actions import CorporateActionBook, DuckDBActions, InMemoryActions
+from trader.corporate_actions import CorporateActionBook, DuckDBActions, InMemoryActions, restated_closes
 from trader.domain import ClientOrderId, Fill, Order, OrderAccepted, OrderEvent, OrderExpired, Symbol, TradingState
 from trader.errors import TraderError
 from trader.monitoring import run_observers
@@ -233,7 +233,8 @@ def _venue_session(mode: Mode, cfg: TraderConfig, secrets: Secrets, *, cash: Dec
 
     feed = DuckDBBars(timeframe=TIMEFRAME)
     broker: Broker = DryRunBroker(cash or Decimal(100_000)) if mode is Mode.DRY_RUN else venue_broker(mode, secrets)
-    ticks = live_ticks(lambda at: last_closes(feed, cfg.universe.symbols, at), timeframe=TIMEFRAME, once=once)
+    # A close from before an ex-date that has passed is restated (corporate actions: the warehouse may lag the split).
+    ticks = live_ticks(lambda at: restated_closes(feed, cfg.universe.symbols, at, DuckDBActions()), timeframe=TIMEFRAME, once=once)
     return Session(broker=broker, ticks=ticks, run_id=mode.value, strict=False, started_at=dt.datetime.now(dt.UTC))
 
 

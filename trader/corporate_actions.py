@@ -53,6 +53,7 @@ from trader.domain import ZERO, Position, Symbol, to_decimal, to_symbol
 from trader.errors import BrokerError, DomainError
 
 if TYPE_CHECKING:
+    from trader.brokers.bars import BarFeed
     from trader.store import TraderStore
 
 KINDS = ("split", "cash_dividend")
@@ -228,6 +229,34 @@ class DuckDBActions:
         except duckdb.Error as exc:
             raise BrokerError(f"{path}: cannot read marts.corporate_actions ({type(exc).__name__}: {exc})".splitlines()[0]) from None
         return [CorporateAction(symbol=s, ex_date=d, kind=k, ratio=r, amount=a) for s, d, k, r, a in rows]
+
+
+def restated_closes(feed: BarFeed, symbols: Sequence[str], at: dt.datetime, actions: ActionFeed) -> dict[Symbol, Decimal]:
+    """Each symbol's latest close by ``at`` (within a week), in the terms of ``at``'s session.
+
+    A close from before an ex-date that has since passed (the warehouse has no bar of the ex-date yet)
+    is restated by each such action: live ticks then never pair a post-split position with a
+    pre-split price (the run loop's valuation, sizing and price collar all read these prices).
+
+    Example:
+        >>> from trader.brokers.bars import Bar, InMemoryBars
+        >>> bar = Bar(symbol="AAA", ts=dt.datetime(2024, 3, 5, 20, 45, tzinfo=dt.UTC), open=Decimal(100),
+        ...           high=Decimal(100), low=Decimal(100), close=Decimal(100), volume=Decimal(10))
+        >>> split = InMemoryActions([CorporateAction(symbol="AAA", ex_date=dt.date(2024, 3, 6), kind="split", ratio=Decimal(2))])
+        >>> restated_closes(InMemoryBars([bar]), ["AAA"], dt.datetime(2024, 3, 6, 14, 45, tzinfo=dt.UTC), split)
+        {'AAA': Decimal('50')}
+    """
+    bars = feed.bars(symbols, after=at - dt.timedelta(days=7), until=at - feed.timeframe)
+    last = {b.symbol: b for b in bars}  # sorted by time: the last one wins
+    due = ordered(a for a in actions.actions(through=session_date(at)) if a.symbol in last)
+    out = {}
+    for symbol, bar in last.items():
+        price = bar.close
+        for action in due:
+            if action.symbol == symbol and session_date(bar.ts) < action.ex_date:
+                price = action.restate_price(price)
+        out[symbol] = price
+    return out
 
 
 class CorporateActionBook:

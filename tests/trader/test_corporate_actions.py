@@ -186,3 +186,18 @@ def test_cli_corporate_actions_when_a_split_is_due_applies_it_once_to_the_sim_bo
     assert again.exit_code == 0 and "0 action(s) applied now, 1 in all" in again.output
     with TraderStore(f"sqlite:///{home / 'trader' / 'sim.db'}") as store:
         assert store.positions()[symbol].qty == 2 * held[symbol]
+
+
+def test_restated_closes_when_the_warehouse_lags_the_ex_date_restates_only_pre_ex_date_closes():
+    from trader.corporate_actions import restated_closes
+
+    def bar(symbol: str, ts: dt.datetime, close: str) -> Bar:
+        return Bar(symbol=symbol, ts=ts, open=D(close), high=D(close), low=D(close), close=D(close), volume=D(10))
+
+    pre = dt.datetime(2024, 3, 5, 20, 45, tzinfo=dt.UTC)
+    bars = InMemoryBars([bar("AAA", pre, "100"), bar("BBB", pre, "40"), bar("BBB", AT - dt.timedelta(minutes=15), "20.10")])
+    actions = InMemoryActions([CorporateAction(symbol="AAA", ex_date=DAY2, kind="split", ratio=D(2)),
+                               CorporateAction(symbol="BBB", ex_date=DAY2, kind="split", ratio=D(2)),
+                               CorporateAction(symbol="AAA", ex_date=DAY2, kind="cash_dividend", amount=D("1"))])
+    assert restated_closes(bars, ["AAA", "BBB"], AT, actions) == {"AAA": D("49.5"), "BBB": D("20.10")}
+    assert restated_closes(bars, ["AAA", "BBB"], pre + dt.timedelta(minutes=15), actions) == {"AAA": D(100), "BBB": D(40)}
