@@ -76,3 +76,16 @@ def test_close_day_when_actions_fall_between_fills_books_each_at_its_ex_date():
     (sale,) = close.ledger.disposals
     assert (sale.qty, sale.basis, sale.gain) == (D(200), D(5000), D(400))
     assert close.roll_forward.ok
+
+
+def test_split_when_a_wash_sale_replacement_lot_is_open_keeps_its_deferred_loss_and_holding_start():
+    ledger = Ledger()
+    ledger.apply_all([fill("buy", "2024-01-02", "100", "10"), fill("sell", "2024-02-01", "100", "8"),
+                      fill("buy", "2024-02-10", "100", "8.5")])
+    (replacement,) = ledger.open_lots()
+    start = replacement.holding_start
+    assert (replacement.cost, replacement.wash_adjustment) == (D(1050), D(200))
+    book_action(ledger, SPLIT)
+    assert (replacement.qty, replacement.cost, replacement.holding_start) == (D(200), D(1050), start)
+    ledger.apply(fill("sell", "2024-03-05", "200", "5"))
+    assert ledger.disposals[-1].gain == D(-50) and ledger.disposals[-1].holding_start == start
