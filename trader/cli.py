@@ -167,14 +167,17 @@ def run(mode: str | None, once: bool, day: dt.datetime | None, cash: str | None,
         assert session is not None  # every other mode built its venue above
         from trader.reconcile import reconcile as run_reconcile
 
+        # Splits and dividends: the sim venue applies the day's ones at its first open, the store follows at each
+        # ex-date's first cycle; a real venue has split its positions already, so the store follows before comparing.
+        actions = CorporateActionBook(InMemoryActions(replay.actions) if replay is not None else DuckDBActions())
+        if replay is None:
+            actions.apply_due(store, now=session.started_at, run_id=session.run_id)
         # Refuse to trade on a book that disagrees with the venue (ReconciliationError: one line, exit 1).
         run_reconcile(store, session.broker, now=session.started_at).raise_if_blocked()
         notes: list[str] = []  # where alerts go and metrics are served: on the start line
         observers = run_observers(cfg, run_id=session.run_id, initial_state=store.trading_state().state, echo=notes.append)
-        # Splits and dividends: the sim venue applies the day's ones itself; the store follows at each ex-date.
-        actions = InMemoryActions(replay.actions) if replay is not None else DuckDBActions()
         runner = Runner(config=cfg, store=store, broker=session.broker, predictor=predictor, run_id=session.run_id,
-                        strict=session.strict, observers=observers, corporate_actions=CorporateActionBook(actions))
+                        strict=session.strict, observers=observers, corporate_actions=actions)
         click.echo(f"{chosen.value}: store {safe_url(url)}, venue {session.broker.venue}, predictions from {predictor.url}; "
                    + "; ".join(notes))
         try:

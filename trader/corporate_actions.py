@@ -11,9 +11,14 @@ Timing and accounting rules:
   table (``qty_before``, ``qty_after``), and the run loop's invariant reads *fills plus split
   shares sum to positions* (:func:`split_shares`).
 * **Cash dividend** (``amount`` per share): a long position is credited ``qty × amount``, a short
-  one debited (the borrower pays the lender). The trader books it at the ex-date; a real venue
-  pays on the payable date, so in paper/live the cash differs from the venue's in between (the
-  cycle record reports it; reconciliation settles).
+  one debited (the borrower pays the lender). The run loop books it at the ex-date (an accrual);
+  a real venue pays on the payable date, and the loop takes its opening cash from the venue, so a
+  restart between the two dates shows the venue's cash until the payment lands (a simulated venue
+  pays at the ex-date: its cash always equals the loop's).
+* **Venues.** The simulator applies each action at the first event of its ex-date
+  (:class:`~trader.brokers.sim.SimBroker` ``actions``), as a real venue does overnight; ``trader run``
+  against a real venue applies the due actions to the store before reconciling with it, so a
+  split position is not a mismatch.
 * **Last prices and the price collar.** The trader trades raw prices at the venue, and the collar
   compares an order's price with the last raw price. The last price known before the ex-date is
   a pre-split price; the runner restates it with :meth:`CorporateAction.restate_price`
