@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from dbt.cli.main import dbtRunner
 
 from orchestration.defs.market.dbt import DBT_DIR
-from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
 from orchestration.market.corporate_actions import ingest_actions
+from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
 from orchestration.market.warehouse import connect, ingest_batch
 
 pytestmark = pytest.mark.servers
