@@ -153,13 +153,17 @@ def _row_reasons(row: dict, seen: set[tuple]) -> list[str]:
         reasons.append("null:symbol")
     elif not _SYMBOL.match(symbol):
         reasons.append("symbol_invalid")
-    try:
-        day = dt.date.fromisoformat(row["ex_date"].strip()) if row["ex_date"] else None
-    except ValueError:
-        day = None
-        reasons.append("ex_date_invalid")
-    if row["ex_date"] is None:
+    text = (row["ex_date"] or "").strip()
+    day = None
+    if not text:
         reasons.append("null:ex_date")
+    else:
+        try:  # ISO dates only (fromisoformat alone would also take 20240304)
+            day = dt.date.fromisoformat(text) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) else None
+        except ValueError:
+            pass
+        if day is None:
+            reasons.append("ex_date_invalid")
     if kind not in KINDS:
         reasons.append("null:kind" if kind is None else "kind_unsupported")
     ratio, amount = _decimal(row["ratio"]), _decimal(row["amount"])

@@ -54,6 +54,8 @@ def test_validate_actions_when_rows_are_malformed_rejects_each_with_its_reason_a
         ("FFF", "2024-03-04", "cash_dividend", None, "-0.5"),
         ("GGG", "2024-03-04", "cash_dividend", "2", "abc"),
         ("AAA", "2024-03-04", "forward_split", "2.0", None),
+        ("HHH", " ", "split", "2", None),
+        ("III", "20240304", "split", "2", None),
     ]))
     assert result.clean.select("symbol", "ratio").rows() == [("AAA", "2")]
     assert result.rejected.select("source_row", "symbol", "reason").rows() == [
@@ -65,6 +67,8 @@ def test_validate_actions_when_rows_are_malformed_rejects_each_with_its_reason_a
         (7, "FFF", "amount_not_positive"),
         (8, "GGG", "amount_not_a_number;ratio_on_dividend"),
         (9, "AAA", "duplicate_key"),
+        (10, "HHH", "null:ex_date"),
+        (11, "III", "ex_date_invalid"),
     ]
     assert result.rejected.filter(pl.col("symbol") == "GGG")["amount"].item() == "abc"  # kept as received
 
