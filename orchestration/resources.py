@@ -18,6 +18,7 @@ from pydantic import Field
 
 from orchestration.defs.compliance.resources import ComplianceResource
 from orchestration.market.bars import BarSource, timeframe_delta
+from orchestration.market.corporate_actions import ActionSource
 from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
 from orchestration.settings import Settings
 
@@ -41,6 +42,8 @@ class MarketSourceResource(dg.ConfigurableResource):
     alpaca_symbols: list[str] = Field(default_factory=list)
     alpaca_feed: str = "iex"
     alpaca_url: str | None = None
+    #: synthetic only: plant the seeded split and dividend (SyntheticConfig.corporate_actions).
+    corporate_actions: bool = False
 
     def source(self) -> BarSource:
         if self.kind == "alpaca":
@@ -53,8 +56,20 @@ class MarketSourceResource(dg.ConfigurableResource):
             SyntheticConfig(
                 seed=self.seed, n_symbols=self.n_symbols, n_sectors=self.n_sectors,
                 origin=dt.date.fromisoformat(self.origin), timeframe=self.timeframe, faults=dict(self.faults),
+                corporate_actions=self.corporate_actions,
             )
         )
+
+    def actions_source(self) -> ActionSource:
+        """Where splits and dividends come from: Alpaca's corporate-actions API, or the synthetic market's plan."""
+        if self.kind == "alpaca":
+            from orchestration.market.alpaca import AlpacaConfig
+            from orchestration.market.alpaca_actions import AlpacaCorporateActions
+
+            return AlpacaCorporateActions(AlpacaConfig(symbols=tuple(self.alpaca_symbols), timeframe=self.timeframe, url_override=self.alpaca_url))
+        source = self.source()
+        assert isinstance(source, SyntheticMarket)
+        return source
 
 
 class FeatureStoreResource(dg.ConfigurableResource):

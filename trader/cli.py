@@ -47,6 +47,7 @@ from trader.cli_sim import (
     sim_session,
 )
 from trader.config import Mode, Secrets, StreamsConfig, TraderConfig, load_config
+from trader.corporate_actions import CorporateActionBook, DuckDBActions, InMemoryActions, restated_closes
 from trader.domain import ClientOrderId, Fill, Order, OrderAccepted, OrderEvent, OrderExpired, Symbol, TradingState
 from trader.errors import TraderError
 from trader.monitoring import run_observers
@@ -166,12 +167,17 @@ def run(mode: str | None, once: bool, day: dt.datetime | None, cash: str | None,
         assert session is not None  # every other mode built its venue above
         from trader.reconcile import reconcile as run_reconcile
 
+        # Splits and dividends: the sim venue applies the day's ones at its first open, the store follows at each
+        # ex-date's first cycle; a real venue has split its positions already, so the store follows before comparing.
+        actions = CorporateActionBook(InMemoryActions(replay.actions) if replay is not None else DuckDBActions())
+        if replay is None:
+            actions.apply_due(store, now=session.started_at, run_id=session.run_id)
         # Refuse to trade on a book that disagrees with the venue (ReconciliationError: one line, exit 1).
         run_reconcile(store, session.broker, now=session.started_at).raise_if_blocked()
         notes: list[str] = []  # where alerts go and metrics are served: on the start line
         observers = run_observers(cfg, run_id=session.run_id, initial_state=store.trading_state().state, echo=notes.append)
         runner = Runner(config=cfg, store=store, broker=session.broker, predictor=predictor, run_id=session.run_id,
-                        strict=session.strict, observers=observers)
+                        strict=session.strict, observers=observers, corporate_actions=actions)
         click.echo(f"{chosen.value}: store {safe_url(url)}, venue {session.broker.venue}, predictions from {predictor.url}; "
                    + "; ".join(notes))
         before_cycle = session.before_cycle
@@ -236,7 +242,8 @@ def _venue_session(mode: Mode, cfg: TraderConfig, secrets: Secrets, *, cash: Dec
     feed = DuckDBBars(timeframe=TIMEFRAME)
     broker: Broker = (DryRunBroker(cash or Decimal(100_000)) if mode is Mode.DRY_RUN
                       else venue_broker(mode, secrets, streams=cfg.streams))
-    ticks = live_ticks(lambda at: last_closes(feed, cfg.universe.symbols, at), timeframe=TIMEFRAME, once=once)
+    # A close from before an ex-date that has passed is restated (corporate actions: the warehouse may lag the split).
+    ticks = live_ticks(lambda at: restated_closes(feed, cfg.universe.symbols, at, DuckDBActions()), timeframe=TIMEFRAME, once=once)
     return Session(broker=broker, ticks=ticks, run_id=mode.value, strict=False, started_at=dt.datetime.now(dt.UTC))
 
 
@@ -330,6 +337,28 @@ def positions(cfg: TraderConfig | None, mode: Mode, store_url: str, show_all: bo
            ["symbol", "qty", "avg_cost", "realized", "fees"])
     click.echo(f"realised {Decimal(pnl['realized_pnl']):.2f}, fees {Decimal(pnl['fees']):.2f}"
                + (f", unrealised {Decimal(pnl['unrealized_pnl']):.2f} at {pnl['as_of']}" if pnl["unrealized_pnl"] else ""))
+
+
+@main.command("corporate-actions")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Apply actions with ex-date up to this day (default: today in New York).")
+@_options
+def corporate_actions(cfg: TraderConfig | None, mode: Mode, store_url: str, day: dt.datetime | None) -> None:
+    """Apply the splits and cash dividends due (marts.corporate_actions) to the store, once each, and list them.
+
+    `trader run` applies them by itself at the first cycle of each ex-date; this is for a book that is not running.
+    """
+    from trader.corporate_actions import applied_actions
+    from trader.runner import session_start
+
+    at = session_start(day.date()) if day else dt.datetime.now(dt.UTC)
+    with _read_store(store_url, mode) as store:
+        new = CorporateActionBook(DuckDBActions()).apply_due(store, now=at, run_id=f"cli-{mode.value}")
+        rows = applied_actions(store)
+    _table([(r.action.action_id, r.qty_before, r.qty_after, f"{r.avg_cost_after:.4f}", f"{r.cash:.2f}",
+             r.applied_at.isoformat(timespec="minutes")) for r in rows],
+           ["action", "qty_before", "qty_after", "avg_cost_after", "cash", "applied_at"])
+    click.echo(f"{len(new)} action(s) applied now, {len(rows)} in all")
 
 
 @main.command()

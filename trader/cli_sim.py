@@ -28,6 +28,7 @@ from trader.store import TraderStore, sqlite_file
 
 if TYPE_CHECKING:
     from trader.brokers.bars import Bar
+    from trader.corporate_actions import CorporateAction
 
 TIMEFRAME = "15m"
 
@@ -71,11 +72,13 @@ class Replay:
     day: dt.date
     bars: list[Bar]
     timeframe: dt.timedelta
+    actions: tuple[CorporateAction, ...] = ()  # splits and dividends through the day (marts.corporate_actions)
 
 
 def load_replay(cfg: TraderConfig, day: dt.date | None) -> Replay:
     """The day's bars for the universe, or a one-line error (no warehouse, no bars that day)."""
     from trader.brokers.bars import DuckDBBars  # reads the warehouse read-only, one query at a time
+    from trader.corporate_actions import DuckDBActions
 
     feed = DuckDBBars(timeframe=TIMEFRAME)
     day = day or latest_day(feed.path)
@@ -83,7 +86,8 @@ def load_replay(cfg: TraderConfig, day: dt.date | None) -> Replay:
     bars = feed.bars(cfg.universe.symbols, after=start, until=start + dt.timedelta(days=1))
     if not bars:
         raise TraderError(f"{feed.path}: marts.bars has no {TIMEFRAME} bars on {day} for the configured universe")
-    return Replay(day=day, bars=bars, timeframe=feed.timeframe)
+    actions = tuple(DuckDBActions(feed.path).actions(through=day))
+    return Replay(day=day, bars=bars, timeframe=feed.timeframe, actions=actions)
 
 
 _SQLITE_FILES = ("", "-wal", "-shm")  # a SQLite database and the companions it finds by name
@@ -174,7 +178,7 @@ def sim_session(store: TraderStore, replay: Replay, *, cash: Decimal | None, rep
     last = store.latest_audit("cycle")
     resume_at = dt.datetime.fromisoformat(last.payload["ts"]) if last else None
     broker = SimBroker(InMemoryBars(bars, timeframe=replay.timeframe), config=SimConfig(initial_cash=cash),
-                       start=resume_at or bars[0].ts)
+                       start=resume_at or bars[0].ts, actions=replay.actions)
     if resume_at is not None:  # the simulator keeps no state: rebuild it from the store
         broker.restore(orders=store.list_orders(), fills=store.list_fills())
     return Session(broker=broker, ticks=replay_ticks(bars, timeframe=TIMEFRAME), run_id=f"sim-{day}", strict=True,

@@ -2,8 +2,9 @@
 
 The optimiser (:mod:`trader.optimizer`) and the portfolio risk checks (:mod:`trader.risk.portfolio`)
 need the recent joint behaviour of the universe: bar-to-bar returns (covariance, VaR, correlation)
-and traded volume (ADV). Both come from the same bars the trader prices with — ``marts.bars`` through
-a :class:`~trader.brokers.bars.BarFeed` (:class:`~trader.brokers.bars.DuckDBBars` in a run).
+and traded volume (ADV). Both come from ``marts.bars`` through a :class:`~trader.brokers.bars.BarFeed`
+(:class:`~trader.brokers.bars.DuckDBBars` in a run), adjusted for splits and cash dividends so that a window
+spanning an ex-date has no fake return (ADV in today's shares).
 
 **Point in time.** A snapshot at ``until`` holds only bars *closed* by ``until`` (open time
 ``≤ until − timeframe``, DESIGN.md §3.1): a decision at a bar close never sees the next bar.
@@ -138,6 +139,6 @@ class MarketHistory:
         if feed is None:
             from trader.brokers.bars import DuckDBBars
 
-            feed = DuckDBBars(timeframe="15m")
+            feed = DuckDBBars(timeframe="15m", adjusted=True)  # a split is not a -50% return in the covariance
         return cls(feed, lookback=dt.timedelta(days=config.history.lookback_days),
                    min_observations=config.history.min_observations)

@@ -4,7 +4,7 @@ Each :class:`Tick` (a bar close in a replay, a bar boundary live) runs one :meth
 
 1. **sync** — the broker's events since the last cycle (fills, cancels, rejections) update
    the stored orders; each fill is recorded once and moves its position and the cash
-   ledger. Then the book is checked: fills sum to positions and, in a ``strict`` run (sim),
+   ledger. Then the book is checked: fills (plus the shares splits added) sum to positions and, in a ``strict`` run (sim),
    cash and positions equal the venue's. There a broken invariant halts trading (fail
    closed); elsewhere (the venue's numbers move between two calls) it is reported in the
    cycle record for reconciliation to settle;
@@ -58,6 +58,7 @@ from zoneinfo import ZoneInfo
 from trader.brokers.bars import TIMEFRAMES, Bar, BarFeed
 from trader.brokers.base import Broker
 from trader.config import TraderConfig
+from trader.corporate_actions import CorporateActionBook, split_shares
 from trader.domain import (
     ZERO,
     Account,
@@ -221,6 +222,7 @@ class Runner:
             that raises is logged and never stops trading.
         market: trailing bars for ``sizing.optimizer`` and the portfolio risk checks (default: the warehouse,
             when the config asks for either; see :meth:`~trader.history.MarketHistory.from_config`).
+        corporate_actions: splits and dividends applied at the first cycle of their ex-date (default: none).
 
     Example:
         >>> runner = Runner(config=cfg, store=store, broker=broker, predictor=client, run_id="sim-2024-03-05")  # doctest: +SKIP
@@ -230,8 +232,8 @@ class Runner:
     def __init__(self, *, config: TraderConfig, store: TraderStore, broker: Broker, predictor: PredictionClient,
                  run_id: str, engine: RiskEngine | None = None, strict: bool = False,
                  cash_tolerance: Decimal = Decimal("0.01"), observers: Sequence[CycleObserver] = (),
-                 market: MarketHistory | None = None, clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-                 sleep: Callable[[float], object] = time.sleep):
+                 market: MarketHistory | None = None, corporate_actions: CorporateActionBook | None = None,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC), sleep: Callable[[float], object] = time.sleep):
         self.config, self.store, self.broker, self.predictor, self.run_id = config, store, broker, predictor, run_id
         self.engine = engine or RiskEngine.from_config(config)
         self.strict, self.cash_tolerance = strict, cash_tolerance
@@ -251,6 +253,7 @@ class Runner:
         self.execution = ExecutionDesk(config.execution, store=store, run_id=run_id, calendar=self.engine.calendar,
                                        feed=self.market.feed if self.market is not None else None)
         self.exits = ExitMonitor.for_runner(self)
+        self.corporate_actions = corporate_actions
 
     # -- the loop ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -259,6 +262,8 @@ class Runner:
         self._fill_qty = {}
         for fill in self.store.list_fills():
             self._fill_qty[fill.symbol] = self._fill_qty.get(fill.symbol, ZERO) + fill.signed_qty
+        for symbol, shares in split_shares(self.store).items():  # a split adds shares without a fill
+            self._fill_qty[symbol] = self._fill_qty.get(symbol, ZERO) + shares
         last = self.store.latest_audit("cycle")
         self._last_ts = dt.datetime.fromisoformat(last.payload["ts"]) if last else None
 
@@ -298,6 +303,7 @@ class Runner:
             self.start()
         if self._last_ts is not None and tick.ts <= self._last_ts:
             raise DomainError(f"tick {tick.ts.isoformat()}: a cycle at or after it was already run ({self._last_ts.isoformat()})")
+        self._apply_corporate_actions(tick)
         counts: Counter[str] = Counter(fills=self._sync())
         self._prices.update(tick.prices)
         positions = self.store.positions()
@@ -416,6 +422,16 @@ class Runner:
     def _halt(self, now: dt.datetime, reason: str) -> TradingState:
         self.store.set_trading_state(TradingState.HALTED, reason=reason, changed_by=_BY, at=now)
         return TradingState.HALTED
+
+    def _apply_corporate_actions(self, tick: Tick) -> None:
+        """Splits and dividends due by the tick's session, once each, before its fills (:mod:`trader.corporate_actions`)."""
+        if self.corporate_actions is None:
+            return
+        for done in self.corporate_actions.apply_due(self.store, now=tick.ts, run_id=self.run_id):
+            self._fill_qty[done.symbol] = self._fill_qty.get(done.symbol, ZERO) + done.share_delta
+            self._cash = self._require_cash() + done.cash
+            if done.symbol in self._prices:  # a pre-ex-date last price, in the ex-date's terms (sizing, collar)
+                self._prices[done.symbol] = done.action.restate_price(self._prices[done.symbol])
 
     # -- events -----------------------------------------------------------------------------
     def _sync(self) -> int:

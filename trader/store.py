@@ -63,6 +63,7 @@ from trader.store_schema import (
     append_only_ddl,
     audit,
     audit_hmac,
+    corporate_actions,
     equity_marks,
     fills,
     metadata,
@@ -237,6 +238,20 @@ class StoreTx:
                     self._positions[row.symbol] = Position(**{k: v for k, v in row._asdict().items() if k != "updated_at"})
             self._positions_read = True
         return self._positions.get(symbol) or Position(symbol=Symbol(symbol))
+
+    def position(self, symbol: str) -> Position:
+        """The symbol's position as this transaction sees it (flat if never traded)."""
+        return self._position(symbol)
+
+    def corporate_action_applied(self, action_id: str) -> bool:
+        query = sa.select(corporate_actions.c.action_id).where(corporate_actions.c.action_id == action_id)
+        return self._conn.execute(query).first() is not None
+
+    def record_corporate_action(self, row: dict[str, Any], *, position: Position | None, at: dt.datetime) -> None:
+        """Record an applied split or dividend (:mod:`trader.corporate_actions`) and the position it moved."""
+        self._conn.execute(sa.insert(corporate_actions), row)
+        if position is not None:
+            self.save_position(position, at=at)
 
     def save_position(self, position: Position, *, at: dt.datetime) -> None:
         """Insert or update a position (reconciliation uses this to adopt the broker's view)."""
@@ -488,6 +503,16 @@ class TraderStore:
         with self._read() as conn:
             rows = conn.execute(sa.select(positions).order_by(positions.c.symbol)).all()
         return {Symbol(r.symbol): Position(**{k: v for k, v in r._asdict().items() if k != "updated_at"}) for r in rows}
+
+    def corporate_action_rows(self) -> list[dict[str, Any]]:
+        """Applied corporate actions (:mod:`trader.corporate_actions`), in the order applied."""
+        query = sa.select(corporate_actions).order_by(corporate_actions.c.applied_at, corporate_actions.c.action_id)
+        with self._read() as conn:
+            return [row._asdict() for row in conn.execute(query)]
+
+    def corporate_action_ids(self) -> frozenset[str]:
+        with self._read() as conn:
+            return frozenset(conn.execute(sa.select(corporate_actions.c.action_id)).scalars())
 
     def peak_equity(self) -> Decimal | None:
         with self._read() as conn:

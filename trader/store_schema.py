@@ -162,7 +162,25 @@ parent_orders = sa.Table(
     sa.Column("updated_at", UTCText, nullable=False),
 )
 
-_APPEND_ONLY = ("audit", "fills", "audit_hmac")
+#: Splits and cash dividends applied to the book, once each (:mod:`trader.corporate_actions`): the shares a split
+#: adds without a fill, and the cash a dividend moves.
+corporate_actions = sa.Table(
+    "corporate_actions", metadata,
+    sa.Column("action_id", sa.String(64), primary_key=True),
+    sa.Column("symbol", sa.String(15), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("ex_date", sa.String(10), nullable=False),
+    sa.Column("ratio", DecimalText),
+    sa.Column("amount", DecimalText),
+    sa.Column("qty_before", DecimalText, nullable=False),
+    sa.Column("qty_after", DecimalText, nullable=False),
+    sa.Column("avg_cost_before", DecimalText, nullable=False),
+    sa.Column("avg_cost_after", DecimalText, nullable=False),
+    sa.Column("cash", DecimalText, nullable=False),
+    sa.Column("applied_at", UTCText, nullable=False),
+)
+
+_APPEND_ONLY = ("audit", "fills", "audit_hmac", "corporate_actions")
 
 #: SQLite: the database itself refuses to rewrite history.
 APPEND_ONLY_TRIGGERS = tuple(

@@ -25,3 +25,9 @@
 {% macro is_finite(expr) -%}{{ return(adapter.dispatch('is_finite')(expr)) }}{%- endmacro %}
 {% macro default__is_finite(expr) -%}isfinite({{ expr }}){%- endmacro %}
 {% macro postgres__is_finite(expr) -%}({{ expr }} not in ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)){%- endmacro %}
+
+{#- The product of `expr` over the group (DuckDB: product; PostgreSQL has no such aggregate: exp of the sum of logs;
+    every value must be > 0). -#}
+{% macro product(expr) -%}{{ return(adapter.dispatch('product')(expr)) }}{%- endmacro %}
+{% macro default__product(expr) -%}product({{ expr }}){%- endmacro %}
+{% macro postgres__product(expr) -%}exp(sum(ln({{ expr }}))){%- endmacro %}

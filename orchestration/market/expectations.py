@@ -34,7 +34,8 @@ def _expectations() -> list:
     out: list = [
         E.ExpectTableColumnsToMatchSet(
             column_set=["symbol", "timeframe", "ts", "close_ts", "session", "calendar", "sector", "open", "high",
-                        "low", "close", "volume", "vwap", "trade_count", "source", "batch_id", "ingested_at"],
+                        "low", "close", "volume", "vwap", "trade_count", "split_factor", "price_factor", "adj_open",
+                        "adj_high", "adj_low", "adj_close", "adj_vwap", "adj_volume", "source", "batch_id", "ingested_at"],
             exact_match=True,
         ),
         E.ExpectCompoundColumnsToBeUnique(column_list=["symbol", "timeframe", "ts"]),
@@ -50,8 +51,10 @@ def _expectations() -> list:
     ]
     for col in ("symbol", "timeframe", "ts", "close_ts", "session", "open", "high", "low", "close", "volume"):
         out.append(E.ExpectColumnValuesToNotBeNull(column=col))
-    for col in ("open", "high", "low", "close"):
+    for col in ("open", "high", "low", "close", "price_factor", "adj_close"):
         out.append(E.ExpectColumnValuesToBeBetween(column=col, min_value=0, strict_min=True))
+    # Adjustment scales a bar's prices by one positive factor: the OHLC order is kept.
+    out.append(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="adj_high", column_B="adj_low", or_equal=True))
     return out
 
 

@@ -42,6 +42,7 @@ import polars as pl
 from orchestration.errors import ConfigError, SourceFileError
 from orchestration.market.bars import TIMEFRAMES, UTC_TS, SourceBatch, conform, timeframe_delta
 from orchestration.market.calendars import sessions
+from orchestration.market.corporate_actions import is_actions_file
 from orchestration.market.validation import with_calendar
 
 SUFFIXES = (".csv", ".csv.gz", ".txt", ".parquet", ".pq")
@@ -112,7 +113,8 @@ class FileSource:
     def files(self) -> list[Path]:
         p = Path(self.path)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(SUFFIXES))
+            # Corporate-actions files sit beside the bars (read by corporate_actions.read_actions_file).
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(SUFFIXES) and not is_actions_file(f))
             if not found:
                 raise SourceFileError(str(p), f"no {', '.join(SUFFIXES)} files in this folder")
             return found

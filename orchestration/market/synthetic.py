@@ -56,6 +56,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
 
 import numpy as np
@@ -63,7 +64,8 @@ import polars as pl
 
 from orchestration.errors import ConfigError
 from orchestration.market.bars import UTC_TS, SourceBatch, conform, timeframe_delta
-from orchestration.market.calendars import bar_grid
+from orchestration.market.calendars import bar_grid, sessions
+from orchestration.market.corporate_actions import conform_actions, empty_actions
 
 SECTORS = ("TECH", "FIN", "HEALTH", "ENERGY", "INDUST", "CONSUMER", "UTIL", "MATER")
 HORIZONS = (1, 4, 26)
@@ -107,6 +109,9 @@ class SyntheticConfig:
     #: Overrides of the planted alpha's coefficients (:data:`ALPHA`), e.g. a second world whose effects
     #: are weaker or shorter, to check that models are not tuned to one set of constants.
     alpha: Mapping[str, float] = field(default_factory=dict)
+    #: Plant a seeded 2-for-1 split and a cash dividend (:data:`ACTION_SESSIONS`) in the raw prices (off by default:
+    #: the demo's numbers are pinned on the unsplit market).
+    corporate_actions: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_sectors <= len(SECTORS):
@@ -131,7 +136,8 @@ class SyntheticConfig:
         return {**ALPHA, **self.alpha}
 
     def key(self) -> tuple:
-        return (self.seed, self.n_symbols, self.n_sectors, self.origin, self.timeframe, tuple(sorted(self.alpha.items())))
+        return (self.seed, self.n_symbols, self.n_sectors, self.origin, self.timeframe, tuple(sorted(self.alpha.items())),
+                self.corporate_actions)
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,7 @@ class Simulation:
     bars: pl.DataFrame  # source columns, without faults
     oracle: pl.DataFrame  # symbol, ts, horizon, expected_log_return
     symbols: pl.DataFrame  # symbol, sector, beta
+    actions: pl.DataFrame | None = None  # corporate actions planted in the raw prices (ACTION_COLUMNS)
 
 
 @dataclass
@@ -215,6 +222,16 @@ class SyntheticMarket:
         oracle = sim.oracle.filter(pl.col("ts").is_between(start, end, closed="left") & (pl.col("ts") + tf <= now))
         return self._batch(Simulation(bars=bars, oracle=oracle, symbols=sim.symbols))
 
+    def corporate_actions(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """The planted actions with ex-date in ``[start, end]`` (none unless ``corporate_actions=True``)."""
+        if not self.config.corporate_actions:
+            return empty_actions()
+        last = max(d for d, _ in _action_sessions(self.config.origin))
+        actions = self.simulate(min(end, last)).actions
+        if actions is None:
+            return empty_actions()
+        return actions.filter(pl.col("ex_date").is_between(pl.lit(start.isoformat()), pl.lit(end.isoformat())))
+
     def _batch(self, sim: Simulation) -> SourceBatch:
         bars = sim.bars.with_row_index("source_row").with_columns(pl.col("source_row").cast(pl.Int64))
         return SourceBatch(bars=conform(bars), label=self.name, symbols=sim.symbols, oracle=sim.oracle)
@@ -226,13 +243,59 @@ def _empty_sim(cfg: SyntheticConfig) -> Simulation:
 
 @lru_cache(maxsize=4)
 def _simulate(key: tuple, last_session: dt.date) -> Simulation:
-    seed, n_symbols, n_sectors, origin, timeframe, alpha = key
-    cfg = SyntheticConfig(seed=seed, n_symbols=n_symbols, n_sectors=n_sectors, origin=origin, timeframe=timeframe, alpha=dict(alpha))
+    seed, n_symbols, n_sectors, origin, timeframe, alpha, actions = key
+    cfg = SyntheticConfig(seed=seed, n_symbols=n_symbols, n_sectors=n_sectors, origin=origin, timeframe=timeframe, alpha=dict(alpha),
+                          corporate_actions=actions)
     uni_rng, path_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     uni = _universe(cfg, uni_rng)
     grid = bar_grid("XNYS", timeframe, origin, last_session)
     arrays = _run_path(cfg, uni, grid, path_rng)
-    return _frames(cfg, uni, grid, arrays)
+    sim = _frames(cfg, uni, grid, arrays)
+    return _with_actions(cfg, sim) if actions else sim
+
+
+#: The planted actions: (session index from the origin, kind). A 2-for-1 split of one seeded symbol and a cash
+#: dividend of 1% of the previous close (to the cent) on the next symbol.
+ACTION_SESSIONS = ((5, "cash_dividend"), (8, "split"))
+
+
+def _action_sessions(origin: dt.date) -> list[tuple[dt.date, str]]:
+    days = sessions("XNYS", origin, origin + dt.timedelta(days=40))["session"].to_list()
+    return [(days[i], kind) for i, kind in ACTION_SESSIONS]
+
+
+def _with_actions(cfg: SyntheticConfig, sim: Simulation) -> Simulation:
+    """Raw prices from the simulated (economic) ones: each action planted from its ex-date on."""
+    names = symbol_names(cfg.n_symbols)
+    pick = int(np.random.default_rng(cfg.seed).integers(cfg.n_symbols))
+    rows, bars = [], sim.bars
+    for day, kind in _action_sessions(cfg.origin):
+        symbol = names[pick] if kind == "split" else names[(pick + 1) % cfg.n_symbols]
+        session = pl.col("ts").dt.convert_time_zone("America/New_York").dt.date()
+        before = bars.filter((pl.col("symbol") == symbol) & (session < day))
+        if before.is_empty() or bars.filter(session >= day).is_empty():
+            continue  # not in the simulated span (yet)
+        if kind == "split":
+            ratio, amount, scale = "2", None, 0.5
+        else:
+            last_close = Decimal(repr(before.sort("ts")["close"][-1]))
+            amount = str((last_close / 100).quantize(Decimal("0.01")))
+            ratio, scale = None, 1.0 - float(amount) / float(last_close)
+        rows.append({"symbol": symbol, "ex_date": day.isoformat(), "kind": kind, "ratio": ratio, "amount": amount})
+        bars = restate_raw(bars, symbol=symbol, ex_date=day, price_scale=scale, volume_scale=1.0 / scale if kind == "split" else 1.0)
+    actions = conform_actions(pl.DataFrame(rows, schema={k: pl.String for k in ("symbol", "ex_date", "kind", "ratio", "amount")}),
+                              source="synthetic")
+    return Simulation(bars=bars, oracle=sim.oracle, symbols=sim.symbols, actions=actions)
+
+
+def restate_raw(bars: pl.DataFrame, *, symbol: str, ex_date: dt.date, price_scale: float, volume_scale: float = 1.0) -> pl.DataFrame:
+    """``bars`` as traded after a corporate action: ``symbol``'s prices from ``ex_date`` on × ``price_scale``
+    (a 2-for-1 split: 0.5, volume × 2; a dividend ``D`` after close ``C``: ``1 - D / C``)."""
+    hit = (pl.col("symbol") == symbol) & (pl.col("ts").dt.convert_time_zone("America/New_York").dt.date() >= ex_date)
+    prices = [pl.when(hit).then((pl.col(c) * price_scale).round(4)).otherwise(pl.col(c)).alias(c)
+              for c in ("open", "high", "low", "close", "vwap")]
+    volume = pl.when(hit).then((pl.col("volume") * volume_scale).round(0)).otherwise(pl.col("volume")).alias("volume")
+    return bars.with_columns(*prices, volume)
 
 
 def _session_layout(grid: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,7 +8,9 @@ Tables (schema ``raw``):
 * ``bar_gaps``: per batch, sessions where a symbol has fewer bars than its calendar expects;
 * ``symbols``: reference data per symbol (calendar, sector when known);
 * ``sessions``: exchange-calendar sessions covering the data (open/close in UTC);
-* ``synthetic_oracle``: the synthetic market's expected forward log returns.
+* ``synthetic_oracle``: the synthetic market's expected forward log returns;
+* ``corporate_actions`` / ``corporate_actions_rejected`` / ``corporate_action_batches``: splits and cash
+  dividends (:mod:`orchestration.market.corporate_actions`), as received, quarantined, and per ingestion.
 
 Re-ingesting identical data is a recorded no-op (same fingerprint): the batch is
 logged with ``duplicate_of`` and no rows are appended. Its report (:func:`batch_reports`)
@@ -71,6 +73,19 @@ create table if not exists raw.sessions (
 );
 create table if not exists raw.synthetic_oracle (
     symbol varchar, ts timestamptz, horizon integer, expected_log_return double
+);
+create table if not exists raw.corporate_actions (
+    symbol varchar not null, ex_date date not null, kind varchar not null,
+    ratio decimal(24, 12), amount decimal(24, 12), source varchar not null,
+    batch_id varchar not null, ingested_at timestamptz not null
+);
+create table if not exists raw.corporate_actions_rejected (
+    batch_id varchar not null, source varchar, source_row bigint, reason varchar not null,
+    symbol varchar, ex_date varchar, kind varchar, ratio varchar, amount varchar, rejected_at timestamptz not null
+);
+create table if not exists raw.corporate_action_batches (
+    batch_id varchar primary key, asset varchar, source varchar, run_id varchar, started_at timestamptz,
+    rows_received bigint, rows_accepted bigint, rows_appended bigint, rows_rejected bigint, reasons json
 );
 """
 

@@ -16,11 +16,12 @@ import sqlalchemy as sa
 from dbt.cli.main import dbtRunner
 
 from orchestration.defs.market.dbt import DBT_DIR
+from orchestration.market.corporate_actions import ingest_actions
 from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
 from orchestration.market.warehouse import connect, ingest_batch
 
 pytestmark = pytest.mark.servers
-RAW = ("bars", "symbols", "sessions")
+RAW = ("bars", "symbols", "sessions", "corporate_actions")
 
 
 def _dbt_build(target: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -61,10 +62,12 @@ def test_dbt_postgres_target_builds_the_same_marts_and_passes_the_same_tests(tmp
     warehouse = tmp_path / "warehouse.duckdb"
     monkeypatch.setenv("ALPHALINE_WAREHOUSE", str(warehouse))
     monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    market = SyntheticMarket(SyntheticConfig(n_symbols=4, n_sectors=2))
-    start, end = dt.datetime(2024, 1, 3, tzinfo=dt.UTC), dt.datetime(2024, 1, 9, tzinfo=dt.UTC)
+    # With the planted dividend (2024-01-09) and split (2024-01-12): the adjustment factors' SQL runs on both engines.
+    market = SyntheticMarket(SyntheticConfig(n_symbols=4, n_sectors=2, corporate_actions=True))
+    start, end = dt.datetime(2024, 1, 3, tzinfo=dt.UTC), dt.datetime(2024, 1, 17, tzinfo=dt.UTC)
     con = connect(str(warehouse))
     ingest_batch(con, market.fetch(start, end, now=end), asset="raw_bars")
+    ingest_actions(con, market.corporate_actions(start.date(), end.date()), asset="raw_corporate_actions", label="synthetic")
     con.close()
 
     local_nodes = _dbt_build("local", tmp_path, monkeypatch)
@@ -76,6 +79,7 @@ def test_dbt_postgres_target_builds_the_same_marts_and_passes_the_same_tests(tmp
     server_nodes = _dbt_build("postgres", tmp_path, monkeypatch)
 
     assert server_nodes == local_nodes and len([n for n in server_nodes if n not in ("bars", "bars_daily", "stg_bars")]) >= 20
+    assert local["bars"]["price_factor"].n_unique() > 1  # the factors were computed, not all 1
     for table, keys in (("bars", "symbol, ts"), ("bars_daily", "symbol, session")):
         server = _read(postgres_url, f"select * from marts.{table} order by {keys}")
         assert server.columns == local[table].columns and server.height == local[table].height > 0, table

@@ -113,6 +113,10 @@ class TradeUpdateStream:
         """``True`` once the stream has listened at least once (``False`` after ``timeout`` seconds)."""
         return self._connected.wait(timeout)
 
+    def pending(self) -> int:
+        """Trade updates received and not drained yet."""
+        return self._queue.qsize()
+
     def drain(self) -> tuple[list[dict[str, Any]], bool]:
         """The trade updates received since the last call, and whether a connection came up since then."""
         with self._lock:

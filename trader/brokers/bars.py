@@ -113,11 +113,15 @@ def default_warehouse_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 _QUERY = """
-    SELECT symbol, timezone('UTC', ts) AS ts_utc, open, high, low, close, volume
+    SELECT symbol, timezone('UTC', ts) AS ts_utc, {prices}
     FROM marts.bars
     WHERE timeframe = ? AND ts > ? AND ts <= ? AND symbol IN (SELECT unnest(?::VARCHAR[]))
     ORDER BY ts, symbol
 """
+_RAW = "open, high, low, close, volume"
+_ADJUSTED = "adj_open, adj_high, adj_low, adj_close, adj_volume"
+_HAS_ADJUSTED = ("SELECT count(*) FROM information_schema.columns "
+                 "WHERE table_schema = 'marts' AND table_name = 'bars' AND column_name = 'adj_close'")
 
 
 def _exact(value: float) -> Decimal:
@@ -132,14 +136,19 @@ class DuckDBBars:
     Args:
         path: the DuckDB file; default :func:`default_warehouse_path`.
         timeframe: which bars (``15m`` by default; any of :data:`TIMEFRAMES`).
+        adjusted: prices and volume adjusted for splits and cash dividends (``adj_*``), for returns and ADV over
+            a window that may span an ex-date (:mod:`trader.history`); the default is the prices as traded, which
+            the simulator fills at and positions are marked to. A warehouse built before the adjusted columns
+            existed has no corporate actions: its raw prices are read.
     """
 
-    def __init__(self, path: str | Path | None = None, *, timeframe: str = "15m"):
+    def __init__(self, path: str | Path | None = None, *, timeframe: str = "15m", adjusted: bool = False):
         if timeframe not in TIMEFRAMES:
             raise BrokerError(f"timeframe: {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
         self.path = Path(path) if path is not None else default_warehouse_path()
         self.timeframe_code = timeframe
         self.timeframe = TIMEFRAMES[timeframe]
+        self.adjusted = adjusted
 
     def bars(self, symbols: Collection[str], *, after: dt.datetime, until: dt.datetime) -> list[Bar]:
         if not symbols:
@@ -157,6 +166,7 @@ class DuckDBBars:
             raise BrokerError(f"{self.path}: no warehouse here; build marts.bars first (or set ALPHALINE_HOME)")
         try:
             with duckdb.connect(str(self.path), read_only=True) as conn:
-                return conn.execute(_QUERY, args).fetchall()
+                adjusted = self.adjusted and conn.execute(_HAS_ADJUSTED).fetchone()[0] > 0
+                return conn.execute(_QUERY.format(prices=_ADJUSTED if adjusted else _RAW), args).fetchall()
         except duckdb.Error as exc:
             raise BrokerError(f"{self.path}: cannot read marts.bars ({type(exc).__name__}: {exc})".splitlines()[0]) from None

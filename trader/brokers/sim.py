@@ -60,12 +60,13 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_FLOOR, Decimal
 from zoneinfo import ZoneInfo
 
 from trader.brokers.bars import Bar, BarFeed
 from trader.brokers.base import BrokerAccount, BrokerPosition, check_linked
+from trader.corporate_actions import CorporateAction, ordered
 from trader.domain import (
     ZERO,
     Account,
@@ -189,10 +190,14 @@ class SimBroker:
         feed: where bars come from (:class:`~trader.brokers.bars.InMemoryBars`, :class:`~trader.brokers.bars.DuckDBBars`).
         config: slippage, fees, participation, starting cash.
         start: the initial clock; ``None`` starts it at the first order's ``created_at``.
+        actions: splits and cash dividends the venue applies at the first event of each ex-date, as a real
+            venue does (:mod:`trader.corporate_actions`).
     """
 
-    def __init__(self, feed: BarFeed, *, config: SimConfig | None = None, start: dt.datetime | None = None):
+    def __init__(self, feed: BarFeed, *, config: SimConfig | None = None, start: dt.datetime | None = None,
+                 actions: Iterable[CorporateAction] = ()):
         self._feed, self._cfg = feed, config or SimConfig()
+        self._actions, self._actions_done = ordered(actions), set[str]()
         self.venue = self._cfg.venue
         self._now = None if start is None else to_utc(start, "start")
         self._orders: dict[ClientOrderId, Order] = {}
@@ -234,12 +239,29 @@ class SimBroker:
                 self._at_close(bar)
             else:
                 self._at_open(bar)
+        self._corporate_actions(ts)
         self._now = ts
 
     def _end(self, bar: Bar) -> dt.datetime:
         return bar.end if bar.end is not None else bar.ts + self._feed.timeframe
 
+    def _corporate_actions(self, at: dt.datetime) -> None:
+        """Apply the actions due by ``at``'s New York date, once each: positions split, dividends paid, last prices restated."""
+        day = at.astimezone(_NEW_YORK).date()
+        for action in self._actions:
+            if action.ex_date > day:
+                break
+            if action.action_id in self._actions_done:
+                continue
+            self._actions_done.add(action.action_id)
+            held = self._account.position(action.symbol)
+            positions = {**self._account.positions, action.symbol: action.apply_to(held)} if held.qty else self._account.positions
+            self._account = replace(self._account, cash=self._account.cash + action.cash(held), positions=positions)
+            if action.symbol in self._last:
+                self._last[action.symbol] = action.restate_price(self._last[action.symbol])
+
     def _at_open(self, bar: Bar) -> None:
+        self._corporate_actions(bar.ts)
         self._last[bar.symbol] = bar.open
         for w in list(self._working.get(bar.symbol, {}).values()):
             if w.submitted_at > bar.ts or not self._active(w, bar.ts) or self._expired(w, bar):
@@ -482,6 +504,7 @@ class SimBroker:
             raise BrokerError("sim: restore() works only on a fresh SimBroker")
         self._fills = sorted(fills, key=lambda f: (f.ts, str(f.fill_id)))
         for f in self._fills:
+            self._corporate_actions(f.ts)  # a fill on or after an ex-date is in post-action shares
             self._account = self._account.apply_fill(f)
         per_order = Counter(f.client_order_id for f in self._fills)
         for order in orders:
@@ -496,6 +519,7 @@ class SimBroker:
         times = [f.ts for f in self._fills] + [o.updated_at for o in self._orders.values() if o.updated_at is not None]
         if times:
             latest = max(times)
+            self._corporate_actions(latest)
             self._now = latest if self._now is None else max(self._now, latest)
             if any(f.ts == latest and _at_an_open(f, self._orders.get(f.client_order_id)) for f in self._fills):
                 self._opens_done = latest  # advance_to() would otherwise trade the open at ``latest`` again

@@ -65,7 +65,7 @@ _WASH_FIELDS = ("loss_disposal_id", "symbol", "loss_account", "sold", "replaceme
                 "replacement_acquired", "qty", "disallowed", "holding_days_added", "replacement_holding_start", "booked")
 _DATES = {"acquired", "holding_start", "opened", "sold", "replacement_acquired", "replacement_holding_start", "booked"}
 _DECIMALS = {"qty", "cost", "wash_adjustment", "proceeds", "basis", "disallowed", "replaced_qty"}
-_ROLL_FIELDS = ("opening", "realised_before_wash", "disallowed", "unrealised_open", "unrealised_close", "closing")
+_ROLL_FIELDS = ("opening", "realised_before_wash", "disallowed", "unrealised_open", "unrealised_close", "closing", "income")
 
 
 class _Table:
@@ -232,7 +232,8 @@ def day_close_state(close: DayClose) -> dict[str, Any]:
 def restore_day_close(state: Mapping[str, Any]) -> DayClose:
     """The :class:`DayClose` saved by :func:`day_close_state` (its ledger pruned as described above)."""
     day = dt.date.fromisoformat(state["day"])
-    roll = RollForward(day=day, **{name: Decimal(state["roll_forward"][name]) for name in _ROLL_FIELDS})
+    # "income" (dividends) came later: a checkpoint without it had none.
+    roll = RollForward(day=day, **{name: Decimal(state["roll_forward"].get(name, "0")) for name in _ROLL_FIELDS})
     return DayClose(day=day, ledger=restore_ledger(state["ledger"]), roll_forward=roll,
                     closing_marks={symbol: Decimal(price) for symbol, price in state["closing_marks"].items()},
                     day_fills=tuple(ComplianceFill.from_row(row) for row in state["day_fills"]))

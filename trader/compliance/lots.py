@@ -42,6 +42,7 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Literal
 
+from trader.compliance.corporate_actions import LedgerAction, replay
 from trader.compliance.errors import LedgerError
 from trader.compliance.fills import ComplianceFill, load_fills
 from trader.compliance.holding import Term, term
@@ -175,6 +176,7 @@ class Ledger:
         self._seen: set[str] = set()
         self._last: tuple[dt.datetime, str] | None = None
         self._seq = 0
+        self.dividends: list = []  # DividendEntry rows (trader.compliance.corporate_actions), since the last checkpoint
 
     @property
     def wash_sales(self) -> list[WashSale]:
@@ -204,6 +206,13 @@ class Ledger:
             self._sell(fill, lots)
         self._seen.add(fill.fill_id)
         self._last = key
+
+    def split(self, symbol: str, ratio: Decimal) -> None:
+        """A stock split: every open lot's shares × ``ratio``; total basis, acquisition date and holding start stay."""
+        for lot in self.open_lots(symbol):
+            lot.qty *= ratio
+        for key in [k for k in self._long_qty if k[0] == symbol]:
+            self._long_qty[key] *= ratio
 
     def open_lots(self, symbol: str | None = None) -> list[TaxLot]:
         """Open lots (all symbols, or one), by symbol, then account, then FIFO order."""
@@ -345,6 +354,8 @@ class RollForward:
     unrealised_open: Decimal
     unrealised_close: Decimal
     closing: Decimal
+    #: Cash dividends of the day (received on long lots, paid on short ones): cash, not a gain on a lot.
+    income: Decimal = ZERO
 
     @property
     def realised(self) -> Decimal:
@@ -352,7 +363,7 @@ class RollForward:
 
     @property
     def difference(self) -> Decimal:
-        return self.opening + self.realised + (self.unrealised_close - self.unrealised_open) - self.closing
+        return self.opening + self.realised + self.income + (self.unrealised_close - self.unrealised_open) - self.closing
 
     @property
     def ok(self) -> bool:
@@ -372,7 +383,7 @@ class DayClose:
 
 def close_day(fills: Iterable[ComplianceFill], *, day: dt.date, closing_marks: Mapping[str, Decimal],
               opening_marks: Mapping[str, Decimal] | None = None, allow_short: bool = False,
-              resume: Ledger | None = None) -> DayClose:
+              resume: Ledger | None = None, actions: Iterable[LedgerAction] = ()) -> DayClose:
     """Replay every fill up to the end of ``day`` (or only those after a checkpoint) and bridge the day's P&L.
 
     Args:
@@ -385,6 +396,9 @@ def close_day(fills: Iterable[ComplianceFill], *, day: dt.date, closing_marks: M
         resume: continue this ledger, restored from an earlier close
             (:func:`trader.compliance.checkpoint.restore_ledger`), instead of an empty one;
             ``fills`` are then only those after it. The ledger is changed in place.
+        actions: splits and cash dividends (:mod:`trader.corporate_actions`) with ex-date after the
+            resumed checkpoint (all of them without one); each is booked at its ex-date, before that
+            day's fills (after the opening valuation when the ex-date is ``day``).
 
     Raises:
         FillError, LedgerError: an invalid fill, an oversell, a missing price, or (with
@@ -403,14 +417,13 @@ def close_day(fills: Iterable[ComplianceFill], *, day: dt.date, closing_marks: M
     ordered = [fill for fill in load_fills(fills) if fill.trade_date <= day]
     ledger = resume if resume is not None else Ledger(allow_short=allow_short)
     before = [fill for fill in ordered if fill.trade_date < day]
-    for fill in before:
-        ledger.apply(fill)
+    due = [a for a in actions if a.ex_date <= day]
+    replay(ledger, before, [a for a in due if a.ex_date < day])
     open_value, unrealised_open = ledger.valuation(opening_marks or {}, label="opening_marks")
     opening = ledger.cash + open_value
     n_disposals = len(ledger.disposals)
     todays = ordered[len(before):]
-    for fill in todays:
-        ledger.apply(fill)
+    income = replay(ledger, todays, [a for a in due if a.ex_date == day])
     close_value, unrealised_close = ledger.valuation(closing_marks, label="closing_marks")
     bridge = RollForward(
         day=day,
@@ -420,5 +433,6 @@ def close_day(fills: Iterable[ComplianceFill], *, day: dt.date, closing_marks: M
         unrealised_open=unrealised_open,
         unrealised_close=unrealised_close,
         closing=ledger.cash + close_value,
+        income=income,
     )
     return DayClose(day=day, ledger=ledger, roll_forward=bridge, closing_marks=dict(closing_marks), day_fills=tuple(todays))

@@ -287,7 +287,7 @@ def _roll_forward(close: DayClose) -> tuple[Sequence[str], list[dict[str, str]]]
         "realized": str(money(rf.realised)), "unrealized_open": str(money(rf.unrealised_open)),
         "unrealized_close": str(money(rf.unrealised_close)),
         "change_in_unrealized": str(money(rf.unrealised_close - rf.unrealised_open)),
-        "closing": str(money(rf.closing)), "difference": str(money(rf.difference)), "ok": str(rf.ok).lower(),
+        "dividend_income": str(money(rf.income)), "closing": str(money(rf.closing)), "difference": str(money(rf.difference)), "ok": str(rf.ok).lower(),
     }
     return tuple(row), [row]
 

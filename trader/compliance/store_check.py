@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from trader.corporate_actions import AppliedAction, applied_actions
 from trader.domain import ZERO, Fill, Order, Position, Symbol
 from trader.store import TraderStore
 from trader.store_schema import audit
@@ -68,7 +70,7 @@ def check_store(store: TraderStore) -> StoreCheck:
     orders = store.list_orders()
     stored_positions = store.positions()
     check = StoreCheck(orders=len(orders), positions=len(stored_positions), fills=len(fills))
-    check.problems += position_problems(stored_positions, expected_positions(fills, adopted))
+    check.problems += position_problems(stored_positions, expected_positions(fills, adopted, applied_actions(store)))
     check.problems += order_problems(orders, fills, submitted)
     return check
 
@@ -93,15 +95,20 @@ def _audited(store: TraderStore) -> tuple[dict[str, tuple[int, dict[str, Any]]],
     return submitted, adopted
 
 
-def expected_positions(fills: list[Fill], adopted: Iterable[tuple[str, int, dict[str, Any]]] = ()) -> dict[Symbol, Position]:
-    """Positions from the fills in time order, with each audited broker adoption applied at its time."""
-    events: list[tuple[str, int, Fill | dict[str, Any]]] = [(f.ts.isoformat(), 0, f) for f in fills]
+def expected_positions(fills: list[Fill], adopted: Iterable[tuple[str, int, dict[str, Any]]] = (),
+                       actions: Iterable[AppliedAction] = ()) -> dict[Symbol, Position]:
+    """Positions from the fills in time order, with each audited broker adoption and each applied split at its time."""
+    events: list[tuple[str, int, Fill | dict[str, Any] | AppliedAction]] = [(f.ts.isoformat(), 0, f) for f in fills]
     events += [(ts, 1, body) for ts, _, body in adopted]
+    events += [(a.applied_at.astimezone(dt.UTC).isoformat(), -1, a) for a in actions]  # before the cycle's fills
     out: dict[Symbol, Position] = {}
     for _, _, event in sorted(events, key=lambda e: (e[0], e[1], str(e[2].fill_id) if isinstance(e[2], Fill) else "")):
         if isinstance(event, Fill):
             symbol = Symbol(event.symbol)
             out[symbol] = out.get(symbol, Position(symbol=symbol)).apply_fill(event)
+        elif isinstance(event, AppliedAction):
+            mine = out.get(event.symbol, Position(symbol=event.symbol))
+            out[event.symbol] = event.action.apply_to(mine) if event.share_delta else mine
         else:
             symbol = Symbol(event["symbol"])
             mine = out.get(symbol, Position(symbol=symbol))

@@ -2,6 +2,9 @@
 -- than once, the latest batch wins. Adds the session it belongs to and the time
 -- it became knowable (close_ts): ts + bar length, capped at the session close
 -- (daily bars: the session close).
+-- Prices and volume are as traded (raw: what the venue fills at, what positions are marked to); the adj_*
+-- columns restate them for corporate actions (adjustment_factors: splits and cash dividends, backward), for
+-- features, labels and backtests: a 2-for-1 split is not a -50% return there.
 with ranked as (
     select
         *,
@@ -49,9 +52,19 @@ select
     placed.volume,
     placed.vwap,
     placed.trade_count,
+    coalesce(adj.split_factor, 1.0) as split_factor,
+    coalesce(adj.price_factor, 1.0) as price_factor,
+    placed.open * coalesce(adj.price_factor, 1.0) as adj_open,
+    placed.high * coalesce(adj.price_factor, 1.0) as adj_high,
+    placed.low * coalesce(adj.price_factor, 1.0) as adj_low,
+    placed.close * coalesce(adj.price_factor, 1.0) as adj_close,
+    placed.vwap * coalesce(adj.price_factor, 1.0) as adj_vwap,
+    placed.volume / coalesce(adj.split_factor, 1.0) as adj_volume,
     placed.source,
     placed.batch_id,
     placed.ingested_at
 from placed
 left join {{ source('raw', 'sessions') }} as sess
     on sess.calendar = placed.calendar and sess.session = placed.session
+left join {{ ref('adjustment_factors') }} as adj
+    on adj.symbol = placed.symbol and adj.session = placed.session

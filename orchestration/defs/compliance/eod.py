@@ -167,9 +167,10 @@ def _close_ledger(paths: CompliancePaths, day: dt.date, warehouse: str) -> Ledge
     start = _checkpoint_before(paths, day)
     fills = sources.read_fills(paths.store_url, after=start.since, through=day)
     opening = sources.closing_marks(warehouse, sources.previous_session(day))
+    actions = sources.read_corporate_actions(paths.store_url, after=start.since, through=day)
     try:
         close = close_day(fills, day=day, closing_marks=sources.closing_marks(warehouse, day), opening_marks=opening,
-                          allow_short=paths.allow_short, resume=start.ledger)
+                          allow_short=paths.allow_short, resume=start.ledger, actions=actions)
     except LedgerError as err:
         hint = " (prices come from marts.bars: ingest that session first)" if "_marks" in str(err) else ""
         raise LedgerError(f"{day}: {err}{hint}") from None

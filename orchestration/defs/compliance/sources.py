@@ -5,6 +5,8 @@
   trade dates and a *count* up to a day, neither of which :meth:`TraderStore.list_fills` offers,
   and a count in SQL is what lets a checkpoint be trusted without reading a year of fills.
 * The audit log comes through :meth:`TraderStore.audit_records`, the chain format's owner.
+* Splits and dividends the trader applied come from its ``corporate_actions`` table, so that the
+  tax lots follow the same splits as its positions.
 * Closing prices come from ``marts.bars`` in the DuckDB warehouse, opened read-only (the
   trader and compliance never write the warehouse; DESIGN.md §6).
 
@@ -26,7 +28,9 @@ import sqlalchemy as sa
 from trader.audit import AuditRecord
 from trader.compliance import ComplianceError, ComplianceFill, load_fills
 from trader.compliance.audit_check import StoredRecord
+from trader.compliance.corporate_actions import LedgerAction
 from trader.store import TraderStore
+from trader.store_schema import corporate_actions as actions_table
 from trader.store_schema import fills as fills_table
 
 EXCHANGE = "XNYS"
@@ -99,6 +103,19 @@ def read_fills(url: str, *, through: dt.date, after: dt.date | None = None) -> l
     with _connection(url) as conn:
         rows = [row._asdict() for row in conn.execute(query.order_by(fills_table.c.ts, fills_table.c.fill_id))]
     return load_fills(rows)
+
+
+def read_corporate_actions(url: str, *, through: dt.date, after: dt.date | None = None) -> list[LedgerAction]:
+    """Splits and dividends the trader applied, with ex-date in ``(after, through]`` (a checkpoint holds the earlier ones)."""
+    query = sa.select(actions_table).where(actions_table.c.ex_date <= through.isoformat())
+    if after is not None:
+        query = query.where(actions_table.c.ex_date > after.isoformat())
+    with _connection(url) as conn:
+        if not sa.inspect(conn).has_table(actions_table.name):  # a store from before corporate actions: none
+            return []
+        rows = conn.execute(query.order_by(actions_table.c.ex_date, actions_table.c.symbol, actions_table.c.kind)).all()
+    return [LedgerAction(symbol=r.symbol, ex_date=dt.date.fromisoformat(r.ex_date), kind=r.kind, ratio=r.ratio, amount=r.amount)
+            for r in rows]
 
 
 def read_audit_records(url: str) -> list[AuditRecord]:

@@ -27,7 +27,8 @@ MIN_LOOKBACK_SESSIONS = 40  # relative volume needs 20 prior sessions; keep a ma
 _BARS_SQL = """
 select b.symbol, b.sector, b.ts, b.close_ts, b.session,
        s.open_ts as session_open, s.close_ts as session_close,
-       b.open, b.high, b.low, b.close, b.volume, b.vwap
+       b.adj_open as open, b.adj_high as high, b.adj_low as low, b.adj_close as close,
+       b.adj_volume as volume, b.adj_vwap as vwap
 from marts.bars b
 join raw.sessions s on s.calendar = b.calendar and s.session = b.session
 where b.timeframe = $timeframe and b.session >= $since
@@ -62,6 +63,11 @@ def _lookback_start(con, timeframe: str) -> dt.date | None:
 
 def load_bars(warehouse: DuckDBResource, timeframe: str, *, incremental: bool) -> tuple[pl.DataFrame, bool]:
     """Clean bars of ``timeframe`` with their session's open and close; the trailing window when incremental.
+
+    Prices and volume are adjusted for splits and cash dividends (``marts.bars`` ``adj_*``): a 2-for-1 split is
+    not a -50% return in a feature or a label. Adjustment is backward, so history is restated as of the data's
+    end when an action arrives (standard practice); a return that does not span an ex-date is unchanged by it,
+    and one that does becomes the economic return, so no label learns from the action itself.
 
     Returns the bars and whether they are a window (incremental) or the full history.
     """

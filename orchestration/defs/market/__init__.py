@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtProject
 
-from orchestration.defs.market.assets import build_import_asset, build_raw_assets
+from orchestration.defs.market.assets import build_actions_asset, build_import_asset, build_raw_assets
 from orchestration.defs.market.checks import build_checks
 from orchestration.defs.market.dbt import build_dbt_assets
 from orchestration.defs.market.schedules import build_jobs_and_schedules
@@ -15,10 +15,11 @@ from orchestration.settings import Settings
 
 def build_defs(settings: Settings, dbt_project: DbtProject) -> dg.Definitions:
     raw_bars, imported_bars = build_raw_assets(settings), build_import_asset(settings)
+    raw_actions = build_actions_asset(raw_bars)
     dbt_models = build_dbt_assets(dbt_project)
-    jobs, schedules = build_jobs_and_schedules(raw_bars, imported_bars)
+    jobs, schedules = build_jobs_and_schedules(raw_bars, imported_bars, raw_actions)
     return dg.Definitions(
-        assets=[raw_bars, imported_bars, dbt_models],
+        assets=[raw_bars, imported_bars, raw_actions, dbt_models],
         asset_checks=build_checks(),
         jobs=jobs,
         schedules=schedules,

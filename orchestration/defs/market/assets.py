@@ -9,6 +9,7 @@ from dagster_duckdb import DuckDBResource
 from orchestration.defs.partitions import trading_day_partitions
 from orchestration.errors import AlphalineError
 from orchestration.market.bars import SourceBatch
+from orchestration.market.corporate_actions import ActionsReport, actions_files, ingest_actions, is_actions_file, read_actions_file
 from orchestration.market.files import FileSource
 from orchestration.market.warehouse import BatchReport, ingest_batch, merged_reasons
 from orchestration.resources import MarketSourceResource
@@ -104,16 +105,73 @@ def build_import_asset(settings: Settings) -> dg.AssetsDefinition:
         description=(
             "Bars imported from CSV/Parquet files (`alphaline ingest --csv` or files dropped in "
             "$ALPHALINE_HOME/imports/), validated and appended to raw.bars like raw_bars. Identical files are "
-            "recorded as no-op batches."
+            "recorded as no-op batches. Corporate actions in *corporate_actions.csv/parquet files beside them go to "
+            "raw.corporate_actions."
         ),
     )
     def imported_bars(context: dg.AssetExecutionContext, config: ImportConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
         paths = config.paths or [str(imports_dir)]
         try:
-            batches = [FileSource(p, symbol=config.symbol, timeframe=config.timeframe, tz=config.tz).read() for p in paths]
+            # Corporate actions (*corporate_actions.csv) travel beside the bars: in the folder, or named directly.
+            action_files = [f for p in paths for f in actions_files(p)]
+            bar_paths = [p for p in paths if not is_actions_file(p)]
+            batches = [FileSource(p, symbol=config.symbol, timeframe=config.timeframe, tz=config.tz).read() for p in bar_paths]
+            actions = [(f"csv:{f.name}", read_actions_file(f)) for f in action_files]
         except AlphalineError as err:
             raise dg.Failure(description=str(err), allow_retries=False) from None
         reports = _ingest(context, warehouse, batches, "imported_bars")
+        _ingest_actions(context, warehouse, actions, "imported_bars")
         return dg.MaterializeResult(metadata=report_metadata(reports))
 
     return imported_bars
+
+
+#: Ex-dates asked past a partition's end: actions are announced ahead, and the trader applies one at the first
+#: cycle of its ex-date, before that day's bars are ingested.
+ACTIONS_LOOKAHEAD = dt.timedelta(days=7)
+
+
+def build_actions_asset(raw_bars: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="raw_corporate_actions",
+        group_name=GROUP,
+        partitions_def=raw_bars.partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"duckdb", "polars"},
+        description=(
+            "Splits and cash dividends with ex-date in the partition's days (and the week after: they are announced "
+            "ahead), from the market source (Alpaca's corporate-actions API; the synthetic market's planted ones), "
+            "validated and appended to raw.corporate_actions; bad rows go to raw.corporate_actions_rejected with their "
+            "reason. Files of actions (*corporate_actions.csv beside the bars) come in through imported_bars."
+        ),
+    )
+    def raw_corporate_actions(context: dg.AssetExecutionContext, market: MarketSourceResource,
+                              warehouse: DuckDBResource) -> dg.MaterializeResult:
+        # Partitioned like raw_bars so that one ingest job runs both.
+        window = context.partition_time_window
+        start, end = window.start.date(), (window.end + ACTIONS_LOOKAHEAD).date()
+        try:
+            source = market.actions_source()
+            frames = [(source.name, source.corporate_actions(start, end))]
+        except AlphalineError as err:
+            raise dg.Failure(description=str(err), allow_retries=False) from None
+        reports = _ingest_actions(context, warehouse, frames, "raw_corporate_actions")
+        return dg.MaterializeResult(metadata={
+            "rows_received": dg.MetadataValue.int(sum(r.received for r in reports)),
+            "dagster/row_count": dg.MetadataValue.int(sum(r.appended for r in reports)),
+            "rows_rejected": dg.MetadataValue.int(sum(r.rejected for r in reports)),
+            "reject_reasons": dg.MetadataValue.json({k: v for r in reports for k, v in r.reasons.items()}),
+        })
+
+    return raw_corporate_actions
+
+
+def _ingest_actions(context: dg.AssetExecutionContext, warehouse: DuckDBResource, frames: list, asset: str) -> list[ActionsReport]:
+    reports = []
+    with warehouse.get_connection() as con:
+        for label, frame in frames:
+            report = ingest_actions(con, frame, asset=asset, label=label, run_id=context.run_id)
+            context.log.info(f"{label}: {report.accepted}/{report.received} corporate action(s) accepted, {report.appended} new, "
+                             f"{report.rejected} rejected {report.reasons or ''}")
+            reports.append(report)
+    return reports

@@ -4,6 +4,8 @@
   whose rejected share is above the limit stops everything downstream, with a message
   naming the source, the reasons and the rows; an identical re-import is judged by the
   batch it repeats, so it fails the same way (naming that batch);
+* the same for corporate actions (blocking): ``reject_share_within_limit`` on ``raw_corporate_actions``,
+  ``corporate_actions_reject_share_within_limit`` on ``imported_bars`` (files of actions beside the bars);
 * ``calendar_gaps`` (warning) on the same: sessions where bars the calendar expects are missing;
 * ``great_expectations_suite`` (blocking) on ``marts/bars``, with Data Docs under reports/.
 """
@@ -14,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from orchestration.market.corporate_actions import latest_action_batches
 from orchestration.market.expectations import run_bars_suite
 from orchestration.market.warehouse import BatchReport, batch_reports, ensure_schema, merged_reasons
 from orchestration.resources import DataQualityResource
@@ -114,6 +117,28 @@ def bars_expectations(warehouse: DuckDBResource, quality: DataQualityResource) -
     )
 
 
+def _actions_check(asset: str, name: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=asset, name=name, blocking=True,
+                    description="Fails when a batch of corporate actions has a larger share of rejected rows than "
+                                "quality.max_reject_share (see raw.corporate_actions_rejected).")
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, quality: DataQualityResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as con:
+            ensure_schema(con)
+            reports = latest_action_batches(con, asset=asset, run_id=context.run.run_id)
+        over = [r for r in reports if r.received and r.rejected / r.received > quality.max_reject_share]
+        message = ("; ".join(f"batch {r.batch_id}: {r.rejected} of {r.received} corporate action(s) rejected "
+                             f"({', '.join(f'{k} ×{v}' for k, v in r.reasons.items())})" for r in over)
+                   + " — see raw.corporate_actions_rejected") if over else (
+            f"{sum(r.rejected for r in reports)} rejected corporate action(s); within the {quality.max_reject_share:.2%} limit")
+        return dg.AssetCheckResult(passed=not over, description=message,
+                                   metadata={"rows_rejected": sum(r.rejected for r in reports),
+                                             "reasons": dg.MetadataValue.json({k: v for r in reports for k, v in r.reasons.items()})})
+
+    return _check
+
+
 def build_checks() -> list[dg.AssetChecksDefinition]:
     per_asset = [c for a in ("raw_bars", "imported_bars") for c in (_reject_check(a), _gap_check(a))]
-    return [*per_asset, bars_expectations]
+    actions = [_actions_check("raw_corporate_actions", "reject_share_within_limit"),
+               _actions_check("imported_bars", "corporate_actions_reject_share_within_limit")]
+    return [*per_asset, *actions, bars_expectations]

@@ -41,7 +41,7 @@ class MarketTranslator(DagsterDbtTranslator):
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
-        if unique_id.endswith(".stg_bars"):
+        if unique_id.endswith((".stg_bars", ".stg_corporate_actions")):
             spec = spec.merge_attributes(deps=[dg.AssetKey("imported_bars")])
         return spec
 

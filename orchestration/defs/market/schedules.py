@@ -19,10 +19,12 @@ INGEST_CRON = "0 17 * * 1-5"
 INGEST_GROUPS = ("market", "features")
 
 
-def build_jobs_and_schedules(raw_bars: dg.AssetsDefinition, imported_bars: dg.AssetsDefinition) -> tuple[list, list]:
+def build_jobs_and_schedules(raw_bars: dg.AssetsDefinition, imported_bars: dg.AssetsDefinition,
+                             raw_actions: dg.AssetsDefinition | None = None) -> tuple[list, list]:
+    ingested = dg.AssetSelection.assets(raw_bars) | (dg.AssetSelection.assets(raw_actions) if raw_actions else dg.AssetSelection.assets())
     ingest_job = dg.define_asset_job(
         INGEST_JOB,
-        selection=dg.AssetSelection.assets(raw_bars).downstream() & dg.AssetSelection.groups(*INGEST_GROUPS),
+        selection=ingested.downstream() & dg.AssetSelection.groups(*INGEST_GROUPS),
         description="Ingest a day (or a range of days) of market bars, rebuild the marts, then the features, Feast and the online store.",
     )
     import_job = dg.define_asset_job(

@@ -159,7 +159,9 @@ def _bars_and_oracle(warehouse: DuckDBResource, features: FeatureStoreResource, 
     length = features.bar_length
     with warehouse.get_connection() as con:
         bars = con.execute(
-            "select symbol, ts, open, close, volume from marts.bars where timeframe = $tf and ts between $lo and $hi order by ts, symbol",
+            # Adjusted for splits and dividends, like the features and labels: the backtest holds adjusted shares.
+            "select symbol, ts, adj_open as open, adj_close as close, adj_volume as volume from marts.bars "
+            "where timeframe = $tf and ts between $lo and $hi order by ts, symbol",
             {"tf": features.timeframe, "lo": lo - length, "hi": hi},
         ).pl()
         has_oracle = con.execute(
