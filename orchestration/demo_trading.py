@@ -104,7 +104,8 @@ def serve_trade_and_close(settings: Settings) -> dict[str, Any]:
             raise click.ClickException(f"trader run failed: {(run.stderr or run.stdout).strip().splitlines()[-1:]}")
         click.echo("  " + "\n  ".join(run.stdout.strip().splitlines()[-8:]))
         record_trading_status(settings, server.url)
-    for command in (["status", "--mode", "sim"], ["positions", "--mode", "sim"], *_first_order(settings)):
+    for command in (["status", "--mode", "sim"], ["positions", "--mode", "sim"], ["track", "--mode", "sim"],
+                    *_first_order(settings)):
         out = _trader(*command, settings=settings)
         click.echo("  " + "\n  ".join((out.stdout or out.stderr).strip().splitlines()[:16]))
     return {"trader": run.stdout}
@@ -132,7 +133,7 @@ def record_trading_status(settings: Settings, url: str) -> None:
     from orchestration.resources import TradingResource
     from orchestration.runner import run_job
 
-    click.echo("\nRecording the deployment and the session in Dagster (serving_deployment, trader_session) ...")
+    click.echo("\nRecording the deployment and the session in Dagster (serving_deployment, trader_session, session_tracking) ...")
     trading = TradingResource.for_home(settings.home, mode="sim", service_url=url)
     run_job(TRADING_STATUS_JOB, run_config={"resources": {"trading": {"config": trading.model_dump()}}})
 

@@ -584,7 +584,7 @@ class Runner:
         """
         batch = self.predictor.predict(self.universe, as_of=tick.as_of)
         cfg = self.config.prediction
-        if not cfg.require_current_bar:
+        if not cfg.require_current_bar or not batch.predictions:  # nothing asked about, nothing to wait for
             return batch
         if tick.as_of is None:
             deadline = self._clock() + cfg.feature_wait

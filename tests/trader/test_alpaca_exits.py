@@ -169,14 +169,14 @@ class _LongAAA:
     def predict(self, symbols, *, as_of=None) -> PredictionBatch:
         from trader_builders import prediction
 
-        return PredictionBatch("ens:test", (prediction("AAA", feature_ts=NOW),))
+        return PredictionBatch("ens:test", (prediction("AAA", feature_ts=as_of or NOW),))
 
 
 def test_runner_with_venue_exits_sends_an_opening_order_as_a_bracket_whose_leg_fill_is_booked(fake, connect, store):
     cfg = config(exits={"stop_loss_pct": "0.05", "take_profit_pct": "0.10", "use_venue_brackets": True},
                  sizing={"mode": "long_only", "k": 1})
     runner = Runner(config=cfg, store=store, broker=connect(), predictor=_LongAAA(), run_id="paper-test")
-    first = runner.cycle(Tick(ts=NOW, prices={Symbol("AAA"): D(100)}))
+    first = runner.cycle(Tick(ts=NOW, prices={Symbol("AAA"): D(100)}, as_of=NOW))
     (entry,) = [o for o in store.working_orders() if not o.is_exit_leg]
     assert first.submitted == 1 and entry.order_class is OrderClass.BRACKET and entry.status is OrderStatus.ACCEPTED
     sent = fake.order(entry.client_order_id)
@@ -186,7 +186,8 @@ def test_runner_with_venue_exits_sends_an_opening_order_as_a_bracket_whose_leg_f
     assert (take.order_id, stop.order_id) == (fake.leg(entry.client_order_id, "limit")["id"], fake.leg(entry.client_order_id, "stop")["id"])
     fake.fill(entry.client_order_id, str(entry.qty), "100")
     fake.fill(fake.leg(entry.client_order_id, "limit")["client_order_id"], str(entry.qty), "110")
-    second = runner.cycle(Tick(ts=NOW + dt.timedelta(minutes=15), prices={Symbol("AAA"): D(110)}))
+    later = NOW + dt.timedelta(minutes=15)
+    second = runner.cycle(Tick(ts=later, prices={Symbol("AAA"): D(110)}, as_of=later))
     assert second.fills == 2 and second.problems == ()
     assert [f.client_order_id for f in store.list_fills()] == [entry.client_order_id, take.client_order_id]
     assert store.get_order(stop.client_order_id).status is OrderStatus.CANCELED
