@@ -12,7 +12,8 @@ instead of booking a negative lot. With shorts allowed, the excess of a sell ove
 shares held opens a short lot (its "cost" is the net proceeds received), and a buy closes
 short lots FIFO before any remainder opens a long lot. A position is never long and short
 at once. A closed short is reported on the date of the covering buy and is always
-short-term (the shares delivered were bought that day).
+short-term (the shares delivered were bought that day); losses on closing shorts follow the
+wash-sale rule for short sales (:mod:`trader.compliance.wash_sales`, :mod:`trader.compliance.short_sales`).
 
 Precision: amounts keep full ``Decimal`` precision here; rounding to cents happens only
 when reports are written. Pro-rata splits give the last piece the exact remainder, so a
@@ -60,7 +61,8 @@ class TaxLot:
     """Shares of one opening fill still open (a wash sale may carve a lot into several rows).
 
     ``cost`` is the tax basis of a long lot (price × qty + fee + wash-sale adjustments) or
-    the net proceeds received for a short lot. ``holding_start`` is the trade date the
+    the net proceeds received for a short lot; a short lot's ``wash_adjustment`` (a disallowed
+    loss on closing an earlier short) is not in ``cost`` but added to the basis when it is covered. ``holding_start`` is the trade date the
     holding period counts from: ``acquired``, or earlier for wash-sale replacement shares.
     """
 
@@ -91,7 +93,7 @@ class TaxLot:
         value = self.qty * mark
         if self.direction == "long":
             return value, value - self.cost
-        return -value, self.cost - value
+        return -value, self.cost - self.wash_adjustment - value
 
 
 @dataclass(eq=False)
@@ -266,18 +268,20 @@ class Ledger:
             remaining -= lot.qty
         self._long_qty[fill.symbol, fill.account] = held - (fill.qty - remaining)
         if remaining > 0:
-            lots.append(self._open(fill, "short", remaining, proceeds.take(remaining)))
+            lots.append(short := self._open(fill, "short", remaining, proceeds.take(remaining)))
+            self._wash.on_purchase(short, self._carve)  # a new short sale can replace a short closed at a loss
         self.cash += fill.gross - fill.fee
-        self._wash.on_sale(pieces, self._held_long, self._carve)
+        self._wash.on_sale(pieces, self._held_lots, self._carve)
 
     def _buy(self, fill: ComplianceFill, lots: list[TaxLot]) -> None:
         cost = _ProRata(fill.gross + fill.fee, fill.qty)
-        remaining, n = fill.qty, 0
+        remaining, pieces = fill.qty, []
         while remaining > 0 and lots and lots[0].direction == "short":
             lot = self._take(lots, remaining)
-            n += 1
-            self._dispose(lot, fill, n, proceeds=lot.cost, basis=cost.take(lot.qty))
+            basis = cost.take(lot.qty) + lot.wash_adjustment  # a loss deferred from an earlier short closes here
+            pieces.append(self._dispose(lot, fill, len(pieces) + 1, proceeds=lot.cost, basis=basis))
             remaining -= lot.qty
+        self._wash.on_sale(pieces, self._held_lots, self._carve)
         if remaining > 0:
             held = self._held(fill, lots)
             lot = self._open(fill, "long", remaining, cost.take(remaining))
@@ -312,15 +316,15 @@ class Ledger:
         self.disposals.append(disposal)
         return disposal
 
-    def _held_long(self, symbol: str, since: dt.date) -> list[TaxLot]:
-        """Long lots of ``symbol`` (all accounts) acquired on or after ``since``, in the order bought.
+    def _held_lots(self, symbol: str, since: dt.date, direction: Direction = "long") -> list[TaxLot]:
+        """Open ``direction`` lots of ``symbol`` (all accounts) opened on or after ``since``, in the order opened.
 
         Each account's lots are in FIFO order, so their acquisition dates never decrease: the
         lots since a date are a tail, found by bisection rather than by walking the whole book.
         """
         lots = []
         for acct_lots in self._positions.get(symbol, {}).values():
-            if acct_lots and acct_lots[0].direction == "long":  # an account is never long and short at once
+            if acct_lots and acct_lots[0].direction == direction:  # an account is never long and short at once
                 lots += acct_lots[bisect_left(acct_lots, since, key=_acquired):]
         return sorted(lots, key=_lot_seq)  # stable: a carved part stays ahead of its rest
 

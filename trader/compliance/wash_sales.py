@@ -40,9 +40,28 @@ Which shares can be replacement shares (the interpretation this module takes):
 * **Only long purchases.** A buy that covers a short sale delivers its shares to the lender;
   it is not a replacement purchase. Only the part of a buy that opens a long lot counts.
 
-Not modelled (documented gaps): losses on *closing short sales* (Pub 550, "Short sales")
-are reported without wash-sale adjustment; options, contracts to acquire and IRA purchases
-are not in the fills.
+**Short sales** (Pub 550 "Short sales"; Treas. Reg. §1.1091-1(g)). A loss on *closing* a
+short sale (covering at a higher price) is disallowed when another short sale of the same
+symbol is entered into within 30 days before or after the closing (the date of the covering
+buy is the "sale" date). The same machinery applies with directions swapped: the loss block is
+the covered short lot, the replacements are short lots opened in the window and still open,
+matched in the order opened, one loss per replacement share, proportional for partial
+quantities. The replacement short keeps its proceeds (``TaxLot.cost``, what the broker
+reports in 1099-B box 1d); the disallowed loss goes into its ``wash_adjustment`` and is added
+to the *basis* (the covering cost) when that short is closed, so the deferred loss comes back
+as a smaller gain or a larger loss then. No holding period is tacked: gain or loss on a short
+sale is short-term whatever its length (§1233(a), (b)); see :mod:`trader.compliance.short_sales`.
+
+Worked example (short sales): short 100 XYZ at $50 on 2024-03-01 (proceeds $5,000), cover at
+$55 on 2024-03-15 (basis $5,500: loss $500), short 100 again at $54 on 2024-04-01 (17 days
+after the closing: inside the window). The $500 loss is disallowed (Form 8949 code W,
+(g) = 500.00, (h) = 0.00) and the new short carries it: covered at $52 on 2024-05-01 its row
+reads proceeds 5,400.00, basis 5,200 + 500 = 5,700.00, loss (300.00), short-term. A re-short on
+2024-04-16 (32 days after) would leave the $500 deductible.
+
+Not modelled (documented gaps): a *long sale* of the same stock within 30 days of closing a
+short at a loss (§1.1091-1(g)(1)) is not treated as a replacement (there is no open position
+to carry the loss); options, contracts to acquire and IRA purchases are not in the fills.
 
 Example (Publication 550): buy 100 for $1,000, sell for $750, buy 100 for $800 within 30 days:
     >>> import datetime as dt
@@ -115,7 +134,7 @@ def in_window(sold: dt.date, acquired: dt.date) -> bool:
 def is_replacement(loss: Disposal, lot: TaxLot) -> bool:
     """Whether ``lot`` may absorb (part of) ``loss``: see the module docstring for each condition."""
     return (
-        lot.direction == "long"
+        lot.direction == loss.direction
         and lot.replacement_for is None
         and lot.symbol == loss.symbol
         and lot.order_id != loss.lot_order_id
@@ -136,21 +155,22 @@ class WashSaleBook:
         self.adjustments: list[WashSale] = []
         self._pending: dict[str, list[Disposal]] = {}
 
-    def on_sale(self, pieces: Iterable[Disposal], held: Callable[[str, dt.date], list[TaxLot]], carve: Carve) -> None:
+    def on_sale(self, pieces: Iterable[Disposal], held: Callable[[str, dt.date, str], list[TaxLot]], carve: Carve) -> None:
         """Match the sale's loss blocks, in order, against shares still held; queue what stays unreplaced.
 
         Args:
-            pieces: the disposals of one sell fill, in FIFO order.
-            held: ``held(symbol, since)``: long lots of a symbol after the whole sale (all accounts)
-                acquired on or after ``since``, in the order bought.
+            pieces: the disposals of one fill (a sell closing long lots, or a buy covering short
+                lots), in FIFO order.
+            held: ``held(symbol, since, direction)``: open lots of a symbol and direction after the
+                whole fill (all accounts) opened on or after ``since``, in the order opened.
             carve: cuts shares off an open lot (see :data:`Carve`).
         """
-        losses = [piece for piece in pieces if piece.direction == "long" and piece.loss > 0]
+        losses = [piece for piece in pieces if piece.loss > 0]
         if not losses:
             return
         # One candidate list per sale, not per block: a sale can close hundreds of fragmented blocks.
         sold = losses[0].sold
-        pool = [lot for lot in held(losses[0].symbol, sold - WINDOW) if lot.replacement_for is None and in_window(sold, lot.acquired)]
+        pool = [lot for lot in held(losses[0].symbol, sold - WINDOW, losses[0].direction) if lot.replacement_for is None and in_window(sold, lot.acquired)]
         start = 0
         for piece in losses:
             for lot in pool[start:]:
@@ -164,7 +184,7 @@ class WashSaleBook:
                 self._pending.setdefault(piece.symbol, []).append(piece)
 
     def on_purchase(self, lot: TaxLot, carve: Carve) -> None:
-        """Let a new long lot absorb waiting losses, oldest sale first, until it or they run out."""
+        """Let a new lot (a long purchase, or a short sale) absorb waiting losses of its direction, oldest first."""
         queue = self._pending.get(lot.symbol)
         if not queue:
             return
@@ -190,10 +210,12 @@ class WashSaleBook:
             amount = piece.loss - piece.disallowed  # the exact remainder: a full replacement disallows all of it
         else:
             amount = piece.loss * qty / piece.qty
-        held_days = (piece.sold - piece.holding_start).days
-        taken.cost += amount
+        held_days = 0
+        if taken.direction == "long":  # a short's proceeds stay; its adjustment joins the covering basis later
+            held_days = (piece.sold - piece.holding_start).days
+            taken.cost += amount
+            taken.holding_start = taken.acquired - dt.timedelta(days=held_days)
         taken.wash_adjustment += amount
-        taken.holding_start = taken.acquired - dt.timedelta(days=held_days)
         taken.replacement_for = piece.disposal_id
         piece.disallowed += amount
         piece.replaced_qty += qty
