@@ -6,6 +6,11 @@ Examples::
     alphaline compliance verify --trader sim     # archive, anchor, fills, orders, positions, audit chain and HMACs;
                                                  # exit 1 naming what was altered or is missing
     alphaline compliance adopt-anchor            # once, for a home sealed before anchors/<mode>.jsonl existed
+    alphaline compliance mtm-analysis --year 2026 --trader sim        # default rules vs §475(f) mark-to-market
+    alphaline compliance reconcile-1099b 1099b.csv --year 2026        # broker 1099-B vs our Form 8949; exit 1 on a difference
+    alphaline compliance short-sales --year 2026                      # §1259 constructive sales, §1233 flags
+
+The three tax-year commands write ``reports/<YYYY>/`` (analyses, not sealed).
 
 ``run`` goes through Dagster (the ``eod_compliance_job``, one partition), so the run, its
 checks and its metadata show up in ``make ui``; ``verify`` is plain Python and reads only.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import click
 
@@ -169,3 +175,126 @@ def adopt_anchor(trader_mode: str) -> None:
         fail(str(err))
         return
     click.echo(f"anchored {len(anchors)} sealed head(s) into {paths.anchor_file}")
+
+
+# -- the tax year: analyses written to reports/<YYYY>/ (not sealed) ------------------------------------------------
+
+_YEAR_OPTION = click.option("--year", type=click.IntRange(1900, 9999), required=True, help="The tax year (YYYY).")
+
+
+def _year_context(trader_mode: str, year: int):
+    """``(paths, fills, actions)`` of ``trader_mode``'s store through 30 days after ``year``."""
+    from orchestration.defs.compliance.tax_year import year_inputs
+
+    settings = prepare_environment(Settings())
+    paths = _paths(settings, trader_mode)
+    fills, actions = year_inputs(paths.store_url, year)
+    return settings, paths, fills, actions
+
+
+@compliance.command("mtm-analysis")
+@_YEAR_OPTION
+@_TRADER_OPTION
+@click.option("--marks", "marks_file", type=click.Path(path_type=Path), default=None,
+              help="Year-end prices as a symbol,price CSV (default: marts.bars close of the year's last session).")
+@click.option("--opening-marks", "opening_file", type=click.Path(path_type=Path), default=None,
+              help="Prices at the previous year's last close, symbol,price CSV (default: marts.bars; needed only "
+                   "for positions open on January 1).")
+@click.option("--carryover", default="0", show_default=True, help="Capital loss carried in from earlier years (dollars).")
+def mtm_analysis_command(year: int, trader_mode: str, marks_file: Path | None, opening_file: Path | None, carryover: str) -> None:
+    """Compare the year under the default rules (wash sales, $3,000 capital-loss cap, carryover) with a §475(f)
+    mark-to-market election; writes reports/<YYYY>/mtm_analysis.csv and .md (an analysis, not an election)."""
+    from decimal import Decimal, InvalidOperation
+
+    from orchestration.defs.compliance.tax_year import read_marks_csv, warehouse_marks, year_dir
+    from trader.compliance import ComplianceError
+    from trader.compliance.mtm import mtm_analysis, write_mtm_analysis
+
+    try:
+        try:
+            carried = Decimal(carryover.replace(",", "").replace("$", ""))
+        except InvalidOperation:
+            raise ComplianceError(f"--carryover: not an amount ({carryover!r})") from None
+        settings, paths, fills, actions = _year_context(trader_mode, year)
+        today = dt.datetime.now(dt.UTC).date()
+        marks = read_marks_csv(marks_file) if marks_file else warehouse_marks(str(settings.warehouse_path), year, today=today)[1]
+        opening = read_marks_csv(opening_file) if opening_file else _opening_marks(settings, fills, year, today)
+        analysis = mtm_analysis(fills, year=year, year_end_marks=marks, opening_marks=opening, actions=actions,
+                                carryover_in=carried)
+    except ComplianceError as err:
+        fail(str(err))
+        return
+    csv_path, md_path = write_mtm_analysis(analysis, year_dir(paths.reports_dir, year))
+    click.echo(f"{'':<56} {'default':>14} {'mark-to-market':>15}")
+    for item, default, mtm in analysis.rows():
+        click.echo(f"{item:<56} {default:>14,.2f} {mtm:>15,.2f}")
+    click.echo(f"difference (mark-to-market − default) in this year's income: {analysis.difference:,.2f}")
+    click.echo(f"wrote {csv_path}\n      {md_path}")
+
+
+def _opening_marks(settings: Settings, fills, year: int, today: dt.date) -> dict:
+    """The previous year's closing prices from the warehouse, only when some fill predates ``year`` (else none needed)."""
+    from orchestration.defs.compliance.tax_year import warehouse_marks
+
+    if not any(fill.trade_date.year < year for fill in fills):
+        return {}
+    return warehouse_marks(str(settings.warehouse_path), year - 1, today=today)[1]
+
+
+@compliance.command("reconcile-1099b")
+@click.argument("file", type=click.Path(path_type=Path))
+@_YEAR_OPTION
+@_TRADER_OPTION
+def reconcile_1099b_command(file: Path, year: int, trader_mode: str) -> None:
+    """Match a broker 1099-B CSV to our Form 8949 rows of the year; exit 1 on any mismatch or one-sided row.
+
+    Writes reports/<YYYY>/reconcile_1099b.csv. Columns accepted: see trader/compliance/form1099b.py.
+    """
+    from orchestration.defs.compliance.tax_year import year_dir, year_disposals
+    from trader.compliance import ComplianceError
+    from trader.compliance.form1099b import our_rows, read_1099b, reconcile_1099b, write_reconciliation
+
+    try:
+        broker = read_1099b(file)
+        _, paths, fills, actions = _year_context(trader_mode, year)
+        result = reconcile_1099b(our_rows(year_disposals(fills, actions, year)), broker)
+    except ComplianceError as err:
+        fail(str(err))
+        return
+    path = write_reconciliation(result, year_dir(paths.reports_dir, year) / "reconcile_1099b.csv")
+    click.echo(f"1099-B {file} vs Form 8949 {year}: {len(result.matches)} match(es), {len(result.mismatches)} mismatch(es), "
+               f"{len(result.only_ours)} only in ours, {len(result.only_broker)} only on the 1099-B")
+    for ours, theirs, diffs in result.mismatches:
+        for name, mine, broker_value in diffs:
+            click.secho(f"  ✗ {ours.symbol} {ours.qty} sold {ours.date_sold} ({theirs.source}, ours {ours.source}): "
+                        f"{name}: ours {mine}, 1099-B {broker_value}", fg="red")
+    for row in result.only_ours:
+        click.secho(f"  ✗ {row.symbol} {row.qty} sold {row.date_sold} ({row.source}): not on the 1099-B", fg="red")
+    for row in result.only_broker:
+        click.secho(f"  ✗ {row.symbol} {row.qty} sold {row.date_sold} ({row.source}): not in our Form 8949", fg="red")
+    click.echo(f"wrote {path}")
+    if not result.ok:
+        raise SystemExit(1)
+
+
+@compliance.command("short-sales")
+@_YEAR_OPTION
+@_TRADER_OPTION
+def short_sales_command(year: int, trader_mode: str) -> None:
+    """Flag short sales against long shares held in another account: §1259 constructive sales (with the gain that
+    would be recognised) and §1233(b)/(d); writes reports/<YYYY>/short_sale_flags.csv."""
+    from orchestration.defs.compliance.tax_year import year_dir
+    from trader.compliance import ComplianceError
+    from trader.compliance.short_sales import short_sale_flags, write_short_sale_flags
+
+    try:
+        _, paths, fills, actions = _year_context(trader_mode, year)
+    except ComplianceError as err:
+        fail(str(err))
+        return
+    flags = short_sale_flags(fills, actions, year=year)
+    path = write_short_sale_flags(flags, year_dir(paths.reports_dir, year) / "short_sale_flags.csv")
+    for flag in flags:
+        click.echo(f"  {flag.short_date} {flag.symbol}: short {flag.short_qty} in {flag.short_account} vs {flag.held_qty} held in "
+                   f"{flag.held_account} ({flag.held_term}-term, gain {flag.gain:,.2f}): {flag.rules}")
+    click.echo(f"{len(flags)} flag(s); wrote {path}")

@@ -10,7 +10,10 @@ module                 what it does
 ``holding``            short/long-term holding period (trade dates, leap years)
 ``lots``               :class:`Ledger`: FIFO tax lots, realised/unrealised P&L; :func:`close_day`
 ``checkpoint``         a ledger's state at a day's close as JSON, so the next day resumes from it
-``wash_sales``         IRS Pub 550 wash sales (applied by the ledger as it books fills)
+``wash_sales``         IRS Pub 550 wash sales, long and short (applied by the ledger as it books fills)
+``short_sales``        short sales against the box: §1259 constructive sales, §1233(b)/(d) flags
+``mtm``                the year under the default rules vs a §475(f) mark-to-market election
+``form1099b``          a broker 1099-B CSV reconciled with our Form 8949 rows
 ``reports``            :func:`write_reports`: ``reports/<date>/*.csv``; fee reconciliation
 ``audit_check``        :func:`verify_audit_trail`: chain check, day head, Merkle root
 ``merkle``             RFC 6962 Merkle tree hash and inclusion proofs
