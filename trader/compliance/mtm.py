@@ -103,7 +103,7 @@ class MtmAnalysis:
 
     def rows(self) -> list[tuple[str, Decimal, Decimal]]:
         """``(item, default rules, mark-to-market)`` lines of the report."""
-        return [
+        rows = [
             ("short-term capital gain (loss), Form 8949 Part I", self.short_term, ZERO),
             ("long-term capital gain (loss), Form 8949 Part II", self.long_term, ZERO),
             ("wash-sale losses disallowed (deferred)", self.wash_disallowed, ZERO),
@@ -113,6 +113,7 @@ class MtmAnalysis:
             ("capital loss carried over to next year", self.default_carryover_out, self.mtm_carryover_out),
             ("unrealised gain (loss) at year end, not taxed", self.unrealised, ZERO),
         ]
+        return [(item, money(default), money(mtm)) for item, default, mtm in rows]
 
 
 def mtm_analysis(fills: Iterable[ComplianceFill], *, year: int, year_end_marks: Mapping[str, Decimal],

@@ -125,3 +125,16 @@ def test_shares_bought_while_a_short_is_open_elsewhere_are_flagged_1233b():
 
 def test_a_plain_short_in_one_account_raises_no_flag():
     assert short_sale_flags([fill("sell", "2024-03-01", "100", "50"), fill("buy", "2024-03-05", "100", "48")]) == []
+
+
+def test_pending_short_closing_loss_survives_a_checkpoint_and_is_washed_by_a_short_after_the_resume():
+    from trader.compliance import close_day, restore_ledger
+    from trader.compliance.checkpoint import dumps_day_close, loads
+
+    first = [fill("sell", "2024-03-01", "100", "50"), fill("buy", "2024-03-15", "100", "55")]
+    monday = close_day(first, day=dt.date(2024, 3, 15), closing_marks={}, opening_marks={"XYZ": D(50)}, allow_short=True)
+    resumed = restore_ledger(loads(dumps_day_close(monday))["ledger"])
+    later = close_day([fill("sell", "2024-04-01", "100", "54")], day=dt.date(2024, 4, 1), closing_marks={"XYZ": D(54)},
+                      resume=resumed)
+    assert later.ledger.disposals[0].disallowed == D(500) and later.roll_forward.ok
+    assert later.roll_forward.disallowed == D(500) and later.roll_forward.unrealised_close == D(-500)
