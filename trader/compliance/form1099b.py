@@ -1,7 +1,8 @@
 """Reconcile a broker's Form 1099-B (as CSV) with our Form 8949 rows.
 
-Columns accepted (header names are matched case-insensitively, ignoring punctuation, spaces and
-a leading ``box``; any other column is ignored):
+Columns accepted (header names are matched case-insensitively, ignoring punctuation, spaces, a
+leading ``box`` and a leading box number, so ``Box 1d Proceeds`` and ``1d`` both work; any other
+column is ignored):
 
 =====================  ==========================================================================
 field                  accepted headers
@@ -110,7 +111,11 @@ def _text(day: dt.date | None) -> str:
 
 def _normal(header: str) -> str:
     words = re.sub(r"[^a-z0-9]+", " ", header.lower()).split()
-    return " ".join(words[1:] if words[:1] == ["box"] else words)
+    if words[:1] == ["box"]:
+        words = words[1:]
+    if len(words) > 1 and re.fullmatch(r"[0-9][a-z]?", words[0]):  # "1c Date sold": the box number, then its name
+        words = words[1:]
+    return " ".join(words)
 
 
 def _columns(path: Path, header: list[str]) -> dict[str, str]:
