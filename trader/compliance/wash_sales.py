@@ -57,7 +57,8 @@ $55 on 2024-03-15 (basis $5,500: loss $500), short 100 again at $54 on 2024-04-0
 after the closing: inside the window). The $500 loss is disallowed (Form 8949 code W,
 (g) = 500.00, (h) = 0.00) and the new short carries it: covered at $52 on 2024-05-01 its row
 reads proceeds 5,400.00, basis 5,200 + 500 = 5,700.00, loss (300.00), short-term. A re-short on
-2024-04-16 (32 days after) would leave the $500 deductible.
+2024-04-16 (32 days after) would leave the $500 deductible. Over both shorts the deductible
+total is −500 + 200 = −300 either way; the wash sale only moves the loss to the second closing.
 
 Not modelled (documented gaps): a *long sale* of the same stock within 30 days of closing a
 short at a loss (§1.1091-1(g)(1)) is not treated as a replacement (there is no open position
@@ -80,6 +81,17 @@ Example (Publication 550): buy 100 for $1,000, sell for $750, buy 100 for $800 w
     >>> lot = ledger.open_lots()[0]
     >>> lot.cost, lot.holding_start.isoformat()
     (Decimal('1050.00'), '2013-01-15')
+
+Example (the short-sale worked example above):
+    >>> def short(fid, side, day, price):
+    ...     ts = dt.datetime(2024, *day, 15, tzinfo=dt.UTC)
+    ...     return ComplianceFill(fill_id=fid, order_id=fid, client_order_id=fid, symbol="XYZ", side=side,
+    ...                           qty="100", price=price, fee="0", ts=ts, venue="SIM", account="A1")
+    >>> ledger = Ledger(allow_short=True)
+    >>> ledger.apply_all([short("s1", "sell", (3, 1), "50"), short("c1", "buy", (3, 15), "55"),
+    ...                   short("s2", "sell", (4, 1), "54"), short("c2", "buy", (5, 1), "52")])
+    >>> [(d.proceeds, d.basis, d.disallowed, d.gain, d.term) for d in ledger.disposals]
+    [(Decimal('5000'), Decimal('5500'), Decimal('500'), Decimal('0'), 'short'), (Decimal('5400'), Decimal('5700'), Decimal('0'), Decimal('-300'), 'short')]
 """
 
 from __future__ import annotations
