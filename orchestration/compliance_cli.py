@@ -55,7 +55,7 @@ def _paths(settings: Settings, trader_mode: str = "live"):
 
 @click.group()
 def compliance() -> None:
-    """End-of-day compliance: tax lots, wash sales, Form 8949, audit trail, WORM archive."""
+    """End-of-day compliance (tax lots, wash sales, Form 8949, audit trail, WORM archive) and tax-year analyses."""
 
 
 @compliance.command()
