@@ -68,10 +68,16 @@ def search(families: tuple[str, ...], trials: int) -> None:
     if families:
         config["search_families"] = list(families)
     run_job(SEARCH_JOB, run_config={"resources": {"models": {"config": config}}})
-    from models.search import read_best
+    from models.search import read_best, read_rigour
 
-    for family, params in read_best(settings.home / "models" / "search" / "best_params.json").items():
+    best_path = settings.home / "models" / "search" / "best_params.json"
+    rigour = read_rigour(best_path)
+    for family, params in read_best(best_path).items():
         click.echo(f"  best {family:<14} {params}")
+        r = rigour.get(family, {})
+        if "dsr" in r:
+            click.echo(f"       {'':<14} best of {r['n_trials']} trials on this frame: Sharpe {r['sharpe']:.2f} (gross), "
+                       f"deflated Sharpe ratio {r['dsr']:.2f}, PBO {r.get('pbo', float('nan')):.2f}")
 
 
 @models.command(name="list")
