@@ -55,6 +55,7 @@ class CPCVConfig(BaseModel):
     n_test_groups: int = Field(default=2, ge=1)
     k: int = Field(default=6, ge=1, description="Names per side of a path's long-short book.")
     periods_per_year: int = Field(default=6552, ge=1, description="Bars a year (the Sharpe is annualised).")
+    pbo_blocks: int = Field(default=16, ge=2, description="CSCV blocks per path (C(16, 8) = 12,870 combinations).")
 
     @property
     def n_splits(self) -> int:
@@ -96,7 +97,7 @@ class CPCVResult:
         if len(families) < 2:
             return {}
         periods = self.returns[families[0]].shape[1]
-        blocks = min(16, periods - periods % 2)
+        blocks = min(self.config.pbo_blocks - self.config.pbo_blocks % 2, periods - periods % 2)
         if blocks < 2:
             return {}
         per_path = [probability_of_backtest_overfitting(np.column_stack([self.returns[f][p] for f in families]),
