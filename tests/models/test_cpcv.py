@@ -4,6 +4,7 @@ signal beats its shuffled sentinel on every path, and PBO across learners tells 
 from __future__ import annotations
 
 import datetime as dt
+from typing import ClassVar
 
 import numpy as np
 import polars as pl
@@ -33,7 +34,7 @@ def _frame(seed: int = 0, strength: float = 0.5) -> pl.DataFrame:
 class _Spy:
     """Records the timestamp indices it is fitted on; predicts the number of its fit (= the CPCV split)."""
 
-    fits: list[np.ndarray] = []
+    fits: ClassVar[list[np.ndarray]] = []
 
     def fit(self, x, y, *, feature_names, groups=None):
         self.number = len(_Spy.fits)
