@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from feature_repo import FEATURE_NAMES
 from models.data import matrix, symbol_codes, target
+from models.learners import LEARNERS
 from models.metrics import ic_by_time
 from models.research import CPCVSplit, cpcv_paths, cpcv_splits, probability_of_backtest_overfitting
 from models.walkforward import WalkForwardConfig, context_of
@@ -164,6 +165,9 @@ def run_cpcv(frame: pl.DataFrame, walk_forward: WalkForwardConfig, config: CPCVC
     """
     config = config or CPCVConfig()
     chosen = tuple(families) if families is not None else tuple(f for f in walk_forward.families if f in CHEAP_FAMILIES)
+    unknown = [f for f in chosen if f not in LEARNERS]
+    if unknown:
+        raise ValueError(f"cpcv: unknown learner family {unknown}; known: {', '.join(sorted(LEARNERS))}")
     if not chosen:
         raise ValueError(f"cpcv: no learner to fit (families {list(walk_forward.families)} hold none of {', '.join(CHEAP_FAMILIES)})")
     times = frame[TIME].unique().sort()
