@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -315,6 +315,7 @@ class WalkForwardChoice:
     returns: np.ndarray  # the stitched out-of-sample returns (blocks after the first)
     sharpe: float  # annualised Sharpe of ``returns``
     fixed: dict[object, float]  # annualised Sharpe of each parameter held fixed over the same blocks
+    sweep: dict[str, float | int | str] = field(default_factory=dict)  # sweep_rigour of the whole-window best value
 
 
 def walk_forward_choice(returns_by_param: dict[object, np.ndarray], *, blocks: int, periods_per_year: int) -> WalkForwardChoice:
@@ -323,7 +324,9 @@ def walk_forward_choice(returns_by_param: dict[object, np.ndarray], *, blocks: i
 
     ``returns_by_param`` maps each candidate parameter to its per-period returns on the same periods. Compare
     :attr:`WalkForwardChoice.sharpe` with :attr:`WalkForwardChoice.fixed`: a choice that does not beat the
-    fixed parameters is tuning noise.
+    fixed parameters is tuning noise. :attr:`WalkForwardChoice.sweep` judges the other way to pick, the value
+    with the best Sharpe over the whole window: its deflated Sharpe ratio and PBO across the values
+    (:func:`sweep_rigour`, with two values or more).
 
     Example:
         >>> rng = np.random.default_rng(1)
@@ -344,8 +347,12 @@ def walk_forward_choice(returns_by_param: dict[object, np.ndarray], *, blocks: i
         parts.append(matrix[edges[b]: edges[b + 1], best])
     stitched = np.concatenate(parts) if parts else np.zeros(0)
     later = matrix[edges[1]:]
+    sweep: dict[str, float | int | str] = {}
+    if len(params) > 1:
+        best = params[int(np.nanargmax([_annual(matrix[:, j], scale) for j in range(len(params))]))]
+        sweep = sweep_rigour({str(p): matrix[:, j] for j, p in enumerate(params)}, best=str(best), periods_per_year=periods_per_year)
     return WalkForwardChoice(chosen, stitched, _annual(stitched, scale),
-                             {p: _annual(later[:, j], scale) for j, p in enumerate(params)})
+                             {p: _annual(later[:, j], scale) for j, p in enumerate(params)}, sweep)
 
 
 def _annual(r: np.ndarray, scale: float) -> float:

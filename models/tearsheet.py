@@ -262,7 +262,16 @@ def _walk_forward_lines(name: str, wf: Any) -> list[str]:
             + ", ".join(str(c) for c in wf.chosen) + ").", "",
             "| walk-forward choice | " + " | ".join(f"fixed {p}" for p in wf.fixed) + " |",
             "|---:|" + "---:|" * len(wf.fixed),
-            f"| {format_metric('sharpe', wf.sharpe)} | {fixed} |"]
+            f"| {format_metric('sharpe', wf.sharpe)} | {fixed} |", *_sweep_lines(name, getattr(wf, "sweep", None))]
+
+
+def _sweep_lines(name: str, s: Mapping[str, Any] | None) -> list[str]:
+    """Picking the value with the best Sharpe over the whole window instead: its deflated Sharpe ratio and PBO."""
+    if not s or "dsr" not in s:
+        return []
+    pbo = f", probability of backtest overfitting {format_metric('pbo', s['pbo'])} (CSCV, {s['pbo_blocks']} blocks)" if "pbo" in s else ""
+    return ["", f"Picking the {name} with the best Sharpe over the whole window ({s['best']}, {format_metric('sharpe', s['sharpe'])} "
+                f"of {s['n_trials']} values): deflated Sharpe ratio {format_metric('dsr', s['dsr'])}{pbo}."]
 
 
 def _factor_lines(factor: Mapping[str, Any]) -> list[str]:

@@ -43,12 +43,17 @@ def models() -> None:
 
 
 @models.command()
-def train() -> None:
+@click.option("--cpcv", is_flag=True, help="Also run combinatorial purged CV of the learners (path Sharpe/IC, PBO) into the tear sheet.")
+@click.option("--cpcv-family", "cpcv_families", multiple=True, help="Learner CPCV fits (repeatable; default: the row-wise ones).")
+def train(cpcv: bool, cpcv_families: tuple[str, ...]) -> None:
     """Retrain now (what the daily schedule runs) and print the result."""
     settings = prepare_environment(Settings())
     from orchestration.defs.training.schedules import TRAINING_JOB
 
-    run_job(TRAINING_JOB)
+    config: dict[str, Any] = {"home": str(settings.home), "cpcv": True} if cpcv or cpcv_families else {}
+    if cpcv_families:
+        config["cpcv_families"] = list(cpcv_families)
+    run_job(TRAINING_JOB, run_config={"resources": {"models": {"config": config}}} if config else None)
     print_summary(settings)
 
 

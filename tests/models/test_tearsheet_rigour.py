@@ -97,6 +97,9 @@ def test_tearsheet_shows_a_parameter_walk_forward_against_each_value_held_fixed(
     text = write_tearsheet(_backtest(), tmp_path, periods_per_year=252, parameter_walk_forward=("k", wf))["summary"].read_text()
     assert "## Parameter walk-forward" in text and "(3 blocks after the first: 3, 3, 3)" in text
     assert "| walk-forward choice | fixed 3 | fixed 6 |" in text
+    assert wf.sweep["best"] == "3" and wf.sweep["n_trials"] == 2 and wf.sweep["pbo"] < 0.2  # one value dominates
+    assert re.search(r"Picking the k with the best Sharpe over the whole window \(3, [\d.]+ of 2 values\): deflated Sharpe "
+                     r"ratio [\d.]+%, probability of backtest overfitting [\d.]+% \(CSCV, 16 blocks\)\.", text), text
 
 
 def test_tearsheet_with_a_search_and_cpcv_shows_the_searchs_dsr_pbo_and_the_cpcv_table(tmp_path):
