@@ -192,20 +192,22 @@ def probability_of_backtest_overfitting(returns: np.ndarray, *, n_blocks: int = 
     s1 = np.stack([m[b].sum(axis=0) for b in blocks])
     s2 = np.stack([(m[b] ** 2).sum(axis=0) for b in blocks])
 
-    def sharpe(chosen: list[int]) -> np.ndarray:
-        n, a, b = count[chosen].sum(), s1[chosen].sum(axis=0), s2[chosen].sum(axis=0)
+    # every half of the blocks at once: a (combinations, blocks) 0/1 matrix, in-sample and its complement
+    ins = np.zeros((math.comb(n_blocks, n_blocks // 2), n_blocks))
+    for row, chosen in enumerate(itertools.combinations(range(n_blocks), n_blocks // 2)):
+        ins[row, list(chosen)] = 1.0
+
+    def sharpe(pick: np.ndarray) -> np.ndarray:
+        n, a, b = (pick @ count)[:, None], pick @ s1, pick @ s2
         var = (b - a * a / n) / (n - 1)
         return (a / n) / np.sqrt(np.where(var > 0, var, np.nan))
 
-    logits = []
-    everything = set(range(n_blocks))
-    for ins in itertools.combinations(range(n_blocks), n_blocks // 2):
-        is_sr, oos_sr = sharpe(list(ins)), sharpe(sorted(everything - set(ins)))
-        best = int(np.nanargmax(is_sr))
-        rank = float(stats.rankdata(np.nan_to_num(oos_sr, nan=-np.inf))[best])
-        omega = rank / (m.shape[1] + 1)
-        logits.append(math.log(omega / (1 - omega)))
-    lam = np.array(logits)
+    is_sr, oos_sr = sharpe(ins), np.nan_to_num(sharpe(1.0 - ins), nan=-np.inf)
+    best = np.argmax(np.nan_to_num(is_sr, nan=-np.inf), axis=1)
+    chosen_oos = oos_sr[np.arange(best.size), best][:, None]
+    rank = (oos_sr < chosen_oos).sum(axis=1) + ((oos_sr == chosen_oos).sum(axis=1) + 1) / 2  # average rank, 1 = worst
+    omega = rank / (m.shape[1] + 1)
+    lam = np.log(omega / (1 - omega))
     return PBOResult(pbo=float(np.mean(lam <= 0)), logits=lam, n_combinations=lam.size)
 
 
