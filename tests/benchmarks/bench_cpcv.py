@@ -47,7 +47,7 @@ def main() -> None:
     wf_seconds = time.perf_counter() - began
     cpcv_config = CPCVConfig(n_groups=args.groups, n_test_groups=args.test_groups)
     began = time.perf_counter()
-    result = run_cpcv(frame, config, cpcv_config, log=lambda m: print("  " + m, flush=True))
+    result = run_cpcv(frame, config, cpcv_config, families=families, log=lambda m: print("  " + m, flush=True))
     cpcv_seconds = time.perf_counter() - began
     summary = result.summary()
     began = time.perf_counter()
