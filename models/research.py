@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -192,20 +192,22 @@ def probability_of_backtest_overfitting(returns: np.ndarray, *, n_blocks: int = 
     s1 = np.stack([m[b].sum(axis=0) for b in blocks])
     s2 = np.stack([(m[b] ** 2).sum(axis=0) for b in blocks])
 
-    def sharpe(chosen: list[int]) -> np.ndarray:
-        n, a, b = count[chosen].sum(), s1[chosen].sum(axis=0), s2[chosen].sum(axis=0)
+    # every half of the blocks at once: a (combinations, blocks) 0/1 matrix, in-sample and its complement
+    ins = np.zeros((math.comb(n_blocks, n_blocks // 2), n_blocks))
+    for row, chosen in enumerate(itertools.combinations(range(n_blocks), n_blocks // 2)):
+        ins[row, list(chosen)] = 1.0
+
+    def sharpe(pick: np.ndarray) -> np.ndarray:
+        n, a, b = (pick @ count)[:, None], pick @ s1, pick @ s2
         var = (b - a * a / n) / (n - 1)
         return (a / n) / np.sqrt(np.where(var > 0, var, np.nan))
 
-    logits = []
-    everything = set(range(n_blocks))
-    for ins in itertools.combinations(range(n_blocks), n_blocks // 2):
-        is_sr, oos_sr = sharpe(list(ins)), sharpe(sorted(everything - set(ins)))
-        best = int(np.nanargmax(is_sr))
-        rank = float(stats.rankdata(np.nan_to_num(oos_sr, nan=-np.inf))[best])
-        omega = rank / (m.shape[1] + 1)
-        logits.append(math.log(omega / (1 - omega)))
-    lam = np.array(logits)
+    is_sr, oos_sr = sharpe(ins), np.nan_to_num(sharpe(1.0 - ins), nan=-np.inf)
+    best = np.argmax(np.nan_to_num(is_sr, nan=-np.inf), axis=1)
+    chosen_oos = oos_sr[np.arange(best.size), best][:, None]
+    rank = (oos_sr < chosen_oos).sum(axis=1) + ((oos_sr == chosen_oos).sum(axis=1) + 1) / 2  # average rank, 1 = worst
+    omega = rank / (m.shape[1] + 1)
+    lam = np.log(omega / (1 - omega))
     return PBOResult(pbo=float(np.mean(lam <= 0)), logits=lam, n_combinations=lam.size)
 
 
@@ -274,6 +276,39 @@ def rigour_summary(returns: np.ndarray, *, periods_per_year: int, ic_series: np.
     return out
 
 
+def sweep_rigour(returns_by_trial: dict[str, np.ndarray], *, best: str, periods_per_year: float,
+                 n_blocks: int = 16) -> dict[str, float | int | str]:
+    """DSR of the ``best`` trial given every trial of a parameter sweep, and PBO (CSCV) across the trials.
+
+    ``returns_by_trial`` holds each trial's per-period returns on the same periods (NaN counts as 0);
+    ``best`` is the one the sweep picked (by whatever criterion it used). The Sharpes are annualised
+    with ``periods_per_year`` in the result; the DSR and PBO use per-period ones, as in the papers.
+    PBO cuts the periods into ``n_blocks`` (at most; even) blocks: ``C(16, 8)`` = 12,870 combinations by default.
+
+    Example (twenty noise trials: the best looks good, but not better than the best of twenty by luck):
+        >>> rng = np.random.default_rng(1)
+        >>> trials = {f"t{i}": rng.normal(0, 0.01, 400) for i in range(20)}
+        >>> best = max(trials, key=lambda t: trials[t].mean())
+        >>> r = sweep_rigour(trials, best=best, periods_per_year=252)
+        >>> r["n_trials"], round(r["sharpe"], 2), round(r["dsr"], 2), round(r["pbo"], 2)
+        (20, 1.21, 0.33, 0.61)
+    """
+    if best not in returns_by_trial:
+        raise ResearchInputError(f"sweep: best trial {best!r} is not among the {len(returns_by_trial)} trials")
+    names = list(returns_by_trial)
+    matrix = np.nan_to_num(np.column_stack([np.asarray(returns_by_trial[n], dtype=float) for n in names]))
+    sharpes = [float(_sharpe(matrix[:, j])) for j in range(len(names))]
+    dsr = deflated_sharpe_ratio(matrix[:, names.index(best)], sharpes)
+    scale = math.sqrt(periods_per_year)
+    out: dict[str, float | int | str] = {"best": best, "n_trials": dsr.n_trials, "sharpe": dsr.sharpe * scale,
+                                         "dsr": dsr.probability, "dsr_benchmark_sharpe": dsr.benchmark * scale,
+                                         "periods": int(matrix.shape[0])}
+    blocks = min(n_blocks - n_blocks % 2, matrix.shape[0] - matrix.shape[0] % 2)
+    if len(names) > 1 and blocks >= 2:
+        out |= {"pbo": probability_of_backtest_overfitting(matrix, n_blocks=blocks).pbo, "pbo_blocks": blocks}
+    return out
+
+
 @dataclass(frozen=True)
 class WalkForwardChoice:
     """A parameter chosen block by block on the blocks before it (:func:`walk_forward_choice`)."""
@@ -282,6 +317,7 @@ class WalkForwardChoice:
     returns: np.ndarray  # the stitched out-of-sample returns (blocks after the first)
     sharpe: float  # annualised Sharpe of ``returns``
     fixed: dict[object, float]  # annualised Sharpe of each parameter held fixed over the same blocks
+    sweep: dict[str, float | int | str] = field(default_factory=dict)  # sweep_rigour of the whole-window best value
 
 
 def walk_forward_choice(returns_by_param: dict[object, np.ndarray], *, blocks: int, periods_per_year: int) -> WalkForwardChoice:
@@ -290,7 +326,9 @@ def walk_forward_choice(returns_by_param: dict[object, np.ndarray], *, blocks: i
 
     ``returns_by_param`` maps each candidate parameter to its per-period returns on the same periods. Compare
     :attr:`WalkForwardChoice.sharpe` with :attr:`WalkForwardChoice.fixed`: a choice that does not beat the
-    fixed parameters is tuning noise.
+    fixed parameters is tuning noise. :attr:`WalkForwardChoice.sweep` judges the other way to pick, the value
+    with the best Sharpe over the whole window: its deflated Sharpe ratio and PBO across the values
+    (:func:`sweep_rigour`, with two values or more).
 
     Example:
         >>> rng = np.random.default_rng(1)
@@ -311,8 +349,12 @@ def walk_forward_choice(returns_by_param: dict[object, np.ndarray], *, blocks: i
         parts.append(matrix[edges[b]: edges[b + 1], best])
     stitched = np.concatenate(parts) if parts else np.zeros(0)
     later = matrix[edges[1]:]
+    sweep: dict[str, float | int | str] = {}
+    if len(params) > 1:
+        best = params[int(np.nanargmax([_annual(matrix[:, j], scale) for j in range(len(params))]))]
+        sweep = sweep_rigour({str(p): matrix[:, j] for j, p in enumerate(params)}, best=str(best), periods_per_year=periods_per_year)
     return WalkForwardChoice(chosen, stitched, _annual(stitched, scale),
-                             {p: _annual(later[:, j], scale) for j, p in enumerate(params)})
+                             {p: _annual(later[:, j], scale) for j, p in enumerate(params)}, sweep)
 
 
 def _annual(r: np.ndarray, scale: float) -> float:

@@ -19,7 +19,10 @@ Below the metrics, *research rigour* (:mod:`models.research`): the Sharpe ratio'
 interval (circular block bootstrap), the probabilistic Sharpe ratio against 0 and, when
 given, the mean IC's interval (``ic_series``) and, over every variant tried on the same
 bars (``trials``: the model family, a parameter sweep), the deflated Sharpe ratio and the
-probability of backtest overfitting (CSCV).
+probability of backtest overfitting (CSCV); when a parameter search ran (``search``:
+:func:`models.search.read_rigour`), the same two for its pick among its trials; and when given
+(``cpcv``: :meth:`models.cpcv.CPCVResult.summary`), the combinatorial purged CV table: each
+learner's path Sharpe ratios and ICs, and PBO across the learners.
 
 Example:
     >>> import tempfile, polars as pl
@@ -73,6 +76,8 @@ def write_tearsheet(
     trials: Mapping[str, np.ndarray] | None = None,
     factor: Mapping[str, Any] | None = None,
     parameter_walk_forward: tuple[str, Any] | None = None,
+    search: Mapping[str, Mapping[str, Any]] | None = None,
+    cpcv: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``equity.png``, ``drawdown.png``, ``rolling_sharpe.png``, ``ic_decay.png`` (when
     ``ic_by_horizon`` is given) and ``summary.md`` into ``folder`` (created if missing).
@@ -94,6 +99,9 @@ def write_tearsheet(
             quantiles' turnover, in the summary.
         parameter_walk_forward: ``(parameter name, models.research.WalkForwardChoice)``: what a walk-forward
             choice of that parameter earned out of sample against each value held fixed.
+        search: per searched learner family, :func:`models.research.sweep_rigour` of its parameter search
+            (deflated Sharpe ratio of the best trial, PBO across the trials), as ``search_rigour.json`` keeps it.
+        cpcv: :meth:`models.cpcv.CPCVResult.summary`: the model family under combinatorial purged CV.
 
     Returns:
         The path of each file written, by name (``equity``, ``drawdown``, ...).
@@ -136,7 +144,7 @@ def write_tearsheet(
     rigour = research.rigour_summary(returns, periods_per_year=periods_per_year, ic_series=ic_series,
                                      trials=dict(trials) if trials else None)
     paths["summary"].write_text(_summary(result, periods_per_year, title, ic_by_horizon, images, bench, rigour, factor,
-                                         parameter_walk_forward))
+                                         parameter_walk_forward, search=search, cpcv=cpcv))
     return paths
 
 
@@ -254,7 +262,16 @@ def _walk_forward_lines(name: str, wf: Any) -> list[str]:
             + ", ".join(str(c) for c in wf.chosen) + ").", "",
             "| walk-forward choice | " + " | ".join(f"fixed {p}" for p in wf.fixed) + " |",
             "|---:|" + "---:|" * len(wf.fixed),
-            f"| {format_metric('sharpe', wf.sharpe)} | {fixed} |"]
+            f"| {format_metric('sharpe', wf.sharpe)} | {fixed} |", *_sweep_lines(name, getattr(wf, "sweep", None))]
+
+
+def _sweep_lines(name: str, s: Mapping[str, Any] | None) -> list[str]:
+    """Picking the value with the best Sharpe over the whole window instead: its deflated Sharpe ratio and PBO."""
+    if not s or "dsr" not in s:
+        return []
+    pbo = f", probability of backtest overfitting {format_metric('pbo', s['pbo'])} (CSCV, {s['pbo_blocks']} blocks)" if "pbo" in s else ""
+    return ["", f"Picking the {name} with the best Sharpe over the whole window ({s['best']}, {format_metric('sharpe', s['sharpe'])} "
+                f"of {s['n_trials']} values): deflated Sharpe ratio {format_metric('dsr', s['dsr'])}{pbo}."]
 
 
 def _factor_lines(factor: Mapping[str, Any]) -> list[str]:
@@ -274,7 +291,8 @@ def _factor_lines(factor: Mapping[str, Any]) -> list[str]:
 
 def _summary(result: BacktestResult, periods_per_year: int, title: str, ic: Mapping[int | str, float] | None,
              images: list[str], benchmark: tuple[str, np.ndarray] | None, rigour: Mapping[str, float | int],
-             factor: Mapping[str, Any] | None = None, walk_forward: tuple[str, Any] | None = None) -> str:
+             factor: Mapping[str, Any] | None = None, walk_forward: tuple[str, Any] | None = None, *,
+             search: Mapping[str, Mapping[str, Any]] | None = None, cpcv: Mapping[str, Any] | None = None) -> str:
     metrics = result.metrics(periods_per_year)
     gross = perf.summary(gross_returns(result), periods_per_year=periods_per_year)
     eq = result.equity["equity"]
@@ -301,9 +319,13 @@ def _summary(result: BacktestResult, periods_per_year: int, title: str, ic: Mapp
         lines += ["", *_factor_lines(factor)]
     elif ic:
         lines += ["", "| horizon (bars) | mean IC |", "|---|---:|", *(f"| {h} | {v:.4f} |" for h, v in ic.items())]
-    lines += ["", *_rigour_lines(rigour)]
+    lines += ["", *_rigour_lines(rigour, search)]
     if walk_forward:
         lines += ["", *_walk_forward_lines(*walk_forward)]
+    if cpcv:
+        from models.cpcv import markdown_lines
+
+        lines += ["", *markdown_lines(cpcv)]
     lines += ["", *(f"![{Path(name).stem}]({name})" for name in images), ""]
     return "\n".join(lines)
 
@@ -323,8 +345,8 @@ def _trade_lines(t: Mapping[str, float]) -> list[str]:
             f"{money(t['avg_win'])} | {money(t['avg_loss'])} | {held} | {t['exposure_time']:.1%} |"]
 
 
-def _rigour_lines(r: Mapping[str, float | int]) -> list[str]:
-    """The research-rigour table (:func:`models.research.rigour_summary`)."""
+def _rigour_lines(r: Mapping[str, float | int], search: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+    """The research-rigour table (:func:`models.research.rigour_summary`), and each parameter search's pick."""
     rows = [("Sharpe (annualised), 95% CI, block bootstrap",
              f"{format_metric('sharpe', r['sharpe'])} [{format_metric('sharpe', r['sharpe_ci_low'])}, "
              f"{format_metric('sharpe', r['sharpe_ci_high'])}]"),
@@ -337,6 +359,13 @@ def _rigour_lines(r: Mapping[str, float | int]) -> list[str]:
                      f"{format_metric('sharpe', r['dsr_benchmark_sharpe'])})", format_metric("dsr", r["dsr"])))
     if "pbo" in r:
         rows.append((f"probability of backtest overfitting (CSCV, {r['pbo_blocks']} blocks)", format_metric("pbo", r["pbo"])))
+    for family, s in (search or {}).items():
+        if "dsr" in s:
+            rows.append((f"{family} parameter search: deflated Sharpe ratio of the best of {s['n_trials']} trials (gross long-short "
+                         f"Sharpe {format_metric('sharpe', s['sharpe'])}; best of them by luck {format_metric('sharpe', s['dsr_benchmark_sharpe'])})",
+                         format_metric("dsr", s["dsr"])))
+        if "pbo" in s:
+            rows.append((f"{family} parameter search: PBO across its trials (CSCV, {s['pbo_blocks']} blocks)", format_metric("pbo", s["pbo"])))
     return ["## Research rigour", "", "| statistic | value |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)]
 
 

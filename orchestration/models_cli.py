@@ -43,12 +43,17 @@ def models() -> None:
 
 
 @models.command()
-def train() -> None:
+@click.option("--cpcv", is_flag=True, help="Also run combinatorial purged CV of the learners (path Sharpe/IC, PBO) into the tear sheet.")
+@click.option("--cpcv-family", "cpcv_families", multiple=True, help="Learner CPCV fits (repeatable; default: the row-wise ones).")
+def train(cpcv: bool, cpcv_families: tuple[str, ...]) -> None:
     """Retrain now (what the daily schedule runs) and print the result."""
     settings = prepare_environment(Settings())
     from orchestration.defs.training.schedules import TRAINING_JOB
 
-    run_job(TRAINING_JOB)
+    config: dict[str, Any] = {"home": str(settings.home), "cpcv": True} if cpcv or cpcv_families else {}
+    if cpcv_families:
+        config["cpcv_families"] = list(cpcv_families)
+    run_job(TRAINING_JOB, run_config={"resources": {"models": {"config": config}}} if config else None)
     print_summary(settings)
 
 
@@ -68,10 +73,16 @@ def search(families: tuple[str, ...], trials: int) -> None:
     if families:
         config["search_families"] = list(families)
     run_job(SEARCH_JOB, run_config={"resources": {"models": {"config": config}}})
-    from models.search import read_best
+    from models.search import read_best, read_rigour
 
-    for family, params in read_best(settings.home / "models" / "search" / "best_params.json").items():
+    best_path = settings.home / "models" / "search" / "best_params.json"
+    rigour = read_rigour(best_path)
+    for family, params in read_best(best_path).items():
         click.echo(f"  best {family:<14} {params}")
+        r = rigour.get(family, {})
+        if "dsr" in r:
+            click.echo(f"       {'':<14} best of {r['n_trials']} trials on this frame: Sharpe {r['sharpe']:.2f} (gross), "
+                       f"deflated Sharpe ratio {r['dsr']:.2f}, PBO {r.get('pbo', float('nan')):.2f}")
 
 
 @models.command(name="list")

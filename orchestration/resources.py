@@ -131,6 +131,12 @@ class ModelsResource(dg.ConfigurableResource):
                                       "(models/search/best_params.json); learner_params still win.")
     search_families: list[str] = Field(default_factory=lambda: ["lightgbm", "xgboost"], description="What learner_search tunes.")
     search_trials: int = Field(default=8, ge=1, description="Optuna trials per family and search run (the study resumes).")
+    cpcv: bool = Field(default=False, description="model_evaluation also runs combinatorial purged CV of the learners "
+                       "(models.cpcv): path Sharpe/IC per learner and PBO across them, in the tear sheet. Minutes, not seconds.")
+    cpcv_families: list[str] | None = Field(default=None, description="Learners CPCV fits (None: the run's row-wise ones: "
+                                            "ridge, HistGB, XGBoost, LightGBM; name torch_mlp/torch_tcn to add them).")
+    cpcv_groups: int = Field(default=6, ge=3, description="CPCV time groups (6 with 2 tested: 15 splits, 5 paths).")
+    cpcv_test_groups: int = Field(default=2, ge=1, description="CPCV groups tested per split.")
 
     @property
     def workdir(self) -> Path:

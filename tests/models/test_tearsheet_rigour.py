@@ -97,3 +97,22 @@ def test_tearsheet_shows_a_parameter_walk_forward_against_each_value_held_fixed(
     text = write_tearsheet(_backtest(), tmp_path, periods_per_year=252, parameter_walk_forward=("k", wf))["summary"].read_text()
     assert "## Parameter walk-forward" in text and "(3 blocks after the first: 3, 3, 3)" in text
     assert "| walk-forward choice | fixed 3 | fixed 6 |" in text
+    assert wf.sweep["best"] == "3" and wf.sweep["n_trials"] == 2 and wf.sweep["pbo"] < 0.2  # one value dominates
+    assert re.search(r"Picking the k with the best Sharpe over the whole window \(3, [\d.]+ of 2 values\): deflated Sharpe "
+                     r"ratio [\d.]+%, probability of backtest overfitting [\d.]+% \(CSCV, 16 blocks\)\.", text), text
+
+
+def test_tearsheet_with_a_search_and_cpcv_shows_the_searchs_dsr_pbo_and_the_cpcv_table(tmp_path):
+    result = _backtest()
+    search = {"lightgbm": {"n_trials": 8, "sharpe": 2.1, "dsr": 0.41, "dsr_benchmark_sharpe": 1.9, "pbo": 0.55, "pbo_blocks": 16}}
+    cpcv = {"n_groups": 6, "n_test_groups": 2, "splits": 15, "paths": 5, "k": 6, "horizon": 4, "pbo": 0.1, "pbo_min": 0.0,
+            "pbo_max": 0.3, "pbo_blocks": 16,
+            "members": {"xgboost": {"paths": 5, "sharpe_mean": 1.5, "sharpe_p5": 0.4, "sharpe_positive": 0.8, "ic_mean": 0.03,
+                                    "ic_p5": 0.01, "seconds": 12.0}}}
+    text = write_tearsheet(result, tmp_path, periods_per_year=252, search=search, cpcv=cpcv)["summary"].read_text()
+    assert "| lightgbm parameter search: deflated Sharpe ratio of the best of 8 trials (gross long-short Sharpe 2.10; " \
+           "best of them by luck 1.90) | 41.00% |" in text
+    assert "| lightgbm parameter search: PBO across its trials (CSCV, 16 blocks) | 55.00% |" in text
+    assert "## Combinatorial purged CV (CPCV)" in text and "| xgboost | 5 | 1.50 | 0.40 | 80% | 0.0300 | 0.0100 | 12.0 |" in text
+    plain = write_tearsheet(result, tmp_path / "plain", periods_per_year=252)["summary"].read_text()
+    assert "parameter search" not in plain and "CPCV" not in plain

@@ -77,10 +77,17 @@ def test_training_job_gates_registers_and_promotes_then_a_failing_gate_blocks_th
         found = searched.asset_materializations_for_node("learner_search")[0].metadata
         assert found["trials/sklearn_ridge"].value == 2 and "alpha" in found["best_params/sklearn_ridge"].value
         assert (settings.home / "models" / "search" / "optuna.db").exists()
+        assert 0 <= found["dsr/sklearn_ridge"].value <= 1 and found["rigour_trials/sklearn_ridge"].value == 2  # selection bias
 
-        blocked = _run(settings, TRAINING_JOB, instance, models={**FAST, "min_oos_ic": 0.9})
+        # Opt-in CPCV of the learners; the search's pick judged in the tear sheet's rigour table.
+        blocked = _run(settings, TRAINING_JOB, instance, models={**FAST, "min_oos_ic": 0.9, "cpcv": True,
+                                                                  "cpcv_families": ["sklearn_ridge"]})
         assert not blocked.success
         assert _checks(blocked)["min_oos_ic"] is False
+        judged = blocked.asset_materializations_for_node("model_evaluation")[0].metadata
+        assert "## Combinatorial purged CV (CPCV)" in judged["summary"].value and "| sklearn_ridge | 5 |" in judged["summary"].value
+        assert judged["cpcv_paths"].value == 5 and "cpcv_sharpe_mean/sklearn_ridge" in judged
+        assert "sklearn_ridge parameter search: deflated Sharpe ratio of the best of 2 trials" in judged["summary"].value
         assert not blocked.asset_materializations_for_node("ensemble_candidate")
         assert len(registry.list(role="ensemble")) == 1 and registry.production() == production
 

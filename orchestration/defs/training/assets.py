@@ -10,6 +10,7 @@ fails, no candidate is registered and production is untouched.
 import datetime as dt
 import json
 import pickle
+import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,10 +19,12 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from models import data as training_data
+from models.cpcv import CPCVConfig, run_cpcv
 from models.evaluation import book_size_walk_forward, factor_report, research_inputs
 from models.explain import importance_table
 from models.performance import periods_per_year
 from models.registry import PromotionRefused
+from models.search import read_rigour
 from models.tearsheet import equal_weight_returns, write_tearsheet
 from models.training import (
     CrossValidation,
@@ -33,7 +36,7 @@ from models.training import (
     register_candidate,
     shap_importance,
 )
-from orchestration.defs.training.metadata import evaluation_metadata, learner_table, rounded
+from orchestration.defs.training.metadata import cpcv_metadata, evaluation_metadata, learner_table, rounded
 from orchestration.resources import DataQualityResource, FeatureStoreResource, ModelsResource
 
 GROUP = "training"
@@ -140,17 +143,40 @@ def model_evaluation(context: dg.AssetExecutionContext, features: FeatureStoreRe
                                         chosen=ev.backtest)
     factor = factor_report(scored, labels={int(c.rsplit("_", 1)[1]): c for c in scored.columns if c.startswith("label_fwd_ret_")},
                            horizon=config.walk_forward.horizon)
+    search = read_rigour(models.search_dir / "best_params.json") or None
+    cpcv = _cpcv(context, models, config) if models.cpcv else None
     sheet = write_tearsheet(ev.backtest, folder, periods_per_year=config.periods_per_year, benchmark=benchmark,
                             ic_by_horizon={int(h): v for h, v in ev.report["ic_decay"].items()}, title="Ensemble (out-of-fold) backtest",
                             ic_series=ic_series, trials=trials, factor=factor,
                             parameter_walk_forward=("k, names per side", book_size_walk_forward(
                                 scored, bars, horizon=config.walk_forward.horizon, config=config.backtest,
-                                periods_per_year=config.periods_per_year)))
+                                periods_per_year=config.periods_per_year)), search=search, cpcv=cpcv)
     ev.report["tearsheet"] = str(sheet["summary"])
+    if cpcv:
+        ev.report["cpcv"] = cpcv
+    if search:
+        ev.report["search_rigour"] = search
     (folder / "evaluation.json").write_text(json.dumps(ev.report, indent=2, default=str))
     _save(models, EVALUATION, ev)
     _path(models, GATE_INPUTS).write_text(json.dumps(ev.evaluation, default=str))
-    return dg.MaterializeResult(metadata=evaluation_metadata(ev.report, passed=ev.passed, sheet=sheet))
+    meta = evaluation_metadata(ev.report, passed=ev.passed, sheet=sheet)
+    if cpcv:
+        meta |= cpcv_metadata(cpcv)
+    return dg.MaterializeResult(metadata=meta)
+
+
+def _cpcv(context: dg.AssetExecutionContext, models: ModelsResource, config) -> dict:
+    """Combinatorial purged CV of the learners on the training frame (``ModelsResource.cpcv``): the tear sheet's table."""
+    began = time.perf_counter()
+    frame = training_data.load_frame(_path(models, FRAME))
+    cpcv_config = CPCVConfig(n_groups=models.cpcv_groups, n_test_groups=models.cpcv_test_groups, k=config.backtest.k,
+                             periods_per_year=config.periods_per_year)
+    result = run_cpcv(frame, config.walk_forward, cpcv_config, families=models.cpcv_families, log=context.log.info)
+    summary = result.summary()
+    summary["seconds"] = round(time.perf_counter() - began, 1)
+    context.log.info(f"cpcv: {summary['splits']} splits, {summary['paths']} paths, {summary['seconds']} s; "
+                     f"PBO across learners {summary.get('pbo', float('nan')):.2f}")
+    return summary
 
 
 def _bars_and_oracle(warehouse: DuckDBResource, features: FeatureStoreResource, cv: CrossValidation):

@@ -75,3 +75,22 @@ def evaluation_metadata(report: Mapping[str, Any], *, passed: bool, sheet: Mappi
         "tearsheet": dg.MetadataValue.path(str(sheet["summary"])),
         "summary": dg.MetadataValue.md(embedded_summary(sheet)),
     }
+
+
+def cpcv_metadata(summary: Mapping[str, Any]) -> dict[str, object]:
+    """``model_evaluation``'s CPCV metadata (``ModelsResource.cpcv``): per learner the mean and 5th-percentile path
+    Sharpe and the mean IC, PBO across the learners, the seconds it took.
+
+    Example:
+        >>> cpcv_metadata({"members": {"xgboost": {"sharpe_mean": 1.23456, "sharpe_p5": 0.5, "ic_mean": 0.031234}},
+        ...                "pbo": 0.2, "seconds": 61.0, "paths": 5})["cpcv_sharpe_mean/xgboost"]
+        1.23
+    """
+    meta: dict[str, object] = {"cpcv_paths": summary["paths"], "cpcv_seconds": summary.get("seconds", math.nan)}
+    if "pbo" in summary:
+        meta["cpcv_pbo"] = rounded(float(summary["pbo"]), 3)
+    for family, m in summary["members"].items():
+        meta[f"cpcv_sharpe_mean/{family}"] = rounded(float(m["sharpe_mean"]), 2)
+        meta[f"cpcv_sharpe_p5/{family}"] = rounded(float(m["sharpe_p5"]), 2)
+        meta[f"cpcv_ic_mean/{family}"] = rounded(float(m["ic_mean"]))
+    return meta
