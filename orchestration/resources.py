@@ -44,6 +44,8 @@ class MarketSourceResource(dg.ConfigurableResource):
     alpaca_url: str | None = None
     #: synthetic only: plant the seeded split and dividend (SyntheticConfig.corporate_actions).
     corporate_actions: bool = False
+    #: synthetic only: ``equities`` or ``crypto`` (24/7 pairs; ``ALPHALINE_MARKET`` sets the default).
+    market: Literal["equities", "crypto"] = "equities"
 
     def source(self) -> BarSource:
         if self.kind == "alpaca":
@@ -56,7 +58,7 @@ class MarketSourceResource(dg.ConfigurableResource):
             SyntheticConfig(
                 seed=self.seed, n_symbols=self.n_symbols, n_sectors=self.n_sectors,
                 origin=dt.date.fromisoformat(self.origin), timeframe=self.timeframe, faults=dict(self.faults),
-                corporate_actions=self.corporate_actions,
+                corporate_actions=self.corporate_actions, market=self.market,
             )
         )
 
@@ -222,7 +224,7 @@ def build_resources(settings: Settings, dbt_project: DbtProject) -> dict[str, ob
             kind="alpaca", alpaca_symbols=[s for s in settings.alpaca_symbols.split(",") if s], origin=settings.market_start.isoformat()
         )
     else:
-        market = MarketSourceResource(origin=settings.market_start.isoformat())
+        market = MarketSourceResource(origin=settings.market_start.isoformat(), market=settings.market)
     trading = TradingResource.for_home(settings.home, mode=settings.trader_mode)
     return {
         "market": market,

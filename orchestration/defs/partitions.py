@@ -25,8 +25,15 @@ import dagster as dg
 EXCHANGE_TZ = "America/New_York"
 
 
-def trading_day_partitions(start: dt.date) -> dg.TimeWindowPartitionsDefinition:
-    """One partition per weekday from ``start``; today's exists already (``end_offset=1``) so the evening jobs can close it."""
+def trading_day_partitions(start: dt.date, market: str = "equities") -> dg.TimeWindowPartitionsDefinition:
+    """One partition per weekday from ``start``; today's exists already (``end_offset=1``) so the evening jobs can close it.
+
+    ``market="crypto"``: one partition per UTC day, weekends included (the 24/7 calendar).
+    """
+    if market == "crypto":
+        return dg.TimeWindowPartitionsDefinition(
+            cron_schedule="0 0 * * *", start=start.isoformat(), timezone="UTC", fmt="%Y-%m-%d", end_offset=1,
+        )
     return dg.TimeWindowPartitionsDefinition(
         cron_schedule="0 0 * * 1-5", start=start.isoformat(), timezone=EXCHANGE_TZ, fmt="%Y-%m-%d", end_offset=1,
     )

@@ -91,6 +91,7 @@ from trader.domain import (
     to_utc,
 )
 from trader.errors import BrokerError, BrokerRejectedError
+from trader.market_hours import active_profile
 
 BPS = Decimal(10_000)
 _NEW_YORK = ZoneInfo("America/New_York")
@@ -247,7 +248,7 @@ class SimBroker:
 
     def _corporate_actions(self, at: dt.datetime) -> None:
         """Apply the actions due by ``at``'s New York date, once each: positions split, dividends paid, last prices restated."""
-        day = at.astimezone(_NEW_YORK).date()
+        day = active_profile().trading_day(at)
         for action in self._actions:
             if action.ex_date > day:
                 break
@@ -330,7 +331,7 @@ class SimBroker:
     def _expired(self, w: _Working, bar: Bar) -> bool:
         if w.order.time_in_force is not TimeInForce.DAY:
             return False
-        session = bar.ts.astimezone(_NEW_YORK).date()
+        session = active_profile().trading_day(bar.ts)
         if w.session is None:
             w.session = session
         if session == w.session:
