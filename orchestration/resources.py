@@ -48,6 +48,8 @@ class MarketSourceResource(dg.ConfigurableResource):
     market: Literal["equities", "crypto"] = "equities"
 
     def source(self) -> BarSource:
+        if self.kind == "alpaca" and any("/" in s for s in self.alpaca_symbols):
+            return self._crypto_source()
         if self.kind == "alpaca":
             from orchestration.market.alpaca import AlpacaConfig, AlpacaSource
 
@@ -62,8 +64,21 @@ class MarketSourceResource(dg.ConfigurableResource):
             )
         )
 
+    def _crypto_source(self) -> BarSource:
+        """Alpaca crypto bars (pairs like ``BTC/USD``); a list mixing pairs and stock tickers is refused."""
+        from orchestration.errors import ConfigError
+        from orchestration.market.alpaca_crypto import AlpacaCryptoConfig, AlpacaCryptoSource
+
+        stocks = [s for s in self.alpaca_symbols if "/" not in s]
+        if stocks:
+            raise ConfigError(f"alpaca_symbols: {', '.join(stocks[:5])} are stocks beside crypto pairs; ingest them in separate runs")
+        return AlpacaCryptoSource(AlpacaCryptoConfig(symbols=tuple(self.alpaca_symbols), timeframe=self.timeframe,
+                                                     url_override=self.alpaca_url))
+
     def actions_source(self) -> ActionSource:
         """Where splits and dividends come from: Alpaca's corporate-actions API, or the synthetic market's plan."""
+        if self.kind == "alpaca" and any("/" in s for s in self.alpaca_symbols):
+            return self._crypto_source()  # crypto pairs have no splits or dividends: always none
         if self.kind == "alpaca":
             from orchestration.market.alpaca import AlpacaConfig
             from orchestration.market.alpaca_actions import AlpacaCorporateActions
