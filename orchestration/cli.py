@@ -39,8 +39,6 @@ from orchestration.settings import DEMO_AS_OF, Settings, describe_invalid, prepa
 
 DEMO_SESSIONS = 250  # about one year of 15-minute bars: ~312k bars for 48 symbols
 DEMO_TRAIN_SESSIONS = 120
-#: The crypto demo's learners: a 24/7 session has 96 bars (26 on XNYS), so it trains on ~4x the rows per session.
-CRYPTO_DEMO_FAMILIES = ("sklearn_ridge", "sklearn_hgb", "lightgbm")
 
 
 def _session_range(sessions: int, settings: Settings, end: dt.date | None) -> tuple[str, str]:
@@ -295,10 +293,7 @@ def _demo_training(settings: Settings, train_sessions: int) -> dict[str, Any]:
 
     ``alphaline models train`` (and the daily schedule) use the resource's defaults: all history, 4 folds.
     """
-    config = {"home": str(settings.home), "n_folds": 3, "train_sessions": train_sessions, "holdout_sessions": 1}
-    if settings.market == "crypto":  # 96 bars a session: the lighter learners keep the demo within CI's minutes
-        config["families"] = list(CRYPTO_DEMO_FAMILIES)
-    return config
+    return {"home": str(settings.home), "n_folds": 3, "train_sessions": train_sessions, "holdout_sessions": 1}
 
 
 def run() -> None:

@@ -33,10 +33,14 @@ class TradingCalendar(Protocol):
 
 
 @functools.lru_cache(maxsize=4)
-def _calendar(name: str):  # -> exchange_calendars.ExchangeCalendar (imported lazily: it pulls pandas)
+def exchange_calendar(name: str):  # -> exchange_calendars.ExchangeCalendar (imported lazily: it pulls pandas)
+    """The ``exchange_calendars`` calendar ``name`` (``XNYS``, ``24/7``), built once per process."""
     import exchange_calendars
 
     return exchange_calendars.get_calendar(name)
+
+
+_calendar = exchange_calendar
 
 
 class MarketCalendar:

@@ -144,7 +144,11 @@ class SyntheticConfig:
 
     @property
     def coefficients(self) -> dict[str, float]:
-        """:data:`ALPHA` with this market's overrides."""
+        """:data:`ALPHA` (crypto: with :data:`~orchestration.market.synthetic_crypto.CRYPTO_ALPHA`) and this market's overrides."""
+        if self.market == "crypto":
+            from orchestration.market.synthetic_crypto import CRYPTO_ALPHA
+
+            return {**ALPHA, **CRYPTO_ALPHA, **self.alpha}
         return {**ALPHA, **self.alpha}
 
     def key(self) -> tuple:

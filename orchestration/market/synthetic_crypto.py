@@ -6,6 +6,8 @@ Same generator and planted alpha as the equities market (:mod:`orchestration.mar
   (layer 1, DeFi, payments, ...);
 * the ``24/7`` calendar: every UTC day is one session of 96 fifteen-minute bars, so there is no overnight gap
   (the gap-reversal effect never fires; the other three effects carry the signal);
+* a stronger short-horizon reversal (:data:`CRYPTO_ALPHA`): with no gaps, the residual reversal carries more of
+  the signal; the oracle's cross-sectional IC at 4 bars is about 0.13 on 6 pairs (0.07 with the equities' 0.12);
 * price levels near each pair's (round-number) market level, with decimals; volume in coins, fractional.
 
 Example:
@@ -45,6 +47,8 @@ PAIRS: tuple[tuple[str, str, float], ...] = (
     ("MKR/USD", "DEFI", 1_500.0),
 )
 CRYPTO_SECTORS = ("L1", "DEFI", "PAYMENTS")
+#: The crypto market's changes to the planted alpha (:data:`orchestration.market.synthetic.ALPHA`).
+CRYPTO_ALPHA: dict[str, float] = {"residual_reversal": 0.25}
 #: Volume is in coins and fractional: kept to this many decimals.
 VOLUME_DECIMALS = 6
 

@@ -151,3 +151,26 @@ def test_alpaca_crypto_bars_through_alpaca_py(fake_crypto_url):
     bad = AlpacaCryptoSource(AlpacaCryptoConfig(symbols=("FAIL/USD",), url_override=fake_crypto_url))
     with pytest.raises(SourceError, match=r"^alpaca: GET /v1beta3/crypto/us/bars \(symbols FAIL/USD .*HTTP 422"):
         bad.fetch(dt.datetime(2024, 3, 3, 12, tzinfo=UTC), dt.datetime(2024, 3, 3, 13, tzinfo=UTC), now=dt.datetime(2024, 3, 4, tzinfo=UTC))
+
+
+def test_daily_jobs_run_every_day_after_the_crypto_cut_and_weekdays_for_equities(monkeypatch):
+    import dagster as dg
+
+    from orchestration.defs.compliance.schedules import eod_request
+    from orchestration.defs.features.schedules import intraday_request
+    from orchestration.defs.market.schedules import ingest_request
+    from orchestration.defs.partitions import daily_schedule
+
+    monkeypatch.setenv("ALPHALINE_MARKET", "crypto")
+    assert daily_schedule("30 17 * * 1-5", 30) == ("30 0 * * *", "UTC")
+    monday_0030 = dt.datetime(2024, 3, 4, 0, 30, tzinfo=UTC)
+    assert eod_request(monday_0030).partition_key == "2024-03-03"  # Sunday closed at the midnight cut
+    assert ingest_request(monday_0030).partition_key == "2024-03-03"
+    assert intraday_request(dt.datetime(2024, 3, 4, 0, 1, tzinfo=UTC)).partition_key == "2024-03-03"  # the 23:45 bar
+    assert intraday_request(dt.datetime(2024, 3, 3, 12, 16, tzinfo=UTC)).partition_key == "2024-03-03"
+    monkeypatch.setenv("ALPHALINE_EOD_CUTOFF", "17:00")
+    assert daily_schedule("30 17 * * 1-5", 30) == ("30 17 * * *", "UTC")
+    monkeypatch.setenv("ALPHALINE_MARKET", "equities")
+    assert daily_schedule("30 17 * * 1-5", 30) == ("30 17 * * 1-5", "America/New_York")
+    assert isinstance(eod_request(dt.datetime(2024, 3, 3, 22, 30, tzinfo=UTC)), dg.SkipReason)  # Sunday: no XNYS session
+    assert isinstance(intraday_request(dt.datetime(2024, 3, 3, 17, 16, tzinfo=UTC)), dg.SkipReason)
