@@ -296,7 +296,9 @@ class FakeAlpaca:
         return 204, None
 
     def _positions(self, method: str, query: dict[str, str]) -> Any:
-        rows = [{"asset_id": str(uuid.uuid4()), "symbol": s, "exchange": "NASDAQ", "asset_class": "us_equity",
+        # like Alpaca, a crypto position is listed without its slash (BTC/USD → BTCUSD)
+        rows = [{"asset_id": str(uuid.uuid4()), "symbol": s.replace("/", ""), "exchange": "CRYPTO" if "/" in s else "NASDAQ",
+                 "asset_class": "crypto" if "/" in s else "us_equity",
                  "avg_entry_price": str(p["avg"]), "qty": str(p["qty"]), "side": "long" if p["qty"] > 0 else "short",
                  "cost_basis": str(p["qty"] * p["avg"])} for s, p in sorted(self.positions.items())]
         if method == "GET":

@@ -234,10 +234,30 @@ def fill_from_activity(act: dict[str, Any], *, client_order_id: ClientOrderId, v
                 ts=parse_time(act["transaction_time"], "activity.transaction_time"), venue=venue, account=account)
 
 
+#: Quote currencies of Alpaca's crypto pairs, longest first: a position's ``BTCUSDT`` is ``BTC/USDT``.
+_QUOTES = ("USDT", "USDC", "USD", "BTC")
+
+
+def pair_symbol(symbol: str, asset_class: str | None) -> Symbol:
+    """Alpaca lists crypto positions without the slash (``BTCUSD``); orders and bars use ``BTC/USD``.
+
+    Example:
+        >>> pair_symbol("BTCUSD", "crypto"), pair_symbol("ETH/USD", "crypto"), pair_symbol("AAPL", "us_equity")
+        ('BTC/USD', 'ETH/USD', 'AAPL')
+    """
+    if asset_class != "crypto" or "/" in symbol:
+        return Symbol(symbol)
+    for quote in _QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return Symbol(f"{symbol[: -len(quote)]}/{quote}")
+    return Symbol(symbol)
+
+
 def position_from_alpaca(raw: AlpacaPosition) -> BrokerPosition:
     qty = abs(dec(raw.qty, "position.qty"))
     sign = -1 if str(getattr(raw.side, "value", raw.side)) == "short" else 1
-    return BrokerPosition(symbol=Symbol(raw.symbol), qty=sign * qty, avg_entry_price=dec(raw.avg_entry_price, "avg_entry_price"))
+    asset_class = str(getattr(raw.asset_class, "value", raw.asset_class)) if raw.asset_class is not None else None
+    return BrokerPosition(symbol=pair_symbol(raw.symbol, asset_class), qty=sign * qty, avg_entry_price=dec(raw.avg_entry_price, "avg_entry_price"))
 
 
 def account_from_alpaca(raw: TradeAccount) -> BrokerAccount:
