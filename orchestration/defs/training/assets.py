@@ -61,7 +61,9 @@ def _save(models: ModelsResource, name: str, obj: object) -> None:
 
 
 def _config(models: ModelsResource, features: FeatureStoreResource):
-    return models.config(periods_per_year(features.timeframe))
+    from trader.market_hours import active_profile
+
+    return models.config(periods_per_year(features.timeframe, active_profile().calendar))  # crypto: 96 bars × 365 days
 
 
 @dg.asset(group_name=GROUP, deps=FEATURE_ASSETS, kinds={"feast", "polars"})
