@@ -69,7 +69,9 @@ def run(date_: dt.datetime, trader_mode: str, allow_short: bool) -> None:
     if day > settings.profile.trading_day(dt.datetime.now(dt.UTC)):
         raise ConfigError(f"--date {day}: in the future")
     if not is_session(day):
-        raise ConfigError(f"--date {day}: not a {settings.profile.calendar} session (weekend or exchange holiday): nothing to close")
+        calendar = settings.profile.calendar
+        raise ConfigError(f"--date {day}: not {'an' if calendar == 'XNYS' else 'a'} {calendar} session (weekend or exchange holiday): "
+                          "nothing to close")
     _require_session_data(settings, day, trader_mode)
     click.echo(f"EOD compliance for {day} (ALPHALINE_HOME={settings.home})")
     resource = _resource(settings, trader_mode, allow_short=allow_short)
