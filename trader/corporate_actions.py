@@ -52,7 +52,6 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from zoneinfo import ZoneInfo
 
 from trader.domain import ZERO, Position, Symbol, to_decimal, to_symbol
 from trader.errors import BrokerError, DomainError
@@ -63,7 +62,6 @@ if TYPE_CHECKING:
     from trader.store import TraderStore
 
 KINDS = ("split", "cash_dividend")
-_NEW_YORK = ZoneInfo("America/New_York")
 
 
 def session_date(ts: dt.datetime) -> dt.date:

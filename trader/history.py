@@ -33,7 +33,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 from trader.brokers.bars import Bar, BarFeed
 from trader.domain import Symbol
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
 
     from trader.config import TraderConfig
 
-_NEW_YORK = ZoneInfo("America/New_York")
 _OVERLAP = dt.timedelta(days=1)
 
 

@@ -53,7 +53,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from trader.brokers.bars import TIMEFRAMES, Bar, BarFeed
 from trader.brokers.base import Broker
@@ -97,7 +96,6 @@ _DAY = dt.timedelta(days=1)
 _MINUTE = dt.timedelta(minutes=1)
 _EVENT_KINDS = {"OrderAccepted": "order_accepted", "OrderFilled": "fill", "OrderRejected": "order_rejected",
                 "OrderCanceled": "order_canceled", "OrderExpired": "order_expired"}
-_NEW_YORK = ZoneInfo("America/New_York")
 
 
 _NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)

@@ -62,7 +62,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_FLOOR, Decimal
-from zoneinfo import ZoneInfo
 
 from trader.brokers.bars import Bar, BarFeed
 from trader.brokers.base import BrokerAccount, BrokerPosition, check_linked
@@ -94,7 +93,6 @@ from trader.errors import BrokerError, BrokerRejectedError
 from trader.market_hours import active_profile
 
 BPS = Decimal(10_000)
-_NEW_YORK = ZoneInfo("America/New_York")
 _UNSUPPORTED_TIF = frozenset({TimeInForce.OPG, TimeInForce.CLS})
 _STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
 _HUNDRED = Decimal(100)

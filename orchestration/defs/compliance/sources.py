@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -32,9 +31,6 @@ from trader.compliance.corporate_actions import LedgerAction
 from trader.store import TraderStore
 from trader.store_schema import corporate_actions as actions_table
 from trader.store_schema import fills as fills_table
-
-EXCHANGE = "XNYS"
-NY = ZoneInfo("America/New_York")
 
 
 def _calendar() -> str:
