@@ -42,7 +42,7 @@ DEMO_TRAIN_SESSIONS = 120
 
 
 def _session_range(sessions: int, settings: Settings, end: dt.date | None) -> tuple[str, str]:
-    """The last ``sessions`` XNYS sessions up to ``end`` (``None``: the latest complete one by the clock) as partition keys.
+    """The last ``sessions`` sessions of the market's calendar (XNYS; crypto: 24/7) up to ``end`` (``None``: the latest complete one by the clock) as partition keys.
 
     Only ``end=None`` reads the clock; a pinned ``end`` gives the same range on any day.
     """
@@ -50,9 +50,10 @@ def _session_range(sessions: int, settings: Settings, end: dt.date | None) -> tu
 
     now = dt.datetime.now(dt.UTC)
     last_day = end or now.date()
-    s = xnys_sessions("XNYS", settings.market_start, last_day)
+    calendar = settings.profile.calendar
+    s = xnys_sessions(calendar, settings.market_start, last_day)
     if s.is_empty():
-        raise ConfigError(f"no XNYS session between ALPHALINE_MARKET_START={settings.market_start} and {last_day}")
+        raise ConfigError(f"no {calendar} session between ALPHALINE_MARKET_START={settings.market_start} and {last_day}")
     if end is None:
         s = s.filter(s["close_ts"] <= now)
     elif s["close_ts"][-1] > now:
@@ -108,7 +109,11 @@ def main() -> None:
 
 @main.command()
 @click.option("--sessions", default=DEMO_SESSIONS, show_default=True, type=click.IntRange(1, 5000), help="Trading days of history.")
-@click.option("--symbols", "n_symbols", default=48, show_default=True, type=click.IntRange(1, 676))
+@click.option("--symbols", "n_symbols", default=None, type=click.IntRange(1, 676),
+              help="Symbols in the universe [default: 48; crypto: 6 pairs, at most 12].")
+@click.option("--market", type=click.Choice(["equities", "crypto"]), default=None,
+              help="equities (XNYS sessions) or crypto (24/7 pairs BTC/USD, ...; fractional fills) [default: ALPHALINE_MARKET "
+                   "or equities].")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--as-of", "as_of", default=None, metavar="YYYY-MM-DD|today",
               help=f"Last session of the data [default: {DEMO_AS_OF}, pinned so every day gives the same demo]; "
@@ -116,18 +121,22 @@ def main() -> None:
 @click.option("--train/--no-train", default=True, show_default=True, help="Train, gate and register the models after the features.")
 @click.option("--train-sessions", default=DEMO_TRAIN_SESSIONS, show_default=True, type=click.IntRange(20, 5000),
               help="Sessions the models train on (the newest, before the held-out one).")
-def demo(sessions: int, n_symbols: int, seed: int, as_of: str | None, train: bool, train_sessions: int) -> None:
+def demo(sessions: int, n_symbols: int | None, market: str | None, seed: int, as_of: str | None, train: bool,
+         train_sessions: int) -> None:
     """Run the whole pipeline on the synthetic market and say where to look.
 
     The same options give the same bars, model metrics, orders and equity on any day:
     the data window ends at ``--as-of`` (pinned in code), never at today's date unless asked.
     """
+    if market:
+        os.environ["ALPHALINE_MARKET"] = market  # every step (Dagster runs, the trader subprocess) reads the same profile
     settings = Settings()
+    n_symbols = n_symbols or (6 if settings.market == "crypto" else 48)
     start, end = _session_range(sessions, settings, _as_of(as_of, DEMO_AS_OF))
     _set_aside_earlier_demo(settings)
     prepare_environment(settings)
     record_first_session(settings, dt.date.fromisoformat(start))  # the partitions begin where the data does
-    click.echo(f"Alphaline demo: synthetic market, {n_symbols} symbols, seed {seed}, sessions {start} .. {end} (as of {end})")
+    click.echo(f"Alphaline demo: synthetic {'crypto ' if settings.market == 'crypto' else ''}market, {n_symbols} symbols, seed {seed}, sessions {start} .. {end} (as of {end})")
     click.echo(f"  ALPHALINE_HOME={settings.home}")
     t0 = time.monotonic()
     from orchestration.defs.market.schedules import INGEST_JOB
@@ -135,7 +144,7 @@ def demo(sessions: int, n_symbols: int, seed: int, as_of: str | None, train: boo
     run_job(
         INGEST_JOB,
         tags=_range_tags(start, end),
-        run_config={"resources": {"market": {"config": {"n_symbols": n_symbols, "seed": seed}}}},
+        run_config={"resources": {"market": {"config": {"n_symbols": n_symbols, "seed": seed, "market": settings.market}}}},
     )
     _print_summary(settings)
     print_feature_summary(settings)

@@ -65,17 +65,19 @@ def compliance() -> None:
 def run(date_: dt.datetime, trader_mode: str, allow_short: bool) -> None:
     """Run the EOD compliance job for one session, then show what was written, verified and sealed."""
     from orchestration.defs.compliance.schedules import EOD_JOB
-    from orchestration.defs.compliance.sources import NY, is_session
+    from orchestration.defs.compliance.sources import is_session
 
     day = date_.date()
     settings = prepare_environment(Settings())
     if day < settings.first_partition:
         raise ConfigError(f"--date {day}: before the first partition {settings.first_partition} (no bars ingested before it; "
                           "ALPHALINE_PARTITIONS_START moves it)")
-    if day > dt.datetime.now(NY).date():
+    if day > settings.profile.trading_day(dt.datetime.now(dt.UTC)):
         raise ConfigError(f"--date {day}: in the future")
     if not is_session(day):
-        raise ConfigError(f"--date {day}: not an XNYS session (weekend or exchange holiday): nothing to close")
+        calendar = settings.profile.calendar
+        raise ConfigError(f"--date {day}: not {'an' if calendar == 'XNYS' else 'a'} {calendar} session (weekend or exchange holiday): "
+                          "nothing to close")
     _require_session_data(settings, day, trader_mode)
     click.echo(f"EOD compliance for {day} (ALPHALINE_HOME={settings.home})")
     resource = _resource(settings, trader_mode, allow_short=allow_short)

@@ -41,6 +41,8 @@ def trader_config(settings: Settings, url: str) -> Path:
     config["universe"] = _universe(settings)  # the demo's own symbols: `--symbols` may ask for fewer than 48
     config["prediction"]["url"] = url
     config["prediction"]["timeout_s"] = 30  # as_of predictions run Feast's point-in-time join on each call
+    if settings.market == "crypto":  # long only (no crypto shorts), fractional coins; the market never closes
+        config["sizing"].update(mode="long_only", k=2, fractional=True, qty_decimals=4, min_order_notional=10)
     path = settings.home / "trader" / "demo.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -148,6 +150,6 @@ def close_the_day(settings: Settings) -> None:
     if not fills:
         click.echo("\nCompliance: the simulated session had no fills; nothing to close")
         return
-    day = max(f.ts for f in fills).astimezone(NEW_YORK).date()
+    day = settings.profile.trading_day(max(f.ts for f in fills))
     click.echo(f"\nCompliance: EOD run for {day} on the simulated fills ...")
     compliance_run.callback(date_=dt.datetime.combine(day, dt.time()), trader_mode="sim", allow_short=True)

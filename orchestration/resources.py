@@ -44,8 +44,12 @@ class MarketSourceResource(dg.ConfigurableResource):
     alpaca_url: str | None = None
     #: synthetic only: plant the seeded split and dividend (SyntheticConfig.corporate_actions).
     corporate_actions: bool = False
+    #: synthetic only: ``equities`` or ``crypto`` (24/7 pairs; ``ALPHALINE_MARKET`` sets the default).
+    market: Literal["equities", "crypto"] = "equities"
 
     def source(self) -> BarSource:
+        if self.kind == "alpaca" and any("/" in s for s in self.alpaca_symbols):
+            return self._crypto_source()
         if self.kind == "alpaca":
             from orchestration.market.alpaca import AlpacaConfig, AlpacaSource
 
@@ -56,12 +60,25 @@ class MarketSourceResource(dg.ConfigurableResource):
             SyntheticConfig(
                 seed=self.seed, n_symbols=self.n_symbols, n_sectors=self.n_sectors,
                 origin=dt.date.fromisoformat(self.origin), timeframe=self.timeframe, faults=dict(self.faults),
-                corporate_actions=self.corporate_actions,
+                corporate_actions=self.corporate_actions, market=self.market,
             )
         )
 
+    def _crypto_source(self) -> BarSource:
+        """Alpaca crypto bars (pairs like ``BTC/USD``); a list mixing pairs and stock tickers is refused."""
+        from orchestration.errors import ConfigError
+        from orchestration.market.alpaca_crypto import AlpacaCryptoConfig, AlpacaCryptoSource
+
+        stocks = [s for s in self.alpaca_symbols if "/" not in s]
+        if stocks:
+            raise ConfigError(f"alpaca_symbols: {', '.join(stocks[:5])} are stocks beside crypto pairs; ingest them in separate runs")
+        return AlpacaCryptoSource(AlpacaCryptoConfig(symbols=tuple(self.alpaca_symbols), timeframe=self.timeframe,
+                                                     url_override=self.alpaca_url))
+
     def actions_source(self) -> ActionSource:
         """Where splits and dividends come from: Alpaca's corporate-actions API, or the synthetic market's plan."""
+        if self.kind == "alpaca" and any("/" in s for s in self.alpaca_symbols):
+            return self._crypto_source()  # crypto pairs have no splits or dividends: always none
         if self.kind == "alpaca":
             from orchestration.market.alpaca import AlpacaConfig
             from orchestration.market.alpaca_actions import AlpacaCorporateActions
@@ -228,7 +245,7 @@ def build_resources(settings: Settings, dbt_project: DbtProject) -> dict[str, ob
             kind="alpaca", alpaca_symbols=[s for s in settings.alpaca_symbols.split(",") if s], origin=settings.market_start.isoformat()
         )
     else:
-        market = MarketSourceResource(origin=settings.market_start.isoformat())
+        market = MarketSourceResource(origin=settings.market_start.isoformat(), market=settings.market)
     trading = TradingResource.for_home(settings.home, mode=settings.trader_mode)
     return {
         "market": market,

@@ -16,10 +16,13 @@ import os
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from trader.market_hours import MarketProfile
 
 # Tools in the stack that report usage over the network unless told not to.
 _TELEMETRY_OFF = {
@@ -53,6 +56,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path(".alphaline"), description="Root of all state.")
     deployment: Literal["local", "prod"] = "local"
+    market: Literal["equities", "crypto"] = Field(
+        default="equities", description="equities: XNYS sessions (New York days); crypto: 24/7, every UTC day a session.")
+    eod_cutoff: str = Field(default="", description="crypto: where a trading day ends (HH:MM UTC; empty: midnight UTC).")
     market_start: dt.date = Field(
         default=dt.date(2024, 1, 2),
         description="Origin of the synthetic market: the first day any bar can exist.",
@@ -101,6 +107,21 @@ class Settings(BaseSettings):
         if warn in info.data and v < info.data[warn]:
             raise ValueError(f"must not be below ALPHALINE_{warn.upper()} ({info.data[warn]})")
         return v
+
+    @field_validator("eod_cutoff")
+    @classmethod
+    def _cutoff_is_a_time(cls, v: str) -> str:
+        from trader.market_hours import market_profile
+
+        market_profile("crypto", cutoff=v)  # ValueError: not HH:MM
+        return v
+
+    @cached_property
+    def profile(self) -> MarketProfile:
+        """The market profile: calendar, trading day and EOD cut (:mod:`trader.market_hours`)."""
+        from trader.market_hours import market_profile
+
+        return market_profile(self.market, cutoff=self.eod_cutoff)
 
     @field_validator("home")
     @classmethod
@@ -238,6 +259,8 @@ def prepare_environment(settings: Settings) -> Settings:
     for key, value in _TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)
     os.environ["ALPHALINE_HOME"] = str(settings.home)
+    os.environ["ALPHALINE_MARKET"] = settings.market  # the trader and every Dagster step read the same profile
+    os.environ["ALPHALINE_EOD_CUTOFF"] = settings.eod_cutoff
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     os.environ["ALPHALINE_WAREHOUSE"] = str(settings.warehouse_path)
     # BentoML's model store (the registry) lives under ALPHALINE_HOME too (DESIGN.md §2).

@@ -24,7 +24,7 @@ UTC = dt.UTC
 pytest_plugins = ["tests.servers"]
 
 
-_ENV = ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH", "ALPHALINE_WAREHOUSE")
+_ENV = ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH", "ALPHALINE_WAREHOUSE", "ALPHALINE_MARKET", "ALPHALINE_EOD_CUTOFF")
 
 
 @pytest.fixture(scope="session")

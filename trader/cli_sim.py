@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import click
 import sqlalchemy as sa
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 from trader.brokers.base import Broker
 from trader.config import TraderConfig
 from trader.errors import TraderError
+from trader.market_hours import active_profile
 from trader.runner import Tick, replay_ticks, session_start
 from trader.store import TraderStore, sqlite_file
 
@@ -161,7 +161,9 @@ def _move_aside(path: Path) -> Path:
     return aside
 
 
-def sim_session(store: TraderStore, replay: Replay, *, cash: Decimal | None, replaced: dict[str, Any] | None) -> Session:
+def sim_session(store: TraderStore, replay: Replay, *, cash: Decimal | None, replaced: dict[str, Any] | None,
+                lot_size: Decimal = Decimal(1)) -> Session:
+    """The simulated venue over ``replay``; ``lot_size`` is its fill unit (``sizing.fractional``: 10^-qty_decimals)."""
     from trader.brokers.bars import InMemoryBars
     from trader.brokers.sim import SimBroker, SimConfig
 
@@ -177,7 +179,7 @@ def sim_session(store: TraderStore, replay: Replay, *, cash: Decimal | None, rep
         cash = Decimal(opened.payload["cash"])
     last = store.latest_audit("cycle")
     resume_at = dt.datetime.fromisoformat(last.payload["ts"]) if last else None
-    broker = SimBroker(InMemoryBars(bars, timeframe=replay.timeframe), config=SimConfig(initial_cash=cash),
+    broker = SimBroker(InMemoryBars(bars, timeframe=replay.timeframe), config=SimConfig(initial_cash=cash, lot_size=lot_size),
                        start=resume_at or bars[0].ts, actions=replay.actions)
     if resume_at is not None:  # the simulator keeps no state: rebuild it from the store
         broker.restore(orders=store.list_orders(), fills=store.list_fills())
@@ -197,4 +199,4 @@ def latest_day(path: Path) -> dt.date:
         raise TraderError(f"{path}: cannot read marts.bars ({str(exc).splitlines()[0]})") from None
     if latest is None:
         raise TraderError(f"{path}: marts.bars has no {TIMEFRAME} bars")
-    return latest.astimezone(ZoneInfo("America/New_York")).date()
+    return active_profile().trading_day(latest)

@@ -169,6 +169,11 @@ class SizingConfig(_Model):
     #: Largest |Σ weights| (long minus short) of the targets; the heavier side is scaled down. ``None``: no cap.
     max_net_weight: Annotated[Decimal, Field(ge=0, le=10)] | None = None
 
+    @property
+    def lot_size(self) -> Decimal:
+        """The smallest quantity step: ``10^-qty_decimals`` when ``fractional`` (0.0001 BTC at 4), else one share."""
+        return Decimal(1).scaleb(-self.qty_decimals) if self.fractional else Decimal(1)
+
 
 class UniverseConfig(_Model):
     symbols: Annotated[tuple[Ticker, ...], Field(min_length=1)]

@@ -52,22 +52,21 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from zoneinfo import ZoneInfo
 
 from trader.domain import ZERO, Position, Symbol, to_decimal, to_symbol
 from trader.errors import BrokerError, DomainError
+from trader.market_hours import active_profile
 
 if TYPE_CHECKING:
     from trader.brokers.bars import BarFeed
     from trader.store import TraderStore
 
 KINDS = ("split", "cash_dividend")
-_NEW_YORK = ZoneInfo("America/New_York")
 
 
 def session_date(ts: dt.datetime) -> dt.date:
-    """The New York date of ``ts``: the session an ex-date is compared with."""
-    return ts.astimezone(_NEW_YORK).date()
+    """The trading day of ``ts`` (New York date; crypto: the UTC day): the session an ex-date is compared with."""
+    return active_profile().trading_day(ts)
 
 
 @dataclass(frozen=True)

@@ -33,17 +33,16 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 from trader.brokers.bars import Bar, BarFeed
 from trader.domain import Symbol
+from trader.market_hours import active_profile
 
 if TYPE_CHECKING:
     import numpy as np
 
     from trader.config import TraderConfig
 
-_NEW_YORK = ZoneInfo("America/New_York")
 _OVERLAP = dt.timedelta(days=1)
 
 
@@ -80,12 +79,12 @@ def snapshot_from_bars(bars: Sequence[Bar], symbols: Sequence[str], *, asof: dt.
     row = {t: i for i, t in enumerate(times)}
     closes = np.full((len(times), len(cols)), np.nan)
     volume: dict[tuple[Symbol, dt.date], Decimal] = {}
-    today = asof.astimezone(_NEW_YORK).date()
+    today = active_profile().trading_day(asof)
     for b in bars:
         if b.symbol not in col:
             continue
         closes[row[b.ts], col[b.symbol]] = float(b.close)
-        day = b.ts.astimezone(_NEW_YORK).date()
+        day = active_profile().trading_day(b.ts)
         if day < today:  # only complete sessions count for ADV
             volume[(b.symbol, day)] = volume.get((b.symbol, day), Decimal(0)) + b.volume
     returns = closes[1:] / closes[:-1] - 1.0 if len(times) > 1 else np.empty((0, len(cols)))

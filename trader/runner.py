@@ -53,7 +53,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from trader.brokers.bars import TIMEFRAMES, Bar, BarFeed
 from trader.brokers.base import Broker
@@ -85,6 +84,7 @@ from trader.errors import (
 from trader.execution import ExecutionDesk, lineage
 from trader.exits import ExitMonitor
 from trader.history import MarketHistory, MarketSnapshot
+from trader.market_hours import active_profile
 from trader.predictions import PredictionBatch, PredictionClient
 from trader.risk import RiskContext, RiskDecision, RiskEngine
 from trader.sizing import size_orders
@@ -96,7 +96,6 @@ _DAY = dt.timedelta(days=1)
 _MINUTE = dt.timedelta(minutes=1)
 _EVENT_KINDS = {"OrderAccepted": "order_accepted", "OrderFilled": "fill", "OrderRejected": "order_rejected",
                 "OrderCanceled": "order_canceled", "OrderExpired": "order_expired"}
-_NEW_YORK = ZoneInfo("America/New_York")
 
 
 _NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -123,9 +122,13 @@ def _step(timeframe: str) -> dt.timedelta:
 
 
 def session_start(ts: dt.datetime | dt.date) -> dt.datetime:
-    """Midnight in New York of the trading day ``ts`` falls on (or of the date), in UTC (the daily loss baseline)."""
-    day = ts.astimezone(_NEW_YORK).date() if isinstance(ts, dt.datetime) else ts
-    return dt.datetime.combine(day, dt.time(), _NEW_YORK).astimezone(dt.UTC)
+    """Start of the trading day ``ts`` falls on (or of the date), in UTC (the daily loss baseline).
+
+    Equities: midnight in New York; crypto (``ALPHALINE_MARKET=crypto``): the EOD cut, midnight UTC by default.
+    """
+    profile = active_profile()
+    day = profile.trading_day(ts) if isinstance(ts, dt.datetime) else ts
+    return profile.day_start(day)
 
 
 def replay_ticks(bars: Iterable[Bar], *, timeframe: str = "15m") -> list[Tick]:

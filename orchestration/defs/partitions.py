@@ -25,8 +25,47 @@ import dagster as dg
 EXCHANGE_TZ = "America/New_York"
 
 
-def trading_day_partitions(start: dt.date) -> dg.TimeWindowPartitionsDefinition:
-    """One partition per weekday from ``start``; today's exists already (``end_offset=1``) so the evening jobs can close it."""
+def trading_day_partitions(start: dt.date, market: str = "equities") -> dg.TimeWindowPartitionsDefinition:
+    """One partition per weekday from ``start``; today's exists already (``end_offset=1``) so the evening jobs can close it.
+
+    ``market="crypto"``: one partition per UTC day, weekends included (the 24/7 calendar).
+    """
+    if market == "crypto":
+        return dg.TimeWindowPartitionsDefinition(
+            cron_schedule="0 0 * * *", start=start.isoformat(), timezone="UTC", fmt="%Y-%m-%d", end_offset=1,
+        )
     return dg.TimeWindowPartitionsDefinition(
         cron_schedule="0 0 * * 1-5", start=start.isoformat(), timezone=EXCHANGE_TZ, fmt="%Y-%m-%d", end_offset=1,
     )
+
+
+def daily_schedule(equities_cron: str, minutes_after_cut: int) -> tuple[str, str]:
+    """``(cron, timezone)`` of a daily job under the market profile (``ALPHALINE_MARKET``).
+
+    Equities: ``equities_cron`` (weekdays) in New York, unchanged. Crypto: every day, ``minutes_after_cut`` after
+    the EOD cut (``ALPHALINE_EOD_CUTOFF``, midnight UTC by default), in UTC.
+
+    Example (``ALPHALINE_MARKET=crypto``, cut at midnight UTC)::
+
+        daily_schedule("30 17 * * 1-5", 30)  # ('30 0 * * *', 'UTC'); equities: ('30 17 * * 1-5', 'America/New_York')
+    """
+    from trader.market_hours import active_profile
+
+    profile = active_profile()
+    if profile.name != "crypto":
+        return equities_cron, EXCHANGE_TZ
+    at = dt.datetime.combine(dt.date(2000, 1, 1), profile.cutoff) + dt.timedelta(minutes=minutes_after_cut)
+    return f"{at.minute} {at.hour} * * *", "UTC"
+
+
+def day_just_closed(when: dt.datetime) -> dt.date:
+    """The trading day a daily job at ``when`` closes: the New York date (equities' evening jobs), or for crypto
+    the day that ended at the last EOD cut before ``when``."""
+    from zoneinfo import ZoneInfo
+
+    from trader.market_hours import active_profile
+
+    profile = active_profile()
+    if profile.name == "crypto":
+        return profile.trading_day(when) - dt.timedelta(days=1)
+    return when.astimezone(ZoneInfo(EXCHANGE_TZ)).date()

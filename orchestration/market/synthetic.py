@@ -112,14 +112,26 @@ class SyntheticConfig:
     #: Plant a seeded 2-for-1 split and a cash dividend (:data:`ACTION_SESSIONS`) in the raw prices (off by default:
     #: the demo's numbers are pinned on the unsplit market).
     corporate_actions: bool = False
+    #: ``equities`` (XNYS sessions, tickers AAA..) or ``crypto`` (24/7 UTC days, pairs BTC/USD..: see
+    #: :mod:`orchestration.market.synthetic_crypto`).
+    market: str = "equities"
 
     def __post_init__(self) -> None:
+        if self.market not in ("equities", "crypto"):
+            raise ConfigError(f"market={self.market!r}: choose equities or crypto")
+        if self.market == "crypto" and self.corporate_actions:
+            raise ConfigError("corporate_actions=True: the crypto market has no splits or dividends")
         if not 1 <= self.n_sectors <= len(SECTORS):
             raise ConfigError(f"n_sectors={self.n_sectors}: must be between 1 and {len(SECTORS)}")
         if self.timeframe == "1d":
             raise ConfigError("timeframe='1d': the synthetic market generates intraday bars only")
         timeframe_delta(self.timeframe)
-        symbol_names(self.n_symbols)
+        if self.market == "crypto":
+            from orchestration.market.synthetic_crypto import crypto_names
+
+            crypto_names(self.n_symbols)
+        else:
+            symbol_names(self.n_symbols)
         unknown = set(self.faults) - set(FAULT_REASONS)
         if unknown:
             raise ConfigError(f"faults: unknown class(es) {sorted(unknown)}; known: {sorted(FAULT_REASONS)}")
@@ -132,12 +144,16 @@ class SyntheticConfig:
 
     @property
     def coefficients(self) -> dict[str, float]:
-        """:data:`ALPHA` with this market's overrides."""
+        """:data:`ALPHA` (crypto: with :data:`~orchestration.market.synthetic_crypto.CRYPTO_ALPHA`) and this market's overrides."""
+        if self.market == "crypto":
+            from orchestration.market.synthetic_crypto import CRYPTO_ALPHA
+
+            return {**ALPHA, **CRYPTO_ALPHA, **self.alpha}
         return {**ALPHA, **self.alpha}
 
     def key(self) -> tuple:
         return (self.seed, self.n_symbols, self.n_sectors, self.origin, self.timeframe, tuple(sorted(self.alpha.items())),
-                self.corporate_actions)
+                self.corporate_actions, self.market)
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,10 @@ class _Universe:
     price0: np.ndarray
     volume_level: np.ndarray
     idio_var: np.ndarray  # long-run idiosyncratic variance per bar
+    sectors: tuple[str, ...] = SECTORS
+    volume_decimals: int = 0  # equities trade whole shares; crypto volume is fractional
+    gaps: bool = True  # overnight gaps between sessions (none on a 24/7 market)
+    trade_notional: float = 0.0  # average trade in USD (0: 120 shares a trade)
 
 
 def _universe(cfg: SyntheticConfig, rng: np.random.Generator) -> _Universe:
@@ -243,12 +263,17 @@ def _empty_sim(cfg: SyntheticConfig) -> Simulation:
 
 @lru_cache(maxsize=4)
 def _simulate(key: tuple, last_session: dt.date) -> Simulation:
-    seed, n_symbols, n_sectors, origin, timeframe, alpha, actions = key
+    seed, n_symbols, n_sectors, origin, timeframe, alpha, actions, market = key
     cfg = SyntheticConfig(seed=seed, n_symbols=n_symbols, n_sectors=n_sectors, origin=origin, timeframe=timeframe, alpha=dict(alpha),
-                          corporate_actions=actions)
+                          corporate_actions=actions, market=market)
     uni_rng, path_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    uni = _universe(cfg, uni_rng)
-    grid = bar_grid("XNYS", timeframe, origin, last_session)
+    if market == "crypto":
+        from orchestration.market.synthetic_crypto import crypto_universe
+
+        uni = crypto_universe(cfg, uni_rng)
+    else:
+        uni = _universe(cfg, uni_rng)
+    grid = bar_grid("24/7" if market == "crypto" else "XNYS", timeframe, origin, last_session)
     arrays = _run_path(cfg, uni, grid, path_rng)
     sim = _frames(cfg, uni, grid, arrays)
     return _with_actions(cfg, sim) if actions else sim
@@ -335,7 +360,7 @@ def _run_path(cfg: SyntheticConfig, uni: _Universe, grid: pl.DataFrame, rng: np.
         gap = np.zeros(n)
         if first[t]:
             session_ret[:] = 0.0
-            gap = uni.beta * 0.004 * zg + 0.006 * z[1]
+            gap = (uni.beta * 0.004 * zg + 0.006 * z[1]) if uni.gaps else gap
             g_rel = gap - gap.mean()
             per_bar = -a["gap_reversal"] * g_rel / a["gap_bars"]
             drift += per_bar  # the gap bar itself carries its share
@@ -349,12 +374,12 @@ def _run_path(cfg: SyntheticConfig, uni: _Universe, grid: pl.DataFrame, rng: np.
         low = np.minimum(open_, new_close) * np.exp(-np.abs(z[3]) * 0.6 * bar_sigma)
         expected_vol = uni.volume_level * u_shape
         rel_shock = np.abs(shock) / bar_sigma
-        volume = np.round(expected_vol * np.exp(0.35 * z[4] - 0.06) * (0.6 + 0.4 * rel_shock**2))
+        volume = np.round(expected_vol * np.exp(0.35 * z[4] - 0.06) * (0.6 + 0.4 * rel_shock**2), uni.volume_decimals)
         mid = np.exp((np.log(open_) + np.log(new_close) + np.log(high) + np.log(low)) / 4)
         out["open"][t], out["close"][t], out["high"][t], out["low"][t] = open_, new_close, high, low
         out["vwap"][t] = np.clip(mid, low, high)
         out["volume"][t] = volume
-        out["trade_count"][t] = np.maximum(1, np.round(volume / 120))
+        out["trade_count"][t] = np.maximum(1, np.round(volume * mid / uni.trade_notional if uni.trade_notional else volume / 120))
         # Events observed at this close schedule drift for the bars ahead.
         u_rel = surprise - surprise.mean()
         regime = np.clip(np.sqrt(hm / hm_bar), 0.5, 2.0)
@@ -395,7 +420,7 @@ def _frames(cfg: SyntheticConfig, uni: _Universe, grid: pl.DataFrame, arrays: di
         ]
     ).with_columns(pl.col("ts").cast(UTC_TS))
     symbols = pl.DataFrame(
-        {"symbol": uni.names, "sector": [SECTORS[s] for s in uni.sector], "beta": uni.beta.round(3)}
+        {"symbol": uni.names, "sector": [uni.sectors[s] for s in uni.sector], "beta": uni.beta.round(3)}
     )
     return Simulation(bars=bars.with_columns(pl.col("ts").cast(UTC_TS)), oracle=oracle, symbols=symbols)
 

@@ -206,7 +206,7 @@ class FakeAlpaca:
         limit = take.get("limit_price") if kind == "oco" else body.get("limit_price")  # an OCO's head is its take-profit
         order = {"id": str(uuid.uuid4()), "client_order_id": body.get("client_order_id") or str(uuid.uuid4()),
                  "created_at": now, "updated_at": now, "submitted_at": now, "asset_id": str(uuid.uuid4()),
-                 "symbol": body["symbol"], "asset_class": "us_equity", "qty": _num(body["qty"]), "filled_qty": "0",
+                 "symbol": body["symbol"], "asset_class": "crypto" if "/" in body["symbol"] else "us_equity", "qty": _num(body["qty"]), "filled_qty": "0",
                  "filled_avg_price": None, "order_class": kind, "order_type": body["type"], "type": body["type"],
                  "side": body["side"], "time_in_force": body["time_in_force"],
                  **{k: _num(v) if v is not None else None for k, v in (("limit_price", limit), ("stop_price", body.get("stop_price")),
@@ -247,6 +247,8 @@ class FakeAlpaca:
         if (method, path) == ("POST", "/v2/orders"):
             if any(o["client_order_id"] == body.get("client_order_id") for o in self.orders.values()):
                 return _error(422, "client_order_id must be unique")
+            if "/" in body.get("symbol", "") and body.get("time_in_force") not in ("gtc", "ioc"):  # like Alpaca: crypto is 24/7
+                return _error(422, "invalid crypto time_in_force")
             return 200, self._view(self._create(body))
         if (method, path) == ("GET", "/v2/orders"):
             return 200, self._list(query)
@@ -294,7 +296,9 @@ class FakeAlpaca:
         return 204, None
 
     def _positions(self, method: str, query: dict[str, str]) -> Any:
-        rows = [{"asset_id": str(uuid.uuid4()), "symbol": s, "exchange": "NASDAQ", "asset_class": "us_equity",
+        # like Alpaca, a crypto position is listed without its slash (BTC/USD → BTCUSD)
+        rows = [{"asset_id": str(uuid.uuid4()), "symbol": s.replace("/", ""), "exchange": "CRYPTO" if "/" in s else "NASDAQ",
+                 "asset_class": "crypto" if "/" in s else "us_equity",
                  "avg_entry_price": str(p["avg"]), "qty": str(p["qty"]), "side": "long" if p["qty"] > 0 else "short",
                  "cost_basis": str(p["qty"] * p["avg"])} for s, p in sorted(self.positions.items())]
         if method == "GET":

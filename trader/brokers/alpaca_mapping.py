@@ -138,11 +138,32 @@ _REQUESTS: dict[OrderType, type[OrderRequest]] = {
 }
 
 
+def venue_time_in_force(order: Order) -> AlpacaTimeInForce:
+    """The time in force Alpaca gets: the order's own, except ``day`` on a crypto pair, which goes as ``gtc``.
+
+    Alpaca refuses ``day`` for crypto (it trades 24/7: there is no close to expire at); it takes ``gtc`` and ``ioc``.
+    Other values go as they are, and Alpaca's own refusal (e.g. ``opg`` on a pair) reaches the trader as a rejection.
+
+    Example:
+        >>> import datetime as dt
+        >>> from trader.domain import Side
+        >>> o = Order(client_order_id="c1", symbol="BTC/USD", side=Side.BUY, qty=Decimal("0.0153"),
+        ...           created_at=dt.datetime(2024, 3, 3, 12, tzinfo=dt.UTC))
+        >>> venue_time_in_force(o).value
+        'gtc'
+    """
+    tif = AlpacaTimeInForce(order.time_in_force.value)
+    return AlpacaTimeInForce.GTC if tif is AlpacaTimeInForce.DAY and "/" in order.symbol else tif
+
+
 def order_request(order: Order, **extra: Any) -> OrderRequest:
-    """The alpaca-py request for ``order`` (any type), always under its own ``client_order_id``."""
+    """The alpaca-py request for ``order`` (any type), always under its own ``client_order_id``.
+
+    Quantities go as they are, fractions included (crypto: ``0.0153`` BTC); crypto ``day`` orders go as ``gtc``.
+    """
     fields: dict[str, Any] = {
         "symbol": order.symbol, "qty": _exact_float(order.qty, "qty"), "side": OrderSide(order.side.value),
-        "time_in_force": AlpacaTimeInForce(order.time_in_force.value), "client_order_id": order.client_order_id,
+        "time_in_force": venue_time_in_force(order), "client_order_id": order.client_order_id,
     }
     for name in ("limit_price", "stop_price", "trail_percent", "trail_price"):
         value = getattr(order, name)
@@ -178,7 +199,7 @@ def linked_request(head: Order, legs: list[Order]) -> OrderRequest:
                              "take_profit": TakeProfitRequest(limit_price=_exact_float(take.limit_price, "limit_price"))}
     if head.order_class is OrderClass.OCO:  # Alpaca takes the take-profit's price from take_profit, not limit_price
         return LimitOrderRequest(symbol=head.symbol, qty=_exact_float(head.qty, "qty"), side=OrderSide(head.side.value),
-                                 time_in_force=AlpacaTimeInForce(head.time_in_force.value),
+                                 time_in_force=venue_time_in_force(head),
                                  client_order_id=head.client_order_id, **extra)
     return order_request(head, **extra)
 
@@ -213,10 +234,30 @@ def fill_from_activity(act: dict[str, Any], *, client_order_id: ClientOrderId, v
                 ts=parse_time(act["transaction_time"], "activity.transaction_time"), venue=venue, account=account)
 
 
+#: Quote currencies of Alpaca's crypto pairs, longest first: a position's ``BTCUSDT`` is ``BTC/USDT``.
+_QUOTES = ("USDT", "USDC", "USD", "BTC")
+
+
+def pair_symbol(symbol: str, asset_class: str | None) -> Symbol:
+    """Alpaca lists crypto positions without the slash (``BTCUSD``); orders and bars use ``BTC/USD``.
+
+    Example:
+        >>> pair_symbol("BTCUSD", "crypto"), pair_symbol("ETH/USD", "crypto"), pair_symbol("AAPL", "us_equity")
+        ('BTC/USD', 'ETH/USD', 'AAPL')
+    """
+    if asset_class != "crypto" or "/" in symbol:
+        return Symbol(symbol)
+    for quote in _QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return Symbol(f"{symbol[: -len(quote)]}/{quote}")
+    return Symbol(symbol)
+
+
 def position_from_alpaca(raw: AlpacaPosition) -> BrokerPosition:
     qty = abs(dec(raw.qty, "position.qty"))
     sign = -1 if str(getattr(raw.side, "value", raw.side)) == "short" else 1
-    return BrokerPosition(symbol=Symbol(raw.symbol), qty=sign * qty, avg_entry_price=dec(raw.avg_entry_price, "avg_entry_price"))
+    asset_class = str(getattr(raw.asset_class, "value", raw.asset_class)) if raw.asset_class is not None else None
+    return BrokerPosition(symbol=pair_symbol(raw.symbol, asset_class), qty=sign * qty, avg_entry_price=dec(raw.avg_entry_price, "avg_entry_price"))
 
 
 def account_from_alpaca(raw: TradeAccount) -> BrokerAccount:

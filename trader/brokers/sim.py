@@ -62,7 +62,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_FLOOR, Decimal
-from zoneinfo import ZoneInfo
 
 from trader.brokers.bars import Bar, BarFeed
 from trader.brokers.base import BrokerAccount, BrokerPosition, check_linked
@@ -91,9 +90,9 @@ from trader.domain import (
     to_utc,
 )
 from trader.errors import BrokerError, BrokerRejectedError
+from trader.market_hours import active_profile
 
 BPS = Decimal(10_000)
-_NEW_YORK = ZoneInfo("America/New_York")
 _UNSUPPORTED_TIF = frozenset({TimeInForce.OPG, TimeInForce.CLS})
 _STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
 _HUNDRED = Decimal(100)
@@ -247,7 +246,7 @@ class SimBroker:
 
     def _corporate_actions(self, at: dt.datetime) -> None:
         """Apply the actions due by ``at``'s New York date, once each: positions split, dividends paid, last prices restated."""
-        day = at.astimezone(_NEW_YORK).date()
+        day = active_profile().trading_day(at)
         for action in self._actions:
             if action.ex_date > day:
                 break
@@ -330,7 +329,7 @@ class SimBroker:
     def _expired(self, w: _Working, bar: Bar) -> bool:
         if w.order.time_in_force is not TimeInForce.DAY:
             return False
-        session = bar.ts.astimezone(_NEW_YORK).date()
+        session = active_profile().trading_day(bar.ts)
         if w.session is None:
             w.session = session
         if session == w.session:

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from trader.compliance.errors import FillError
+from trader.market_hours import active_profile
 
 Side = Literal["buy", "sell"]
 EXCHANGE_TZ = ZoneInfo("America/New_York")
@@ -119,7 +120,7 @@ class ComplianceFill:
     @cached_property  # sorting and day filters ask for it often; the fill is immutable
     def trade_date(self) -> dt.date:
         """The exchange (New York) calendar date of the execution: the date tax rules count with."""
-        return self.ts.astimezone(EXCHANGE_TZ).date()
+        return active_profile().trading_day(self.ts)
 
     @property
     def gross(self) -> Decimal:

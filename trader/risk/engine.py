@@ -9,7 +9,7 @@ from typing import Any
 
 from trader.config import RiskLimits, TraderConfig
 from trader.domain import CancelOrder, SubmitOrder
-from trader.market_hours import MarketCalendar, TradingCalendar
+from trader.market_hours import TradingCalendar, active_profile
 from trader.risk.checks import DEFAULT_CHECKS, Check
 from trader.risk.context import OrderView, RiskCheckResult, RiskContext, RiskReason
 
@@ -106,7 +106,7 @@ class RiskEngine:
                  calendar: TradingCalendar | None = None, checks: Sequence[tuple[str, Check]] = DEFAULT_CHECKS):
         self.limits = limits
         self.sectors = dict(sectors or {})
-        self.calendar = calendar or MarketCalendar()
+        self.calendar = calendar or active_profile().market_calendar()
         self.checks = tuple(checks)
 
     @classmethod

@@ -15,7 +15,7 @@ from orchestration.settings import Settings
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
-    partitions = trading_day_partitions(settings.first_partition)
+    partitions = trading_day_partitions(settings.first_partition, settings.market)
     jobs, schedules = build_jobs_and_schedules()
     return dg.Definitions(
         assets=build_assets(partitions),

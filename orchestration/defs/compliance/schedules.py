@@ -2,11 +2,11 @@
 
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from orchestration.defs.compliance.sources import is_session
+from orchestration.defs.partitions import daily_schedule, day_just_closed
 
 EOD_JOB = "eod_compliance_job"
 EXCHANGE_TZ = "America/New_York"
@@ -22,8 +22,10 @@ def build_jobs_and_schedules() -> tuple[list, list]:
                     "day in the WORM archive (blocking checks in between).",
     )
 
+    cron, zone = daily_schedule(EOD_CRON, 30)  # crypto: every day, 30 minutes after the EOD cut
+
     @dg.schedule(
-        name="eod_compliance_schedule", job=eod_job, cron_schedule=EOD_CRON, execution_timezone=EXCHANGE_TZ,
+        name="eod_compliance_schedule", job=eod_job, cron_schedule=cron, execution_timezone=zone,
         description="Weekdays at 17:30 America/New_York: the EOD compliance run for the session that just closed "
                     "(skipped on exchange holidays).",
     )
@@ -34,8 +36,9 @@ def build_jobs_and_schedules() -> tuple[list, list]:
 
 
 def eod_request(when: dt.datetime) -> dg.RunRequest | dg.SkipReason:
-    """A run for the New York date of ``when`` if it is an XNYS session, else a skip that says why."""
-    day = when.astimezone(ZoneInfo(EXCHANGE_TZ)).date()
+    """A run for the day that just closed at ``when`` (New York date; crypto: the day before the last cut) if it is
+    a session, else a skip that says why."""
+    day = day_just_closed(when)
     if not is_session(day):
         return dg.SkipReason(f"{day} is not an XNYS session")
     # One run per day: a re-evaluated tick never starts a second run for the same session.

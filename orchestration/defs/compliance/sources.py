@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -33,30 +32,36 @@ from trader.store import TraderStore
 from trader.store_schema import corporate_actions as actions_table
 from trader.store_schema import fills as fills_table
 
-EXCHANGE = "XNYS"
-NY = ZoneInfo("America/New_York")
+
+def _calendar() -> str:
+    """The market profile's calendar: XNYS, or 24/7 for crypto (``ALPHALINE_MARKET``)."""
+    from trader.market_hours import active_profile
+
+    return active_profile().calendar
 
 
 def is_session(day: dt.date) -> bool:
-    """True if XNYS trades on ``day`` (weekends and exchange holidays are not sessions)."""
+    """True if the market trades on ``day`` (XNYS: weekends and exchange holidays are not sessions; crypto: every day)."""
     # Imported here, as duckdb below: `alphaline compliance verify` uses this module but never
     # needs the calendar (polars, exchange_calendars) or the warehouse.
     from orchestration.market.calendars import sessions
 
-    return sessions(EXCHANGE, day, day).height == 1
+    return sessions(_calendar(), day, day).height == 1
 
 
 def previous_session(day: dt.date) -> dt.date:
     """The XNYS session before ``day`` (the longest closure on record is well under three weeks)."""
     from orchestration.market.calendars import sessions
 
-    earlier = sessions(EXCHANGE, day - dt.timedelta(days=21), day - dt.timedelta(days=1))["session"]
+    earlier = sessions(_calendar(), day - dt.timedelta(days=21), day - dt.timedelta(days=1))["session"]
     return earlier[-1]
 
 
 def day_start(day: dt.date) -> dt.datetime:
-    """Midnight of ``day`` in New York, in UTC: where that trade date's fills begin."""
-    return dt.datetime.combine(day, dt.time(), tzinfo=NY).astimezone(dt.UTC)
+    """Midnight of ``day`` in New York (crypto: the EOD cut, midnight UTC by default), in UTC: where that trade date's fills begin."""
+    from trader.market_hours import active_profile
+
+    return active_profile().day_start(day)
 
 
 def sqlite_store_missing(url: str) -> bool:

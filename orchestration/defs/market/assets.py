@@ -59,7 +59,7 @@ def _ingest(context: dg.AssetExecutionContext, warehouse: DuckDBResource, batche
 def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
     # One key per weekday from where this home's data begins; today's exists, so the 17:00 schedule ingests the
     # session that just closed rather than the one before (bars not closed yet are never fetched).
-    partitions = trading_day_partitions(settings.first_partition)
+    partitions = trading_day_partitions(settings.first_partition, settings.market)
 
     @dg.asset(
         name="raw_bars",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 import dagster as dg
+
+from orchestration.defs.partitions import daily_schedule
 
 INGEST_JOB = "market_ingest_job"
 IMPORT_JOB = "file_import_job"
@@ -44,8 +45,10 @@ def build_jobs_and_schedules(raw_bars: dg.AssetsDefinition, imported_bars: dg.As
                     "then update the features incrementally and materialise them online.",
     )
 
+    cron, zone = daily_schedule(INGEST_CRON, 10)  # crypto: every day, 10 minutes after the cut
+
     @dg.schedule(
-        name="daily_ingest_schedule", job=ingest_job, cron_schedule=INGEST_CRON, execution_timezone=EXCHANGE_TZ,
+        name="daily_ingest_schedule", job=ingest_job, cron_schedule=cron, execution_timezone=zone,
         description="Weekdays at 17:00 America/New_York: ingest the session that just closed (skipped on exchange holidays).",
     )
     def daily_ingest_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
@@ -56,9 +59,11 @@ def build_jobs_and_schedules(raw_bars: dg.AssetsDefinition, imported_bars: dg.As
 
 def ingest_request(when: dt.datetime) -> dg.RunRequest | dg.SkipReason:
     """A run for the New York date of ``when`` if XNYS traded that day, else a skip that says why."""
+    from orchestration.defs.partitions import day_just_closed
     from orchestration.market.calendars import sessions
+    from trader.market_hours import active_profile
 
-    day = when.astimezone(ZoneInfo(EXCHANGE_TZ)).date()
-    if sessions("XNYS", day, day).height != 1:
+    day = day_just_closed(when)
+    if sessions(active_profile().calendar, day, day).height != 1:
         return dg.SkipReason(f"{day} is not an XNYS session: no bars to ingest")
     return dg.RunRequest(run_key=f"ingest-{day.isoformat()}", partition_key=day.isoformat())

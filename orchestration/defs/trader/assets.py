@@ -23,9 +23,14 @@ from dagster_duckdb import DuckDBResource
 from orchestration.defs.compliance.assets import TRADER_AUDIT_LOG, TRADER_FILLS
 from orchestration.defs.serving.assets import SERVING_DEPLOYMENT
 from orchestration.resources import ModelsResource, TradingResource
+from trader.market_hours import active_profile
 
 GROUP = "trader"
-NEW_YORK = ZoneInfo("America/New_York")
+
+
+def _bar_day(at: dt.datetime) -> dt.date:
+    """The trading day of a cycle or decision at ``at``, a bar's close: a 24/7 day's last bar closes at the next midnight."""
+    return active_profile().trading_day(at - dt.timedelta(microseconds=1))
 
 TRADER_TABLES = [
     dg.AssetSpec(TRADER_FILLS, group_name=GROUP, kinds={"sqlite"}, deps=[SERVING_DEPLOYMENT],
@@ -55,14 +60,14 @@ def trader_session(context: dg.AssetExecutionContext, trading: TradingResource) 
         fills, orders = store.list_fills(), store.list_orders()
         cycles = [r.payload for r in store.audit_records() if r.kind == "cycle"]
         chain = store.verify_audit()
-    day = dt.datetime.fromisoformat(cycles[-1]["ts"]).astimezone(NEW_YORK).date() if cycles else None
-    today = [c for c in cycles if dt.datetime.fromisoformat(c["ts"]).astimezone(NEW_YORK).date() == day]
-    day_fills = [f for f in fills if f.ts.astimezone(NEW_YORK).date() == day]
+    day = _bar_day(dt.datetime.fromisoformat(cycles[-1]["ts"])) if cycles else None
+    today = [c for c in cycles if _bar_day(dt.datetime.fromisoformat(c["ts"])) == day]
+    day_fills = [f for f in fills if active_profile().trading_day(f.ts) == day]
     _observe_tables(context, fills, status, chain.ok)
     meta: dict[str, object] = {
         "mode": trading.mode, "session": day.isoformat() if day else "no cycle recorded yet",
         "state": status["state"], "state_reason": status["reason"] or "",
-        "cycles": len(today), "orders": sum(1 for o in orders if o.created_at.astimezone(NEW_YORK).date() == day),
+        "cycles": len(today), "orders": sum(1 for o in orders if _bar_day(o.created_at) == day),
         "denied": sum(int(c.get("denied", 0)) for c in today), "fills": len(day_fills),
         "symbols_traded": len({f.symbol for f in day_fills}), "open_positions": status["open_positions"],
         "equity": _money(pnl["equity"]), "day_pnl": _money(pnl.get("day_pnl")), "realized_pnl": _money(pnl["realized_pnl"]),
@@ -126,15 +131,17 @@ def _equity_chart(cycles: list[dict[str, Any]], day: dt.date) -> str:
     from matplotlib.dates import DateFormatter
     from matplotlib.figure import Figure
 
-    times = [dt.datetime.fromisoformat(c["ts"]).astimezone(NEW_YORK) for c in cycles]
+    zone = ZoneInfo(active_profile().zone)  # New York; crypto: UTC
+    times = [dt.datetime.fromisoformat(c["ts"]).astimezone(zone) for c in cycles]
     equity = [float(c["equity"]) for c in cycles]
     fig = Figure(figsize=(9, 2.8), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     ax.plot(times, equity, lw=1.4)
     ax.axhline(equity[0], color="grey", lw=0.8)
-    ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=NEW_YORK))
-    ax.set_title(f"trader equity after each cycle, {day} (New York time)", fontsize=10)
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=zone))
+    ax.set_title(f"trader equity after each cycle, {day} ({'New York' if zone.key == 'America/New_York' else zone.key} time)",
+                 fontsize=10)
     ax.grid(alpha=0.3)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.defs.compliance.schedules import EXCHANGE_TZ, eod_request
+from orchestration.defs.compliance.schedules import eod_request
+from orchestration.defs.partitions import daily_schedule
 
 TRADING_STATUS_JOB = "trading_status_job"
 #: 16:15 New York: the session has closed and the trader's last cycle is in; before the 17:00 ingest.
@@ -20,7 +21,9 @@ def build_jobs_and_schedules() -> tuple[list, list]:
                     "session's live-against-backtest tracking.",
     )
 
-    @dg.schedule(name="trading_status_schedule", job=job, cron_schedule=TRADING_STATUS_CRON, execution_timezone=EXCHANGE_TZ,
+    cron, zone = daily_schedule(TRADING_STATUS_CRON, 5)  # crypto: every day, just after the cut
+
+    @dg.schedule(name="trading_status_schedule", job=job, cron_schedule=cron, execution_timezone=zone,
                  description="Weekdays at 16:15 America/New_York (skipped on exchange holidays): serving and trader status.")
     def trading_status_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         request = eod_request(context.scheduled_execution_time)

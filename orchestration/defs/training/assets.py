@@ -64,7 +64,9 @@ def _save(models: ModelsResource, name: str, obj: object) -> None:
 
 
 def _config(models: ModelsResource, features: FeatureStoreResource):
-    return models.config(periods_per_year(features.timeframe))
+    from trader.market_hours import active_profile
+
+    return models.config(periods_per_year(features.timeframe, active_profile().calendar))  # crypto: 96 bars × 365 days
 
 
 @dg.asset(group_name=GROUP, deps=FEATURE_ASSETS, kinds={"feast", "polars"})
@@ -85,18 +87,25 @@ def training_frame(context: dg.AssetExecutionContext, features: FeatureStoreReso
     })
 
 
+def _zone() -> str:
+    """Where a session's date is read: New York, or UTC for crypto (the 24/7 calendar's days)."""
+    from trader.market_hours import active_profile
+
+    return active_profile().zone
+
+
 def _window(features: FeatureStoreResource, models: ModelsResource) -> tuple[dt.datetime | None, dt.datetime | None]:
     """``[start, end)`` of the sessions to train on: the last ``train_sessions`` before the ``holdout_sessions``."""
     if not models.train_sessions and not models.holdout_sessions:
         return None, None
     spine = pl.scan_parquet(features.offline / "bars.parquet").select(
-        pl.col("event_timestamp").dt.convert_time_zone("America/New_York").dt.date().alias("d"))
+        pl.col("event_timestamp").dt.convert_time_zone(_zone()).dt.date().alias("d"))
     days = spine.unique().sort("d").collect()["d"].to_list()
     kept = days[: len(days) - models.holdout_sessions] if models.holdout_sessions else days
     if not kept:
         raise training_data.TrainingDataError(f"holdout_sessions={models.holdout_sessions}: leaves no session to train on")
     first = kept[-models.train_sessions] if models.train_sessions and len(kept) > models.train_sessions else kept[0]
-    zone = ZoneInfo("America/New_York")
+    zone = ZoneInfo(_zone())
     start = dt.datetime.combine(first, dt.time(), tzinfo=zone).astimezone(dt.UTC)
     end = dt.datetime.combine(kept[-1] + dt.timedelta(days=1), dt.time(), tzinfo=zone).astimezone(dt.UTC) if models.holdout_sessions else None
     return start, end
@@ -133,7 +142,7 @@ def model_evaluation(context: dg.AssetExecutionContext, features: FeatureStoreRe
     for line in ev.report["warnings"]:
         context.log.warning(line)
     # Filed under the last session the evaluation saw (not today's date): the same data gives the same path.
-    last_day = dt.datetime.fromisoformat(ev.report["window"]["end"]).astimezone(ZoneInfo("America/New_York")).date()
+    last_day = dt.datetime.fromisoformat(ev.report["window"]["end"]).astimezone(ZoneInfo(_zone())).date()
     folder = Path(quality.reports_dir) / last_day.isoformat() / "backtest"
     benchmark = equal_weight_returns(bars, ev.backtest.equity["ts"])
     # Every model the run tried, traded like the ensemble: the deflated Sharpe and PBO judge the pick among them.
