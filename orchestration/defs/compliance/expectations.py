@@ -63,6 +63,9 @@ def day_frames(close: DayClose) -> dict[str, pd.DataFrame]:
         "as_of": _dates([close.day] * len(open_lots)),
     }, columns=["lot_id", "direction", "qty", "cost", "acquired", "holding_start", "as_of"])
     by_id = {f.fill_id: f for f in day_fills}
+    deferred: dict[str, Decimal] = {}  # losses on closing shorts deferred into a replacement short lot (Reg. 1.1091-1(g))
+    for wash in close.ledger.wash_sales:
+        deferred[wash.replacement_lot_id] = deferred.get(wash.replacement_lot_id, Decimal(0)) + wash.disallowed
     todays = [d for d in close.ledger.disposals if d.sold == close.day]
     disposals = pd.DataFrame({
         "disposal_id": [d.disposal_id for d in todays], "direction": [d.direction for d in todays],
@@ -70,7 +73,7 @@ def day_frames(close: DayClose) -> dict[str, pd.DataFrame]:
         "basis": _floats(d.basis for d in todays), "disallowed": _floats(d.disallowed for d in todays),
         "loss": _floats(d.loss for d in todays), "acquired": _dates([d.acquired for d in todays]),
         "holding_start": _dates([d.holding_start for d in todays]), "sold": _dates([d.sold for d in todays]),
-        "amount_error": [_amount_error(d, by_id) for d in todays],
+        "amount_error": [_amount_error(d, by_id, deferred) for d in todays],
     }, columns=["disposal_id", "direction", "qty", "proceeds", "basis", "disallowed", "loss", "acquired",
                 "holding_start", "sold", "amount_error"])
     # An empty frame keeps the untyped (object) columns it always had.
@@ -88,21 +91,23 @@ def _dates(values: list) -> pd.Series:
     return pd.Series([index[d] for d in values], dtype="datetime64[ns]")
 
 
-def _amount_error(disposal, fills_by_id) -> float:
+def _amount_error(disposal, fills_by_id, deferred: dict[str, Decimal] | None = None) -> float:
     """|booked − (qty × price ∓ pro-rata fee)| against the fill that closed the lot, in dollars.
 
     A long lot is closed by a sale: proceeds = qty × price − fee. A short lot is closed by a
-    buy: its basis = qty × price + fee. Either way the fee share is the disposal's share of the fill.
+    buy: its basis = qty × price + fee, plus any loss on closing an earlier short that a wash sale
+    deferred into this lot (``deferred``: by lot, the whole lot's; a partial cover carries its share,
+    so the excess may be anything from 0 to that total). Either way the fee share is the disposal's share of the fill.
     """
     fill = fills_by_id.get(disposal.fill_id)
     if fill is None:
         return _FAR_OFF
     fee = fill.fee * disposal.qty / fill.qty
     if disposal.direction == "long":
-        expected, booked = disposal.qty * fill.price - fee, disposal.proceeds
-    else:
-        expected, booked = disposal.qty * fill.price + fee, disposal.basis
-    return float(abs(Decimal(booked) - expected))
+        return float(abs(Decimal(disposal.proceeds) - (disposal.qty * fill.price - fee)))
+    excess = Decimal(disposal.basis) - (disposal.qty * fill.price + fee)
+    allowed = (deferred or {}).get(disposal.lot_id, Decimal(0))
+    return float(max(-excess, excess - allowed, Decimal(0)))
 
 
 def _suites(day: pd.Timestamp) -> dict[str, list]:

@@ -44,10 +44,11 @@ def year_disposals(fills: list[ComplianceFill], actions: list[LedgerAction], yea
 
 
 def last_session(on_or_before: dt.date) -> dt.date:
-    """The last XNYS session on or before ``on_or_before``."""
+    """The market profile's last session (XNYS, or any day for crypto) on or before ``on_or_before``."""
     from orchestration.market.calendars import sessions
+    from trader.market_hours import active_profile
 
-    days = sessions(sources.EXCHANGE, on_or_before - dt.timedelta(days=21), on_or_before)["session"]
+    days = sessions(active_profile().calendar, on_or_before - dt.timedelta(days=21), on_or_before)["session"]
     return days[-1]
 
 
