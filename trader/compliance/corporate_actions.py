@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from trader.compliance.errors import LedgerError
 from trader.compliance.fills import ComplianceFill
+from trader.corporate_actions import CorporateAction
 
 ZERO = Decimal(0)
 
@@ -59,28 +59,8 @@ class Book(Protocol):
     def apply(self, fill: ComplianceFill) -> None: ...
 
 
-@dataclass(frozen=True)
-class LedgerAction:
-    """A split or cash dividend as the ledger books it (the trader store's ``corporate_actions`` rows)."""
-
-    symbol: str
-    ex_date: dt.date
-    kind: str
-    ratio: Decimal | None = None
-    amount: Decimal | None = None
-
-    def __post_init__(self) -> None:
-        field = {"split": "ratio", "cash_dividend": "amount"}.get(self.kind)
-        if field is None:
-            raise LedgerError(f"corporate action {self.symbol} {self.ex_date}: kind: {self.kind!r} is not split or cash_dividend")
-        value = getattr(self, field)
-        if value is None or Decimal(value) <= 0:
-            raise LedgerError(f"corporate action {self.symbol} {self.ex_date}: {field}: {value!r} must be > 0")
-        object.__setattr__(self, field, Decimal(value))
-
-    @property
-    def action_id(self) -> str:
-        return f"{self.symbol}:{self.ex_date.isoformat()}:{self.kind}"
+#: The ledger books the actions the trader applied (its store's ``corporate_actions`` rows), as the same type.
+LedgerAction = CorporateAction
 
 
 @dataclass(frozen=True)
