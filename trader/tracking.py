@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 from trader.brokers.bars import BarFeed
 from trader.brokers.sim import FeeModel, SimBroker, SimConfig
-from trader.domain import ZERO, Fill, Order, OrderFilled, OrderStatus, TimeInForce
+from trader.domain import ZERO, Fill, Order, OrderFilled, OrderStatus
 from trader.errors import TraderError
 from trader.runner import last_closes
 from trader.tca import CENT, OrderTca, approved_decision, order_tca, summarise
@@ -120,8 +120,7 @@ def _day_cycles(store: Any, day: dt.date | None) -> tuple[dt.date, list[dict[str
 def _fresh(order: Order, *, qty: Decimal, at: dt.datetime) -> Order:
     """The order as it left the trader (NEW), for the shadow venue; a carried-in order keeps only what was left at ``at``."""
     return replace(order, qty=qty, created_at=at, status=OrderStatus.NEW, order_id=None, filled_qty=ZERO,
-                   avg_fill_price=None, fees=ZERO, status_reason="", updated_at=None,
-                   time_in_force=TimeInForce.DAY if order.time_in_force is TimeInForce.DAY else order.time_in_force)
+                   avg_fill_price=None, fees=ZERO, status_reason="", updated_at=None)
 
 
 def track_session(store: Any, feed: BarFeed, *, commission_bps: float, half_spread_bps: float,
@@ -129,13 +128,17 @@ def track_session(store: Any, feed: BarFeed, *, commission_bps: float, half_spre
     """Replay session ``day`` (default: the newest) of ``store`` through the backtest's fill model; see the module docstring."""
     day, cycles = _day_cycles(store, day)
     times = [dt.datetime.fromisoformat(str(c["ts"])) for c in cycles]
-    t0, symbols = times[0], sorted({o.symbol for o in store.list_orders()} | {f.symbol for f in store.list_fills()})
-    fills = store.list_fills()
+    t0, fills = times[0], store.list_fills()
+    by_order: dict[str, list[Fill]] = {}
+    for fill in fills:
+        by_order.setdefault(fill.client_order_id, []).append(fill)
     opening = [f for f in fills if f.ts < t0]  # a fill at t0 itself comes from an order of that cycle (an open fill)
     cash0 = Decimal(str(cycles[0]["cash"])) + sum((f.signed_qty * f.price + f.fee for f in opening), ZERO)
     shadow = SimBroker(feed, config=shadow_config(commission_bps=commission_bps, half_spread_bps=half_spread_bps, cash=cash0))
     shadow.restore(orders=[], fills=opening)
-    by_time = _orders_by_cycle(store, fills, t0, times[-1])
+    by_time = _orders_by_cycle(store, by_order, t0, times[-1])
+    orders = [o for batch in by_time.values() for o in batch]
+    symbols = sorted({f.symbol for f in fills} | {o.symbol for o in orders})
     shadow_fills: list[Fill] = []
     points, base = [], None
     for ts, cycle in zip(times, cycles, strict=True):
@@ -149,10 +152,11 @@ def track_session(store: Any, feed: BarFeed, *, commission_bps: float, half_spre
                                     shadow_pnl=(equity - base[1]).quantize(CENT)))
         for order in by_time.get(ts, ()):
             shadow.submit(order)
-    return _tracking(store, day, points, [o for os in by_time.values() for o in os], fills, shadow_fills, t0)
+    return _tracking(store, day, points, orders, by_order, shadow_fills, t0)
 
 
-def _orders_by_cycle(store: Any, fills: Sequence[Fill], t0: dt.datetime, last: dt.datetime) -> dict[dt.datetime, list[Order]]:
+def _orders_by_cycle(store: Any, by_order: dict[str, list[Fill]], t0: dt.datetime,
+                     last: dt.datetime) -> dict[dt.datetime, list[Order]]:
     """The session's orders at the cycle that sent them; orders still working at ``t0`` enter at ``t0`` with what was left."""
     out: dict[dt.datetime, list[Order]] = {}
     for order in store.list_orders(since=t0 - dt.timedelta(days=7)):
@@ -161,28 +165,29 @@ def _orders_by_cycle(store: Any, fills: Sequence[Fill], t0: dt.datetime, last: d
         if t0 <= order.created_at <= last:
             out.setdefault(order.created_at, []).append(_fresh(order, qty=order.qty, at=order.created_at))
         elif order.created_at < t0:
-            done = sum((f.qty for f in fills if f.client_order_id == order.client_order_id and f.ts < t0), ZERO)
-            later = any(f.client_order_id == order.client_order_id and f.ts >= t0 for f in fills)
+            mine = by_order.get(order.client_order_id, [])
+            done = sum((f.qty for f in mine if f.ts < t0), ZERO)
+            later = any(f.ts >= t0 for f in mine)
             if later and order.qty > done:
                 out.setdefault(t0, []).append(_fresh(order, qty=order.qty - done, at=t0))
     return out
 
 
-def _tracking(store: Any, day: dt.date, points: list[TrackingPoint], orders: list[Order], fills: Sequence[Fill],
+def _tracking(store: Any, day: dt.date, points: list[TrackingPoint], orders: list[Order], by_order: dict[str, list[Fill]],
               shadow_fills: Sequence[Fill], t0: dt.datetime) -> SessionTracking:
-    live_rows, shadow_rows, per_order = [], [], []
+    live_rows, shadow_rows, per_order, live_fills = [], [], [], 0
     for order in orders:
         decision = approved_decision(store.audit_for_order(order.client_order_id)) or {}
-        mine = [f for f in fills if f.client_order_id == order.client_order_id and f.ts >= t0]
+        mine = [f for f in by_order.get(order.client_order_id, []) if f.ts >= t0]
         theirs = [f for f in shadow_fills if f.client_order_id == order.client_order_id]
+        live_fills += len(mine)
         live, shadow = order_tca(order, decision, mine), order_tca(order, decision, theirs)
         if live is not None and shadow is not None:
             live_rows.append(live)
             shadow_rows.append(shadow)
             per_order.append(_order_line(live, shadow))
     return SessionTracking(day=day, points=tuple(points), orders=tuple(per_order),
-                           live=summarise(live_rows) | {"fills": sum(len([f for f in fills if f.client_order_id == o.client_order_id
-                                                                          and f.ts >= t0]) for o in orders)},
+                           live=summarise(live_rows) | {"fills": live_fills},
                            shadow=summarise(shadow_rows) | {"fills": len(shadow_fills)})
 
 
