@@ -251,8 +251,6 @@ class Runner:
         self._denials: Counter[str] = Counter()
         self.market = market if market is not None else MarketHistory.from_config(config)
         self._clock, self._sleep = clock, sleep
-        self._behind: tuple[Symbol, ...] = ()
-        self._refused_newest = _NEVER
         self.execution = ExecutionDesk(config.execution, store=store, run_id=run_id, calendar=self.engine.calendar,
                                        feed=self.market.feed if self.market is not None else None)
         self.exits = ExitMonitor.for_runner(self)
@@ -345,8 +343,8 @@ class Runner:
         except PredictionError as exc:
             return self._prediction_failed(tick.ts, str(exc))
         self.failures = 0
-        if batch is None:
-            return self._refuse(tick)
+        if isinstance(batch, str):
+            return batch  # refused
         pending: dict[Symbol, Decimal] = {}
         for o in ctx.working_orders:
             pending[o.symbol] = pending.get(o.symbol, ZERO) + o.remaining_qty * o.side.sign
@@ -575,8 +573,8 @@ class Runner:
         counts["canceled"] += len(canceled)
         return f"HALTED: {reason}; {len(canceled)} orders cancelled, {len(closing)} closing orders sent"
 
-    def _current_bar(self, tick: Tick, counts: Counter[str]) -> PredictionBatch | None:
-        """Predictions on the bar that closed at ``tick.ts``, or ``None`` when none are (the cycle is refused).
+    def _current_bar(self, tick: Tick, counts: Counter[str]) -> PredictionBatch | str:
+        """Predictions on the bar that closed at ``tick.ts``; when none are, the cycle is refused (audited): why.
 
         The decision is on the bar that has just closed, in a replay and live alike: its close is the
         tick's time. Live (``as_of`` unset) the features reach the online store a little after the
@@ -595,22 +593,16 @@ class Runner:
                 self._sleep(cfg.feature_poll_s)
                 batch = self.predictor.predict(self.universe, as_of=None)
         behind = [p for p in batch.predictions if p.feature_ts < tick.ts]
-        self._behind = tuple(p.symbol for p in behind)
         counts["behind"] = len(behind)
-        if len(behind) == len(batch.predictions):
-            counts["refused"] = 1
-            self._refused_newest = _newest(batch)
-            return None
-        held = {p.symbol: replace(p, stale=True) for p in behind}
-        return PredictionBatch(batch.model_version, tuple(held.get(p.symbol, p) for p in batch.predictions))
-
-    def _refuse(self, tick: Tick) -> str:
-        newest = self._refused_newest
-        seen = newest.isoformat() if newest != _NEVER else "none"
+        if len(behind) < len(batch.predictions):
+            held = {p.symbol: replace(p, stale=True) for p in behind}
+            return PredictionBatch(batch.model_version, tuple(held.get(p.symbol, p) for p in batch.predictions))
+        counts["refused"] = 1
+        newest = _newest(batch)
         reason = (f"refused: no features for the bar closing at {tick.ts.isoformat()} by the deadline "
-                  f"(newest {seen}); nothing decided on an older bar")
-        self._audit("cycle_refused", tick.ts, {"bar_close": tick.ts, "newest_feature_ts": None if newest == _NEVER else newest,
-                                               "symbols": len(self._behind), "reason": reason})
+                  f"(newest {newest.isoformat()}); nothing decided on an older bar")
+        self._audit("cycle_refused", tick.ts, {"bar_close": tick.ts, "newest_feature_ts": newest, "symbols": len(behind),
+                                               "reason": reason})
         return reason
 
     def _prediction_failed(self, now: dt.datetime, reason: str) -> str:
