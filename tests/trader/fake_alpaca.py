@@ -40,7 +40,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from pydantic import SecretStr
+
+from trader.config import Secrets
+
 API_KEY, SECRET_KEY = "PKFAKEKEY123", "fake-secret-value-never-logged"
+#: The keys the fake accepts, as the trader's settings hold them.
+SECRETS = Secrets(alpaca_api_key=SecretStr(API_KEY), alpaca_secret_key=SecretStr(SECRET_KEY))
 OPEN = {"new", "accepted", "partially_filled", "pending_new", "held"}
 _DROP = object()
 

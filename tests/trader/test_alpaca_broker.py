@@ -8,7 +8,7 @@ import uuid
 from decimal import Decimal as D
 
 import pytest
-from fake_alpaca import API_KEY, SECRET_KEY, FakeAlpaca
+from fake_alpaca import API_KEY, SECRET_KEY, SECRETS, FakeAlpaca
 from pydantic import SecretStr
 from trader_builders import order
 
@@ -30,7 +30,6 @@ from trader.reconcile import Issue, reconcile, record_broker_event
 
 POST = "POST /v2/orders"
 LOOKUP = "GET /v2/orders:by_client_order_id"
-SECRETS = Secrets(alpaca_api_key=SecretStr(API_KEY), alpaca_secret_key=SecretStr(SECRET_KEY))
 
 
 @pytest.fixture

@@ -6,13 +6,11 @@ import datetime as dt
 from decimal import Decimal as D
 
 import pytest
-from fake_alpaca import API_KEY, SECRET_KEY, FakeAlpaca
+from fake_alpaca import SECRETS, FakeAlpaca
 from fake_venue import config
-from pydantic import SecretStr
 from trader_builders import NOW
 
 from trader.brokers.alpaca import AlpacaBroker
-from trader.config import Secrets
 from trader.domain import (
     ClientOrderId,
     Fill,
@@ -33,8 +31,6 @@ from trader.domain import (
 )
 from trader.predictions import PredictionBatch
 from trader.runner import Runner, Tick
-
-SECRETS = Secrets(alpaca_api_key=SecretStr(API_KEY), alpaca_secret_key=SecretStr(SECRET_KEY))
 
 
 @pytest.fixture

@@ -12,21 +12,19 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
-from fake_alpaca import API_KEY, SECRET_KEY
+from fake_alpaca import SECRETS
 from fake_alpaca_ws import TRADING, alpaca_venue
-from pydantic import SecretStr
 from trader_builders import order
 
 from trader.brokers import alpaca_stream
 from trader.brokers.alpaca_stream import StreamingAlpacaBroker
 from trader.brokers.base import Broker
 from trader.cli import venue_broker
-from trader.config import Mode, Secrets, StreamsConfig, load_config
+from trader.config import Mode, StreamsConfig, load_config
 from trader.domain import Fill, OrderCanceled, OrderExpired, OrderFilled, OrderStatus
 from trader.errors import ReconciliationError, TraderConfigError
 from trader.reconcile import periodic, record_broker_event
 
-SECRETS = Secrets(alpaca_api_key=SecretStr(API_KEY), alpaca_secret_key=SecretStr(SECRET_KEY))
 ACTIVITIES = "GET /v2/account/activities/FILL"
 EXAMPLE = Path(__file__).resolve().parents[2] / "trader" / "trader.example.yaml"
 

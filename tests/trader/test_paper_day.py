@@ -19,10 +19,9 @@ from collections import Counter
 from decimal import Decimal as D
 
 import pytest
-from fake_alpaca import API_KEY, SECRET_KEY, FakeAlpaca, _iso
+from fake_alpaca import SECRETS, FakeAlpaca, _iso
 from fake_alpaca_ws import TRADING, FakeAlpacaStreams
 from fake_venue import OPEN, STEP, SYMBOLS, config, make_bars
-from pydantic import SecretStr
 from test_current_bar import FakeClock, OnlineStore
 
 from trader.brokers.alpaca import AlpacaBroker
@@ -30,7 +29,6 @@ from trader.brokers.alpaca_mapping import execution_id
 from trader.brokers.alpaca_stream import StreamingAlpacaBroker
 from trader.brokers.bars import Bar, InMemoryBars
 from trader.compliance.store_check import check_store
-from trader.config import Secrets
 from trader.corporate_actions import CorporateAction, CorporateActionBook, InMemoryActions
 from trader.domain import Fill
 from trader.reconcile import reconcile
@@ -40,7 +38,6 @@ from trader.tca import session_tca, summarise
 from trader.tracking import track_session, write_report
 
 BARS = 26
-SECRETS = Secrets(alpaca_api_key=SecretStr(API_KEY), alpaca_secret_key=SecretStr(SECRET_KEY))
 
 
 class ClockedAlpaca(FakeAlpaca):
