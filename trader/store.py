@@ -42,7 +42,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -51,6 +51,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
@@ -82,10 +84,23 @@ _FILL_EXISTS = sa.select(fills.c.fill_id).where(fills.c.fill_id == sa.bindparam(
 #: Alpaca fills stored before fill ids were execution ids: ``"<time>::<execution id>"`` (the activity id).
 _ALPACA_LEGACY_FILL = sa.select(fills.c.fill_id).where(fills.c.order_id == sa.bindparam("b_order_id"),
                                                        fills.c.fill_id.like(sa.bindparam("b_pattern")))
+_KNOWN_FILLS = sa.select(fills.c.fill_id).where(fills.c.fill_id.in_(sa.bindparam("b_ids", expanding=True)))
 _KNOWN_ORDERS = sa.select(orders.c.client_order_id).where(orders.c.client_order_id.in_(sa.bindparam("b_ids", expanding=True)))
 _KNOWN_POSITIONS = sa.select(positions.c.symbol).where(positions.c.symbol.in_(sa.bindparam("b_ids", expanding=True)))
 _UPDATE_ORDER = sa.update(orders).where(orders.c.client_order_id == sa.bindparam("b_key"))
 _UPDATE_POSITION = sa.update(positions).where(positions.c.symbol == sa.bindparam("b_key"))
+
+
+def _on_conflict_update(insert: Any, table: sa.Table) -> sa.Insert:
+    statement = insert(table)
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=list(table.primary_key), set_={c.name: statement.excluded[c.name] for c in table.columns if not c.primary_key})
+
+
+#: Upserts on the dialects that have ``INSERT ... ON CONFLICT DO UPDATE`` (others: look the keys up, then update or insert).
+_ON_CONFLICT = {(dialect, table.name): _on_conflict_update(insert, table)
+                for dialect, insert in (("sqlite", sqlite_dialect.insert), ("postgresql", postgresql_dialect.insert))
+                for table in (orders, positions)}
 _LATEST_STATE = sa.select(risk_state).order_by(risk_state.c.id.desc()).limit(1)
 _LAST_PEAK = sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)
 #: PostgreSQL advisory lock (per database) that write transactions take first: SQLite's BEGIN IMMEDIATE, on a server.
@@ -190,6 +205,7 @@ class StoreTx:
         self._macs: list[dict[str, Any]] = []  # trader.audit_hmac: one HMAC per record while a key is set
         self._orders: dict[str, dict[str, Any]] = {}
         self._fills: dict[str, Fill] = {}
+        self._absent_fills: set[str] = set()  # looked up by expect_fills: not stored
         self._positions: dict[str, Position] = {}
         self._positions_read = False
         self._moved: dict[str, dt.datetime] = {}
@@ -199,18 +215,25 @@ class StoreTx:
         if self._head is None:
             row = self._conn.execute(_AUDIT_HEAD).first()
             self._head = (row.seq, row.hash) if row else (0, GENESIS)
-        seq, prev = self._head
-        record, body = AuditRecord.create_canonical(seq=seq + 1, ts=ts, kind=kind, payload=payload, prev_hash=prev)
-        self._audit.append({"seq": record.seq, "ts": record.ts, "kind": record.kind, "payload": body.decode(),
-                            "prev_hash": record.prev_hash, "hash": record.hash})
-        self._head = (record.seq, record.hash)
+        seq, prev = self._head[0] + 1, self._head[1]
+        stamp, body, digest = AuditRecord.link(seq=seq, ts=ts, kind=kind, payload=payload, prev_hash=prev)
+        text = body.decode()
+        self._audit.append({"seq": seq, "ts": stamp, "kind": kind, "payload": text, "prev_hash": prev, "hash": digest})
+        self._head = (seq, digest)
         if self._audit_key is not None:
-            self._macs.append({"seq": record.seq, "hmac": record_hmac(self._audit_key, record.seq, record.hash)})
-        return record
+            self._macs.append({"seq": seq, "hmac": record_hmac(self._audit_key, seq, digest)})
+        return AuditRecord(seq, stamp, kind, json.loads(text), prev, digest)
 
     def save_order(self, order: Order) -> None:
         """Insert or update the order (keyed by ``client_order_id``)."""
         self._orders[order.client_order_id] = order.to_record()
+
+    def expect_fills(self, fill_ids: Iterable[str]) -> None:
+        """Look these fill ids up in one query, so that :meth:`record_fill` of a new one needs none (a batch of events)."""
+        ids = list(dict.fromkeys(fill_ids))
+        if ids:
+            stored = set(self._conn.execute(_KNOWN_FILLS, {"b_ids": ids}).scalars())
+            self._absent_fills.update(i for i in ids if i not in stored)
 
     def record_fill(self, fill: Fill) -> bool:
         """Record a fill once and move its position; ``False`` (nothing changes) if the ``fill_id`` is known.
@@ -218,7 +241,8 @@ class StoreTx:
         A known ``fill_id`` with different content is a :class:`StoreError`: fills never change.
         """
         known = self._fills.get(fill.fill_id)
-        if known is None and self._conn.execute(_FILL_EXISTS, {"b_fill_id": fill.fill_id}).first() is not None:
+        if known is None and fill.fill_id not in self._absent_fills and self._conn.execute(
+                _FILL_EXISTS, {"b_fill_id": fill.fill_id}).first() is not None:
             known = Fill(**self._conn.execute(_FILL_BY_ID, {"b_fill_id": fill.fill_id}).one()._asdict())
         if known is not None:
             if known != fill:
@@ -305,6 +329,10 @@ class StoreTx:
             self._macs.clear()
 
     def _upsert(self, table: sa.Table, known: sa.Select, update: sa.Update, rows: dict[str, dict[str, Any]]) -> None:
+        statement = _ON_CONFLICT.get((self._conn.dialect.name, table.name))
+        if statement is not None:  # one statement: insert, or update the row that has the key
+            self._conn.execute(statement, list(rows.values()))
+            return
         existing = set(self._conn.execute(known, {"b_ids": list(rows)}).scalars())
         if existing:
             self._conn.execute(update, [rows[k] | {"b_key": k} for k in rows if k in existing])
