@@ -36,6 +36,7 @@ from typing import Any
 
 GENESIS = "0" * 64
 _NESTED = (dict, list, tuple)
+_LEAVES = frozenset({str, int, float, bool, type(None), Decimal, dt.datetime})  # never hold a mapping
 
 
 def _default(value: Any) -> str:
@@ -61,13 +62,13 @@ def _text_keys(obj: Any) -> bool:
     while todo:  # a loop, not recursion: this runs on every record written
         item = todo.pop()
         if isinstance(item, dict):
-            for key, value in item.items():
+            for key in item:
                 if type(key) is not str:
                     return False
-                if isinstance(value, _NESTED):
-                    todo.append(value)
-        elif isinstance(item, list | tuple):
-            todo += [value for value in item if isinstance(value, _NESTED)]
+            item = item.values()
+        elif not isinstance(item, list | tuple):
+            continue
+        todo += [value for value in item if type(value) not in _LEAVES and isinstance(value, _NESTED)]
     return True
 
 

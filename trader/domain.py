@@ -310,7 +310,11 @@ class Order:
             raise TypeError(f"not an order event: {event!r}")
         if target not in TRANSITIONS[self.status]:
             raise IllegalTransitionError(self.client_order_id, self.status.value, target.value, type(event).__name__)
-        return replace(self, status=target, **changes)
+        # A copy with the changed fields set, not ``replace`` (which validates every field again): the
+        # rest was validated when this order was built, and each change above is already a checked value.
+        moved = object.__new__(Order)
+        moved.__dict__.update(self.__dict__, status=target, **changes)
+        return moved
 
     def _fill_changes(self, fill: Fill, changes: dict[str, Any]) -> OrderStatus:
         if not TRANSITIONS[self.status] & {OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED}:

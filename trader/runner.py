@@ -62,6 +62,7 @@ from trader.domain import (
     ZERO,
     Account,
     CancelOrder,
+    Fill,
     Order,
     OrderAccepted,
     OrderEvent,
@@ -203,6 +204,15 @@ class CycleReport:
                 f"sent {self.submitted} denied {self.denied} fills {self.fills} — {self.status}{problems}")
 
 
+@dataclass
+class _Answers:
+    """The venue's answers to a cycle's orders, recorded with the cycle record (one commit), and the orders they answer."""
+
+    orders: list[Order] = field(default_factory=list)
+    events: list[OrderEvent] = field(default_factory=list)
+    notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
 class CycleObserver(Protocol):
     """Watches each finished cycle (metrics, alerts); ``denials`` counts denied orders by reason code this cycle."""
 
@@ -318,15 +328,16 @@ class Runner:
         state = self.store.trading_state().state
         if problems and self.strict and state is not TradingState.HALTED:
             state = self._halt(tick.ts, f"invariant broken: {problems[0]}")
+        answers = _Answers()
         try:
             if self.exits is not None:  # protective exits (trader/exits.py), before anything new is sized
                 counts["submitted"] += self.exits.cycle(tick.ts, state, account)
-            status = self._decide(tick, state, account, counts)
+            status = self._decide(tick, state, account, counts, answers)
         except ValueError as exc:  # data the checks cannot use (DomainError included): fail closed, say why
             status = f"no orders: {exc}"
-        return self._finish(tick, self.store.trading_state().state, status, counts, account, value, problems)
+        return self._finish(tick, self.store.trading_state().state, status, counts, account, value, problems, answers)
 
-    def _decide(self, tick: Tick, state: TradingState, account: Account, counts: Counter[str]) -> str:
+    def _decide(self, tick: Tick, state: TradingState, account: Account, counts: Counter[str], answers: _Answers) -> str:
         ctx = self._context(tick.ts, state, account)
         if state is TradingState.HALTED:
             counts["canceled"] += self._cancel_working(ctx)
@@ -354,7 +365,7 @@ class Runner:
                              decision_ts=tick.ts, size_multiplier=portfolio.size_multiplier, pending=pending,
                              market=ctx.market, min_observations=self.config.history.min_observations)
         decisions = self.execution.check_all(sizing.commands, ctx, self.engine, predictions=batch.predictions)
-        self._route(decisions, batch, tick, state, counts)
+        self._route(decisions, batch, tick, state, counts, answers)
         notes = [f"{len(sizing.commands)} orders sized (model {batch.model_version})"] + ([sizing.note] if sizing.note else [])
         if portfolio.size_multiplier < 1:
             notes.append(f"drawdown {portfolio.drawdown:.2%}: targets × {portfolio.size_multiplier}")
@@ -404,16 +415,20 @@ class Runner:
         return tuple(problems)
 
     def _finish(self, tick: Tick, state: TradingState, status: str, counts: Counter[str], account: Account,
-                value: Decimal | None, problems: tuple[str, ...]) -> CycleReport:
-        """Record the cycle (and the equity mark, when the book could be valued)."""
+                value: Decimal | None, problems: tuple[str, ...], answers: _Answers | None = None) -> CycleReport:
+        """Record the venue's answers to the cycle's orders, the equity mark (when the book could be valued) and the
+        cycle, in one commit that is not synced by itself (see the module docstring: nothing sent depends on it)."""
         report = CycleReport(ts=tick.ts, state=state, status=status, submitted=counts["submitted"], denied=counts["denied"],
                              canceled=counts["canceled"], fills=counts["fills"], behind=counts["behind"],
                              refused=bool(counts["refused"]), cash=account.cash, positions_value=value or ZERO,
                              equity=account.cash + (value or ZERO), problems=problems)
-        with self.store.transaction() as tx:
+        answers = answers or _Answers()
+        with self.store.transaction(durable=False) as tx:
+            new_fills = self._record_events(tx, answers.events, notes=answers.notes, ts=tick.ts, orders=answers.orders)
             if value is not None:
                 tx.record_equity(ts=tick.ts, equity=report.equity, cash=report.cash)
             tx.append_audit("cycle", report.to_record() | {"run_id": self.run_id}, ts=tick.ts)
+        self._book(new_fills)
         self._last_ts = tick.ts
         return report
 
@@ -444,31 +459,45 @@ class Runner:
         """Apply events (and append ``notes`` at ``ts``) in one transaction; returns the number of new fills."""
         if not events and not notes:
             return 0
+        # Not synced by itself: the cycle's next durable commit (the orders before they leave) syncs
+        # it with it (one WAL); nothing is sent on it before that. See the module docstring.
+        with self.store.transaction(durable=False) as tx:
+            new_fills = self._record_events(tx, events, notes=notes, ts=ts)
+        return self._book(new_fills)
+
+    def _record_events(self, tx: StoreTx, events: Sequence[OrderEvent], *, notes: Sequence[tuple[str, dict[str, Any]]] = (),
+                       ts: dt.datetime | None = None, orders: Iterable[Order] | None = None) -> list[Fill]:
+        """Write events (order states, fills, audit records) and ``notes`` in ``tx``; returns the new fills.
+
+        ``orders``: the orders the events are about, when the caller holds them (else the working orders are read).
+        """
         # This batch's view of the orders (the store does not see its own pending writes); one read
         # for the working orders, where nearly every event belongs.
-        orders: dict[str, Order | None] = {o.client_order_id: o for o in self.store.working_orders()}
+        known: dict[str, Order | None] = {o.client_order_id: o for o in (self.store.working_orders() if orders is None else orders)}
+        tx.expect_fills(e.fill.fill_id for e in events if isinstance(e, OrderFilled))
         new_fills = []
-        # Not synced by itself: the cycle's next commit (the orders before they leave, or the cycle
-        # record) is, and syncs this one with it; nothing is acted on or reported before that.
-        with self.store.transaction(durable=False) as tx:
-            for event in events:
-                cid = event.client_order_id
-                if cid not in orders:
-                    orders[cid] = self.store.get_order(cid)
-                payload: dict[str, Any] = {"client_order_id": cid, "event": type(event).__name__, "run_id": self.run_id}
-                if isinstance(event, OrderFilled):
-                    if not tx.record_fill(event.fill):
-                        continue  # a replayed fill: already recorded, already applied
-                    new_fills.append(event.fill)
-                    payload["fill"] = event.fill.to_record()
-                else:
-                    payload |= {k: v for k, v in event.__dict__.items() if k not in ("client_order_id", "ts")}
-                payload["note"] = self._move(tx, orders, event)
-                tx.append_audit(_EVENT_KINDS.get(type(event).__name__, "order_event"), payload, ts=event.ts)
-            for kind, note in notes:
-                assert ts is not None
-                tx.append_audit(kind, note | {"run_id": self.run_id}, ts=ts)
-        for fill in new_fills:  # only after the commit: the ledger follows what is stored
+        for event in events:
+            cid = event.client_order_id
+            if cid not in known:
+                known[cid] = self.store.get_order(cid)
+            payload: dict[str, Any] = {"client_order_id": cid, "event": type(event).__name__, "run_id": self.run_id}
+            if isinstance(event, OrderFilled):
+                if not tx.record_fill(event.fill):
+                    continue  # a replayed fill: already recorded, already applied
+                new_fills.append(event.fill)
+                payload["fill"] = event.fill.to_record()
+            else:
+                payload |= {k: v for k, v in event.__dict__.items() if k not in ("client_order_id", "ts")}
+            payload["note"] = self._move(tx, known, event)
+            tx.append_audit(_EVENT_KINDS.get(type(event).__name__, "order_event"), payload, ts=event.ts)
+        for kind, note in notes:
+            assert ts is not None
+            tx.append_audit(kind, note | {"run_id": self.run_id}, ts=ts)
+        return new_fills
+
+    def _book(self, new_fills: Sequence[Fill]) -> int:
+        """Move the cash ledger and the fill totals by fills just committed (the ledger follows what is stored)."""
+        for fill in new_fills:
             self._cash = self._require_cash() - fill.signed_qty * fill.price - fill.fee
             self._fill_qty[fill.symbol] = self._fill_qty.get(fill.symbol, ZERO) + fill.signed_qty
         return len(new_fills)
@@ -487,10 +516,11 @@ class Runner:
 
     # -- commands ---------------------------------------------------------------------------
     def _route(self, decisions: list[RiskDecision], batch: PredictionBatch, tick: Tick, state: TradingState,
-               counts: Counter[str]) -> None:
-        """Record the decisions and every approved order (NEW) in one commit, send them, record the answers in one more.
+               counts: Counter[str], answers: _Answers) -> None:
+        """Record the decisions and every approved order (NEW) in one durable commit, send them; the answers go to
+        ``answers``, which the cycle record's commit writes.
 
-        Each order is durable before it leaves; an answer lost in a crash before the second commit
+        Each order is durable before it leaves; an answer lost in a crash before the cycle's last commit
         is found again by ``client_order_id``, the path a lost response takes anyway.
         """
         now = tick.ts
@@ -507,20 +537,18 @@ class Runner:
                                                  "run_id": self.run_id, "order": order.to_record()} | lineage(order.client_order_id), ts=now)
         counts["denied"] += len(decisions) - len(approved)
         self._denials.update(d.reason.value for d in decisions if not d.approved)
-        answers: list[OrderEvent] = []
-        unknown: list[tuple[str, dict[str, Any]]] = []
+        answers.orders += approved
         for order in approved:
             current = self.store.trading_state().state  # the kill switch, re-read before every order (DESIGN §3.5)
             answer = self._send(order, now) if current is state else OrderRejected(
                 client_order_id=order.client_order_id, ts=now, reason=f"not sent: trading state changed to {current.value} mid-cycle")
             if isinstance(answer, str):
-                unknown.append(("order_unknown", {"client_order_id": order.client_order_id, "reason": answer}))
+                answers.notes.append(("order_unknown", {"client_order_id": order.client_order_id, "reason": answer}))
             else:
-                answers.append(answer)
+                answers.events.append(answer)
             counts["submitted" if not isinstance(answer, OrderRejected) else "denied"] += 1
             if isinstance(answer, OrderRejected):
                 self._denials["REJECTED_BY_VENUE" if current is state else "TRADING_STATE_CHANGED"] += 1
-        self._apply(answers, notes=unknown, ts=now)
 
     def _send(self, order: Order, now: dt.datetime) -> OrderAccepted | OrderRejected | str:
         """The venue's answer, or why the order's fate is unknown (it then stays NEW: never resent blindly)."""
