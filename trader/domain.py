@@ -31,7 +31,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NewType
@@ -334,6 +334,23 @@ class Order:
         for name, _ in _ORDER_ENUMS:
             out[name] = out[name].value
         return out
+
+    @classmethod
+    def from_stored(cls, record: Mapping[str, Any]) -> Order:
+        """The order a store row holds: :meth:`to_record`'s fields with Decimals and aware UTC datetimes.
+
+        Only the enums are rebuilt: the row was written from an order validated when it was built,
+        and the working orders are read every cycle (validating again cost as much as the read).
+        """
+        values = {name: record[name] for name in _ORDER_FIELDS}
+        for name, enum in _ORDER_ENUMS:
+            values[name] = enum(values[name])
+        order = object.__new__(cls)
+        order.__dict__.update(values)
+        return order
+
+
+_ORDER_FIELDS = tuple(f.name for f in fields(Order))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -381,14 +381,15 @@ class Runner:
     def _context(self, now: dt.datetime, state: TradingState, account: Account) -> RiskContext:
         equity = account.equity(self._prices)
         venue = self.broker.account()
-        return RiskContext(now=now, trading_state=state, account=account, prices=dict(self._prices),
-                           day_start_equity=self.store.first_equity_since(session_start(now)) or equity,
-                           peak_equity=max(self.store.peak_equity() or equity, equity), buying_power=venue.buying_power,
-                           working_orders=tuple(self.store.working_orders()),
-                           # ids are per decision time: a day back covers duplicates
-                           known_client_order_ids=self.store.client_order_ids(since=now - _DAY),
-                           recent_order_times=self.store.order_times_since(now - _MINUTE),
-                           market=self._market(now) if state is not TradingState.HALTED else None)
+        with self.store.snapshot():  # the store's part: one read transaction, one consistent view
+            return RiskContext(now=now, trading_state=state, account=account, prices=dict(self._prices),
+                               day_start_equity=self.store.first_equity_since(session_start(now)) or equity,
+                               peak_equity=max(self.store.peak_equity() or equity, equity), buying_power=venue.buying_power,
+                               working_orders=tuple(self.store.working_orders()),
+                               # ids are per decision time: a day back covers duplicates
+                               known_client_order_ids=self.store.client_order_ids(since=now - _DAY),
+                               recent_order_times=self.store.order_times_since(now - _MINUTE),
+                               market=self._market(now) if state is not TradingState.HALTED else None)
 
     def _market(self, now: dt.datetime) -> MarketSnapshot | None:
         """The trailing bars closed by ``now``; unreadable: ``None`` (the optimiser falls back, portfolio checks deny)."""

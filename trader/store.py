@@ -133,6 +133,12 @@ def _write(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], *, ups
 
 
 _LATEST_STATE = sa.select(risk_state).order_by(risk_state.c.id.desc()).limit(1)
+_ORDERS_IN_TIME = sa.select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
+_WORKING_ORDERS = _ORDERS_IN_TIME.where(orders.c.status.in_([s.value for s in OrderStatus if not s.is_terminal]))
+_SINCE = sa.bindparam("b_since", type_=orders.c.created_at.type)
+_IDS_SINCE = sa.select(orders.c.client_order_id).where(orders.c.created_at >= _SINCE)
+_TIMES_SINCE = sa.select(orders.c.created_at).where(orders.c.created_at >= _SINCE).order_by(orders.c.created_at)
+_FIRST_EQUITY_SINCE = sa.select(equity_marks.c.equity).where(equity_marks.c.ts >= _SINCE).order_by(equity_marks.c.ts).limit(1)
 _LAST_PEAK = sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)
 #: PostgreSQL advisory lock (per database) that write transactions take first: SQLite's BEGIN IMMEDIATE, on a server.
 _PG_WRITE_LOCK = 0x616C_7068_616C_696E  # "alphalin"
@@ -397,6 +403,7 @@ class TraderStore:
             raise StoreError(str(exc)) from None
         self._engine = _make_engine(self.url)
         self._state_lock = threading.Lock()
+        self._reading = threading.local()  # the connection of the thread's open snapshot()
         self._state_probe: sqlite3.Connection | None = None
         self._state_cache: tuple[int, TradingStateRecord] | None = None
         try:
@@ -445,10 +452,30 @@ class TraderStore:
             raise StoreError(f"{self._safe_url}: {exc.orig}") from None
 
     @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads on this thread inside the block share one read transaction: one consistent view of the store, one
+        connection. Only for reads: a write in the block is not seen by the block's reads.
+
+        Example:
+            >>> with store.snapshot():  # doctest: +SKIP
+            ...     working, peak = store.working_orders(), store.peak_equity()
+        """
+        with self._read():
+            yield
+
+    @contextmanager
     def _read(self) -> Iterator[Connection]:
+        held: Connection | None = getattr(self._reading, "conn", None)
+        if held is not None:  # inside snapshot()
+            yield held
+            return
         try:
             with self._engine.connect() as conn, conn.begin():
-                yield conn
+                self._reading.conn = conn
+                try:
+                    yield conn
+                finally:
+                    self._reading.conn = None
         except sa.exc.OperationalError as exc:
             raise StoreError(f"{self._safe_url}: {exc.orig}") from None
 
@@ -519,7 +546,7 @@ class TraderStore:
     def list_orders(self, *, statuses: set[OrderStatus] | None = None, symbol: str | None = None,
                     since: dt.datetime | None = None) -> list[Order]:
         """Orders by creation time, optionally filtered by status, symbol and creation time (≥ ``since``)."""
-        query = sa.select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
+        query = _ORDERS_IN_TIME
         if statuses is not None:
             query = query.where(orders.c.status.in_([s.value for s in statuses]))
         if symbol is not None:
@@ -527,24 +554,24 @@ class TraderStore:
         if since is not None:
             query = query.where(orders.c.created_at >= to_utc(since, "since"))
         with self._read() as conn:
-            return [Order(**row._asdict()) for row in conn.execute(query)]
+            return [Order.from_stored(row._mapping) for row in conn.execute(query)]
 
     def working_orders(self) -> list[Order]:
-        return self.list_orders(statuses={s for s in OrderStatus if not s.is_terminal})
+        """Orders not in a terminal status, by creation time."""
+        with self._read() as conn:
+            return [Order.from_stored(row._mapping) for row in conn.execute(_WORKING_ORDERS)]
 
     def client_order_ids(self, *, since: dt.datetime | None = None) -> frozenset[ClientOrderId]:
         """Every ``client_order_id`` (of orders created at or after ``since``)."""
-        query = sa.select(orders.c.client_order_id)
-        if since is not None:
-            query = query.where(orders.c.created_at >= to_utc(since, "since"))
         with self._read() as conn:
-            return frozenset(ClientOrderId(v) for v in conn.execute(query).scalars())
+            if since is None:
+                return frozenset(conn.execute(sa.select(orders.c.client_order_id)).scalars())
+            return frozenset(conn.execute(_IDS_SINCE, {"b_since": to_utc(since, "since")}).scalars())
 
     def order_times_since(self, since: dt.datetime) -> tuple[dt.datetime, ...]:
         """Creation times of orders created at or after ``since`` (the order-rate throttle's input)."""
-        query = sa.select(orders.c.created_at).where(orders.c.created_at >= to_utc(since, "since")).order_by(orders.c.created_at)
         with self._read() as conn:
-            return tuple(conn.execute(query).scalars())
+            return tuple(conn.execute(_TIMES_SINCE, {"b_since": to_utc(since, "since")}).scalars())
 
     def list_fills(self, *, client_order_id: str | None = None, since: dt.datetime | None = None) -> list[Fill]:
         query = sa.select(fills).order_by(fills.c.ts, fills.c.fill_id)
@@ -583,13 +610,12 @@ class TraderStore:
 
     def peak_equity(self) -> Decimal | None:
         with self._read() as conn:
-            return conn.execute(sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)).scalar()
+            return conn.execute(_LAST_PEAK).scalar()
 
     def first_equity_since(self, since: dt.datetime) -> Decimal | None:
         """The first equity mark at or after ``since`` (e.g. the session open: the daily loss baseline)."""
-        query = sa.select(equity_marks.c.equity).where(equity_marks.c.ts >= to_utc(since, "since"))
         with self._read() as conn:
-            return conn.execute(query.order_by(equity_marks.c.ts).limit(1)).scalar()
+            return conn.execute(_FIRST_EQUITY_SINCE, {"b_since": to_utc(since, "since")}).scalar()
 
     def audit_records(self, *, start_seq: int = 1) -> Iterator[AuditRecord]:
         """The chain in ``seq`` order, from ``start_seq``."""
