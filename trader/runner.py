@@ -23,6 +23,13 @@ Each :class:`Tick` (a bar close in a replay, a bar boundary live) runs one :meth
 6. **routing** — an order is stored (NEW) before it is sent, so that a crash mid-submit leaves
    a ``client_order_id`` to look up; a lost answer is looked up at the venue, never resent blindly.
 
+Durability: a cycle commits three batches — the venue's events (step 1); the decisions and the
+orders, NEW (step 6, the one commit synced to disk, before any order leaves); the venue's answers
+with the equity mark and the ``cycle`` record (the last). The first and last are not synced by
+themselves (``durable=False``: the next durable commit syncs them, one WAL). A power cut can thus
+lose events, answers and cycle records, never an order that was sent: those orders are still
+working in the store, the venue reports them again, and a re-run tick's orders are duplicates.
+
 With ``exits:`` set in ``trader.yaml``, :mod:`trader.exits` runs between steps 1 and 2: it
 closes positions at their stop-loss, take-profit, trailing or time stop (through the risk
 engine; an exit only reduces, so it passes HALTED too) and, with venue brackets, keeps their

@@ -58,6 +58,7 @@ from trader.audit import GENESIS, AuditRecord, ChainVerification, canonical, ver
 from trader.audit_hmac import audit_key, record_hmac
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
+from trader.store_bulk import write_rows
 from trader.store_schema import (
     ADDED_ORDER_COLUMNS,
     append_only_ddl,
@@ -87,49 +88,6 @@ _KNOWN_ORDERS = sa.select(orders.c.client_order_id).where(orders.c.client_order_
 _KNOWN_POSITIONS = sa.select(positions.c.symbol).where(positions.c.symbol.in_(sa.bindparam("b_ids", expanding=True)))
 _UPDATE_ORDER = sa.update(orders).where(orders.c.client_order_id == sa.bindparam("b_key"))
 _UPDATE_POSITION = sa.update(positions).where(positions.c.symbol == sa.bindparam("b_key"))
-
-
-class _Bulk:
-    """A multi-row INSERT (``upsert``: ``ON CONFLICT (key) DO UPDATE`` every column) straight through the driver's
-    ``executemany``, each value converted by its column's own type (exact Decimal text, UTC timestamps).
-
-    SQLite (3.24+) and PostgreSQL share this syntax. Why not SQLAlchemy's insert: per row it builds the
-    parameters in general-purpose code, a cost that dominated the trader's cycle (a hundred rows each);
-    and it cannot cache its ON CONFLICT constructs at all (compiled again on every execution).
-    """
-
-    def __init__(self, table: sa.Table, dialect: sa.Dialect, *, upsert: bool):
-        columns = list(table.columns)
-        self.names = [c.name for c in columns]
-        self.convert = [c.type.bind_processor(dialect) for c in columns]
-        marker = "?" if dialect.paramstyle == "qmark" else "%s"
-        names = ", ".join(f'"{n}"' for n in self.names)
-        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join([marker] * len(columns))})'
-        if upsert:
-            keys = ", ".join(f'"{c.name}"' for c in table.primary_key)
-            sets = ", ".join(f'"{c.name}" = excluded."{c.name}"' for c in columns if not c.primary_key)
-            sql += f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
-        self.sql = sql
-
-    def run(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
-        pairs = list(zip(self.names, self.convert, strict=True))
-        conn.exec_driver_sql(self.sql, [tuple(row[n] if f is None else f(row[n]) for n, f in pairs) for row in rows])
-
-
-_BULK_DIALECTS = ("sqlite", "postgresql")
-_BULK: dict[tuple[str, str, bool], _Bulk] = {}
-
-
-def _write(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], *, upsert: bool = False) -> bool:
-    """Insert (or upsert) ``rows`` in one statement; ``False`` (nothing done) on a dialect without :class:`_Bulk`."""
-    dialect = conn.dialect
-    if dialect.name not in _BULK_DIALECTS:
-        return False
-    key = (dialect.name, table.name, upsert)
-    if key not in _BULK:
-        _BULK[key] = _Bulk(table, dialect, upsert=upsert)
-    _BULK[key].run(conn, rows)
-    return True
 
 
 _LATEST_STATE = sa.select(risk_state).order_by(risk_state.c.id.desc()).limit(1)
@@ -369,11 +327,11 @@ class StoreTx:
             self._macs.clear()
 
     def _insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        if not _write(self._conn, table, rows):
+        if not write_rows(self._conn, table, rows):
             self._conn.execute(sa.insert(table), rows)
 
     def _upsert(self, table: sa.Table, known: sa.Select, update: sa.Update, rows: dict[str, dict[str, Any]]) -> None:
-        if _write(self._conn, table, list(rows.values()), upsert=True):
+        if write_rows(self._conn, table, list(rows.values()), upsert=True):
             return
         existing = set(self._conn.execute(known, {"b_ids": list(rows)}).scalars())
         if existing:
