@@ -213,9 +213,8 @@ class CycleReport:
 
 @dataclass
 class _Answers:
-    """The venue's answers to a cycle's orders, recorded with the cycle record (one commit), and the orders they answer."""
+    """The venue's answers to a cycle's orders, recorded with the cycle record (one commit)."""
 
-    orders: list[Order] = field(default_factory=list)
     events: list[OrderEvent] = field(default_factory=list)
     notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -432,7 +431,8 @@ class Runner:
                              equity=account.cash + (value or ZERO), problems=problems)
         answers = answers or _Answers()
         with self.store.transaction(durable=False) as tx:
-            new_fills = self._record_events(tx, answers.events, notes=answers.notes, ts=tick.ts, orders=answers.orders)
+            # The orders are read again, not taken from _route: sending may have changed them (a bracket entry, trader/exits.py).
+            new_fills = self._record_events(tx, answers.events, notes=answers.notes, ts=tick.ts)
             if value is not None:
                 tx.record_equity(ts=tick.ts, equity=report.equity, cash=report.cash)
             tx.append_audit("cycle", report.to_record() | {"run_id": self.run_id}, ts=tick.ts)
@@ -474,14 +474,13 @@ class Runner:
         return self._book(new_fills)
 
     def _record_events(self, tx: StoreTx, events: Sequence[OrderEvent], *, notes: Sequence[tuple[str, dict[str, Any]]] = (),
-                       ts: dt.datetime | None = None, orders: Iterable[Order] | None = None) -> list[Fill]:
-        """Write events (order states, fills, audit records) and ``notes`` in ``tx``; returns the new fills.
-
-        ``orders``: the orders the events are about, when the caller holds them (else the working orders are read).
-        """
-        # This batch's view of the orders (the store does not see its own pending writes); one read
-        # for the working orders, where nearly every event belongs.
-        known: dict[str, Order | None] = {o.client_order_id: o for o in (self.store.working_orders() if orders is None else orders)}
+                       ts: dt.datetime | None = None) -> list[Fill]:
+        """Write events (order states, fills, audit records) and ``notes`` in ``tx``; returns the new fills."""
+        if not events:
+            known: dict[str, Order | None] = {}
+        else:  # this batch's view of the orders (the store does not see its own pending writes); one read
+            # for the working orders, where nearly every event belongs
+            known = {o.client_order_id: o for o in self.store.working_orders()}
         tx.expect_fills(e.fill.fill_id for e in events if isinstance(e, OrderFilled))
         new_fills = []
         for event in events:
@@ -545,7 +544,6 @@ class Runner:
                                                  "run_id": self.run_id, "order": order.to_record()} | lineage(order.client_order_id), ts=now)
         counts["denied"] += len(decisions) - len(approved)
         self._denials.update(d.reason.value for d in decisions if not d.approved)
-        answers.orders += approved
         for order in approved:
             current = self.store.trading_state().state  # the kill switch, re-read before every order (DESIGN §3.5)
             answer = self._send(order, now) if current is state else OrderRejected(
