@@ -268,7 +268,7 @@ class _FlakyVenue:
 
 
 def broker_5xx(root: Path) -> DrillResult:
-    from trader.brokers.bars import DuckDBBars
+    from trader.brokers.bars import WarehouseBars
     from trader.brokers.sim import SimBroker
     from trader.config import load_config
     from trader.prediction_client import HttpPredictionClient
@@ -277,7 +277,7 @@ def broker_5xx(root: Path) -> DrillResult:
 
     with trading_home(root, "broker_5xx") as h:
         cfg = load_config(h["config"])
-        feed = DuckDBBars(h["home"] / "warehouse.duckdb", timeframe="15m")
+        feed = WarehouseBars(h["home"] / "warehouse.duckdb", timeframe="15m")
         bars = feed.bars(list(SYMBOLS), after=OPEN - STEP, until=OPEN + BARS * STEP)
         venue = _FlakyVenue(SimBroker(feed, start=OPEN))
         with TraderStore(f"sqlite:///{h['home'] / 'trader' / 'sim.db'}") as store, \

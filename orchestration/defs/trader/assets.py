@@ -83,7 +83,7 @@ def trader_session(context: dg.AssetExecutionContext, trading: TradingResource) 
 def session_tracking(trading: TradingResource, models: ModelsResource, warehouse: DuckDBResource) -> dg.MaterializeResult:
     """Live against backtest for the trader's newest session: its own orders replayed through the backtest's costs
     (``trader/tracking.py``); the P&L difference is execution alone. Report under ``reports/tracking/``."""
-    from trader.brokers.bars import DuckDBBars
+    from trader.brokers.bars import WarehouseBars
     from trader.errors import TraderError
     from trader.store import TraderStore
     from trader.tracking import pnl_chart, track_session, write_report
@@ -92,7 +92,7 @@ def session_tracking(trading: TradingResource, models: ModelsResource, warehouse
         raise dg.Failure(description=problem, allow_retries=False)
     try:
         with TraderStore(trading.store_url) as store:
-            report = track_session(store, DuckDBBars(warehouse.database), commission_bps=models.commission_bps,
+            report = track_session(store, WarehouseBars(warehouse.database), commission_bps=models.commission_bps,
                                    half_spread_bps=models.half_spread_bps)
     except TraderError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
