@@ -18,7 +18,8 @@ from dbt.cli.main import dbtRunner
 from orchestration.defs.market.dbt import DBT_DIR
 from orchestration.market.corporate_actions import ingest_actions
 from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
-from orchestration.market.warehouse import connect, ingest_batch
+from orchestration.market.warehouse import ingest_batch
+from orchestration.warehouse import Warehouse
 
 pytestmark = pytest.mark.servers
 RAW = ("bars", "symbols", "sessions", "corporate_actions")
@@ -65,10 +66,9 @@ def test_dbt_postgres_target_builds_the_same_marts_and_passes_the_same_tests(tmp
     # With the planted dividend (2024-01-09) and split (2024-01-12): the adjustment factors' SQL runs on both engines.
     market = SyntheticMarket(SyntheticConfig(n_symbols=4, n_sectors=2, corporate_actions=True))
     start, end = dt.datetime(2024, 1, 3, tzinfo=dt.UTC), dt.datetime(2024, 1, 17, tzinfo=dt.UTC)
-    con = connect(str(warehouse))
-    ingest_batch(con, market.fetch(start, end, now=end), asset="raw_bars")
-    ingest_actions(con, market.corporate_actions(start.date(), end.date()), asset="raw_corporate_actions", label="synthetic")
-    con.close()
+    with Warehouse(warehouse).connect() as con:
+        ingest_batch(con, market.fetch(start, end, now=end), asset="raw_bars")
+        ingest_actions(con, market.corporate_actions(start.date(), end.date()), asset="raw_corporate_actions", label="synthetic")
 
     local_nodes = _dbt_build("local", tmp_path, monkeypatch)
     with duckdb.connect(str(warehouse)) as duck:  # dbt-duckdb still holds it open, read-write, in this process
