@@ -42,8 +42,8 @@ def _warehouse_kind(spec: dg.AssetSpec, kind: str) -> dg.AssetSpec:
     """Assets declare the embedded warehouse's kind (``duckdb``); name the engine the warehouse really runs on."""
     if "duckdb" not in spec.kinds:
         return spec
-    tags = {k: v for k, v in spec.tags.items() if k != "dagster/kind/duckdb"} | {f"dagster/kind/{kind}": ""}
-    return spec.replace_attributes(tags=tags)
+    tags = {k: v for k, v in spec.tags.items() if not k.startswith("dagster/kind/")}
+    return spec.replace_attributes(tags=tags, kinds=(spec.kinds - {"duckdb"}) | {kind})
 
 
 @dg.definitions

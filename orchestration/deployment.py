@@ -123,6 +123,9 @@ def configure(settings: Settings) -> str | None:
     check(settings)
     found = servers(settings)
     if found is None:
+        if os.environ.pop(WAREHOUSE_URL_VAR, None):  # this process left the profile: dbt back on the DuckDB file
+            for key in dbt_postgres_env("postgresql://x/y"):
+                os.environ.pop(key, None)
         return None
     from orchestration.errors import ConfigError
     from trader.errors import StoreError
