@@ -99,8 +99,10 @@ def test_pipeline_on_the_servers_profile_from_ingest_to_end_of_day(servers_home:
         assert answer.status_code == 200, answer.text
         assert answer.json()["model_version"] and len(answer.json()["predictions"]) == 3
         config = trader_config(settings, server.url)
-        trade = subprocess.run([str(Path(sys.executable).with_name("trader")), "run", "--mode", "sim", "--config", str(config)],
-                               capture_output=True, text=True, timeout=1200, env=dict(os.environ))
+        # `trader` as its console script runs it, from this checkout (the installed script may point at another one)
+        trade = subprocess.run([sys.executable, "-c", "from trader.cli import main; main()", "run", "--mode", "sim",
+                                "--config", str(config)], capture_output=True, text=True, timeout=1200, env=dict(os.environ),
+                               cwd=Path(__file__).resolve().parents[2])
     assert trade.returncode == 0, trade.stderr[-2000:]
     assert "trader_sim" in trade.stdout
     assert not (settings.home / "trader" / "sim.db").exists()
