@@ -40,7 +40,7 @@ model version and feature time —, ``order_submit``, ``order_accepted``, ``fill
 ``cycle``); ``trader explain`` reads them back.
 
 Ticks come from :func:`replay_ticks` (a day of bars, e.g. from
-:class:`~trader.brokers.bars.DuckDBBars`) or :func:`live_ticks` (bar boundaries on the wall clock).
+:class:`~trader.brokers.bars.WarehouseBars`) or :func:`live_ticks` (bar boundaries on the wall clock).
 
 Example:
     >>> from decimal import Decimal as D
