@@ -4,7 +4,8 @@ Two settings move every server-capable store at once (the *servers profile*):
 
 * ``ALPHALINE_POSTGRES_URL`` (e.g. ``postgresql://alphaline:***@db:5432/alphaline``): one database per
   store on that server, named ``<prefix>_<store>`` after the URL's database (:mod:`trader.servers`):
-  ``_dagster`` (Dagster's runs, event log, schedules), ``_feast`` (Feast's SQL registry), ``_trader``
+  ``_dagster`` (Dagster's runs, event log, schedules), ``_feast`` (Feast's SQL registry and its offline
+  store's tables, schema ``feast_offline``), ``_trader``
   and ``_trader_<mode>`` (the trader's stores); each created on first use when the role may;
 * ``ALPHALINE_REDIS_URL`` (e.g. ``redis://:***@cache:6379/0``): Feast's online store.
 
@@ -12,8 +13,9 @@ The two go together (:func:`check`). Secrets stay in the environment: ``dagster.
 variable Dagster reads the URL from, never the URL itself.
 
 Still on the machine in this profile (and why): the warehouse (DuckDB, one writer: the Dagster
-runs), Feast's offline Parquet files and BentoML's model store (files under ``ALPHALINE_HOME`` —
-point it at shared storage), the WORM archive and the reports (files by design).
+runs), the Parquet copy of the features (read by the checks, drift and the service's ``as_of``
+replays) and BentoML's model store (files under ``ALPHALINE_HOME`` — point it at shared storage),
+the WORM archive and the reports (files by design).
 
 Example:
     >>> from orchestration.settings import Settings
