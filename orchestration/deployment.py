@@ -4,19 +4,20 @@ Two settings move every server-capable store at once (the *servers profile*):
 
 * ``ALPHALINE_POSTGRES_URL`` (e.g. ``postgresql://alphaline:***@db:5432/alphaline``): one database per
   store on that server, named ``<prefix>_<store>`` after the URL's database (:mod:`trader.servers`):
-  ``_dagster`` (Dagster's runs, event log, schedules), ``_feast`` (Feast's SQL registry), ``_warehouse``
-  (``raw.*``, ``staging.*``, ``marts.*``: :mod:`orchestration.warehouse`, with dbt's ``postgres`` target
-  pointed at it), ``_trader`` and ``_trader_<mode>`` (the trader's stores); each created on first use when
-  the role may;
+  ``_dagster`` (Dagster's runs, event log, schedules), ``_feast`` (Feast's SQL registry and its offline
+  store's tables, schema ``feast_offline``), ``_warehouse`` (``raw.*``, ``staging.*``, ``marts.*``:
+  :mod:`orchestration.warehouse`, with dbt's ``postgres`` target pointed at it), ``_trader`` and
+  ``_trader_<mode>`` (the trader's stores); each created on first use when the role may;
 * ``ALPHALINE_REDIS_URL`` (e.g. ``redis://:***@cache:6379/0``): Feast's online store.
 
 The two go together (:func:`check`). Secrets stay in the environment: ``dagster.yaml`` names the
 variable Dagster reads the URL from, never the URL itself, and the warehouse resource reads
 ``ALPHALINE_WAREHOUSE_URL`` (:data:`WAREHOUSE_URL_VAR`) the same way.
 
-Still on the machine in this profile (and why): Feast's offline Parquet files and BentoML's model store
-(files under ``ALPHALINE_HOME`` — point it at shared storage), the WORM archive and the reports (files by
-design). No ``warehouse.duckdb`` is created in this profile.
+Still on the machine in this profile (and why): the Parquet copy of the features (read by the checks,
+drift and the service's ``as_of`` replays) and BentoML's model store (files under ``ALPHALINE_HOME`` —
+point it at shared storage), the WORM archive and the reports (files by design). No ``warehouse.duckdb``
+is created in this profile.
 
 Example:
     >>> from orchestration.settings import Settings

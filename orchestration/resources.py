@@ -26,6 +26,7 @@ from orchestration.warehouse.resource import WarehouseResource
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from feature_repo.offline_tables import OfflineTables
     from models.registry import Registry
     from models.training import TrainingConfig
 
@@ -111,6 +112,12 @@ class FeatureStoreResource(dg.ConfigurableResource):
         from feature_repo.store import open_store
 
         return open_store(Path(self.home), self.config)
+
+    def tables(self) -> OfflineTables | None:
+        """Feast's offline tables on PostgreSQL (prod config), written beside the Parquet files; ``None`` embedded."""
+        from feature_repo.store import load_config, offline_tables
+
+        return offline_tables(load_config(Path(self.home), self.config))
 
 
 class ModelsResource(dg.ConfigurableResource):

@@ -1,6 +1,7 @@
 """Feature assets: polars features and labels from the clean bars, the Feast registry and the online store.
 
-``bar_features`` / ``bar_labels`` write Parquet under ``$ALPHALINE_HOME/feast/offline``;
+``bar_features`` / ``bar_labels`` write Parquet under ``$ALPHALINE_HOME/feast/offline`` (the features also
+to Feast's offline tables on PostgreSQL in the servers profile);
 ``feast_registry`` applies the repo's definitions; ``online_features`` materialises
 the newest values into the online store. With ``incremental: true`` (the intraday
 schedule), features are computed on a trailing window of bars and only new bars are
@@ -120,10 +121,10 @@ def bar_features(
     except FeatureInputError as err:
         raise _fail(err) from None
     if windowed:
-        added = feast_store.merge_features(frame, features.offline)
+        added = feast_store.merge_features(frame, features.offline, tables=features.tables())
         context.log.info(f"incremental: {added} new feature row(s) from a window of {bars.height} bars")
     else:
-        feast_store.write_features(frame, features.offline)
+        feast_store.write_features(frame, features.offline, tables=features.tables())
     stored = feast_store.read_features(features.offline) if windowed else frame
     return dg.MaterializeResult(metadata={**_coverage_metadata(stored), "mode": "incremental" if windowed else "full"})
 
