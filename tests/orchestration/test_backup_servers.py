@@ -1,5 +1,5 @@
-"""Backup and restore on the servers profile: the PostgreSQL databases (trader store, Feast's registry and offline
-tables) go into the backup with pg_dump and come back with pg_restore, checked by row counts; on a real server."""
+"""Backup and restore on the servers profile: the PostgreSQL databases (warehouse, trader store, Feast's registry and
+offline tables) go into the backup with pg_dump and come back with pg_restore, checked by row counts; on a real server."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from feature_repo import store as fs
 from orchestration.backup import backup, restore
 from orchestration.cli import main
 from orchestration.errors import ConfigError
+from orchestration.market.warehouse import ensure_schema
+from orchestration.warehouse import Warehouse
 from tests.features.synthetic_bars import BAR, feature_bars
 from trader.servers import database_url, ensure_database
 from trader.store import TraderStore
@@ -28,11 +30,11 @@ NOW = dt.datetime(2026, 12, 7, 4, 0, tzinfo=dt.UTC)
 
 @pytest.fixture
 def profile(clean_env, postgres_server, postgres_url, redis_url, tmp_path):  # noqa: F811  # noqa: F811
-    """A servers-profile home: trader sim store and Feast offline tables on PostgreSQL, a report file on disk."""
+    """A servers-profile home: warehouse, trader sim store and Feast offline tables on PostgreSQL, a report file on disk."""
     from pgserver._commands import POSTGRES_BIN_PATH
 
     clean_env.setenv("ALPHALINE_PG_BINDIR", str(POSTGRES_BIN_PATH))  # the system's pg_dump may be older than 16
-    settings = servers_settings(clean_env, postgres_url, redis_url)  # creates <prefix>_dagster and <prefix>_feast
+    settings = servers_settings(clean_env, postgres_url, redis_url)  # creates <prefix>_dagster, _feast and _warehouse
     server, home = settings.postgres_url.get_secret_value(), settings.home
     prefix = server.rsplit("/", 1)[1]  # the fresh test database's name is the profile's prefix
     (home / "reports").mkdir(parents=True, exist_ok=True)
@@ -44,9 +46,13 @@ def profile(clean_env, postgres_server, postgres_url, redis_url, tmp_path):  # n
             store.append_audit("drill", {"i": i}, ts=NOW)
     features = compute_features(feature_bars(n_symbols=2, first=dt.date(2024, 6, 3), last=dt.date(2024, 6, 7)), bar_length=BAR)
     fs.write_features(features, fs.offline_dir(home), tables=fs.offline_tables(fs.load_config(home, "prod")))
+    warehouse = Warehouse.for_settings(settings)
+    with warehouse.connect() as con, con.transaction():
+        ensure_schema(con)
+        con.execute("insert into raw.symbols (symbol, calendar) values ('AAA', 'XNYS'), ('BBB', 'XNYS')")
     aside = f"{prefix}_trader_replaced_20260101t000000z"  # a --fresh store moved aside: not part of the profile
     postgres_server.create_database(aside)
-    yield {"server": server, "prefix": prefix, "home": home, "sim": sim, "features": features}
+    yield {"server": server, "prefix": prefix, "home": home, "sim": sim, "features": features, "warehouse": warehouse}
     with psycopg.connect(postgres_server.url(driver=""), autocommit=True) as conn:
         names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{prefix}_%",))]
     for name in names:
@@ -59,11 +65,12 @@ def _state(p: dict) -> dict:
         ok = store.verify_audit().ok
     tables = fs.offline_tables(fs.load_config(p["home"], "prod"))
     return {"audit": audit, "chain_ok": ok, "bar_ret": tables.read("bar_ret").sort("symbol", "event_timestamp"),
-            "note": (p["home"] / "reports" / "note.csv").read_text()}
+            "note": (p["home"] / "reports" / "note.csv").read_text(),
+            "symbols": p["warehouse"].read("select symbol, calendar from raw.symbols order by symbol").rows()}
 
 
 def _drop_profile_databases(postgres_server, prefix: str) -> None:
-    for store in ("trader_sim", "feast", "dagster"):
+    for store in ("trader_sim", "feast", "dagster", "warehouse"):
         postgres_server.drop_database(f"{prefix}_{store}")
 
 
@@ -72,24 +79,25 @@ def test_servers_backup_dumps_every_profile_database_and_restore_brings_back_the
     runner = CliRunner()
     made = runner.invoke(main, ["backup", "--to", str(tmp_path / "backups")])
     assert made.exit_code == 0, made.output
-    assert "3 PostgreSQL database(s) dumped (pg_dump)" in made.output and "_replaced_" not in made.output
+    assert "4 PostgreSQL database(s) dumped (pg_dump)" in made.output and "_replaced_" not in made.output
     folder = Path(made.output.splitlines()[0].removeprefix("backup "))
-    assert sorted(p.name for p in (folder / "postgres").iterdir()) == ["dagster.dump", "feast.dump", "trader_sim.dump"]
+    assert sorted(p.name for p in (folder / "postgres").iterdir()) == ["dagster.dump", "feast.dump", "trader_sim.dump", "warehouse.dump"]
 
     shutil.rmtree(profile["home"])  # the disk and the databases are gone
     _drop_profile_databases(postgres_server, profile["prefix"])
     restored = runner.invoke(main, ["restore", str(folder)])
     assert restored.exit_code == 0, restored.output
-    assert "restored 3 PostgreSQL database(s) (pg_restore), row counts checked: dagster, feast, trader_sim" in restored.output
+    assert "restored 4 PostgreSQL database(s) (pg_restore), row counts checked: dagster, feast, trader_sim, warehouse" in restored.output
     after = _state(profile)
     assert after["audit"] == before["audit"] and after["chain_ok"] and after["note"] == before["note"]
+    assert after["symbols"] == before["symbols"] == [("AAA", "XNYS"), ("BBB", "XNYS")]
     assert after["bar_ret"].equals(before["bar_ret"]) and after["bar_ret"].height == profile["features"].height
 
 
 def test_servers_restore_refuses_a_missing_server_an_altered_dump_or_an_occupied_database_before_writing(profile):
     made = backup(profile["home"], profile["home"].parent / "b", now=NOW, postgres=profile["server"])
     target = profile["home"].parent / "new-home"
-    with pytest.raises(ConfigError, match=r"holds PostgreSQL databases \(dagster, feast, trader_sim\): set ALPHALINE_POSTGRES_URL"):
+    with pytest.raises(ConfigError, match=r"holds PostgreSQL databases \(dagster, feast, trader_sim, warehouse\): set ALPHALINE_POSTGRES_URL"):
         restore(made.path, target)
     with pytest.raises(ConfigError, match=rf"^database {profile['prefix']}_feast: not empty; .* add --replace"):
         restore(made.path, target, postgres=profile["server"])

@@ -2,10 +2,8 @@
 PostgreSQL (the ``dagster.yaml`` the profile writes), each step in a process of its own, features into Feast's
 PostgreSQL offline tables and Redis.
 
-Why this job: its steps only *read* the DuckDB warehouse (dagster-duckdb retries a connection the file lock refuses),
-so ``bar_features`` and ``bar_labels`` and the checks can run side by side. A job whose steps write the warehouse
-(ingest: dbt holds the lock for the whole build) stays on the in-process executor until the warehouse moves to
-PostgreSQL.
+Why this job: its steps only *read* the warehouse (on this profile the PostgreSQL database ``<prefix>_warehouse``),
+so ``bar_features`` and ``bar_labels`` and the checks can run side by side.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import pytest
 from test_servers_profile import clean_env, servers_settings  # noqa: F401 (clean_env is a fixture)
 
 from feature_repo import store as fs
-from orchestration.market.warehouse import connect
+from orchestration.warehouse import Warehouse
 from tests.features.synthetic_bars import feature_bars
 from tests.orchestration.executor_jobs import STEPS
 from tests.servers import count_rows
@@ -31,19 +29,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.servers]
 #: would import Dagster, dbt, Feast and the learners again: ~16 s a step on a busy 2-core box).
 EXECUTION = {"config": {"multiprocess": {"max_concurrent": 2, "start_method": {
     "forkserver": {"preload_modules": ["orchestration.definitions", "feature_repo.store"]}}}}}
-def _clean_bars(warehouse: str, bars: pl.DataFrame) -> None:
+
+
+def _clean_bars(warehouse: Warehouse, bars: pl.DataFrame) -> None:
     """``marts.bars`` and ``raw.sessions`` as dbt leaves them, for the columns the features job reads."""
-    con = connect(warehouse)
-    try:
-        con.register("b", bars.to_arrow())
-        con.execute("create schema if not exists marts; create schema if not exists raw")
-        con.execute("create table marts.bars as select symbol, sector, timeframe, ts, close_ts, session, 'XNYS' as calendar, "
-                    "open as adj_open, high as adj_high, low as adj_low, close as adj_close, volume as adj_volume, "
-                    "vwap as adj_vwap from b")
-        con.execute("create table raw.sessions as select distinct 'XNYS' as calendar, session, session_open as open_ts, "
-                    "session_close as close_ts from b")
-    finally:
-        con.close()
+    with warehouse.connect() as con, con.transaction():
+        con.execute("create schema if not exists marts")
+        con.execute("create schema if not exists raw")
+        con.insert(bars, "create table marts.bars as select symbol, sector, timeframe, ts, close_ts, session, 'XNYS' as calendar, "
+                         "open as adj_open, high as adj_high, low as adj_low, close as adj_close, volume as adj_volume, "
+                         "vwap as adj_vwap from _frame")
+        con.insert(bars, "create table raw.sessions as select distinct 'XNYS' as calendar, session, session_open as open_ts, "
+                         "session_close as close_ts from _frame")
 
 
 def test_features_job_runs_each_step_in_its_own_process_with_postgres_run_storage(clean_env, postgres_url, redis_url,  # noqa: F811
@@ -52,7 +49,9 @@ def test_features_job_runs_each_step_in_its_own_process_with_postgres_run_storag
     settings.dbt_target_dir.mkdir(parents=True, exist_ok=True)  # prepared once: no step process parses the dbt project
     shutil.copy(dbt_manifest, settings.dbt_target_dir / "manifest.json")
     bars = feature_bars(n_symbols=3, first=dt.date(2024, 6, 3), last=dt.date(2024, 6, 21))
-    _clean_bars(str(settings.warehouse_path), bars)
+    warehouse = Warehouse.for_settings(settings)
+    assert warehouse.kind == "postgres"
+    _clean_bars(warehouse, bars)
     with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME/dagster.yaml as the profile wrote it
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         job = dg.build_reconstructable_job("tests.orchestration.executor_jobs", "features_steps_job")
