@@ -160,7 +160,7 @@ class _Market:
     tradable: np.ndarray  # a bar exists and traded volume
     sigma_before: np.ndarray  # trailing volatility through the previous timestamp (0 while undefined)
     keys: tuple[pl.Series, pl.Series]  # the bars' (symbol, ts) columns, row by row
-    flat: np.ndarray  # each bar row's flat grid index
+    flat: np.ndarray | None  # each bar row's flat grid index (None: the rows are the grid, in order)
 
 
 # --- entry points ---------------------------------------------------------------------------------
@@ -359,13 +359,20 @@ def _index(symbol: pl.Series, ts: pl.Series, symbols: pl.Series, times: pl.Serie
     return ti * symbols.len() + si
 
 
+def _floats(column: pl.Series) -> np.ndarray:
+    """The column as float64 with NaN for null (no cast or fill when there is nothing to do)."""
+    column = column if column.dtype == pl.Float64 else column.cast(pl.Float64)
+    return (column.fill_null(np.nan) if column.null_count() else column).to_numpy()
+
+
 def _check_unique(name: str, flat: np.ndarray, size: int) -> None:
     if np.bincount(flat, minlength=size).max() > 1:
         raise BacktestInputError(f"{name}: duplicate (symbol, ts) rows; each key must appear once")
 
 
-def _grid_keys(bars: pl.DataFrame) -> tuple[pl.Series, pl.Series, np.ndarray]:
-    """Sorted symbols, sorted times and each row's flat grid index; checks that each key appears once."""
+def _grid_keys(bars: pl.DataFrame) -> tuple[pl.Series, pl.Series, np.ndarray | None]:
+    """Sorted symbols, sorted times and each row's flat grid index (None: the rows are the grid, in order); checks that
+    each key appears once."""
     symbol, ts = bars["symbol"].cast(pl.String), bars["ts"]
     dense = _dense_grid(symbol, ts)
     if dense is not None:
@@ -376,7 +383,7 @@ def _grid_keys(bars: pl.DataFrame) -> tuple[pl.Series, pl.Series, np.ndarray]:
     return symbols, times, flat
 
 
-def _dense_grid(symbol: pl.Series, ts: pl.Series) -> tuple[pl.Series, pl.Series, np.ndarray] | None:
+def _dense_grid(symbol: pl.Series, ts: pl.Series) -> tuple[pl.Series, pl.Series, None] | None:
     """The grid of rows already laid out as one, in (ts, symbol) order with every symbol at every time; else None.
 
     Market data usually comes so: then the grid index is the row number, found without hashing
@@ -399,26 +406,21 @@ def _dense_grid(symbol: pl.Series, ts: pl.Series) -> tuple[pl.Series, pl.Series,
     tiled = pl.int_range(0, ts.len(), eager=True) % width
     if not symbol.equals(symbols.gather(tiled), check_names=False):
         return None
-    return symbols, ts.gather(starts), np.arange(ts.len())
+    return symbols, ts.gather(starts), None
 
 
 def _market_from_bars(bars: pl.DataFrame, vol_window: int) -> _Market:
     _require_columns(bars, "bars", BAR_FIELDS)
-    values = {c: bars[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in BAR_FIELDS[2:]}
+    values = {c: _floats(bars[c]) for c in BAR_FIELDS[2:]}
     for column, x in values.items():
         bad = ~np.isfinite(x) | ((x < 0) if column == "volume" else (x <= 0))
         if bad.any():
             raise BacktestInputError(f"bars.{column}: {int(bad.sum())} value(s) missing, not finite or {'< 0' if column == 'volume' else '<= 0'}")
     symbols, times, flat = _grid_keys(bars)
-    shape, complete = (times.len(), symbols.len()), flat.size == times.len() * symbols.len()
-
-    def grid(x: np.ndarray) -> np.ndarray:
-        out = np.empty(flat.size) if complete else np.full(shape[0] * shape[1], np.nan)  # NaN: no bar
-        out[flat] = x
-        return out.reshape(shape)
-
+    shape = (times.len(), symbols.len())
+    complete = flat is None or flat.size == shape[0] * shape[1]
     loops = _loops()
-    open_, close, volume = grid(values["open"]), grid(values["close"]), grid(values["volume"])
+    open_, close, volume = (_on_grid(values[c], flat, shape) for c in ("open", "close", "volume"))
     last_close = close if complete else loops.ffill(close)
     # A return spans a symbol's missing bars; the window counts timestamps and skips the gaps.
     log_ret = np.full(shape, np.nan)
@@ -453,7 +455,7 @@ def _score_grid(scores: pl.DataFrame, market: _Market) -> np.ndarray:
         ts = scores["ts"].cast(market.times.dtype)
     except pl.exceptions.PolarsError:
         raise BacktestInputError(f"scores.ts: type {scores['ts'].dtype} does not match bars.ts ({market.times.dtype})") from None
-    score = scores["score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    score = _floats(scores["score"])
     if np.isinf(score).any():
         raise BacktestInputError("scores.score: infinite value(s); use null for 'no score'")
     if same_symbols and ts.equals(market.keys[1]):
@@ -465,9 +467,16 @@ def _score_grid(scores: pl.DataFrame, market: _Market) -> np.ndarray:
             example = scores.row(int(np.argmax(orphan)))[:2]
             raise BacktestInputError(f"scores.ts: {int(orphan.sum())} row(s) have no bar for their symbol at that ts, e.g. {example!r}")
         _check_unique("scores", flat, market.open.size)
-    out = np.full(market.open.size, np.nan)
-    out[flat] = score
-    return out.reshape(market.open.shape)
+    return _on_grid(score, flat, market.open.shape)
+
+
+def _on_grid(x: np.ndarray, flat: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """Row values on the (time × symbol) grid at their flat index (None: in row order); NaN where no row."""
+    if flat is None:
+        return np.array(x, dtype=np.float64).reshape(shape)  # a copy: polars' arrays are read-only
+    out = np.full(shape[0] * shape[1], np.nan)
+    out[flat] = x
+    return out.reshape(shape)
 
 
 def _single_instrument_bars(bars: pl.DataFrame, costs: Costs) -> pl.DataFrame:

@@ -25,55 +25,56 @@ def rank_weights(scores: np.ndarray, k: int, long_only: bool, unit: float) -> tu
     columns are sorted symbols), as a stable sort would: long-only holds the first ``min(k, n)``
     at ``unit``; long-short the first ``min(k, n // 2)`` at ``+unit`` and as many from the end
     at ``-unit`` (one ranking, so the two sides are disjoint even on ties). Only the ends of the
-    ranking are needed, so each is selected (``O(n × per side)``) rather than the row sorted.
+    ranking are needed, so each is selected in one pass over the row rather than the row sorted.
     """
     n_times, n_symbols = scores.shape
     weights = np.zeros((n_times, n_symbols))
     decide = np.zeros(n_times, dtype=np.bool_)
-    keys, columns = np.empty(n_symbols), np.empty(n_symbols, dtype=np.int64)
-    best_keys, best_columns = np.empty(n_symbols), np.empty(n_symbols, dtype=np.int64)
+    long_keys, long_columns = np.empty(n_symbols), np.empty(n_symbols, dtype=np.int64)
+    short_keys, short_columns = np.empty(n_symbols), np.empty(n_symbols, dtype=np.int64)
     for t in range(n_times):
         n = 0
         for s in range(n_symbols):
             if not np.isnan(scores[t, s]):
-                keys[n], columns[n] = -scores[t, s], s
                 n += 1
         if n == 0:
             continue
         decide[t] = True
         per_side = min(k, n) if long_only else min(k, n // 2)
-        _select_first(keys, columns, n, per_side, 1.0, best_keys, best_columns)  # the head: longs
+        longs, shorts = 0, 0
+        for s in range(n_symbols):  # columns in order: on a tie, the earlier one ranks first
+            score = scores[t, s]
+            if np.isnan(score):
+                continue
+            longs = _keep_smallest(-score, s, longs, per_side, long_keys, long_columns, 1)
+            if not long_only:  # the lowest scores; on a tie the later column ranks last
+                shorts = _keep_smallest(score, s, shorts, per_side, short_keys, short_columns, -1)
         for i in range(per_side):
-            weights[t, best_columns[i]] = unit
-        if not long_only:
-            _select_first(keys, columns, n, per_side, -1.0, best_keys, best_columns)  # the tail, last first: shorts
-            for i in range(per_side):
-                weights[t, best_columns[i]] = -unit
+            weights[t, long_columns[i]] = unit
+            if not long_only:
+                weights[t, short_columns[i]] = -unit
     return weights, decide
 
 
-@numba.njit(cache=True, nogil=True, inline="always")  # inlined: a call per row costs more than the selection
-def _select_first(keys: np.ndarray, columns: np.ndarray, n: int, m: int, sign: float, best_keys: np.ndarray,
-                  best_columns: np.ndarray) -> None:
-    """The ``m`` smallest of the first ``n`` pairs ``(sign × key, sign × column)``, in order, into ``best_*[:m]``.
+@numba.njit(cache=True, nogil=True, inline="always")  # inlined: a call per cell costs more than the work
+def _keep_smallest(key: float, column: int, size: int, m: int, keys: np.ndarray, columns: np.ndarray, order: int) -> int:
+    """Offer ``(key, column)`` to the ``m`` smallest pairs ``(key, order × column)`` kept sorted in ``keys[:size]``.
 
-    With ``sign = -1`` these are the last ``m`` of the ascending (key, column) order, last first.
+    Returns the new size.
     """
-    size = 0
-    for i in range(n):
-        key, column = sign * keys[i], columns[i]
-        if size == m:
-            worst = best_keys[m - 1]
-            if key > worst or (key == worst and sign * column >= sign * best_columns[m - 1]):
-                continue
-            j = m - 1  # replaces the largest kept
-        else:
-            j = size
-            size += 1
-        while j > 0 and (key < best_keys[j - 1] or (key == best_keys[j - 1] and sign * column < sign * best_columns[j - 1])):
-            best_keys[j], best_columns[j] = best_keys[j - 1], best_columns[j - 1]
-            j -= 1
-        best_keys[j], best_columns[j] = key, column
+    if size == m:
+        worst = keys[m - 1]
+        if key > worst or (key == worst and order * column > order * columns[m - 1]):
+            return size
+        j = m - 1  # replaces the largest kept
+    else:
+        j = size
+        size += 1
+    while j > 0 and (key < keys[j - 1] or (key == keys[j - 1] and order * column < order * columns[j - 1])):
+        keys[j], columns[j] = keys[j - 1], columns[j - 1]
+        j -= 1
+    keys[j], columns[j] = key, column
+    return size
 
 
 @_compiled
@@ -147,7 +148,7 @@ def walk_bars(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, weight
     """
     n_times, n_symbols = weights.shape
     pos, target = np.zeros(n_symbols), np.zeros(n_symbols)
-    linear, impact_unit = np.zeros(n_symbols), np.zeros(n_symbols)  # this bar's cost per share (and per share^1.5)
+    linear, impact_unit = np.zeros(n_symbols), np.zeros(n_symbols)  # an order's cost per share (and per share^1.5)
     cash_path, carry = np.empty(n_times), np.zeros((n_times, 2))
     fills, held = np.zeros((n_times, n_symbols), dtype=np.int64), np.zeros((n_times, n_symbols), dtype=np.int64)
     impact = impact_coef != 0.0
@@ -166,16 +167,14 @@ def walk_bars(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, weight
                 target[s] = np.trunc(weights[decided, s] * book / price) if price > 0 else 0.0
             resize = False
         if pending:
-            for s in range(n_symbols):
-                if tradable[t, s]:
-                    linear[s] = linear_rate * open_[t, s]
-                    if impact:
-                        unit = impact_coef * sigma[t, s] / np.sqrt(volume[t, s]) * open_[t, s]
-                        impact_unit[s] = unit if np.isfinite(unit) else 0.0
             paid, trades, pending = 0.0, 0, False
             for s in range(n_symbols):
                 q = target[s] - pos[s]
                 if q != 0.0 and tradable[t, s]:
+                    linear[s] = linear_rate * open_[t, s]
+                    if impact:
+                        unit = impact_coef * sigma[t, s] / np.sqrt(volume[t, s]) * open_[t, s]
+                        impact_unit[s] = unit if np.isfinite(unit) else 0.0
                     if constrained and q > 0:
                         continue  # buys after every sell, below
                     size = abs(q)
