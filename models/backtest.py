@@ -389,24 +389,22 @@ def _dense_grid(symbol: pl.Series, ts: pl.Series) -> tuple[pl.Series, pl.Series,
     Market data usually comes so: then the grid index is the row number, found without hashing
     or searching every key (a shortcut only: the general path gives the same grid).
     """
-    if not ts.len() or not ts.is_sorted() or ts.null_count():
+    if not ts.len() or ts.null_count() or not ts.is_sorted():
         return None
-    run = ts.rle_id().to_numpy()
-    n_times = int(run[-1]) + 1
-    width = ts.len() // n_times
-    if width * n_times != ts.len():
+    width = int(ts.search_sorted(ts[0], side="right"))  # the first time's rows
+    if ts.len() % width:
         return None
-    starts = np.arange(0, ts.len(), width)
-    # ts is sorted, so each block of `width` rows is one time when its first and last rows are that time's run.
-    if not (np.array_equal(run[starts], np.arange(n_times)) and np.array_equal(run[starts + width - 1], np.arange(n_times))):
+    # ts is sorted, so each block of `width` rows is one time when its first and last rows agree, and no two
+    # blocks share one when the firsts strictly increase.
+    firsts = ts.gather_every(width)
+    if not firsts.equals(ts.gather_every(width, offset=width - 1)) or firsts.n_unique() != firsts.len():
         return None
     symbols = symbol.head(width)
     if symbols.null_count() or not symbols.is_sorted() or symbols.n_unique() != width:
         return None
-    tiled = pl.int_range(0, ts.len(), eager=True) % width
-    if not symbol.equals(symbols.gather(tiled), check_names=False):
+    if not symbol.equals(symbols.gather(np.tile(np.arange(width, dtype=np.uint32), firsts.len()))):
         return None
-    return symbols, ts.gather(starts), None
+    return symbols, firsts, None
 
 
 def _market_from_bars(bars: pl.DataFrame, vol_window: int) -> _Market:
