@@ -13,12 +13,17 @@ from 2020-01-02), each size in a fresh temporary ``ALPHALINE_HOME``:
 * validate: ``validate_bars`` alone (for reference; it is also part of ingest);
 * ingest: ``ingest_batch`` on a fresh warehouse: fingerprint, validation, the write
   of raw.bars/symbols/sessions in one transaction, and closing (checkpoint) the file;
-* dbt: ``dbt build`` through ``DbtCliResource`` as Dagster runs it (a subprocess, reusing
-  the parsed project): staging.stg_bars, marts.bars, marts.bars_daily and their tests.
+* dbt: ``dbt build`` through the ``dbt`` resource as Dagster runs it
+  (``InProcessDbtCliResource``: dbt in this process, reusing the parsed project; importing
+  dbt, once per process, is timed apart): the staging and marts models and their tests.
+  ``--subprocess`` runs it through dagster-dbt's ``DbtCliResource`` instead (a ``dbt --version``
+  and a ``dbt build`` process per invocation), the way it ran before.
 
 The synthetic batch's oracle (3 rows per bar, synthetic-only) is dropped so that the
 data layer writes the same rows as the floor. dbt's fixed cost (start-up, parsing
 reuse, the tests' queries) is measured once by a ``dbt build`` on an empty warehouse.
+Each build's profile (from ``run_results.json``) is printed: time in models (the largest
+named), in tests, and dbt's own time outside the nodes.
 
 How to read it: machines are noisy, so judge the ratios, not the seconds.
 ``total/floor`` is the data layer's cost in floors (goal: at most 5); ``(total-fix)/floor``
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import importlib
 import io
 import os
 import shutil
@@ -45,6 +51,7 @@ from typing import TypeVar
 import polars as pl
 from dagster_dbt import DbtCliResource, DbtProject
 
+from orchestration.dbt_runner import InProcessDbtCliResource
 from orchestration.defs.market.dbt import dbt_project, prepare_manifest
 from orchestration.market.bars import RAW_COLUMNS, SourceBatch
 from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
@@ -114,16 +121,31 @@ def ingest(path: Path, batch: SourceBatch) -> int:
         con.close()  # dbt opens the file next, in another process
 
 
-def dbt_build(project: DbtProject) -> float:
-    """Run ``dbt build``; return dbt's own elapsed time (models + tests, without start-up)."""
+def dbt_build(project: DbtProject, *, as_subprocess: bool = False) -> float:
+    """Run ``dbt build``; print its profile and return dbt's own elapsed time (models + tests, without start-up)."""
     log = io.StringIO()  # dagster-dbt echoes dbt's log to stdout; show it only on failure
+    resource = (DbtCliResource if as_subprocess else InProcessDbtCliResource)(project_dir=project)
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            invocation = DbtCliResource(project_dir=project).cli(["build"], raise_on_error=True).wait()
+            invocation = resource.cli(["build"], raise_on_error=True).wait()
     except Exception:
         sys.stderr.write(log.getvalue()[-5000:])
         raise
-    return float(invocation.get_artifact("run_results.json")["elapsed_time"])
+    results = invocation.get_artifact("run_results.json")
+    print("    " + profile(results))
+    return float(results["elapsed_time"])
+
+
+def profile(results: dict) -> str:
+    """Where a build's time went: models (largest first), tests, and dbt outside the nodes."""
+    nodes = [(r["unique_id"].split(".")[0], r["unique_id"].split(".")[-1], float(r["execution_time"])) for r in results["results"]]
+    models = sorted(((t, name) for kind, name, t in nodes if kind == "model"), reverse=True)
+    tests = [t for kind, _, t in nodes if kind == "test"]
+    elapsed = float(results["elapsed_time"])
+    inside = sum(t for _, _, t in nodes)
+    top = ", ".join(f"{name} {t:.2f}" for t, name in models[:3])
+    return (f"profile: {len(models)} models {sum(t for t, _ in models):.2f} s ({top}); {len(tests)} tests {sum(tests):.2f} s "
+            f"(median {sorted(tests)[len(tests) // 2] if tests else 0:.3f} s); dbt outside the nodes {elapsed - inside:.2f} s")
 
 
 def count(path: Path, table: str) -> int:
@@ -134,7 +156,7 @@ def count(path: Path, table: str) -> int:
         con.close()
 
 
-def run_size(root: Path, full: SourceBatch, years: int, symbols: int, fixed: list[float]) -> Result:
+def run_size(root: Path, full: SourceBatch, years: int, symbols: int, fixed: list[float], *, as_subprocess: bool) -> Result:
     settings = fresh_home(root, f"{years}y")
     project = dbt_project(settings.dbt_target_dir)
     _, parse = timed(lambda: prepare_manifest(project))  # Dagster does this at load time
@@ -143,7 +165,7 @@ def run_size(root: Path, full: SourceBatch, years: int, symbols: int, fixed: lis
         con = connect(str(wh))
         ensure_schema(con)
         con.close()
-        exec_s, wall = timed(lambda: dbt_build(project))
+        exec_s, wall = timed(lambda: dbt_build(project, as_subprocess=as_subprocess))
         fixed.append(wall)
         print(f"  dbt on an empty warehouse: {wall:.2f} s, of which {exec_s:.2f} s running models+tests")
         for f in wh.parent.glob(wh.name + "*"):
@@ -156,7 +178,7 @@ def run_size(root: Path, full: SourceBatch, years: int, symbols: int, fixed: lis
     _, floor = timed(lambda: floor_insert(root / f"floor-{years}y.duckdb", raw))
     checked, validate = timed(lambda: validate_bars(bars))
     accepted, ingest_s = timed(lambda: ingest(wh, batch))
-    dbt_exec, dbt_s = timed(lambda: dbt_build(project))
+    dbt_exec, dbt_s = timed(lambda: dbt_build(project, as_subprocess=as_subprocess))
     marts = count(wh, "marts.bars")
     print(f"  {years}y: dbt parse {parse:.1f} s (untimed, load time); dbt {dbt_s:.2f} s of which "
           f"{dbt_exec:.2f} s running models+tests; rejected {checked.rejected.height}; "
@@ -198,14 +220,18 @@ def main() -> None:
     parser.add_argument("--years", type=int, nargs="+", default=[1, 5], help="history lengths (default: 1 5)")
     parser.add_argument("--symbols", type=int, default=48)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--subprocess", action="store_true", help="run dbt as dagster-dbt's subprocess (the old way)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="alphaline-bench-"))
     print(f"workdir {root}")
     try:
         full, gen = timed(lambda: generate(args.symbols, max(args.years)))
         print(f"generate: {full.bars.height:,} bars in {gen:.1f} s (not part of the data layer)")
+        if not args.subprocess:
+            _, imported = timed(lambda: importlib.import_module("dbt.cli.main"))
+            print(f"import dbt for the in-process runner: {imported:.2f} s (once per process; not in the figures below)")
         fixed: list[float] = []
-        results = [run_size(root, full, y, args.symbols, fixed) for y in sorted(args.years)]
+        results = [run_size(root, full, y, args.symbols, fixed, as_subprocess=args.subprocess) for y in sorted(args.years)]
         print_table(results, fixed[0])
         report([verdict(r) for r in results])
     finally:
