@@ -47,6 +47,8 @@ _ENV_FLAGS = {
     "DBT_INDIRECT_SELECTION": "--indirect-selection",
 }
 _SWAP_LOCK = threading.Lock()
+#: dbt keeps its flags, adapters and event manager in globals: one command at a time in a process (a second waits).
+_RUN_LOCK = threading.Lock()
 
 
 class InProcessDbtCliResource(DbtCliResource):
@@ -120,18 +122,22 @@ class _DbtThread:
                 if msg.info.level != "debug":
                     self._lines.put(orjson.dumps(msg_to_dict(msg), default=str))
 
-            # --quiet: the console copy would repeat what dagster-dbt echoes from these events.
-            result = dbtRunner(callbacks=[emit]).invoke([*dbt_args, "--quiet"])
+            with _RUN_LOCK:
+                try:  # --quiet: a console copy would repeat what dagster-dbt echoes from these events
+                    result = dbtRunner(callbacks=[emit]).invoke([*dbt_args, "--quiet"])
+                finally:
+                    _release_duckdb()
             code = 0 if result.success else (2 if result.exception is not None else 1)
             if result.exception is not None:
-                self._lines.put(orjson.dumps({"info": {"level": "error", "msg": str(result.exception), "name": "RunnerError"},
-                                              "data": {}}))
+                self._error(str(result.exception))
         except Exception as exc:  # reported like a crashed subprocess, never lost with the thread
-            self._lines.put(orjson.dumps({"info": {"level": "error", "msg": repr(exc), "name": "RunnerError"}, "data": {}}))
+            self._error(repr(exc))
         finally:
-            _release_duckdb()
             self.returncode = code
             self._lines.put(None)
+
+    def _error(self, message: str) -> None:
+        self._lines.put(orjson.dumps({"info": {"level": "error", "msg": message, "name": "RunnerError"}, "data": {}}))
 
     def wait(self, timeout: float | None = None) -> int | None:
         self._thread.join(timeout)
