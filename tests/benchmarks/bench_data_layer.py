@@ -21,13 +21,15 @@ from 2020-01-02), each size in a fresh temporary ``ALPHALINE_HOME``:
 
 The synthetic batch's oracle (3 rows per bar, synthetic-only) is dropped so that the
 data layer writes the same rows as the floor. dbt's fixed cost (start-up, parsing
-reuse, the tests' queries) is measured once by a ``dbt build`` on an empty warehouse.
+reuse, the tests' queries) is measured by a ``dbt build`` on an empty warehouse, run twice:
+the first command in a process also pays dbt's warm-up, which (with importing dbt) is
+counted once per process in the total, as a Dagster run in a fresh process pays it.
 Each build's profile (from ``run_results.json``) is printed: time in models (the largest
 named), in tests, and dbt's own time outside the nodes.
 
 How to read it: machines are noisy, so judge the ratios, not the seconds.
 ``total/floor`` is the data layer's cost in floors (goal: at most 5); ``(total-fix)/floor``
-is the same without dbt's fixed cost, i.e. what grows with the data. The 5-year size
+is the same without dbt's fixed and once-per-process costs, i.e. what grows with the data. The 5-year size
 also has an absolute goal: under 60 s on 2 cores. ``marts.bars`` must hold every input row.
 """
 
@@ -81,10 +83,11 @@ class Result:
     validate: float
     ingest: float
     dbt: float
+    once: float  # what a fresh process pays once (importing dbt, dbt's first command): a Dagster run pays it
 
     @property
     def total(self) -> float:
-        return self.ingest + self.dbt
+        return self.ingest + self.dbt + self.once
 
 
 def window_end(years: int) -> dt.datetime:
@@ -156,18 +159,21 @@ def count(path: Path, table: str) -> int:
         con.close()
 
 
-def run_size(root: Path, full: SourceBatch, years: int, symbols: int, fixed: list[float], *, as_subprocess: bool) -> Result:
+def run_size(root: Path, full: SourceBatch, years: int, symbols: int, fixed: list[float], *, as_subprocess: bool,
+             imported: float) -> Result:
     settings = fresh_home(root, f"{years}y")
     project = dbt_project(settings.dbt_target_dir)
     _, parse = timed(lambda: prepare_manifest(project))  # Dagster does this at load time
     wh = settings.warehouse_path
-    if not fixed:  # dbt's fixed cost: a build over empty raw tables, then start afresh
+    if not fixed:  # dbt's fixed cost: a build over empty raw tables (the process's first, then again), then start afresh
         con = connect(str(wh))
         ensure_schema(con)
         con.close()
+        _, cold = timed(lambda: dbt_build(project, as_subprocess=as_subprocess))
         exec_s, wall = timed(lambda: dbt_build(project, as_subprocess=as_subprocess))
-        fixed.append(wall)
-        print(f"  dbt on an empty warehouse: {wall:.2f} s, of which {exec_s:.2f} s running models+tests")
+        fixed += [wall, imported + max(cold - wall, 0.0)]
+        print(f"  dbt on an empty warehouse: {wall:.2f} s, of which {exec_s:.2f} s running models+tests (the fixed cost); "
+              f"the process's first command took {cold:.2f} s: with importing dbt, {fixed[1]:.2f} s once per process")
         for f in wh.parent.glob(wh.name + "*"):
             f.unlink()
     bars = full.bars.filter(pl.col("ts") < window_end(years))
@@ -186,7 +192,7 @@ def run_size(root: Path, full: SourceBatch, years: int, symbols: int, fixed: lis
     if not checked.rejected.is_empty() or accepted != bars.height or marts != bars.height:
         raise SystemExit(f"correctness guard failed for {years}y: marts.bars={marts}, input={bars.height}")
     sessions = bars.select(pl.col("ts").dt.convert_time_zone("America/New_York").dt.date().n_unique()).item()
-    return Result(years, symbols, sessions, bars.height, floor, validate, ingest_s, dbt_s)
+    return Result(years, symbols, sessions, bars.height, floor, validate, ingest_s, dbt_s, fixed[1])
 
 
 def print_table(results: list[Result], fixed: float) -> None:
@@ -200,18 +206,20 @@ def print_table(results: list[Result], fixed: float) -> None:
         print(fmt.format(
             f"{r.symbols}x{r.sessions} ({r.years}y)", f"{r.rows:,}", f"{r.floor:.2f}", f"{r.validate:.2f}",
             f"{r.ingest:.2f}", f"{r.dbt:.2f}", f"{r.total:.2f}", f"{r.rows / r.total:,.0f}",
-            f"{ratio:.1f}", f"{(r.total - fixed) / r.floor:.1f}",
+            f"{ratio:.1f}", f"{(r.total - r.once - fixed) / r.floor:.1f}",
             "yes" if ratio <= FLOOR_GOAL else "NO", seconds_goal,
         ))
-    print(f"dbt fixed overhead (build on an empty warehouse): {fixed:.2f} s; "
-          "total = ingest (validate + write) + dbt; validate is shown alone for reference")
+    print(f"dbt fixed overhead (build on an empty warehouse): {fixed:.2f} s; total = ingest (validate + write) + dbt "
+          f"+ once per process {results[0].once:.2f} s (as a Dagster run in a fresh process pays); (tot-fix)/floor leaves out "
+          "the fixed and once-per-process costs; validate is shown alone for reference")
 
 
 def verdict(r: Result) -> Verdict:
     ratio, goal, met = r.total / r.floor, f"<= {FLOOR_GOAL:g}× floor", r.total / r.floor <= FLOOR_GOAL
     if r.years >= SECONDS_GOAL_YEARS:
         goal, met = goal + f", < {SECONDS_GOAL:g} s", met and r.total < SECONDS_GOAL
-    return Verdict("data_layer", f"raw → marts {r.symbols}×{r.sessions} ({r.years}y)", f"{r.total:.2f} s (dbt {r.dbt:.2f} s)",
+    return Verdict("data_layer", f"raw → marts {r.symbols}×{r.sessions} ({r.years}y)",
+                   f"{r.total:.2f} s (dbt {r.dbt:.2f} s + {r.once:.2f} s once per process)",
                    "bare DuckDB insert", ratio, goal, met if r.symbols == 48 else None)  # the goals are for 48 symbols
 
 
@@ -227,11 +235,13 @@ def main() -> None:
     try:
         full, gen = timed(lambda: generate(args.symbols, max(args.years)))
         print(f"generate: {full.bars.height:,} bars in {gen:.1f} s (not part of the data layer)")
+        imported = 0.0
         if not args.subprocess:
             _, imported = timed(lambda: importlib.import_module("dbt.cli.main"))
-            print(f"import dbt for the in-process runner: {imported:.2f} s (once per process; not in the figures below)")
-        fixed: list[float] = []
-        results = [run_size(root, full, y, args.symbols, fixed, as_subprocess=args.subprocess) for y in sorted(args.years)]
+            print(f"import dbt for the in-process runner: {imported:.2f} s (once per process)")
+        fixed: list[float] = []  # dbt's fixed cost, what a process pays once
+        results = [run_size(root, full, y, args.symbols, fixed, as_subprocess=args.subprocess, imported=imported)
+                   for y in sorted(args.years)]
         print_table(results, fixed[0])
         report([verdict(r) for r in results])
     finally:
