@@ -7,7 +7,9 @@ resource runs the command with dbt's programmatic entry point (``dbtRunner``) in
 of this process instead, and feeds dagster-dbt the same JSON event lines the subprocess
 would print, so everything downstream of the process is dagster-dbt's own: ``--select``
 from the asset selection, partial parsing, the event stream (each model an asset
-materialisation, each dbt test an asset check), artifacts, errors.
+materialisation, each dbt test an asset check), artifacts, errors. It also skips loading a
+second adapter per command that only the optional column-metadata and row-count queries
+use (``fetch_metadata=True`` loads it).
 
 The swap is narrow: during :meth:`InProcessDbtCliResource.cli` only, dagster-dbt's
 ``subprocess.Popen`` is replaced by :class:`_DbtThread`. Where that cannot reproduce the
@@ -36,6 +38,7 @@ import orjson
 from dagster_dbt import DbtCliResource
 from dagster_dbt.core import dbt_cli_invocation
 from packaging import version
+from pydantic import Field
 
 #: Environment variables dagster-dbt sets for its subprocess, as the dbt flags that say the same in this process.
 _ENV_FLAGS = {
@@ -53,6 +56,15 @@ _RUN_LOCK = threading.Lock()
 
 class InProcessDbtCliResource(DbtCliResource):
     """``DbtCliResource`` whose commands run in this process (see the module docstring); same API and events."""
+
+    fetch_metadata: bool = Field(
+        default=False,
+        description="Give each command dagster-dbt's own adapter handle, which the event stream's fetch_column_metadata() "
+        "and fetch_row_counts() query through (loading it costs about 0.7 s a command); off, they add no metadata.",
+    )
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:
+        return super()._initialize_dbt_core_adapter(args) if self.fetch_metadata else None
 
     @cached_property
     def _cli_version(self) -> version.Version:
