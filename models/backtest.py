@@ -389,22 +389,23 @@ def _dense_grid(symbol: pl.Series, ts: pl.Series) -> tuple[pl.Series, pl.Series,
     Market data usually comes so: then the grid index is the row number, found without hashing
     or searching every key (a shortcut only: the general path gives the same grid).
     """
-    if not ts.len() or ts.null_count() or not ts.is_sorted():
+    if not ts.len() or ts.null_count() or not ts.to_physical().dtype.is_numeric() or not ts.is_sorted():
         return None
-    width = int(ts.search_sorted(ts[0], side="right"))  # the first time's rows
+    stamps = ts.to_physical().to_numpy()  # integers in the same order as the times (no copy)
+    width = int(np.searchsorted(stamps, stamps[0], side="right"))  # the first time's rows
     if ts.len() % width:
         return None
     # ts is sorted, so each block of `width` rows is one time when its first and last rows agree, and no two
     # blocks share one when the firsts strictly increase.
-    firsts = ts.gather_every(width)
-    if not firsts.equals(ts.gather_every(width, offset=width - 1)) or firsts.n_unique() != firsts.len():
+    firsts = stamps[::width]
+    if not np.array_equal(firsts, stamps[width - 1 :: width]) or (np.diff(firsts) <= 0).any():
         return None
     symbols = symbol.head(width)
     if symbols.null_count() or not symbols.is_sorted() or symbols.n_unique() != width:
         return None
-    if not symbol.equals(symbols.gather(np.tile(np.arange(width, dtype=np.uint32), firsts.len()))):
+    if not symbol.equals(symbols.gather(np.tile(np.arange(width, dtype=np.uint32), firsts.size))):
         return None
-    return symbols, firsts, None
+    return symbols, ts.gather_every(width), None
 
 
 def _market_from_bars(bars: pl.DataFrame, vol_window: int) -> _Market:
