@@ -76,15 +76,29 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
-from models import performance as perf
+from models.backtest_result import COST_FIELDS, BacktestResult
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+__all__ = [
+    "NO_COSTS",
+    "BacktestInputError",
+    "BacktestResult",
+    "Costs",
+    "Weigh",
+    "run_backtest",
+    "run_signal_backtest",
+    "sma_cross_signal",
+]
 
 BAR_FIELDS = ("symbol", "ts", "open", "close", "volume")
 SCORE_FIELDS = ("symbol", "ts", "score")
-COST_FIELDS = ("commission", "spread", "impact", "cost")
 
 
 class BacktestInputError(ValueError):
@@ -135,116 +149,6 @@ NO_COSTS = Costs()
 
 
 @dataclass(frozen=True)
-class BacktestResult:
-    """What a backtest produced.
-
-    Attributes:
-        equity: one row per timestamp: ``ts, cash, long_value, short_value, equity,
-            gross_exposure, net_exposure, traded_notional, commission, spread, impact,
-            cost, financing, borrow, turnover, return`` (values at the bar's close).
-        positions: ``ts, symbol, shares, close, value`` for every non-zero holding.
-        trades: ``decision_ts, ts, symbol, shares`` (signed), ``side, price, notional,
-            commission, spread, impact, cost``.
-        initial_cash: cash before the first bar.
-    """
-
-    equity: pl.DataFrame
-    positions: pl.DataFrame
-    trades: pl.DataFrame
-    initial_cash: float
-
-    @property
-    def returns(self) -> np.ndarray:
-        """Simple return of each bar (the first against ``initial_cash``)."""
-        return self.equity["return"].to_numpy()
-
-    @property
-    def turnover(self) -> float:
-        """Mean two-sided turnover per bar (traded notional over the previous bar's equity)."""
-        return float(self.equity["turnover"].mean())
-
-    def metrics(self, periods_per_year: int, risk_free: float = 0.0) -> dict[str, float]:
-        """:func:`models.performance.summary` of the returns plus turnover, exposure and cost totals."""
-        out = perf.summary(self.returns, periods_per_year=periods_per_year, risk_free=risk_free)
-        out["turnover"] = self.turnover
-        out["exposure"] = perf.exposure(self.equity["gross_exposure"].to_numpy())
-        out["trades"] = self.trades.height
-        for column in COST_FIELDS:
-            out[f"total_{column}"] = float(self.trades[column].sum())
-        out["total_financing"], out["total_borrow"] = float(self.equity["financing"].sum()), float(self.equity["borrow"].sum())
-        return out
-
-    def round_trips(self) -> pl.DataFrame:
-        """Each position from flat back to flat, per symbol (a flip closes one and opens the next).
-
-        Columns: ``symbol, side`` (long/short), ``entry_ts, exit_ts`` (null while open), ``bars``
-        (bars held), ``max_shares``, ``entry_value`` (the largest absolute notional at entry prices), ``pnl``
-        (cash in and out of the trip after its fills' costs, plus the open remainder at the last
-        close), ``return`` (pnl over entry value) and ``open``. A fill that flips the position
-        splits its costs in proportion to the shares on each side.
-        """
-        last_close = self.positions.group_by("symbol").agg(pl.col("close").last()) if self.positions.height else None
-        closes = dict(last_close.iter_rows()) if last_close is not None else {}
-        index = {ts: i for i, ts in enumerate(self.equity["ts"].to_list())}
-        rows: list[dict[str, object]] = []
-        for (symbol,), fills in self.trades.sort("ts").group_by("symbol", maintain_order=True):
-            pos, trip = 0, None
-            for ts, shares, price, cost in fills.select("ts", "shares", "price", "cost").iter_rows():
-                while shares:
-                    if pos == 0:
-                        trip = {"symbol": symbol, "side": "long" if shares > 0 else "short", "entry_ts": ts, "cash": 0.0,
-                                "max_shares": 0, "entry_value": 0.0}
-                    closing = -pos if pos and (pos > 0) != (shares > 0) else 0
-                    part = shares if not closing or abs(shares) <= abs(closing) else closing
-                    share_cost = cost * abs(part) / abs(shares)
-                    trip["cash"] += -part * price - share_cost
-                    cost -= share_cost
-                    pos += part
-                    shares -= part
-                    trip["max_shares"] = max(trip["max_shares"], abs(pos))
-                    if not closing:  # the largest notional the trip reached, at the prices it was built at
-                        trip["entry_value"] = max(trip["entry_value"], abs(pos) * price)
-                    if pos == 0:
-                        rows.append(_trip_row(trip, ts, 0.0, index, open_=False))
-            if pos:
-                rows.append(_trip_row(trip, None, pos * closes.get(symbol, 0.0), index, open_=True, last=len(index) - 1))
-        schema = {"symbol": pl.String, "side": pl.String, "entry_ts": self.equity["ts"].dtype, "exit_ts": self.equity["ts"].dtype,
-                  "bars": pl.Int64, "max_shares": pl.Int64, "entry_value": pl.Float64, "pnl": pl.Float64, "return": pl.Float64,
-                  "open": pl.Boolean}
-        return pl.DataFrame(rows, schema=schema)
-
-    def trade_stats(self) -> dict[str, float]:
-        """Round-trip statistics of the closed trips: count, win rate, profit factor, average (win, loss) trade,
-        average bars held, and exposure (the share of bars with any position)."""
-        trips = self.round_trips()
-        closed = trips.filter(~pl.col("open"))
-        pnl = closed["pnl"].to_numpy()
-        wins, losses = pnl[pnl > 0], pnl[pnl < 0]
-        held = (self.equity["long_value"] - self.equity["short_value"]).to_numpy() != 0
-        return {
-            "round_trips": float(closed.height), "open_trips": float(trips.height - closed.height),
-            "win_rate": float(len(wins) / len(pnl)) if len(pnl) else math.nan,
-            "profit_factor": float(wins.sum() / -losses.sum()) if len(losses) and losses.sum() else (math.inf if len(wins) else math.nan),
-            "avg_trade": float(pnl.mean()) if len(pnl) else math.nan,
-            "avg_win": float(wins.mean()) if len(wins) else math.nan,
-            "avg_loss": float(losses.mean()) if len(losses) else math.nan,
-            "avg_return": float(closed["return"].mean()) if closed.height else math.nan,
-            "avg_bars_held": float(closed["bars"].mean()) if closed.height else math.nan,
-            "exposure_time": float(held.mean()) if len(held) else math.nan,
-        }
-
-
-def _trip_row(trip: dict[str, object], exit_ts: object, mark: float, index: dict[object, int], *, open_: bool,
-              last: int | None = None) -> dict[str, object]:
-    pnl = float(trip["cash"]) + mark
-    end = index[exit_ts] if exit_ts is not None else last
-    value = float(trip["entry_value"])
-    return {"symbol": trip["symbol"], "side": trip["side"], "entry_ts": trip["entry_ts"], "exit_ts": exit_ts,
-            "bars": int(end - index[trip["entry_ts"]]), "max_shares": int(trip["max_shares"]), "entry_value": value,
-            "pnl": pnl, "return": pnl / value if value else math.nan, "open": open_}
-
-
-@dataclass(frozen=True)
 class _Market:
     """Bars on a dense (time × symbol) grid; NaN where a symbol has no bar."""
 
@@ -255,6 +159,8 @@ class _Market:
     volume: np.ndarray
     tradable: np.ndarray  # a bar exists and traded volume
     sigma_before: np.ndarray  # trailing volatility through the previous timestamp (0 while undefined)
+    keys: tuple[pl.Series, pl.Series]  # the bars' (symbol, ts) columns, row by row
+    flat: np.ndarray | None  # each bar row's flat grid index (None: the rows are the grid, in order)
 
 
 # --- entry points ---------------------------------------------------------------------------------
@@ -453,102 +359,123 @@ def _index(symbol: pl.Series, ts: pl.Series, symbols: pl.Series, times: pl.Serie
     return ti * symbols.len() + si
 
 
+def _floats(column: pl.Series) -> np.ndarray:
+    """The column as float64 with NaN for null (no cast or fill when there is nothing to do)."""
+    column = column if column.dtype == pl.Float64 else column.cast(pl.Float64)
+    return (column.fill_null(np.nan) if column.null_count() else column).to_numpy()
+
+
 def _check_unique(name: str, flat: np.ndarray, size: int) -> None:
     if np.bincount(flat, minlength=size).max() > 1:
         raise BacktestInputError(f"{name}: duplicate (symbol, ts) rows; each key must appear once")
 
 
+def _grid_keys(bars: pl.DataFrame) -> tuple[pl.Series, pl.Series, np.ndarray | None]:
+    """Sorted symbols, sorted times and each row's flat grid index (None: the rows are the grid, in order); checks that
+    each key appears once."""
+    symbol, ts = bars["symbol"].cast(pl.String), bars["ts"]
+    dense = _dense_grid(symbol, ts)
+    if dense is not None:
+        return dense
+    symbols, times = symbol.unique().sort(), ts.unique().sort()
+    flat = _index(symbol, ts, symbols, times)
+    _check_unique("bars", flat, times.len() * symbols.len())
+    return symbols, times, flat
+
+
+def _dense_grid(symbol: pl.Series, ts: pl.Series) -> tuple[pl.Series, pl.Series, None] | None:
+    """The grid of rows already laid out as one, in (ts, symbol) order with every symbol at every time; else None.
+
+    Market data usually comes so: then the grid index is the row number, found without hashing
+    or searching every key (a shortcut only: the general path gives the same grid).
+    """
+    if not ts.len() or ts.null_count() or not ts.to_physical().dtype.is_numeric() or not ts.is_sorted():
+        return None
+    stamps = ts.to_physical().to_numpy()  # integers in the same order as the times (no copy)
+    width = int(np.searchsorted(stamps, stamps[0], side="right"))  # the first time's rows
+    if ts.len() % width:
+        return None
+    # ts is sorted, so each block of `width` rows is one time when its first and last rows agree, and no two
+    # blocks share one when the firsts strictly increase.
+    firsts = stamps[::width]
+    if not np.array_equal(firsts, stamps[width - 1 :: width]) or (np.diff(firsts) <= 0).any():
+        return None
+    symbols = symbol.head(width)
+    if symbols.null_count() or not symbols.is_sorted() or symbols.n_unique() != width:
+        return None
+    if not symbol.equals(symbols.gather(np.tile(np.arange(width, dtype=np.uint32), firsts.size))):
+        return None
+    return symbols, ts.gather_every(width), None
+
+
 def _market_from_bars(bars: pl.DataFrame, vol_window: int) -> _Market:
     _require_columns(bars, "bars", BAR_FIELDS)
-    values = {c: bars[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in BAR_FIELDS[2:]}
+    values = {c: _floats(bars[c]) for c in BAR_FIELDS[2:]}
     for column, x in values.items():
         bad = ~np.isfinite(x) | ((x < 0) if column == "volume" else (x <= 0))
         if bad.any():
             raise BacktestInputError(f"bars.{column}: {int(bad.sum())} value(s) missing, not finite or {'< 0' if column == 'volume' else '<= 0'}")
-    symbols, times = bars["symbol"].cast(pl.String).unique().sort(), bars["ts"].unique().sort()
-    flat = _index(bars["symbol"], bars["ts"], symbols, times)
-    _check_unique("bars", flat, times.len() * symbols.len())
-
-    def grid(x: np.ndarray) -> np.ndarray:
-        out = np.full(times.len() * symbols.len(), np.nan)
-        out[flat] = x
-        return out.reshape(times.len(), symbols.len())
-
-    open_, close, volume = grid(values["open"]), grid(values["close"]), grid(values["volume"])
-    last_close = _ffill(close)
+    symbols, times, flat = _grid_keys(bars)
+    shape = (times.len(), symbols.len())
+    complete = flat is None or flat.size == shape[0] * shape[1]
+    loops = _loops()
+    open_, close, volume = (_on_grid(values[c], flat, shape) for c in ("open", "close", "volume"))
+    last_close = close if complete else loops.ffill(close)
     # A return spans a symbol's missing bars; the window counts timestamps and skips the gaps.
-    log_ret = np.log(close / np.vstack([np.full((1, symbols.len()), np.nan), last_close[:-1]]))
-    sigma = _jit(_rolling_std)(log_ret, vol_window)
-    sigma_before = np.vstack([np.full((1, symbols.len()), np.nan), _ffill(sigma)[:-1]])
+    log_ret = np.full(shape, np.nan)
+    np.divide(close[1:], last_close[:-1], out=log_ret[1:])
+    np.log(log_ret, out=log_ret)
     return _Market(
-        symbols=symbols, times=times, open=open_, close=np.nan_to_num(last_close, nan=0.0), volume=volume,
-        tradable=~np.isnan(open_) & (np.nan_to_num(volume) > 0), sigma_before=np.nan_to_num(sigma_before, nan=0.0),
+        symbols=symbols, times=times, open=open_, close=last_close if complete else np.nan_to_num(last_close, nan=0.0),
+        volume=volume, tradable=volume > 0,  # False where there is no bar (NaN)
+        sigma_before=loops.volatility_before(log_ret, vol_window), keys=(bars["symbol"].cast(pl.String), bars["ts"]), flat=flat,
     )
 
 
-def _rolling_std(x: np.ndarray, window: int) -> np.ndarray:
-    """Per column, the sample standard deviation of the non-NaN values among the last ``window`` rows (NaN below two).
+@functools.cache
+def _loops() -> ModuleType:
+    """:mod:`models.backtest_loops`, imported on the first backtest (it imports numba and loads the compiled code)."""
+    from models import backtest_loops
 
-    Compiled by numba: one pass per column with running sums of the values and their
-    squares, taken about the column's first value (shifted data: no cancellation when the
-    values sit far from zero).
-    """
-    n_rows, n_cols = x.shape
-    out = np.full((n_rows, n_cols), np.nan)
-    for c in range(n_cols):
-        col = x[:, c].copy()  # contiguous
-        shift = 0.0
-        for v in col:
-            if not np.isnan(v):
-                shift = v
-                break
-        total, squares, count = 0.0, 0.0, 0
-        for t in range(n_rows):
-            v = col[t]
-            if not np.isnan(v):
-                total += v - shift
-                squares += (v - shift) ** 2
-                count += 1
-            if t >= window:
-                old = col[t - window]
-                if not np.isnan(old):
-                    total -= old - shift
-                    squares -= (old - shift) ** 2
-                    count -= 1
-            if count >= 2:
-                out[t, c] = np.sqrt(max(squares - total * total / count, 0.0) / (count - 1))
-    return out
-
-
-def _ffill(a: np.ndarray) -> np.ndarray:
-    """Carry each column's last non-NaN value down (NaN until the first one)."""
-    idx = np.where(np.isnan(a), 0, np.arange(a.shape[0])[:, None])
-    np.maximum.accumulate(idx, axis=0, out=idx)
-    return a[idx, np.arange(a.shape[1])]
+    return backtest_loops
 
 
 def _score_grid(scores: pl.DataFrame, market: _Market) -> np.ndarray:
     _require_columns(scores, "scores", SCORE_FIELDS)
-    names = scores["symbol"].cast(pl.String).unique()
-    unknown = names.filter(~names.is_in(market.symbols.implode())).sort()
-    if unknown.len():
-        raise BacktestInputError(f"scores.symbol: {unknown.len()} symbol(s) have no bars, e.g. {unknown[0]!r}")
+    symbol = scores["symbol"].cast(pl.String)
+    # Scores keyed row for row like the bars (the usual case) reuse the bars' grid index and checks.
+    same_symbols = symbol.equals(market.keys[0])
+    if not same_symbols:
+        names = symbol.unique()
+        unknown = names.filter(~names.is_in(market.symbols.implode())).sort()
+        if unknown.len():
+            raise BacktestInputError(f"scores.symbol: {unknown.len()} symbol(s) have no bars, e.g. {unknown[0]!r}")
     try:
         ts = scores["ts"].cast(market.times.dtype)
     except pl.exceptions.PolarsError:
         raise BacktestInputError(f"scores.ts: type {scores['ts'].dtype} does not match bars.ts ({market.times.dtype})") from None
-    score = scores["score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    score = _floats(scores["score"])
     if np.isinf(score).any():
         raise BacktestInputError("scores.score: infinite value(s); use null for 'no score'")
-    flat = _index(scores["symbol"], ts, market.symbols, market.times)
-    orphan = (market.times.gather(flat // market.symbols.len()) != ts).to_numpy() | np.isnan(market.open.ravel()[flat])
-    if orphan.any():
-        example = scores.row(int(np.argmax(orphan)))[:2]
-        raise BacktestInputError(f"scores.ts: {int(orphan.sum())} row(s) have no bar for their symbol at that ts, e.g. {example!r}")
-    _check_unique("scores", flat, market.open.size)
-    out = np.full(market.open.size, np.nan)
-    out[flat] = score
-    return out.reshape(market.open.shape)
+    if same_symbols and ts.equals(market.keys[1]):
+        flat = market.flat
+    else:
+        flat = _index(symbol, ts, market.symbols, market.times)
+        orphan = (market.times.gather(flat // market.symbols.len()) != ts).to_numpy() | np.isnan(market.open.ravel()[flat])
+        if orphan.any():
+            example = scores.row(int(np.argmax(orphan)))[:2]
+            raise BacktestInputError(f"scores.ts: {int(orphan.sum())} row(s) have no bar for their symbol at that ts, e.g. {example!r}")
+        _check_unique("scores", flat, market.open.size)
+    return _on_grid(score, flat, market.open.shape)
+
+
+def _on_grid(x: np.ndarray, flat: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """Row values on the (time × symbol) grid at their flat index (None: in row order); NaN where no row."""
+    if flat is None:
+        return np.array(x, dtype=np.float64).reshape(shape)  # a copy: polars' arrays are read-only
+    out = np.full(shape[0] * shape[1], np.nan)
+    out[flat] = x
+    return out.reshape(shape)
 
 
 def _single_instrument_bars(bars: pl.DataFrame, costs: Costs) -> pl.DataFrame:
@@ -580,194 +507,63 @@ def _signal_array(signal: Sequence[float] | np.ndarray | pl.Series, n_bars: int)
 
 
 def _target_weights(scores: np.ndarray, *, k: int, long_only: bool, gross_exposure: float) -> tuple[np.ndarray, np.ndarray]:
-    """Target weight of every (time, symbol), and whether each time has any score to decide on."""
-    valid = ~np.isnan(scores)
-    n = valid.sum(axis=1)[:, None]
-    # One ranking, highest score first, ties in alphabetical order (a stable sort over the sorted symbols), as
-    # trader.sizing.select ranks: longs are its head, shorts its tail (on a tie, the alphabetically last goes short).
-    order = np.argsort(np.where(valid, -scores, np.inf), axis=1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.broadcast_to(np.arange(scores.shape[1]), order.shape), axis=1)
-    if long_only:
-        weights = np.where(valid & (rank < np.minimum(k, n)), gross_exposure / k, 0.0)
-    else:
-        # Ranking once (not top and bottom separately) keeps the two sides disjoint even on ties.
-        per_side = np.minimum(k, n // 2)
-        side = (valid & (rank < per_side)).astype(np.float64) - (valid & (rank >= n - per_side))
-        weights = side * (gross_exposure / (2 * k))
-    return weights, n[:, 0] > 0
+    """Target weight of every (time, symbol), and whether each time has any score to decide on.
 
-
-def _trade_costs(shares: np.ndarray, price: np.ndarray, sigma: np.ndarray, volume: np.ndarray, costs: Costs) -> dict[str, np.ndarray]:
-    """Commission, spread and impact (cash) of fills of ``shares`` (signed) at ``price``, one value per fill."""
-    size = np.abs(shares).astype(np.float64)
-    notional = size * price
-    impact = costs.impact_coef * sigma * np.sqrt(size / volume) * notional if costs.impact_coef else np.zeros_like(notional)
-    commission = costs.commission_per_trade + costs.commission_bps * 1e-4 * notional
-    return {"commission": commission, "spread": costs.half_spread_bps * 1e-4 * notional, "impact": impact}
+    One ranking per time, highest score first, ties in alphabetical order (a stable sort over the sorted
+    symbols), as trader.sizing.select ranks: longs are its head, shorts its tail (on a tie, the
+    alphabetically last goes short).
+    """
+    unit = gross_exposure / k if long_only else gross_exposure / (2 * k)
+    return _loops().rank_weights(np.ascontiguousarray(scores, dtype=np.float64), k, long_only, unit)
 
 
 def _simulate(market: _Market, weights: np.ndarray, decide: np.ndarray, *, initial_cash: float, costs: Costs, compound: bool,
               cash_constrained: bool = False, size_at: str = "close") -> BacktestResult:
     """Walk the bars once: fill pending orders at the open, then (on decision bars) size new targets at the close.
 
-    Only what feeds back into sizing (cash, positions) is in the loop (:func:`_walk_bars`,
-    compiled); every per-cell input is prepared here as whole arrays, and the trade rows and
-    the curves are rebuilt from the fills afterwards. Shares are held as integer-valued
-    float64 (exact below 2**53) inside the loop.
+    Only what feeds back into sizing (cash, positions) is in the loop
+    (:func:`models.backtest_loops.walk_bars`, compiled); the trade rows and the curves are
+    rebuilt from the fills afterwards.
     """
-    open_ = np.nan_to_num(market.open, nan=0.0)  # untradable cells never fill (q = 0 there)
-    # Weight per unit of price, so a decision is one multiply; untraded symbols may have no price yet.
-    weight_per_price = np.divide(weights, market.close, out=np.zeros_like(weights), where=market.close > 0)
-    linear_cost = (costs.commission_bps + costs.half_spread_bps) * 1e-4 * open_
-    # impact = coef * sigma * sqrt(|q| / V) * |q| * open = |q|^1.5 * (coef * sigma / sqrt(V) * open)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        impact_cost = np.nan_to_num(costs.impact_coef * market.sigma_before / np.sqrt(market.volume) * open_, nan=0.0, posinf=0.0)
-    cash_path, fills, carry = _jit(_walk_bars)(
-        open_, market.close, market.tradable, weight_per_price, np.ascontiguousarray(weights, dtype=np.float64), linear_cost,
-        impact_cost, decide, initial_cash, compound, bool(costs.impact_coef), float(costs.commission_per_trade),
-        cash_constrained, size_at == "open", costs.financing_rate / costs.periods_per_year, costs.borrow_fee / costs.periods_per_year)
-    return _result(market, cash_path, fills, carry, decide, costs, initial_cash)
+    cash_path, fills, held, carry = _loops().walk_bars(
+        market.open, market.close, market.tradable, np.ascontiguousarray(weights, dtype=np.float64), market.sigma_before,
+        market.volume, decide, initial_cash, compound, float(costs.impact_coef),
+        (costs.commission_bps + costs.half_spread_bps) * 1e-4, float(costs.commission_per_trade), cash_constrained,
+        size_at == "open", costs.financing_rate / costs.periods_per_year, costs.borrow_fee / costs.periods_per_year)
+    return _result(market, cash_path, fills, held, carry, decide, costs, initial_cash)
 
 
-def _walk_bars(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, weight_per_price: np.ndarray, weights: np.ndarray,
-               linear_cost: np.ndarray, impact_cost: np.ndarray, decide: np.ndarray, initial_cash: float, compound: bool,
-               impact: bool, per_trade: float, constrained: bool, size_open: bool, financing: float,
-               borrow: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The bar loop of :func:`_simulate`, compiled by numba: cash after each bar, the fills (shares), and the carry.
-
-    At each bar: (with ``size_open``, the pending targets are first re-sized from the equity and
-    prices at this open) pending orders (target − position) fill at the open where the symbol
-    trades, paying notional, linear costs, ``|q|^1.5``-impact and per-trade commission — with
-    ``constrained``, sells first and then the buys scaled down to the cash left; then carry
-    accrues at the close (``financing`` per bar on negative cash, ``borrow`` per bar on the short
-    book); then, on a decision bar, new targets are whole shares of ``weight / close`` × equity
-    (× initial cash without compounding; a wiped-out book goes flat: sizing from negative equity
-    would invert it).
-    """
-    n_times, n_symbols = weight_per_price.shape
-    pos, target = np.zeros(n_symbols), np.zeros(n_symbols)
-    cash_path, fills = np.empty(n_times), np.zeros((n_times, n_symbols), dtype=np.int64)
-    carry = np.zeros((n_times, 2))
-    pending, resize, decided, cash = False, False, 0, initial_cash
-    for t in range(n_times):
-        if pending and resize:  # size at this open: equity marked at the open where a symbol trades
-            book = initial_cash
-            if compound:
-                book = cash
-                for s in range(n_symbols):
-                    price = open_[t, s] if tradable[t, s] else (close[t - 1, s] if t > 0 else 0.0)
-                    book += pos[s] * price
-            book = max(book, 0.0)
-            for s in range(n_symbols):
-                price = open_[t, s] if tradable[t, s] else (close[t - 1, s] if t > 0 else 0.0)
-                target[s] = np.trunc(weights[decided, s] * book / price) if price > 0 else 0.0
-            resize = False
-        if pending:
-            paid, trades, pending = 0.0, 0, False
-            for s in range(n_symbols):
-                q = target[s] - pos[s]
-                if q != 0.0 and tradable[t, s]:
-                    if constrained and q > 0:
-                        continue  # buys after every sell, below
-                    size = abs(q)
-                    paid += q * open_[t, s] + size * linear_cost[t, s]
-                    if impact:
-                        paid += size**1.5 * impact_cost[t, s]
-                    trades += 1
-                    pos[s] = target[s]
-                    fills[t, s] = np.int64(q)
-                elif q != 0.0:
-                    pending = True  # waits for the symbol's next tradable bar
-            cash -= paid + per_trade * trades
-            if constrained:
-                need, buys = 0.0, 0
-                for s in range(n_symbols):
-                    q = target[s] - pos[s]
-                    if q > 0.0 and tradable[t, s]:
-                        need += q * open_[t, s] + q * linear_cost[t, s] + (q**1.5 * impact_cost[t, s] if impact else 0.0)
-                        buys += 1
-                scale = 1.0
-                if need > 0.0 and need + per_trade * buys > cash:
-                    scale = max(cash - per_trade * buys, 0.0) / need
-                paid, trades = 0.0, 0
-                for s in range(n_symbols):
-                    q = target[s] - pos[s]
-                    if q > 0.0 and tradable[t, s]:
-                        q = np.trunc(q * scale) if scale < 1.0 else q
-                        if q > 0.0:
-                            paid += q * open_[t, s] + q * linear_cost[t, s] + (q**1.5 * impact_cost[t, s] if impact else 0.0)
-                            trades += 1
-                            pos[s] += q
-                            fills[t, s] = np.int64(q)
-                        target[s] = pos[s]  # what the cash could not pay for is dropped, not chased
-                cash -= paid + per_trade * trades
-        if financing > 0.0 and cash < 0.0:
-            carry[t, 0] = -cash * financing
-        if borrow > 0.0:
-            for s in range(n_symbols):
-                if pos[s] < 0.0:
-                    carry[t, 1] += -pos[s] * close[t, s] * borrow
-        cash -= carry[t, 0] + carry[t, 1]
-        cash_path[t] = cash
-        if decide[t]:
-            if size_open:
-                decided, resize = t, True
-            else:
-                book = initial_cash
-                if compound:
-                    book = cash
-                    for s in range(n_symbols):
-                        book += pos[s] * close[t, s]
-                book = max(book, 0.0)
-                for s in range(n_symbols):
-                    target[s] = np.trunc(weight_per_price[t, s] * book)
-            pending = True
-    return cash_path, fills, carry
-
-
-@functools.cache
-def _jit(fn):  # type: ignore[no-untyped-def]  # -> fn compiled by numba (imported on first use; cached on disk)
-    import numba
-
-    return numba.njit(cache=True, nogil=True)(fn)
-
-
-def _result(market: _Market, cash: np.ndarray, fills: np.ndarray, carry: np.ndarray, decide: np.ndarray, costs: Costs,
-            initial_cash: float) -> BacktestResult:
-    pos = np.cumsum(fills, axis=0)
+def _result(market: _Market, cash: np.ndarray, fills: np.ndarray, pos: np.ndarray, carry: np.ndarray, decide: np.ndarray,
+            costs: Costs, initial_cash: float) -> BacktestResult:
     value = pos * market.close
     long_value, short_value = np.where(value > 0, value, 0.0).sum(axis=1), np.where(value < 0, value, 0.0).sum(axis=1)
     equity = cash + value.sum(axis=1)
-    trades = _trades_frame(market, fills, decide, costs)
-    t_idx = trades["_t"].to_numpy()
-    per_bar = {c: np.bincount(t_idx, trades[c].to_numpy(), minlength=len(cash)) for c in ("notional", *COST_FIELDS)}
+    trades, per_bar = _trades(market, fills, decide, costs)
     before = np.concatenate(([initial_cash], equity[:-1]))
     curve = pl.DataFrame({
         "ts": market.times, "cash": cash, "long_value": long_value, "short_value": short_value, "equity": equity,
         "gross_exposure": (long_value - short_value) / equity, "net_exposure": (long_value + short_value) / equity,
-        "traded_notional": per_bar["notional"], **{c: per_bar[c] for c in COST_FIELDS},
+        "traded_notional": per_bar[0], **{c: per_bar[i + 1] for i, c in enumerate(COST_FIELDS)},
         "financing": carry[:, 0], "borrow": carry[:, 1],
-        "turnover": per_bar["notional"] / before, "return": equity / before - 1.0,
+        "turnover": per_bar[0] / before, "return": equity / before - 1.0,
     })
-    ti, si = np.nonzero(pos)
+    ti, si, shares, held_value = _loops().holdings(pos, market.close)
     positions = pl.DataFrame({
-        "ts": market.times.gather(ti), "symbol": market.symbols.gather(si),
-        "shares": pos[ti, si], "close": market.close[ti, si], "value": value[ti, si],
+        "ts": market.times.gather(ti), "symbol": market.symbols.gather(si), "shares": shares, "close": market.close[ti, si],
+        "value": held_value,
     })
-    return BacktestResult(equity=curve, positions=positions, trades=trades.drop("_t"), initial_cash=initial_cash)
+    return BacktestResult(equity=curve, positions=positions, trades=trades, initial_cash=initial_cash)
 
 
-def _trades_frame(market: _Market, fills: np.ndarray, decide: np.ndarray, costs: Costs) -> pl.DataFrame:
-    """One row per fill, in time then symbol order, with each cost component."""
-    t, si = np.nonzero(fills)
-    q, price = fills[t, si], market.open[t, si]
-    # Every decision replaces all targets, so a fill comes from the last decision before its bar.
-    decisions = np.flatnonzero(decide)
-    decided = decisions[np.searchsorted(decisions, t) - 1]
-    parts = _trade_costs(q, price, market.sigma_before[t, si], market.volume[t, si], costs)
-    return pl.DataFrame({
-        "decision_ts": market.times.gather(decided), "ts": market.times.gather(t), "_t": t,
+def _trades(market: _Market, fills: np.ndarray, decide: np.ndarray, costs: Costs) -> tuple[pl.DataFrame, np.ndarray]:
+    """One row per fill, in time then symbol order, with each cost component; and the notional and costs per bar."""
+    index, money, per_bar = _loops().fill_rows(
+        fills, market.open, market.sigma_before, market.volume, decide, float(costs.impact_coef), costs.commission_bps * 1e-4,
+        costs.half_spread_bps * 1e-4, float(costs.commission_per_trade))
+    t, si, q, decided = index
+    frame = pl.DataFrame({
+        "decision_ts": market.times.gather(decided), "ts": market.times.gather(t),
         "symbol": market.symbols.gather(si), "shares": q, "side": pl.Series(["sell", "buy"]).gather((q > 0).astype(np.int64)),
-        "price": price, "notional": np.abs(q) * price, **parts, "cost": parts["commission"] + parts["spread"] + parts["impact"],
+        "price": money[0], "notional": money[1], **{c: money[i + 2] for i, c in enumerate(COST_FIELDS)},
     })
+    return frame, per_bar

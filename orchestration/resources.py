@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtProject
 from pydantic import Field
 
+from orchestration.dbt_runner import InProcessDbtCliResource
 from orchestration.defs.compliance.resources import ComplianceResource
 from orchestration.market.bars import BarSource, timeframe_delta
 from orchestration.market.corporate_actions import ActionSource
@@ -261,7 +262,8 @@ def build_resources(settings: Settings, dbt_project: DbtProject) -> dict[str, ob
     return {
         "market": market,
         "warehouse": WarehouseResource(location=dg.EnvVar(WAREHOUSE_URL_VAR) if on_servers else str(settings.warehouse_path)),
-        "dbt": DbtCliResource(project_dir=dbt_project, target="postgres" if on_servers else None),
+        # dbt without a subprocess per command; on the servers profile its postgres target (the same warehouse)
+        "dbt": InProcessDbtCliResource(project_dir=dbt_project, target="postgres" if on_servers else None),
         "features": FeatureStoreResource(home=str(settings.home), config=settings.feast_config, timeframe=settings.feature_timeframe),
         "models": ModelsResource(home=str(settings.home)),
         # One setting picks whose store both the trader assets and the EOD compliance run read.

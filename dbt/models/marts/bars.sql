@@ -5,16 +5,29 @@
 -- Prices and volume are as traded (raw: what the venue fills at, what positions are marked to); the adj_*
 -- columns restate them for corporate actions (adjustment_factors: splits and cash dividends, backward), for
 -- features, labels and backtests: a 2-for-1 split is not a -50% return there.
-with ranked as (
+with repeated as (
+    -- keys received more than once (usually none): only their rows need ranking, so the window below sorts
+    -- a handful of rows instead of every bar
+    select symbol, timeframe, ts from {{ ref('stg_bars') }} group by symbol, timeframe, ts having count(*) > 1
+),
+
+ranked as (
     select
-        *,
+        b.*,
         row_number() over (
-            partition by symbol, timeframe, ts order by ingested_at desc, batch_id desc
+            partition by b.symbol, b.timeframe, b.ts order by b.ingested_at desc, b.batch_id desc
         ) as version_rank
-    from {{ ref('stg_bars') }}
+    from {{ ref('stg_bars') }} as b
+    where exists (select 1 from repeated as r where r.symbol = b.symbol and r.timeframe = b.timeframe and r.ts = b.ts)
 ),
 
 latest as (
+    select
+        symbol, timeframe, ts, bar_length, open, high, low, close, volume, vwap, trade_count, source, batch_id,
+        ingested_at
+    from {{ ref('stg_bars') }} as b
+    where not exists (select 1 from repeated as r where r.symbol = b.symbol and r.timeframe = b.timeframe and r.ts = b.ts)
+    union all
     select
         symbol, timeframe, ts, bar_length, open, high, low, close, volume, vwap, trade_count, source, batch_id,
         ingested_at

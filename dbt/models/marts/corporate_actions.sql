@@ -4,6 +4,7 @@
 -- `effective`: the ex-date falls within the symbol's data (an action announced for a later session restates
 -- nothing yet: until its ex-date the prices are not split).
 with placed_bars as (
+    -- only the bars of symbols that have actions: the closes before each ex-date
     select
         b.symbol,
         b.ts,
@@ -14,10 +15,21 @@ with placed_bars as (
         end as session
     from {{ ref('stg_bars') }} as b
     inner join {{ source('raw', 'symbols') }} as sym using (symbol)
+    where b.symbol in (select symbol from {{ ref('stg_corporate_actions') }})
 ),
 
 last_session as (
-    select symbol, max(session) as last_session from placed_bars group by symbol
+    -- a bar's session only grows with its ts: the last session is the session of the last bar
+    select
+        b.symbol,
+        case
+            when sym.calendar = '24/7' then timezone('UTC', max(b.ts))::date
+            else timezone('America/New_York', max(b.ts))::date
+        end as last_session
+    from {{ ref('stg_bars') }} as b
+    inner join {{ source('raw', 'symbols') }} as sym using (symbol)
+    where b.symbol in (select symbol from {{ ref('stg_corporate_actions') }})
+    group by b.symbol, sym.calendar
 ),
 
 before_ex as (
