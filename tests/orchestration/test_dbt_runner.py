@@ -15,7 +15,8 @@ from orchestration.dbt_runner import InProcessDbtCliResource, _DbtThread
 from orchestration.defs.market.dbt import MarketTranslator, dbt_project
 from orchestration.market.bars import SourceBatch
 from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
-from orchestration.market.warehouse import connect, ingest_batch
+from orchestration.market.warehouse import ingest_batch
+from orchestration.warehouse import Warehouse
 from tests.conftest import warehouse_sql
 
 pytestmark = pytest.mark.slow
@@ -28,13 +29,10 @@ def _warehouse_restated_with_a_broken_bar(settings) -> tuple[pl.DataFrame, pl.Da
     batch = SyntheticMarket(SyntheticConfig(n_symbols=2, n_sectors=1)).fetch(DAY, DAY + dt.timedelta(days=1), now=DAY + dt.timedelta(days=2))
     first = batch.bars
     restated = first.filter(pl.col("symbol") == "AAA").head(5).with_columns(pl.col(c) * 2 for c in ("open", "high", "low", "close", "vwap"))
-    con = connect(str(settings.warehouse_path))
-    try:
+    with Warehouse(settings.warehouse_path).connect() as con:
         for bars, label, day in ((first, "first", 1), (restated, "restated", 2)):
             ingest_batch(con, SourceBatch(bars=bars, label=label, symbols=batch.symbols), asset="raw_bars", now=DAY + dt.timedelta(days=day))
         con.execute("update raw.bars set high = low / 2 where ts = (select min(ts) from raw.bars) and symbol = 'AAA'")
-    finally:
-        con.close()
     return first, restated
 
 
