@@ -20,10 +20,15 @@ Measured in the same run, same machine:
   wall time; and the server's own view, BentoML's access-log latency.
 * **as_of** — one live ``/predict`` with ``as_of`` (the replay path: offline files,
   point in time) at c = 1, for reference.
+* **BentoML floor** — the cheapest BentoML endpoint there is: an ``async`` API that parses
+  the same body into a pydantic model and answers a one-field model, served and queried
+  the same way (c = 1 and c = 8). No service can answer over BentoML faster than this.
 
 Ratios: live p50 / floor p50 and live p99 / floor p99 at each concurrency, and live
 throughput / floor throughput (1 / floor mean). The client threads share the 2 cores with
-the server, so the live figures include the client's own cost.
+the server, so the live figures include the client's own cost. The in-process call is a
+cached lookup (the universe is scored once per online snapshot), so against it the fixed
+per-request cost of HTTP + BentoML dominates; the verdict rows also give live / BentoML floor.
 """
 
 from __future__ import annotations
@@ -147,13 +152,13 @@ class Answer(BaseModel):
 @bentoml.service(name="trivial", workers=1)
 class Trivial:
     @bentoml.api(route="/predict")
-    def predict(self, request: Request, /) -> Answer:
+    async def predict(self, request: Request, /) -> Answer:
         return Answer(n=len(request.symbols))
 """
 
 
-def bentoml_floor(body: dict, n: int) -> dict[str, float]:
-    """``/predict`` of a BentoML service that does nothing: BentoML's own per-request cost on this machine."""
+def bentoml_floor(body: dict, n: int) -> dict[int, dict[str, float]]:
+    """``/predict`` of a BentoML service that does nothing, at c = 1 and 8: BentoML's own per-request cost here."""
     folder = Path(tempfile.mkdtemp(prefix="bench_trivial_"))
     (folder / "trivial.py").write_text(TRIVIAL)
     port = free_port()
@@ -165,8 +170,7 @@ def bentoml_floor(body: dict, n: int) -> dict[str, float]:
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log=log)
     try:
         wait_ready(server, 120)
-        stats, _ = live(server.url, body, 1, n)
-        return stats
+        return {c: live(server.url, body, c, n)[0] for c in (1, 8)}
     finally:
         stop(server)
 
@@ -213,17 +217,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"as_of (replay path), c=1: p50 {as_of['p50']:.2f} ms  p99 {as_of['p99']:.2f} ms")
     by = {c: s for c, s, _ in rows}
     trivial = bentoml_floor(body, args.requests)
-    print(f"BentoML floor (a service that returns len(symbols)), c=1: p50 {trivial['p50']:.2f} ms  p99 {trivial['p99']:.2f} ms;"
-          f" live c=1 p50 minus it: {by[1]['p50'] - trivial['p50']:.2f} ms (floor in-process: {in_process['p50']:.2f} ms)")
+    for c, t in trivial.items():
+        print(f"BentoML floor (an async service that returns len(symbols)), c={c}: p50 {t['p50']:.2f} ms  p99 {t['p99']:.2f} ms"
+              f"  {t['rps']:.0f} req/s;  live/floor p50 {by[c]['p50'] / t['p50']:.2f}x  p99 {by[c]['p99'] / t['p99']:.2f}x")
     print(f"\ngoal p99 < 50 ms at c=8: {'met' if by[8]['p99'] < 50 else 'NOT met'}; "
-          f"goal overhead < 2x the in-process call (p50, c=1): {'met' if by[1]['p50'] < 2 * in_process['p50'] else 'NOT met'}")
+          f"goal overhead < 2x the in-process call (p50, c=1): {'met' if by[1]['p50'] < 2 * in_process['p50'] else 'NOT met'}"
+          f" (BentoML alone takes {trivial[1]['p50'] / in_process['p50']:.1f}x it); "
+          f"< 2x the BentoML floor: {'met' if by[1]['p50'] < 2 * trivial[1]['p50'] else 'NOT met'}")
     print(f"load average while measuring (1 min): {_load()}")
     n = len(symbols)
     report([
         Verdict("serving", f"/predict {n} symbols, c=1", f"p50 {by[1]['p50']:.2f} ms", "in-process Predictor.predict p50",
                 by[1]["p50"] / in_process["p50"], "< 2× in-process", by[1]["p50"] < 2 * in_process["p50"]),
-        Verdict("serving", f"/predict {n} symbols, c=8", f"p99 {by[8]['p99']:.2f} ms", "in-process Predictor.predict p99",
-                by[8]["p99"] / in_process["p99"], "p99 < 50 ms", by[8]["p99"] < 50),
+        Verdict("serving", f"/predict {n} symbols, c=1", f"p50 {by[1]['p50']:.2f} ms", "BentoML floor p50 (no-op async API)",
+                by[1]["p50"] / trivial[1]["p50"], "< 2× BentoML floor", by[1]["p50"] < 2 * trivial[1]["p50"]),
+        Verdict("serving", f"/predict {n} symbols, c=8", f"p99 {by[8]['p99']:.2f} ms", "BentoML floor p99 (no-op async API)",
+                by[8]["p99"] / trivial[8]["p99"], "p99 < 50 ms", by[8]["p99"] < 50),
     ])
     return 0
 
