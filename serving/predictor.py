@@ -120,8 +120,31 @@ class Predictor:
             scores = self._score(model, x, histories, ("symbols",))
         else:  # a row's score depends on its features only: score the universe once per snapshot, pick rows
             scores = self._finite(self._universe_scores(model, snap)[positions], ("symbols",))
+            if not request.explain:
+                live, flat = self._universe_answers(model, snap)
+                return PredictResponse.model_construct(model_version=model.tag, predictions=[
+                    flat[p] if st else live[p] for p, st in zip(positions, stale, strict=True)])
         why = explain(model, x, histories, top=request.explain) if request.explain else None
         return self._answer(model, symbols, scores, stamps, stale, why)
+
+    def _universe_answers(self, model: LoadedModel, snap: Snapshot) -> tuple[list[Prediction], list[Prediction]]:
+        """Every row's prediction as answered fresh and as answered stale (flat), built once per snapshot and model."""
+
+        def build() -> tuple[list[Prediction], list[Prediction]]:
+            scores = self._universe_scores(model, snap)
+            assert scores is not None
+            with np.errstate(all="ignore"):
+                conf = confidence(model.oof_abs, scores)
+                dirs = directions(scores, conf, dead_band=self.settings.dead_band)
+            rows = list(zip(snap.frame["symbol"].to_list(), scores.tolist(), dirs, conf.tolist(), snap.stamps, strict=True))
+            # model_construct: these values are ours and already typed; validating 2 × universe models per snapshot is waste.
+            live = [Prediction.model_construct(symbol=s, score=sc, direction=d, confidence=c, feature_ts=ts, stale=False,
+                                               explanation=None) for s, sc, d, c, ts in rows]
+            flat = [Prediction.model_construct(symbol=s, score=sc, direction="flat", confidence=0.0, feature_ts=ts, stale=True,
+                                               explanation=None) for s, sc, _, _, ts in rows]
+            return live, flat
+
+        return snap.memo(("answers", model.tag), build)
 
     @staticmethod
     def _universe_scores(model: LoadedModel, snap: Snapshot) -> np.ndarray | None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 
+import pytest
+
 from feature_repo import store as fs
 from serving.config import ServingSettings
 from serving.predictor import Predictor
 from serving.schemas import PredictRequest
 from tests.features.synthetic_bars import BAR
+from tests.serving.serving_world import LAGGING
 
 FRESH = ["DDD", "AAA", "CCC"]
 
@@ -45,3 +48,13 @@ def test_materialising_new_features_ends_the_cached_snapshot_and_the_next_answer
     assert {p.feature_ts for p in after.predictions} == {world.last_ts}
     assert [p.score for p in after.predictions] != [p.score for p in before.predictions]
     assert predictor.quick(request) == after
+
+
+def test_cached_online_answers_equal_the_answers_computed_for_the_same_features_fresh_and_stale(world):
+    predictor = Predictor.from_settings(ServingSettings(home=world.home), world.registry)
+    symbols = [*FRESH, LAGGING]
+    online = predictor.predict(PredictRequest(symbols=symbols, allow_stale=True)).model_dump()
+    replay = predictor.predict(PredictRequest(symbols=symbols, allow_stale=True, as_of=world.last_ts)).model_dump()
+    assert [p["stale"] for p in online["predictions"]] == [False, False, False, True]
+    for cached, computed in zip(online["predictions"], replay["predictions"], strict=True):
+        assert cached.pop("score") == pytest.approx(computed.pop("score"), rel=1e-12) and cached == computed
