@@ -3,8 +3,10 @@
 * **Online** (``/predict`` without ``as_of``): one Feast ``get_online_features`` read for
   the whole universe makes a :class:`Snapshot`, kept until the online store changes
   (the SQLite file's size/mtime; other stores: ``online_cache_seconds``). Features
-  change once a bar, requests come far more often: one read serves them all, which is
-  what keeps ``/predict`` in single-digit milliseconds.
+  change once a bar, requests come far more often: one read serves them all. Whatever
+  is derived from the snapshot alone (the feature matrix, the universe's scores and
+  answers per model) is kept with it (:meth:`Snapshot.memo`) and goes with it, so a
+  ``/predict`` is a lookup (``Predictor.quick``) until the store changes.
 * **As of** (``/predict`` with ``as_of``): Feast's point-in-time rule applied to the
   offline files Feast itself reads (``feature_repo.store.read_features``): per symbol
   the latest row with ``event_timestamp <= as_of``; a row older than the feature views'

@@ -25,6 +25,11 @@ It is admin-only (``Authorization: Bearer $ALPHALINE_SERVING_ADMIN_TOKEN``; with
 token configured, loopback clients only) and per worker (this service runs one worker).
 A built Bento carries only its own models, so there a new model means a new Bento.
 
+**Threads.** The API methods are ``async``: a ``/predict`` that is a lookup in the current
+online snapshot (``Predictor.quick``) is answered on the event loop; everything that reads a
+store or runs a model goes to one worker thread, as BentoML runs a sync API. The hand-off to
+a thread costs ~0.3 ms, more than the lookup (``tests/benchmarks/bench_serving.py``).
+
 **Logging.** One line per request (endpoint, sizes, ``as_of``, model, stale count,
 status, milliseconds), never feature values; BentoML's access log adds method, path,
 status and latency. Request models hide their input in validation errors for the same reason.
