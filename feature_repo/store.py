@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,7 @@ from feature_repo.definitions import SERVICE, feast_objects, offline_path, view_
 from feature_repo.errors import FeatureStoreError
 from feature_repo.labels import LABEL_NAMES
 from feature_repo.library import FAMILIES, FEATURE_NAMES, FEATURES
+from feature_repo.offline_tables import OfflineTables, complete_offline_store
 
 REPO_DIR = Path(__file__).resolve().parent
 KEYS = ("symbol", "event_timestamp")
@@ -55,13 +57,18 @@ def spine_path(offline: Path) -> Path:
 def load_config(home: Path, variant: Literal["local", "prod"] = "local") -> RepoConfig:
     """The repo's ``feature_store[.prod].yaml`` with ``${ALPHALINE_HOME}`` set to ``home``.
 
-    Other ``${VARS}`` (the prod secrets) come from the environment, as with Feast's own loader.
+    Other ``${VARS}`` (the prod secrets) come from the environment, as with Feast's own loader; an
+    unset one is a :class:`FeatureStoreError` naming it. A PostgreSQL offline store without connection
+    keys takes the registry's database (:func:`feature_repo.offline_tables.complete_offline_store`).
     """
     if variant not in CONFIGS:
         raise FeatureStoreError(f"feast config {variant!r} is unknown (choose one of {', '.join(CONFIGS)})")
     path = REPO_DIR / CONFIGS[variant]
     text = os.path.expandvars(path.read_text().replace("${ALPHALINE_HOME}", str(home)))
-    config = RepoConfig(**yaml.safe_load(text))
+    unset = re.search(r"^[^#\n]*\$\{(\w+)\}", text, re.MULTILINE)  # outside comments
+    if unset:
+        raise FeatureStoreError(f"{unset.group(1)}: not set (the {variant} Feast config, {path.name}, needs it)")
+    config = RepoConfig(**complete_offline_store(yaml.safe_load(text)))
     config.repo_path = REPO_DIR
     return config
 
@@ -72,9 +79,18 @@ def open_store(home: Path, variant: Literal["local", "prod"] = "local") -> Featu
     return FeatureStore(config=load_config(home, variant))
 
 
+def offline_tables(config: RepoConfig) -> OfflineTables | None:
+    """The offline store's PostgreSQL tables when the config puts it there (prod), else ``None`` (Parquet only)."""
+    return OfflineTables(config) if config.offline_store.type == "postgres" else None
+
+
 def apply(store: FeatureStore, offline: Path, *, bar_length: dt.timedelta) -> list[str]:
-    """Register (or update) the entity, sources, feature views and service; returns the view names."""
-    repo = feast_objects(offline, bar_length=bar_length)
+    """Register (or update) the entity, sources, feature views and service; returns the view names.
+
+    The views read the Parquet files (DuckDB offline store) or the tables (PostgreSQL), as the store's config says.
+    """
+    tables = offline_tables(store.config)
+    repo = feast_objects(offline, bar_length=bar_length, postgres_schema=tables.schema if tables else None)
     store.apply(repo.objects())
     return [v.name for v in repo.views]
 
@@ -82,12 +98,18 @@ def apply(store: FeatureStore, offline: Path, *, bar_length: dt.timedelta) -> li
 # --- offline files -----------------------------------------------------------------------------
 
 
-def write_features(features: pl.DataFrame, offline: Path) -> int:
-    """Replace the offline features: one Parquet per family, plus the spine with the warm-up flag."""
+def write_features(features: pl.DataFrame, offline: Path, *, tables: OfflineTables | None = None) -> int:
+    """Replace the offline features: one Parquet per family, plus the spine with the warm-up flag.
+
+    With ``tables`` (:func:`offline_tables` of a prod config) each family also replaces its table there.
+    """
     offline.mkdir(parents=True, exist_ok=True)
     for family in FAMILIES:
         cols = [s.name for s in FEATURES.values() if s.family == family]
-        features.select(*KEYS, "created", *cols).write_parquet(offline_path(offline, family))
+        frame = features.select(*KEYS, "created", *cols)
+        frame.write_parquet(offline_path(offline, family))
+        if tables is not None:
+            tables.replace(view_name(family), frame)
     features.select(*KEYS, "warmup").write_parquet(spine_path(offline))
     return features.height
 
@@ -110,20 +132,20 @@ def read_features(offline: Path) -> pl.DataFrame:
     return out.select(*KEYS, "created", "warmup", *FEATURE_NAMES)
 
 
-def merge_features(features: pl.DataFrame, offline: Path) -> int:
+def merge_features(features: pl.DataFrame, offline: Path, *, tables: OfflineTables | None = None) -> int:
     """Append an incremental batch computed on a trailing window of bars; returns the rows added.
 
     Only rows after each symbol's last stored bar are taken: the window's earlier rows
     were computed without their full history.
     """
     if not spine_path(offline).exists():
-        return write_features(features, offline)
+        return write_features(features, offline, tables=tables)
     stored = read_features(offline)
     last = stored.group_by("symbol").agg(pl.col("event_timestamp").max().alias("_last"))
     fresh = features.join(last, on="symbol", how="left").filter(
         pl.col("_last").is_null() | (pl.col("event_timestamp") > pl.col("_last"))
     ).select(stored.columns)
-    write_features(pl.concat([stored, fresh]).sort(*KEYS), offline)
+    write_features(pl.concat([stored, fresh]).sort(*KEYS), offline, tables=tables)
     return fresh.height
 
 

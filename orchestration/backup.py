@@ -9,7 +9,9 @@ never inside it):
 * **SQLite** (the trader's stores, Feast's online store, Dagster's run storage — found by their file header):
   SQLite's online backup API, a transactionally consistent copy even while the trader writes (WAL included);
 * **everything else** (Feast's offline Parquet and registry, the BentoML model store, reports, the WORM
-  archive): copied with their permission bits, so archived objects stay read-only (``0o444``).
+  archive): copied with their permission bits, so archived objects stay read-only (``0o444``);
+* **PostgreSQL** (the servers profile, ``postgres=`` the ``ALPHALINE_POSTGRES_URL`` server): every profile database
+  with ``pg_dump`` in one snapshot each, with its tables' row counts (:mod:`orchestration.backup_postgres`).
 
 Each database is consistent in itself; for one instant across all of them, back up while no run and no trader is
 active. ``MANIFEST.json`` (written last; a backup without it is incomplete) lists every file with its kind, size,
@@ -17,7 +19,8 @@ mode and SHA-256. The backup is assembled under a ``.partial`` name and renamed 
 
 ``alphaline restore BACKUP`` checks every file against the manifest *before* touching the home, restores into
 an empty (or absent) ``ALPHALINE_HOME`` — a non-empty one is refused unless ``--replace`` moves it aside (never
-deleted) — then checks each database opens and each SQLite file passes ``quick_check``. The CLI then runs the
+deleted) — then checks each database opens and each SQLite file passes ``quick_check``; a backup with PostgreSQL
+dumps needs the servers profile, and each restored database must hold the row counts the manifest recorded. The CLI then runs the
 WORM archive verification (``alphaline compliance verify``) for every trader store restored.
 
 Example:
@@ -43,14 +46,17 @@ import shutil
 import sqlite3
 import stat
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from orchestration import backup_postgres
+from orchestration.backup_postgres import DatabaseEntry
 from orchestration.errors import ConfigError
 
 MANIFEST = "MANIFEST.json"
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)  # 1: files only (before the PostgreSQL dumps)
 Kind = Literal["duckdb", "sqlite", "file"]
 _SQLITE_HEADER = b"SQLite format 3\x00"
 #: Side files of a live database: their content is inside the snapshot of the database itself.
@@ -72,10 +78,11 @@ class Backup:
     path: Path
     created_at: str
     entries: list[Entry]
+    databases: list[DatabaseEntry] = field(default_factory=list)
 
     @property
     def size(self) -> int:
-        return sum(e.size for e in self.entries)
+        return sum(e.size for e in self.entries) + sum(d.size for d in self.databases)
 
 
 def default_destination(home: Path) -> Path:
@@ -146,8 +153,8 @@ def _copy(source: Path, home: Path, into: Path) -> Entry:
                  sha256=_sha256(target))
 
 
-def backup(home: Path, destination: Path, *, now: dt.datetime) -> Backup:
-    """Snapshot ``home`` into ``destination/alphaline-<now>/`` (see the module docstring).
+def backup(home: Path, destination: Path, *, now: dt.datetime, postgres: str | None = None) -> Backup:
+    """Snapshot ``home`` (and the profile databases on the ``postgres`` server) into ``destination/alphaline-<now>/``.
 
     Raises:
         ConfigError: the home is missing or empty, the destination lies inside the home or exists, or a database
@@ -166,14 +173,16 @@ def backup(home: Path, destination: Path, *, now: dt.datetime) -> Backup:
     partial.mkdir(parents=True)
     try:
         entries = [_copy(source, home, partial) for source in _files(home)]
+        databases = backup_postgres.dump(postgres, partial, _sha256) if postgres else []
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)  # our own half-written copy: it must never pass for a backup
         raise
     created = now.astimezone(dt.UTC).isoformat()
-    manifest = {"format": FORMAT, "created_at": created, "home": str(home), "files": [asdict(e) for e in entries]}
+    manifest = {"format": FORMAT, "created_at": created, "home": str(home), "files": [asdict(e) for e in entries],
+                "databases": [asdict(d) for d in databases]}
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     partial.rename(final)
-    return Backup(path=final, created_at=created, entries=entries)
+    return Backup(path=final, created_at=created, entries=entries, databases=databases)
 
 
 def read_manifest(path: Path) -> Backup:
@@ -182,22 +191,23 @@ def read_manifest(path: Path) -> Backup:
     try:
         data = json.loads(manifest_path.read_text())
         entries = [Entry(**e) for e in data["files"]]
+        databases = [DatabaseEntry(**d) for d in data.get("databases", [])]
         created = str(data["created_at"])
     except FileNotFoundError:
         raise ConfigError(f"{path}: not a complete backup (no {MANIFEST})") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{manifest_path}: unreadable manifest ({type(exc).__name__}: {exc})") from None
-    if data.get("format") != FORMAT:
-        raise ConfigError(f"{manifest_path}: format {data.get('format')!r}, this version reads {FORMAT}")
-    for e in entries:
-        file = path / e.path
-        if Path(e.path).is_absolute() or ".." in Path(e.path).parts:
-            raise ConfigError(f"{manifest_path}: entry {e.path!r} points outside the backup")
+    if data.get("format") not in READABLE_FORMATS:
+        raise ConfigError(f"{manifest_path}: format {data.get('format')!r}, this version reads {READABLE_FORMATS}")
+    for rel, size, digest in [(e.path, e.size, e.sha256) for e in entries] + [(d.file, d.size, d.sha256) for d in databases]:
+        file = path / rel
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise ConfigError(f"{manifest_path}: entry {rel!r} points outside the backup")
         if not file.is_file():
-            raise ConfigError(f"{path}: {e.path}: missing from the backup")
-        if file.stat().st_size != e.size or _sha256(file) != e.sha256:
-            raise ConfigError(f"{path}: {e.path}: checksum differs from the manifest (altered or truncated)")
-    return Backup(path=path, created_at=created, entries=entries)
+            raise ConfigError(f"{path}: {rel}: missing from the backup")
+        if file.stat().st_size != size or _sha256(file) != digest:
+            raise ConfigError(f"{path}: {rel}: checksum differs from the manifest (altered or truncated)")
+    return Backup(path=path, created_at=created, entries=entries, databases=databases)
 
 
 def _check_databases(home: Path, entries: list[Entry]) -> list[str]:
@@ -222,14 +232,17 @@ def _check_databases(home: Path, entries: list[Entry]) -> list[str]:
     return problems
 
 
-def restore(path: Path, home: Path, *, replace: bool = False, now: dt.datetime | None = None) -> tuple[Backup, list[str]]:
-    """Restore the backup at ``path`` into ``home``; returns the backup and the database problems found after it.
+def restore(path: Path, home: Path, *, replace: bool = False, now: dt.datetime | None = None,
+            postgres: str | None = None) -> tuple[Backup, list[str]]:
+    """Restore the backup at ``path`` into ``home`` (its dumps onto the ``postgres`` server); returns the backup and
+    the database problems found after it.
 
     Raises:
-        ConfigError: the backup is incomplete or altered (checked before anything is written), or ``home`` holds
-            something and ``replace`` is not set.
+        ConfigError: the backup is incomplete or altered, it holds dumps and no server is given, or ``home`` (or a
+            target database) holds something and ``replace`` is not set — all checked before anything is written.
     """
     made = read_manifest(path.resolve())
+    backup_postgres.check_restorable(postgres, made.databases, replace=replace)
     home = home.resolve()
     if home.exists() and not home.is_dir():
         raise ConfigError(f"ALPHALINE_HOME={home}: is a file, not a folder")
@@ -251,4 +264,7 @@ def restore(path: Path, home: Path, *, replace: bool = False, now: dt.datetime |
     if home.exists():
         home.rmdir()  # empty (checked above)
     staging.rename(home)
-    return made, _check_databases(home, made.entries)
+    problems = _check_databases(home, made.entries)
+    if made.databases:
+        problems += backup_postgres.load(postgres, made.path, made.databases, replace=replace)
+    return made, problems

@@ -36,6 +36,7 @@ from orchestration.models_cli import print_summary as print_model_summary
 from orchestration.ops_cli import backup, drill, restore
 from orchestration.runner import fail, run_job
 from orchestration.settings import DEMO_AS_OF, Settings, describe_invalid, prepare_environment, record_first_session, require_folder
+from orchestration.warehouse import Warehouse
 
 DEMO_SESSIONS = 250  # about one year of 15-minute bars: ~312k bars for 48 symbols
 DEMO_TRAIN_SESSIONS = 120
@@ -146,7 +147,7 @@ def demo(sessions: int, n_symbols: int | None, market: str | None, seed: int, as
         tags=_range_tags(start, end),
         run_config={"resources": {"market": {"config": {"n_symbols": n_symbols, "seed": seed, "market": settings.market}}}},
     )
-    _print_summary(settings)
+    _print_summary(Warehouse.for_settings(settings))
     print_feature_summary(settings)
     if train:
         from orchestration.defs.training.schedules import TRAINING_JOB
@@ -159,7 +160,7 @@ def demo(sessions: int, n_symbols: int | None, market: str | None, seed: int, as
         serve_trade_and_close(settings)
         close_the_day(settings)
     click.echo(f"\nDone in {time.monotonic() - t0:.0f}s. Where to look:")
-    click.echo(f"  warehouse   {settings.warehouse_path}  (marts.bars, marts.bars_daily, raw.bars_rejected)")
+    click.echo(f"  warehouse   {Warehouse.for_settings(settings).describe()}  (marts.bars, marts.bars_daily, raw.bars_rejected)")
     click.echo(f"  data docs   {settings.reports_dir / 'data_docs' / 'index.html'}")
     click.echo(f"  features    {settings.feast_dir}  (offline/*.parquet, registry.db, online.db); `alphaline features describe`")
     click.echo(f"  models      {settings.home / 'bentoml' / 'models'}  (BentoML store); `alphaline models list`")
@@ -216,7 +217,7 @@ def ingest(csv_path: Path | None, synthetic: bool, alpaca: bool, symbol: str | N
         record_first_session(settings, dt.date.fromisoformat(start))
         click.echo(f"Ingesting {'Alpaca' if alpaca else 'synthetic'} bars for sessions {start} .. {last}")
         run_job(INGEST_JOB, tags=_range_tags(start, last), run_config={"resources": {"market": {"config": market}}})
-    _print_summary(settings)
+    _print_summary(Warehouse.for_settings(settings))
 
 
 @main.command()
@@ -224,9 +225,10 @@ def status() -> None:
     """Summarise the warehouse: bars, symbols, sessions, rejects (reads only: creates nothing)."""
     settings = Settings()
     require_folder(settings)
-    if not settings.warehouse_path.exists():
-        raise ConfigError(f"no warehouse at {settings.warehouse_path}: run `alphaline demo` or `alphaline ingest` first")
-    _print_summary(settings)
+    warehouse = Warehouse.for_settings(settings)
+    if warehouse.kind == "duckdb" and not warehouse.exists():
+        raise ConfigError(f"no warehouse at {warehouse.describe()}: run `alphaline demo` or `alphaline ingest` first")
+    _print_summary(warehouse)
 
 
 @main.command()
@@ -252,23 +254,21 @@ def ui(port: int) -> None:
     os.execv(str(dagster), [str(dagster), "dev", "-w", str(root / "workspace.yaml"), "-p", str(port), "-h", "127.0.0.1"])
 
 
-def _print_summary(settings: Settings) -> None:
-    from orchestration.market.warehouse import connect
+def _print_summary(warehouse: Warehouse) -> None:
+    from orchestration.warehouse import WarehouseError
 
-    con = connect(str(settings.warehouse_path), read_only=True)
     try:
-        n, syms, tfs, first, last = con.sql(
-            "select count(*), count(distinct symbol), string_agg(distinct timeframe, ','), min(ts), max(ts) from marts.bars"
-        ).fetchone()
-        days = con.sql("select count(*) from marts.bars_daily").fetchone()[0]
-        raw_n, rejected, batches = con.sql(
-            "select (select count(*) from raw.bars), (select count(*) from raw.bars_rejected), (select count(*) from raw.batches)"
-        ).fetchone()
-        reasons = con.sql(
-            "select reason, count(*) n from raw.bars_rejected group by 1 order by 2 desc limit 3"
-        ).fetchall()
-    finally:
-        con.close()
+        with warehouse.connect(read_only=True) as con:
+            n, syms, tfs, first, last = con.fetchone(
+                "select count(*), count(distinct symbol), string_agg(distinct timeframe, ','), min(ts), max(ts) from marts.bars"
+            )
+            days = con.scalar("select count(*) from marts.bars_daily")
+            raw_n, rejected, batches = con.fetchone(
+                "select (select count(*) from raw.bars), (select count(*) from raw.bars_rejected), (select count(*) from raw.batches)"
+            )
+            reasons = con.fetchall("select reason, count(*) n from raw.bars_rejected group by 1 order by 2 desc limit 3")
+    except WarehouseError as err:
+        raise ConfigError(f"{err} (run `alphaline demo` or `alphaline ingest` first)") from None
     click.echo("\nWarehouse")
     click.echo(f"  marts.bars        {n:,} bars, {syms} symbols, timeframes {tfs}, {first} .. {last}")
     click.echo(f"  marts.bars_daily  {days:,} symbol-sessions")

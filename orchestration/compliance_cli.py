@@ -97,10 +97,11 @@ def _require_session_data(settings: Settings, day: dt.date, trader_mode: str) ->
     Sealing is for keeps (six years, never rewritten): an empty day sealed by a typo could not be taken back.
     """
     from orchestration.defs.compliance.sources import closing_marks
+    from orchestration.warehouse import warehouse_location
     from trader.compliance import ComplianceError
 
     try:
-        marks = closing_marks(str(settings.warehouse_path), day)
+        marks = closing_marks(warehouse_location(settings), day)
     except ComplianceError as err:
         raise ConfigError(f"--date {day}: {err}") from None
     if not marks:
@@ -209,6 +210,7 @@ def mtm_analysis_command(year: int, trader_mode: str, marks_file: Path | None, o
     from decimal import Decimal, InvalidOperation
 
     from orchestration.defs.compliance.tax_year import read_marks_csv, warehouse_marks, year_dir
+    from orchestration.warehouse import warehouse_location
     from trader.compliance import ComplianceError
     from trader.compliance.mtm import mtm_analysis, write_mtm_analysis
 
@@ -219,7 +221,7 @@ def mtm_analysis_command(year: int, trader_mode: str, marks_file: Path | None, o
             raise ComplianceError(f"--carryover: not an amount ({carryover!r})") from None
         settings, paths, fills, actions = _year_context(trader_mode, year)
         today = dt.datetime.now(dt.UTC).date()
-        marks = read_marks_csv(marks_file) if marks_file else warehouse_marks(str(settings.warehouse_path), year, today=today)[1]
+        marks = read_marks_csv(marks_file) if marks_file else warehouse_marks(warehouse_location(settings), year, today=today)[1]
         opening = read_marks_csv(opening_file) if opening_file else _opening_marks(settings, fills, year, today)
         analysis = mtm_analysis(fills, year=year, year_end_marks=marks, opening_marks=opening, actions=actions,
                                 carryover_in=carried)
@@ -237,10 +239,11 @@ def mtm_analysis_command(year: int, trader_mode: str, marks_file: Path | None, o
 def _opening_marks(settings: Settings, fills, year: int, today: dt.date) -> dict:
     """The previous year's closing prices from the warehouse, only when some fill predates ``year`` (else none needed)."""
     from orchestration.defs.compliance.tax_year import warehouse_marks
+    from orchestration.warehouse import warehouse_location
 
     if not any(fill.trade_date.year < year for fill in fills):
         return {}
-    return warehouse_marks(str(settings.warehouse_path), year - 1, today=today)[1]
+    return warehouse_marks(warehouse_location(settings), year - 1, today=today)[1]
 
 
 @compliance.command("reconcile-1099b")

@@ -12,6 +12,7 @@ from orchestration.defs import compliance, features, market, ops, serving, trade
 from orchestration.defs.market.dbt import dbt_project
 from orchestration.resources import build_resources
 from orchestration.settings import Settings, prepare_environment
+from orchestration.warehouse import Warehouse
 
 
 def build_definitions(settings: Settings | None = None, *, loggers: dict | None = None) -> dg.Definitions:
@@ -23,7 +24,7 @@ def build_definitions(settings: Settings | None = None, *, loggers: dict | None 
     """
     settings = prepare_environment(settings or Settings())
     project = dbt_project(settings.dbt_target_dir)
-    return dg.Definitions.merge(
+    defs = dg.Definitions.merge(
         market.build_defs(settings, project),
         features.build_defs(),
         training.build_defs(),
@@ -33,6 +34,16 @@ def build_definitions(settings: Settings | None = None, *, loggers: dict | None 
         ops.build_defs(settings),
         dg.Definitions(resources=build_resources(settings, project), loggers=loggers),
     )
+    kind = Warehouse.for_settings(settings).kind
+    return defs if kind == "duckdb" else defs.map_asset_specs(func=lambda spec: _warehouse_kind(spec, kind))
+
+
+def _warehouse_kind(spec: dg.AssetSpec, kind: str) -> dg.AssetSpec:
+    """Assets declare the embedded warehouse's kind (``duckdb``); name the engine the warehouse really runs on."""
+    if "duckdb" not in spec.kinds:
+        return spec
+    tags = {k: v for k, v in spec.tags.items() if not k.startswith("dagster/kind/")}
+    return spec.replace_attributes(tags=tags, kinds=(spec.kinds - {"duckdb"}) | {kind})
 
 
 @dg.definitions

@@ -51,13 +51,10 @@ def trader_config(settings: Settings, url: str) -> Path:
 
 def _universe(settings: Settings) -> dict[str, Any]:
     """The symbols the demo ingested and their sectors (``raw.symbols``), as ``trader.yaml``'s ``universe``."""
-    from orchestration.market.warehouse import connect
+    from orchestration.warehouse import Warehouse
 
-    con = connect(str(settings.warehouse_path), read_only=True)
-    try:
-        rows = con.execute("select symbol, lower(coalesce(sector, 'other')) from raw.symbols order by symbol").fetchall()
-    finally:
-        con.close()
+    with Warehouse.for_settings(settings).connect(read_only=True) as con:
+        rows = con.fetchall("select symbol, lower(coalesce(sector, 'other')) from raw.symbols order by symbol")
     sectors: dict[str, list[str]] = {}
     for symbol, sector in rows:
         sectors.setdefault(sector, []).append(symbol)

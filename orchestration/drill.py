@@ -118,7 +118,9 @@ def _predict(delay: float) -> Callable[[str, dict[str, Any]], tuple[int, Any]]:
 
 
 def _write_warehouse(path: Path) -> None:
-    import duckdb
+    import polars as pl
+
+    from orchestration.warehouse import Warehouse
 
     rows = []
     for i, symbol in enumerate(SYMBOLS):
@@ -128,13 +130,12 @@ def _write_warehouse(path: Path) -> None:
             close = round(open_ * (1 + 0.01 * _unit(symbol, k)), 2)
             rows.append((symbol, OPEN + k * STEP, open_, max(open_, close), min(open_, close), close, 100_000.0))
             price = close
-    con = duckdb.connect(str(path))
-    try:
+    frame = pl.DataFrame(rows, schema=["symbol", "ts", "open", "high", "low", "close", "volume"], orient="row")
+    with Warehouse(path).connect() as con:
         con.execute("create schema marts; create table marts.bars (symbol varchar, timeframe varchar, ts timestamptz, "
-                    "open double, high double, low double, close double, volume double)")
-        con.executemany("insert into marts.bars values (?, '15m', ?, ?, ?, ?, ?, ?)", rows)
-    finally:
-        con.close()
+                    "open double precision, high double precision, low double precision, close double precision, "
+                    "volume double precision)")
+        con.append("marts.bars", frame.with_columns(pl.lit("15m").alias("timeframe")))
 
 
 @contextmanager
@@ -167,7 +168,9 @@ def trading_home(root: Path, name: str, *, delay: float = 0.0, service: bool = T
 
 def _env(home: Path) -> dict[str, str]:
     drop = ("ALPHALINE_ALERT_URLS", "ALPACA_API_KEY", "ALPACA_SECRET_KEY", "TRADER_API_TOKEN", "DAGSTER_HOME",
-            "DBT_TARGET_PATH", "DBT_LOG_PATH", "ALPHALINE_WAREHOUSE", "BENTOML_HOME")
+            "DBT_TARGET_PATH", "DBT_LOG_PATH", "ALPHALINE_WAREHOUSE", "BENTOML_HOME",
+            # a drill's home is embedded and its own: never the servers profile's databases
+            "ALPHALINE_POSTGRES_URL", "ALPHALINE_REDIS_URL", "ALPHALINE_WAREHOUSE_URL", "ALPHALINE_DBT_TARGET")
     return {**{k: v for k, v in os.environ.items() if k not in drop}, "ALPHALINE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
 
 
@@ -268,7 +271,7 @@ class _FlakyVenue:
 
 
 def broker_5xx(root: Path) -> DrillResult:
-    from trader.brokers.bars import DuckDBBars
+    from trader.brokers.bars import WarehouseBars
     from trader.brokers.sim import SimBroker
     from trader.config import load_config
     from trader.prediction_client import HttpPredictionClient
@@ -277,7 +280,7 @@ def broker_5xx(root: Path) -> DrillResult:
 
     with trading_home(root, "broker_5xx") as h:
         cfg = load_config(h["config"])
-        feed = DuckDBBars(h["home"] / "warehouse.duckdb", timeframe="15m")
+        feed = WarehouseBars(h["home"] / "warehouse.duckdb", timeframe="15m")
         bars = feed.bars(list(SYMBOLS), after=OPEN - STEP, until=OPEN + BARS * STEP)
         venue = _FlakyVenue(SimBroker(feed, start=OPEN))
         with TraderStore(f"sqlite:///{h['home'] / 'trader' / 'sim.db'}") as store, \
@@ -345,7 +348,7 @@ def killed_trader(root: Path) -> DrillResult:
 
 
 def corrupt_bar_batch(root: Path) -> DrillResult:
-    import duckdb
+    from orchestration.warehouse import Warehouse
 
     home = root / "corrupt_bar_batch"
     home.mkdir(parents=True)
@@ -366,15 +369,10 @@ def corrupt_bar_batch(root: Path) -> DrillResult:
     bad.write_text("\n".join(lines) + "\n")
     cmd = [sys.executable, "-c", "from orchestration.cli import run; run()", "ingest", "--csv", str(bad), "--symbol", "XYZ"]
     proc = subprocess.run(cmd, env=_env(home), capture_output=True, text=True, timeout=600, cwd=root)
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        rejected = con.sql("select reason, count(*) from raw.bars_rejected group by 1 order by 1").fetchall()
-        kept = con.sql("select count(*) from raw.bars").fetchone()[0]
-        marts = con.sql("select count(*) from information_schema.tables where table_schema = 'marts' "
-                        "and table_name = 'bars'").fetchone()[0]
-        in_marts = con.sql("select count(*) from marts.bars").fetchone()[0] if marts else 0
-    finally:
-        con.close()
+    with Warehouse(home / "warehouse.duckdb").connect(read_only=True) as con:
+        rejected = con.fetchall("select reason, count(*) from raw.bars_rejected group by 1 order by 1")
+        kept = con.scalar("select count(*) from raw.bars")
+        in_marts = con.scalar("select count(*) from marts.bars") if con.table_exists("marts", "bars") else 0
     # 12 rows are broken on purpose; the generator's days also hit two exchange holidays (outside_session).
     survived = proc.returncode != 0 and sum(n for _, n in rejected) >= 12 and in_marts == 0 and "Traceback" not in proc.stderr
     return DrillResult("corrupt_bar_batch", survived, [

@@ -47,14 +47,16 @@ def stream(symbols: str, timeframe: str, feed: str, windows: int | None, url_ove
     """
     from orchestration.market.alpaca import AlpacaConfig
     from orchestration.market.stream import BarStreamer
+    from orchestration.warehouse import Warehouse
 
     names = tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
     if not (os.environ.get("ALPACA_API_KEY") and os.environ.get("ALPACA_SECRET_KEY")):
         raise ConfigError("market stream needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment")
     settings = prepare_environment(Settings())
     config = AlpacaConfig(symbols=names, timeframe=timeframe, feed=feed, url_override=url_override)
-    streamer = BarStreamer(config, warehouse=settings.warehouse_path, stream_url=stream_url).start()
-    click.echo(f"Streaming {timeframe} bars of {', '.join(names)} into {settings.warehouse_path} (Ctrl-C stops)")
+    warehouse = Warehouse.for_settings(settings)
+    streamer = BarStreamer(config, warehouse=warehouse, stream_url=stream_url).start()
+    click.echo(f"Streaming {timeframe} bars of {', '.join(names)} into {warehouse.describe()} (Ctrl-C stops)")
     stop = threading.Event()
     try:
         streamer.run(stop=stop, windows=windows, on_report=lambda report: _written(report, features=features))

@@ -32,11 +32,15 @@ def backup(destination: Path | None) -> None:
 
     settings = Settings()
     require_folder(settings)
-    made = take(settings.home, destination or default_destination(settings.home), now=dt.datetime.now(dt.UTC))
+    made = take(settings.home, destination or default_destination(settings.home), now=dt.datetime.now(dt.UTC),
+                postgres=_server(settings))
     kinds = {k: sum(e.kind == k for e in made.entries) for k in ("duckdb", "sqlite", "file")}
     click.echo(f"backup {made.path}")
     click.echo(f"  {len(made.entries)} files, {made.size / 1e6:.1f} MB: {kinds['duckdb']} DuckDB and {kinds['sqlite']} SQLite "
                f"database snapshot(s), {kinds['file']} other file(s); SHA-256 of each in MANIFEST.json")
+    if made.databases:
+        click.echo(f"  {len(made.databases)} PostgreSQL database(s) dumped (pg_dump): "
+                   + ", ".join(f"{d.database} ({sum(d.tables.values())} rows)" for d in made.databases))
     click.echo(f"  restore: ALPHALINE_HOME=... alphaline restore {made.path}")
 
 
@@ -48,8 +52,11 @@ def restore(backup_dir: Path, replace: bool) -> None:
     from orchestration.backup import restore as put_back
 
     settings = Settings()
-    made, problems = put_back(backup_dir, settings.home, replace=replace)
+    made, problems = put_back(backup_dir, settings.home, replace=replace, postgres=_server(settings))
     click.echo(f"restored {len(made.entries)} files ({made.size / 1e6:.1f} MB) taken {made.created_at} into {settings.home}")
+    if made.databases:
+        click.echo(f"restored {len(made.databases)} PostgreSQL database(s) (pg_restore), row counts checked: "
+                   + ", ".join(d.store for d in made.databases))
     prepare_environment(settings)
     problems += _verify_archive(settings)
     if problems:
@@ -58,6 +65,15 @@ def restore(backup_dir: Path, replace: bool) -> None:
             click.secho(f"  ✗ {problem}", fg="red")
         raise SystemExit(1)
     click.secho("OK: every file matched its checksum, every database opens, the WORM archive verifies", fg="green")
+
+
+def _server(settings: Settings) -> str | None:
+    """The servers profile's PostgreSQL server (its databases go into the backup), ``None`` embedded."""
+    from orchestration.deployment import check, servers
+
+    check(settings)
+    found = servers(settings)
+    return found.postgres if found else None
 
 
 def _verify_archive(settings: Settings) -> list[str]:

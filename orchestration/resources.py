@@ -1,8 +1,9 @@
 """Resources per deployment, chosen in one place.
 
 ``local`` (default): synthetic market, DuckDB warehouse under ``ALPHALINE_HOME``.
-``prod``: Alpaca historical bars (keys from the environment) into the same warehouse
-layout; dbt's target is picked with ``ALPHALINE_DBT_TARGET``.
+``prod``: Alpaca historical bars (keys from the environment) into the same warehouse layout.
+The servers profile (:mod:`orchestration.deployment`) puts the warehouse on PostgreSQL and points
+dbt's ``postgres`` target at it; the resources read its URL from the environment, never from config.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
-from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from orchestration.defs.compliance.resources import ComplianceResource
@@ -21,10 +21,12 @@ from orchestration.market.bars import BarSource, timeframe_delta
 from orchestration.market.corporate_actions import ActionSource
 from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
 from orchestration.settings import Settings
+from orchestration.warehouse.resource import WarehouseResource
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from feature_repo.offline_tables import OfflineTables
     from models.registry import Registry
     from models.training import TrainingConfig
 
@@ -110,6 +112,12 @@ class FeatureStoreResource(dg.ConfigurableResource):
         from feature_repo.store import open_store
 
         return open_store(Path(self.home), self.config)
+
+    def tables(self) -> OfflineTables | None:
+        """Feast's offline tables on PostgreSQL (prod config), written beside the Parquet files; ``None`` embedded."""
+        from feature_repo.store import load_config, offline_tables
+
+        return offline_tables(load_config(Path(self.home), self.config))
 
 
 class ModelsResource(dg.ConfigurableResource):
@@ -240,6 +248,8 @@ class TradingResource(dg.ConfigurableResource):
 
 
 def build_resources(settings: Settings, dbt_project: DbtProject) -> dict[str, object]:
+    from orchestration.deployment import WAREHOUSE_URL_VAR, servers
+
     if settings.deployment == "prod":
         market = MarketSourceResource(
             kind="alpaca", alpaca_symbols=[s for s in settings.alpaca_symbols.split(",") if s], origin=settings.market_start.isoformat()
@@ -247,10 +257,11 @@ def build_resources(settings: Settings, dbt_project: DbtProject) -> dict[str, ob
     else:
         market = MarketSourceResource(origin=settings.market_start.isoformat(), market=settings.market)
     trading = TradingResource.for_home(settings.home, mode=settings.trader_mode)
+    on_servers = servers(settings) is not None  # the warehouse on PostgreSQL, its URL in the environment (configure)
     return {
         "market": market,
-        "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
-        "dbt": DbtCliResource(project_dir=dbt_project),
+        "warehouse": WarehouseResource(location=dg.EnvVar(WAREHOUSE_URL_VAR) if on_servers else str(settings.warehouse_path)),
+        "dbt": DbtCliResource(project_dir=dbt_project, target="postgres" if on_servers else None),
         "features": FeatureStoreResource(home=str(settings.home), config=settings.feast_config, timeframe=settings.feature_timeframe),
         "models": ModelsResource(home=str(settings.home)),
         # One setting picks whose store both the trader assets and the EOD compliance run read.

@@ -53,6 +53,8 @@ class ServingSettings(BaseSettings):
     max_rows: int = Field(default=1000, ge=1, le=100_000)
     online_cache_seconds: float = Field(default=1.0, ge=0.0, le=3600.0)
     admin_token: SecretStr | None = None
+    workers: int = Field(default=1, ge=1, le=64, description="Worker processes (python -m serving.serve --workers N sets "
+                         "it with BentoML's own setting); with more than one, /reload is refused: restart instead.")
 
     @field_validator("home")
     @classmethod

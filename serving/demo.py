@@ -64,8 +64,10 @@ class Server:
 
 @contextmanager
 def running(home: Path, port: int, *, host: str = "127.0.0.1", log: Path | None = None,
-            env: dict[str, str] | None = None, ready_timeout: float = READY_TIMEOUT) -> Iterator[Server]:
-    """``bentoml serve`` of ``home`` on ``host:port`` while the block runs; always stopped on exit.
+            env: dict[str, str] | None = None, ready_timeout: float = READY_TIMEOUT, workers: int = 1,
+            bento: str | None = None) -> Iterator[Server]:
+    """``bentoml serve`` of ``home`` (the source, or a built ``bento``) with ``workers`` on ``host:port`` while the
+    block runs; always stopped on exit.
 
     Raises:
         RuntimeError: the server exited or did not become ready in time (with its log's tail).
@@ -73,7 +75,7 @@ def running(home: Path, port: int, *, host: str = "127.0.0.1", log: Path | None 
     log = log or Path(tempfile.mkstemp(prefix="alphaline-serve-", suffix=".log")[1])
     with log.open("wb") as out:
         # A session of its own: Ctrl-C in the caller's terminal reaches the server only through stop().
-        process = subprocess.Popen(serve_command(port=port, host=host), env=serve_env(home, env), stdout=out,
+        process = subprocess.Popen(serve_command(port=port, host=host, bento=bento), env=serve_env(home, env, workers=workers), stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     server = Server(url=f"http://{host}:{port}", process=process, log=log)
     try:

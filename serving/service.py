@@ -22,7 +22,8 @@ of the local model store). Each worker loads the ensemble once, at start-up.
 store's current production ensemble next to the old one and swaps a single reference:
 requests in flight finish on the model they started with, later ones use the new one.
 It is admin-only (``Authorization: Bearer $ALPHALINE_SERVING_ADMIN_TOKEN``; without a
-token configured, loopback clients only) and per worker (this service runs one worker).
+token configured, loopback clients only) and per worker: with ``--workers N`` > 1 it is refused
+(409), since it would reach one worker only; restart the service instead.
 A built Bento carries only its own models, so there a new model means a new Bento.
 
 **Threads.** The API methods are ``async``: a ``/predict`` that is a lookup in the current
@@ -183,6 +184,9 @@ class _EnsembleService:
     def reload(self, request: Request, authorization: str | None = Header(default=None)) -> ReloadResponse:
         """Swap to the model store's current production ensemble (admin)."""
         _authorize(request, authorization, self.predictor.settings)
+        if self.predictor.settings.workers > 1:  # this request reaches one worker; the others would keep the old model
+            raise _refuse(request, 409, f"reload: {self.predictor.settings.workers} workers would disagree on the model; "
+                                        "restart the service to serve the new production model")
         try:
             old, new = self.predictor.swap()
         except NoProductionModel as exc:
@@ -225,7 +229,7 @@ for _name, _ref in production_refs().items():
 
 Ensemble = bentoml.service(
     name="alphaline_ensemble_service",
-    workers=1,  # /reload swaps one worker's model; more workers would need a restart to agree
+    workers=1,  # the default; serving.serve --workers N overrides it through BentoML's config (BENTOML_CONFIG_OPTIONS)
     traffic={"timeout": 30},
 )(bentoml.asgi_app(admin, path="/")(_EnsembleService))
 Ensemble.add_asgi_middleware(JsonBodiesOnly, paths=API_ROUTES)

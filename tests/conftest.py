@@ -24,7 +24,8 @@ UTC = dt.UTC
 pytest_plugins = ["tests.servers"]
 
 
-_ENV = ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH", "ALPHALINE_WAREHOUSE", "ALPHALINE_MARKET", "ALPHALINE_EOD_CUTOFF")
+_ENV = ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH", "ALPHALINE_WAREHOUSE", "ALPHALINE_MARKET", "ALPHALINE_EOD_CUTOFF",
+        "ALPHALINE_WAREHOUSE_URL", "ALPHALINE_DBT_TARGET")
 
 
 @pytest.fixture(scope="session")
@@ -53,14 +54,20 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dbt_manifest: Path
 
 
 def warehouse_sql(settings: Settings, query: str):
-    """A query's result (polars) on the warehouse under ``settings``, opened read-only."""
-    from orchestration.market.warehouse import connect
+    """A query's result (polars) on the warehouse of ``settings``, opened read-only."""
+    from orchestration.warehouse import Warehouse
 
-    con = connect(str(settings.warehouse_path), read_only=True)
-    try:
-        return con.sql(query).pl()
-    finally:
-        con.close()
+    return Warehouse.for_settings(settings).read(query)
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.servers)])
+def any_warehouse(request: pytest.FixtureRequest, tmp_path: Path):
+    """An empty warehouse on each engine: a DuckDB file, and a fresh database on the test PostgreSQL server."""
+    from orchestration.warehouse import Warehouse
+
+    if request.param == "duckdb":
+        return Warehouse(tmp_path / "warehouse.duckdb")
+    return Warehouse(request.getfixturevalue("postgres_url"))
 
 
 def real_csv(name: str, folder: Path) -> Path:

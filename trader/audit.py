@@ -35,6 +35,8 @@ from decimal import Decimal
 from typing import Any
 
 GENESIS = "0" * 64
+_NESTED = (dict, list, tuple)
+_LEAVES = frozenset({str, int, float, bool, type(None), Decimal, dt.datetime})  # never hold a mapping
 
 
 def _default(value: Any) -> str:
@@ -52,6 +54,36 @@ def _default(value: Any) -> str:
 def canonical(obj: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, no whitespace, exact Decimals, UTC datetimes."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_default, allow_nan=False).encode()
+
+
+def _text_keys(obj: Any) -> bool:
+    """Every mapping key inside ``obj`` is a ``str``: then its canonical JSON reads back to the same JSON."""
+    todo = [obj]
+    while todo:  # a loop, not recursion: this runs on every record written
+        item = todo.pop()
+        if isinstance(item, dict):
+            for key in item:
+                if type(key) is not str:
+                    return False
+            item = item.values()
+        elif not isinstance(item, list | tuple):
+            continue
+        todo += [value for value in item if type(value) not in _LEAVES and isinstance(value, _NESTED)]
+    return True
+
+
+def canonical_payload(payload: Any) -> bytes:
+    """The canonical JSON a stored payload keeps: ``canonical`` of the payload *as read back* from that JSON.
+
+    Reading back turns keys into text (``{2: .., 10: ..}`` sorts as ``"10", "2"`` then), so a
+    payload with a non-text key is encoded, decoded and encoded again; one with only text
+    keys (nearly all) reads back to itself and is encoded once.
+
+    >>> canonical_payload({10: "a", 2: "b"}), canonical_payload({"q": Decimal("1.50")})
+    (b'{"10":"a","2":"b"}', b'{"q":"1.50"}')
+    """
+    body = canonical(payload)
+    return body if _text_keys(payload) else canonical(json.loads(body))
 
 
 def record_hash(*, seq: int, ts: str, kind: str, payload: dict[str, Any], prev_hash: str) -> str:
@@ -93,15 +125,18 @@ class AuditRecord:
     def create_canonical(cls, *, seq: int, ts: dt.datetime, kind: str, payload: dict[str, Any],
                          prev_hash: str) -> tuple[AuditRecord, bytes]:
         """:meth:`create`, also returning the payload's canonical bytes (what a store keeps): encoded once."""
+        stamp, body, digest = cls.link(seq=seq, ts=ts, kind=kind, payload=payload, prev_hash=prev_hash)
+        # The record holds exactly what was hashed (Decimals as strings): the payload read back.
+        return cls(seq, stamp, kind, json.loads(body), prev_hash, digest), body
+
+    @staticmethod
+    def link(*, seq: int, ts: dt.datetime, kind: str, payload: dict[str, Any], prev_hash: str) -> tuple[str, bytes, str]:
+        """``(ts as stored, canonical payload, hash)`` of the record :meth:`create_canonical` builds, without building it
+        (a writer that stores the text needs no decoded copy)."""
         if type(seq) is not int:
             raise TypeError(f"audit: seq must be an int, not {type(seq).__name__}")
-        stamp = _default(ts)
-        # Round-trip the payload so the record holds exactly what was hashed (Decimals become strings);
-        # encode the plain form, not the original: a non-string key sorts differently once it is text.
-        plain = json.loads(canonical(payload))
-        body = canonical(plain)
-        digest = hashlib.sha256(prev_hash.encode() + record_body(seq=seq, ts=stamp, kind=kind, payload_json=body)).hexdigest()
-        return cls(seq, stamp, kind, plain, prev_hash, digest), body
+        stamp, body = _default(ts), canonical_payload(payload)
+        return stamp, body, hashlib.sha256(prev_hash.encode() + record_body(seq=seq, ts=stamp, kind=kind, payload_json=body)).hexdigest()
 
     def expected_hash(self) -> str:
         return record_hash(seq=self.seq, ts=self.ts, kind=self.kind, payload=self.payload, prev_hash=self.prev_hash)

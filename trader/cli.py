@@ -47,7 +47,7 @@ from trader.cli_sim import (
     sim_session,
 )
 from trader.config import Mode, Secrets, StreamsConfig, TraderConfig, load_config
-from trader.corporate_actions import CorporateActionBook, DuckDBActions, InMemoryActions, restated_closes
+from trader.corporate_actions import CorporateActionBook, InMemoryActions, WarehouseActions, restated_closes
 from trader.domain import ClientOrderId, Fill, Order, OrderAccepted, OrderEvent, OrderExpired, Symbol, TradingState
 from trader.errors import TraderError
 from trader.monitoring import run_observers
@@ -169,7 +169,7 @@ def run(mode: str | None, once: bool, day: dt.datetime | None, cash: str | None,
 
         # Splits and dividends: the sim venue applies the day's ones at its first open, the store follows at each
         # ex-date's first cycle; a real venue has split its positions already, so the store follows before comparing.
-        actions = CorporateActionBook(InMemoryActions(replay.actions) if replay is not None else DuckDBActions())
+        actions = CorporateActionBook(InMemoryActions(replay.actions) if replay is not None else WarehouseActions())
         if replay is None:
             actions.apply_due(store, now=session.started_at, run_id=session.run_id)
         # Refuse to trade on a book that disagrees with the venue (ReconciliationError: one line, exit 1).
@@ -237,13 +237,13 @@ def _raise_if_halted(store: TraderStore) -> None:
 
 def _venue_session(mode: Mode, cfg: TraderConfig, secrets: Secrets, *, cash: Decimal | None, once: bool) -> Session:
     """dry-run, paper and live: the current bars' closes each tick, at a venue built before the store is opened."""
-    from trader.brokers.bars import DuckDBBars  # reads the warehouse read-only, one query at a time
+    from trader.brokers.bars import WarehouseBars  # reads the warehouse read-only, one query at a time
 
-    feed = DuckDBBars(timeframe=TIMEFRAME)
+    feed = WarehouseBars(timeframe=TIMEFRAME)
     broker: Broker = (DryRunBroker(cash or Decimal(100_000)) if mode is Mode.DRY_RUN
                       else venue_broker(mode, secrets, streams=cfg.streams))
     # A close from before an ex-date that has passed is restated (corporate actions: the warehouse may lag the split).
-    ticks = live_ticks(lambda at: restated_closes(feed, cfg.universe.symbols, at, DuckDBActions()), timeframe=TIMEFRAME, once=once)
+    ticks = live_ticks(lambda at: restated_closes(feed, cfg.universe.symbols, at, WarehouseActions()), timeframe=TIMEFRAME, once=once)
     return Session(broker=broker, ticks=ticks, run_id=mode.value, strict=False, started_at=dt.datetime.now(dt.UTC))
 
 
@@ -353,7 +353,7 @@ def corporate_actions(cfg: TraderConfig | None, mode: Mode, store_url: str, day:
 
     at = session_start(day.date()) if day else dt.datetime.now(dt.UTC)
     with _read_store(store_url, mode) as store:
-        new = CorporateActionBook(DuckDBActions()).apply_due(store, now=at, run_id=f"cli-{mode.value}")
+        new = CorporateActionBook(WarehouseActions()).apply_due(store, now=at, run_id=f"cli-{mode.value}")
         rows = applied_actions(store)
     _table([(r.action.action_id, r.qty_before, r.qty_after, f"{r.avg_cost_after:.4f}", f"{r.cash:.2f}",
              r.applied_at.isoformat(timespec="minutes")) for r in rows],
@@ -446,9 +446,10 @@ def api(cfg: TraderConfig | None, mode: Mode, store_url: str, host: str, port: i
 def risk(cfg: TraderConfig | None, mode: Mode, store_url: str, market_shock: str, sector_shock: str,
          vol_multiplier: str, as_json: bool) -> None:
     """Stress scenarios, VaR/CVaR and liquidity of the book as of the last cycle (reads only)."""
-    from trader.brokers.bars import DuckDBBars
+    from trader.brokers.bars import WarehouseBars
     from trader.history import MarketHistory
     from trader.risk.stress import stress_report
+    from trader.warehouse import describe
 
     if cfg is None:
         raise UserError("risk: needs trader.yaml (sectors and limits); pass --config PATH")
@@ -463,11 +464,11 @@ def risk(cfg: TraderConfig | None, mode: Mode, store_url: str, market_shock: str
     if last is None:
         raise click.ClickException(f"risk: no cycle in the {mode.value} store yet; `trader run` first")
     at, cash = dt.datetime.fromisoformat(last.payload["ts"]), Decimal(last.payload["cash"])
-    feed = DuckDBBars(timeframe=TIMEFRAME)
+    feed = WarehouseBars(timeframe=TIMEFRAME)
     prices = last_closes(feed, sorted(held), at) if held else {}
     missing = sorted(set(held) - set(prices))
     if missing:
-        raise click.ClickException(f"risk: no close by {at.isoformat()} for {', '.join(missing)} in {feed.path}")
+        raise click.ClickException(f"risk: no close by {at.isoformat()} for {', '.join(missing)} in {describe(feed.location)}")
     history = MarketHistory(feed, lookback=dt.timedelta(days=cfg.history.lookback_days), min_observations=cfg.history.min_observations)
     report = stress_report(held, prices=prices, equity=cash + sum((q * prices[s] for s, q in held.items()), Decimal(0)),
                            snapshot=history.snapshot(cfg.universe.symbols, until=at), sectors=cfg.universe.sector_map(),
@@ -557,11 +558,11 @@ def track(cfg: TraderConfig | None, mode: Mode, store_url: str, day: dt.datetime
 
     Writes $ALPHALINE_HOME/reports/tracking/<mode>-<day>.md, .json and .png.
     """
-    from trader.brokers.bars import DuckDBBars
+    from trader.brokers.bars import WarehouseBars
     from trader.tracking import track_session, write_report
 
     with _read_store(store_url, mode) as store:
-        report = track_session(store, DuckDBBars(), commission_bps=commission_bps, half_spread_bps=half_spread_bps,
+        report = track_session(store, WarehouseBars(), commission_bps=commission_bps, half_spread_bps=half_spread_bps,
                                day=day.date() if day else None)
     paths = write_report(report, alphaline_home() / "reports" / "tracking", mode=mode.value)
     for line in report.lines():
@@ -571,9 +572,9 @@ def track(cfg: TraderConfig | None, mode: Mode, store_url: str, day: dt.datetime
 
 def _tca_bars() -> Any:
     """The warehouse's bars for the parents' market VWAP (read only when there are parents; missing: no benchmark)."""
-    from trader.brokers.bars import DuckDBBars
+    from trader.brokers.bars import WarehouseBars
 
-    return DuckDBBars(timeframe=TIMEFRAME)
+    return WarehouseBars(timeframe=TIMEFRAME)
 
 
 def _why_lines(why: dict[str, Any] | None) -> list[str]:

@@ -77,16 +77,17 @@ class Replay:
 
 def load_replay(cfg: TraderConfig, day: dt.date | None) -> Replay:
     """The day's bars for the universe, or a one-line error (no warehouse, no bars that day)."""
-    from trader.brokers.bars import DuckDBBars  # reads the warehouse read-only, one query at a time
-    from trader.corporate_actions import DuckDBActions
+    from trader.brokers.bars import WarehouseBars  # reads the warehouse read-only, one query at a time
+    from trader.corporate_actions import WarehouseActions
+    from trader.warehouse import describe
 
-    feed = DuckDBBars(timeframe=TIMEFRAME)
-    day = day or latest_day(feed.path)
+    feed = WarehouseBars(timeframe=TIMEFRAME)
+    day = day or latest_day(feed.location)
     start = session_start(day)
     bars = feed.bars(cfg.universe.symbols, after=start, until=start + dt.timedelta(days=1))
     if not bars:
-        raise TraderError(f"{feed.path}: marts.bars has no {TIMEFRAME} bars on {day} for the configured universe")
-    actions = tuple(DuckDBActions(feed.path).actions(through=day))
+        raise TraderError(f"{describe(feed.location)}: marts.bars has no {TIMEFRAME} bars on {day} for the configured universe")
+    actions = tuple(WarehouseActions(feed.location).actions(through=day))
     return Replay(day=day, bars=bars, timeframe=feed.timeframe, actions=actions)
 
 
@@ -187,16 +188,13 @@ def sim_session(store: TraderStore, replay: Replay, *, cash: Decimal | None, rep
                    started_at=resume_at or bars[0].ts, before_cycle=lambda tick: broker.advance_to(tick.ts))
 
 
-def latest_day(path: Path) -> dt.date:
-    import duckdb
+def latest_day(location: str) -> dt.date:
+    from trader.warehouse import WarehouseError, describe, query
 
-    if not path.is_file():
-        raise TraderError(f"{path}: no warehouse here; build marts.bars first (or set ALPHALINE_HOME)")
     try:
-        with duckdb.connect(str(path), read_only=True) as conn:
-            (latest,) = conn.execute("SELECT max(ts) FROM marts.bars WHERE timeframe = ?", [TIMEFRAME]).fetchone()
-    except duckdb.Error as exc:
-        raise TraderError(f"{path}: cannot read marts.bars ({str(exc).splitlines()[0]})") from None
+        ((latest,),) = query(location, "SELECT max(ts) FROM marts.bars WHERE timeframe = ?", [TIMEFRAME])
+    except WarehouseError as exc:
+        raise TraderError(str(exc)) from None
     if latest is None:
-        raise TraderError(f"{path}: marts.bars has no {TIMEFRAME} bars")
+        raise TraderError(f"{describe(location)}: marts.bars has no {TIMEFRAME} bars")
     return active_profile().trading_day(latest)

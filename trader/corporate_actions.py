@@ -31,7 +31,7 @@ Timing and accounting rules:
   applies it twice.
 * On the same ex-date a dividend is applied before a split (its amount is per pre-split share).
 
-Where actions come from: ``marts.corporate_actions`` in the warehouse (:class:`DuckDBActions`,
+Where actions come from: ``marts.corporate_actions`` in the warehouse (:class:`WarehouseActions`,
 read-only, built by dbt from ``raw.corporate_actions``), or a list (:class:`InMemoryActions`).
 
 Example:
@@ -208,30 +208,29 @@ class InMemoryActions:
 
 
 _QUERY = "SELECT symbol, ex_date, kind, ratio, amount FROM marts.corporate_actions WHERE ex_date <= ? ORDER BY ex_date, symbol, kind"
-_EXISTS = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'marts' AND table_name = 'corporate_actions'"
 
 
 @dataclass(frozen=True)
-class DuckDBActions:
-    """``marts.corporate_actions`` from the warehouse, read-only; a warehouse without it has no actions."""
+class WarehouseActions:
+    """``marts.corporate_actions`` from the warehouse (:mod:`trader.warehouse`), read-only; a warehouse without it has
+    no actions. ``location``: the DuckDB file or PostgreSQL URL (default: this profile's warehouse)."""
 
-    path: Path | None = None
+    location: str | Path | None = None
 
     def actions(self, *, through: dt.date) -> list[CorporateAction]:
-        import duckdb  # here, not at import time: the trader core stays lean
+        # The drivers are imported on first use: the trader core stays lean.
+        from trader.warehouse import WarehouseError, connect, fetch, is_postgres, table_exists, warehouse_location
 
-        from trader.brokers.bars import default_warehouse_path
-
-        path = self.path or default_warehouse_path()
-        if not Path(path).is_file():
+        location = self.location or warehouse_location()
+        if not is_postgres(location) and not Path(location).is_file():
             return []
         try:
-            with duckdb.connect(str(path), read_only=True) as conn:
-                if not conn.execute(_EXISTS).fetchone()[0]:
+            with connect(location) as conn:
+                if not table_exists(conn, "marts", "corporate_actions"):
                     return []
-                rows = conn.execute(_QUERY, [through]).fetchall()
-        except duckdb.Error as exc:
-            raise BrokerError(f"{path}: cannot read marts.corporate_actions ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+                rows = fetch(conn, _QUERY, [through])
+        except WarehouseError as exc:
+            raise BrokerError(f"{exc} (reading marts.corporate_actions)") from None
         return [CorporateAction(symbol=s, ex_date=d, kind=k, ratio=r, amount=a) for s, d, k, r, a in rows]
 
 
@@ -267,7 +266,7 @@ class CorporateActionBook:
     """The run loop's view: actions due by a cycle's session, applied once each.
 
     Args:
-        feed: where actions come from (:class:`DuckDBActions` in a run).
+        feed: where actions come from (:class:`WarehouseActions` in a run).
     """
 
     def __init__(self, feed: ActionFeed):

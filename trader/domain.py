@@ -31,7 +31,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NewType
@@ -310,7 +310,11 @@ class Order:
             raise TypeError(f"not an order event: {event!r}")
         if target not in TRANSITIONS[self.status]:
             raise IllegalTransitionError(self.client_order_id, self.status.value, target.value, type(event).__name__)
-        return replace(self, status=target, **changes)
+        # A copy with the changed fields set, not ``replace`` (which validates every field again): the
+        # rest was validated when this order was built, and each change above is already a checked value.
+        moved = object.__new__(Order)
+        moved.__dict__.update(self.__dict__, status=target, **changes)
+        return moved
 
     def _fill_changes(self, fill: Fill, changes: dict[str, Any]) -> OrderStatus:
         if not TRANSITIONS[self.status] & {OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED}:
@@ -330,6 +334,23 @@ class Order:
         for name, _ in _ORDER_ENUMS:
             out[name] = out[name].value
         return out
+
+    @classmethod
+    def from_stored(cls, record: Mapping[str, Any]) -> Order:
+        """The order a store row holds: :meth:`to_record`'s fields with Decimals and aware UTC datetimes.
+
+        Only the enums are rebuilt: the row was written from an order validated when it was built,
+        and the working orders are read every cycle (validating again cost as much as the read).
+        """
+        values = {name: record[name] for name in _ORDER_FIELDS}
+        for name, enum in _ORDER_ENUMS:
+            values[name] = enum(values[name])
+        order = object.__new__(cls)
+        order.__dict__.update(values)
+        return order
+
+
+_ORDER_FIELDS = tuple(f.name for f in fields(Order))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,7 +3,7 @@
 The optimiser (:mod:`trader.optimizer`) and the portfolio risk checks (:mod:`trader.risk.portfolio`)
 need the recent joint behaviour of the universe: bar-to-bar returns (covariance, VaR, correlation)
 and traded volume (ADV). Both come from ``marts.bars`` through a :class:`~trader.brokers.bars.BarFeed`
-(:class:`~trader.brokers.bars.DuckDBBars` in a run), adjusted for splits and cash dividends so that a window
+(:class:`~trader.brokers.bars.WarehouseBars` in a run), adjusted for splits and cash dividends so that a window
 spanning an ex-date has no fake return (ADV in today's shares).
 
 **Point in time.** A snapshot at ``until`` holds only bars *closed* by ``until`` (open time
@@ -100,7 +100,7 @@ class MarketHistory:
     """Reads the trailing ``lookback`` of bars from ``feed`` for each decision; each call reads only the new bars.
 
     Args:
-        feed: where bars come from (:class:`~trader.brokers.bars.DuckDBBars` reads the warehouse read-only).
+        feed: where bars come from (:class:`~trader.brokers.bars.WarehouseBars` reads the warehouse read-only).
         lookback: how far back the window reaches from the decision time.
         min_observations: carried by each snapshot (too few rows: no optimisation, risk checks deny).
     """
@@ -136,8 +136,8 @@ class MarketHistory:
         if config.sizing.optimizer == "none" and not config.risk.needs_history():
             return None
         if feed is None:
-            from trader.brokers.bars import DuckDBBars
+            from trader.brokers.bars import WarehouseBars
 
-            feed = DuckDBBars(timeframe="15m", adjusted=True)  # a split is not a -50% return in the covariance
+            feed = WarehouseBars(timeframe="15m", adjusted=True)  # a split is not a -50% return in the covariance
         return cls(feed, lookback=dt.timedelta(days=config.history.lookback_days),
                    min_observations=config.history.min_observations)

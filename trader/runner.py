@@ -23,6 +23,13 @@ Each :class:`Tick` (a bar close in a replay, a bar boundary live) runs one :meth
 6. **routing** — an order is stored (NEW) before it is sent, so that a crash mid-submit leaves
    a ``client_order_id`` to look up; a lost answer is looked up at the venue, never resent blindly.
 
+Durability: a cycle commits three batches — the venue's events (step 1); the decisions and the
+orders, NEW (step 6, the one commit synced to disk, before any order leaves); the venue's answers
+with the equity mark and the ``cycle`` record (the last). The first and last are not synced by
+themselves (``durable=False``: the next durable commit syncs them, one WAL). A power cut can thus
+lose events, answers and cycle records, never an order that was sent: those orders are still
+working in the store, the venue reports them again, and a re-run tick's orders are duplicates.
+
 With ``exits:`` set in ``trader.yaml``, :mod:`trader.exits` runs between steps 1 and 2: it
 closes positions at their stop-loss, take-profit, trailing or time stop (through the risk
 engine; an exit only reduces, so it passes HALTED too) and, with venue brackets, keeps their
@@ -33,7 +40,7 @@ model version and feature time —, ``order_submit``, ``order_accepted``, ``fill
 ``cycle``); ``trader explain`` reads them back.
 
 Ticks come from :func:`replay_ticks` (a day of bars, e.g. from
-:class:`~trader.brokers.bars.DuckDBBars`) or :func:`live_ticks` (bar boundaries on the wall clock).
+:class:`~trader.brokers.bars.WarehouseBars`) or :func:`live_ticks` (bar boundaries on the wall clock).
 
 Example:
     >>> from decimal import Decimal as D
@@ -62,6 +69,7 @@ from trader.domain import (
     ZERO,
     Account,
     CancelOrder,
+    Fill,
     Order,
     OrderAccepted,
     OrderEvent,
@@ -203,6 +211,14 @@ class CycleReport:
                 f"sent {self.submitted} denied {self.denied} fills {self.fills} — {self.status}{problems}")
 
 
+@dataclass
+class _Answers:
+    """The venue's answers to a cycle's orders, recorded with the cycle record (one commit)."""
+
+    events: list[OrderEvent] = field(default_factory=list)
+    notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
 class CycleObserver(Protocol):
     """Watches each finished cycle (metrics, alerts); ``denials`` counts denied orders by reason code this cycle."""
 
@@ -318,15 +334,16 @@ class Runner:
         state = self.store.trading_state().state
         if problems and self.strict and state is not TradingState.HALTED:
             state = self._halt(tick.ts, f"invariant broken: {problems[0]}")
+        answers = _Answers()
         try:
             if self.exits is not None:  # protective exits (trader/exits.py), before anything new is sized
                 counts["submitted"] += self.exits.cycle(tick.ts, state, account)
-            status = self._decide(tick, state, account, counts)
+            status = self._decide(tick, state, account, counts, answers)
         except ValueError as exc:  # data the checks cannot use (DomainError included): fail closed, say why
             status = f"no orders: {exc}"
-        return self._finish(tick, self.store.trading_state().state, status, counts, account, value, problems)
+        return self._finish(tick, self.store.trading_state().state, status, counts, account, value, problems, answers)
 
-    def _decide(self, tick: Tick, state: TradingState, account: Account, counts: Counter[str]) -> str:
+    def _decide(self, tick: Tick, state: TradingState, account: Account, counts: Counter[str], answers: _Answers) -> str:
         ctx = self._context(tick.ts, state, account)
         if state is TradingState.HALTED:
             counts["canceled"] += self._cancel_working(ctx)
@@ -354,7 +371,7 @@ class Runner:
                              decision_ts=tick.ts, size_multiplier=portfolio.size_multiplier, pending=pending,
                              market=ctx.market, min_observations=self.config.history.min_observations)
         decisions = self.execution.check_all(sizing.commands, ctx, self.engine, predictions=batch.predictions)
-        self._route(decisions, batch, tick, state, counts)
+        self._route(decisions, batch, tick, state, counts, answers)
         notes = [f"{len(sizing.commands)} orders sized (model {batch.model_version})"] + ([sizing.note] if sizing.note else [])
         if portfolio.size_multiplier < 1:
             notes.append(f"drawdown {portfolio.drawdown:.2%}: targets × {portfolio.size_multiplier}")
@@ -370,14 +387,15 @@ class Runner:
     def _context(self, now: dt.datetime, state: TradingState, account: Account) -> RiskContext:
         equity = account.equity(self._prices)
         venue = self.broker.account()
-        return RiskContext(now=now, trading_state=state, account=account, prices=dict(self._prices),
-                           day_start_equity=self.store.first_equity_since(session_start(now)) or equity,
-                           peak_equity=max(self.store.peak_equity() or equity, equity), buying_power=venue.buying_power,
-                           working_orders=tuple(self.store.working_orders()),
-                           # ids are per decision time: a day back covers duplicates
-                           known_client_order_ids=self.store.client_order_ids(since=now - _DAY),
-                           recent_order_times=self.store.order_times_since(now - _MINUTE),
-                           market=self._market(now) if state is not TradingState.HALTED else None)
+        with self.store.snapshot():  # the store's part: one read transaction, one consistent view
+            return RiskContext(now=now, trading_state=state, account=account, prices=dict(self._prices),
+                               day_start_equity=self.store.first_equity_since(session_start(now)) or equity,
+                               peak_equity=max(self.store.peak_equity() or equity, equity), buying_power=venue.buying_power,
+                               working_orders=tuple(self.store.working_orders()),
+                               # ids are per decision time: a day back covers duplicates
+                               known_client_order_ids=self.store.client_order_ids(since=now - _DAY),
+                               recent_order_times=self.store.order_times_since(now - _MINUTE),
+                               market=self._market(now) if state is not TradingState.HALTED else None)
 
     def _market(self, now: dt.datetime) -> MarketSnapshot | None:
         """The trailing bars closed by ``now``; unreadable: ``None`` (the optimiser falls back, portfolio checks deny)."""
@@ -404,16 +422,21 @@ class Runner:
         return tuple(problems)
 
     def _finish(self, tick: Tick, state: TradingState, status: str, counts: Counter[str], account: Account,
-                value: Decimal | None, problems: tuple[str, ...]) -> CycleReport:
-        """Record the cycle (and the equity mark, when the book could be valued)."""
+                value: Decimal | None, problems: tuple[str, ...], answers: _Answers | None = None) -> CycleReport:
+        """Record the venue's answers to the cycle's orders, the equity mark (when the book could be valued) and the
+        cycle, in one commit that is not synced by itself (see the module docstring: nothing sent depends on it)."""
         report = CycleReport(ts=tick.ts, state=state, status=status, submitted=counts["submitted"], denied=counts["denied"],
                              canceled=counts["canceled"], fills=counts["fills"], behind=counts["behind"],
                              refused=bool(counts["refused"]), cash=account.cash, positions_value=value or ZERO,
                              equity=account.cash + (value or ZERO), problems=problems)
-        with self.store.transaction() as tx:
+        answers = answers or _Answers()
+        with self.store.transaction(durable=False) as tx:
+            # The orders are read again, not taken from _route: sending may have changed them (a bracket entry, trader/exits.py).
+            new_fills = self._record_events(tx, answers.events, notes=answers.notes, ts=tick.ts)
             if value is not None:
                 tx.record_equity(ts=tick.ts, equity=report.equity, cash=report.cash)
             tx.append_audit("cycle", report.to_record() | {"run_id": self.run_id}, ts=tick.ts)
+        self._book(new_fills)
         self._last_ts = tick.ts
         return report
 
@@ -444,31 +467,44 @@ class Runner:
         """Apply events (and append ``notes`` at ``ts``) in one transaction; returns the number of new fills."""
         if not events and not notes:
             return 0
-        # This batch's view of the orders (the store does not see its own pending writes); one read
-        # for the working orders, where nearly every event belongs.
-        orders: dict[str, Order | None] = {o.client_order_id: o for o in self.store.working_orders()}
-        new_fills = []
-        # Not synced by itself: the cycle's next commit (the orders before they leave, or the cycle
-        # record) is, and syncs this one with it; nothing is acted on or reported before that.
+        # Not synced by itself: the cycle's next durable commit (the orders before they leave) syncs
+        # it with it (one WAL); nothing is sent on it before that. See the module docstring.
         with self.store.transaction(durable=False) as tx:
-            for event in events:
-                cid = event.client_order_id
-                if cid not in orders:
-                    orders[cid] = self.store.get_order(cid)
-                payload: dict[str, Any] = {"client_order_id": cid, "event": type(event).__name__, "run_id": self.run_id}
-                if isinstance(event, OrderFilled):
-                    if not tx.record_fill(event.fill):
-                        continue  # a replayed fill: already recorded, already applied
-                    new_fills.append(event.fill)
-                    payload["fill"] = event.fill.to_record()
-                else:
-                    payload |= {k: v for k, v in event.__dict__.items() if k not in ("client_order_id", "ts")}
-                payload["note"] = self._move(tx, orders, event)
-                tx.append_audit(_EVENT_KINDS.get(type(event).__name__, "order_event"), payload, ts=event.ts)
-            for kind, note in notes:
-                assert ts is not None
-                tx.append_audit(kind, note | {"run_id": self.run_id}, ts=ts)
-        for fill in new_fills:  # only after the commit: the ledger follows what is stored
+            new_fills = self._record_events(tx, events, notes=notes, ts=ts)
+        return self._book(new_fills)
+
+    def _record_events(self, tx: StoreTx, events: Sequence[OrderEvent], *, notes: Sequence[tuple[str, dict[str, Any]]] = (),
+                       ts: dt.datetime | None = None) -> list[Fill]:
+        """Write events (order states, fills, audit records) and ``notes`` in ``tx``; returns the new fills."""
+        if not events:
+            known: dict[str, Order | None] = {}
+        else:  # this batch's view of the orders (the store does not see its own pending writes); one read
+            # for the working orders, where nearly every event belongs
+            known = {o.client_order_id: o for o in self.store.working_orders()}
+        tx.expect_fills(e.fill.fill_id for e in events if isinstance(e, OrderFilled))
+        new_fills = []
+        for event in events:
+            cid = event.client_order_id
+            if cid not in known:
+                known[cid] = self.store.get_order(cid)
+            payload: dict[str, Any] = {"client_order_id": cid, "event": type(event).__name__, "run_id": self.run_id}
+            if isinstance(event, OrderFilled):
+                if not tx.record_fill(event.fill):
+                    continue  # a replayed fill: already recorded, already applied
+                new_fills.append(event.fill)
+                payload["fill"] = event.fill.to_record()
+            else:
+                payload |= {k: v for k, v in event.__dict__.items() if k not in ("client_order_id", "ts")}
+            payload["note"] = self._move(tx, known, event)
+            tx.append_audit(_EVENT_KINDS.get(type(event).__name__, "order_event"), payload, ts=event.ts)
+        for kind, note in notes:
+            assert ts is not None
+            tx.append_audit(kind, note | {"run_id": self.run_id}, ts=ts)
+        return new_fills
+
+    def _book(self, new_fills: Sequence[Fill]) -> int:
+        """Move the cash ledger and the fill totals by fills just committed (the ledger follows what is stored)."""
+        for fill in new_fills:
             self._cash = self._require_cash() - fill.signed_qty * fill.price - fill.fee
             self._fill_qty[fill.symbol] = self._fill_qty.get(fill.symbol, ZERO) + fill.signed_qty
         return len(new_fills)
@@ -487,10 +523,11 @@ class Runner:
 
     # -- commands ---------------------------------------------------------------------------
     def _route(self, decisions: list[RiskDecision], batch: PredictionBatch, tick: Tick, state: TradingState,
-               counts: Counter[str]) -> None:
-        """Record the decisions and every approved order (NEW) in one commit, send them, record the answers in one more.
+               counts: Counter[str], answers: _Answers) -> None:
+        """Record the decisions and every approved order (NEW) in one durable commit, send them; the answers go to
+        ``answers``, which the cycle record's commit writes.
 
-        Each order is durable before it leaves; an answer lost in a crash before the second commit
+        Each order is durable before it leaves; an answer lost in a crash before the cycle's last commit
         is found again by ``client_order_id``, the path a lost response takes anyway.
         """
         now = tick.ts
@@ -507,20 +544,17 @@ class Runner:
                                                  "run_id": self.run_id, "order": order.to_record()} | lineage(order.client_order_id), ts=now)
         counts["denied"] += len(decisions) - len(approved)
         self._denials.update(d.reason.value for d in decisions if not d.approved)
-        answers: list[OrderEvent] = []
-        unknown: list[tuple[str, dict[str, Any]]] = []
         for order in approved:
             current = self.store.trading_state().state  # the kill switch, re-read before every order (DESIGN §3.5)
             answer = self._send(order, now) if current is state else OrderRejected(
                 client_order_id=order.client_order_id, ts=now, reason=f"not sent: trading state changed to {current.value} mid-cycle")
             if isinstance(answer, str):
-                unknown.append(("order_unknown", {"client_order_id": order.client_order_id, "reason": answer}))
+                answers.notes.append(("order_unknown", {"client_order_id": order.client_order_id, "reason": answer}))
             else:
-                answers.append(answer)
+                answers.events.append(answer)
             counts["submitted" if not isinstance(answer, OrderRejected) else "denied"] += 1
             if isinstance(answer, OrderRejected):
                 self._denials["REJECTED_BY_VENUE" if current is state else "TRADING_STATE_CHANGED"] += 1
-        self._apply(answers, notes=unknown, ts=now)
 
     def _send(self, order: Order, now: dt.datetime) -> OrderAccepted | OrderRejected | str:
         """The venue's answer, or why the order's fate is unknown (it then stays NEW: never resent blindly)."""

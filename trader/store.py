@@ -42,7 +42,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -58,6 +58,7 @@ from trader.audit import GENESIS, AuditRecord, ChainVerification, canonical, ver
 from trader.audit_hmac import audit_key, record_hmac
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
+from trader.store_bulk import write_rows
 from trader.store_schema import (
     ADDED_ORDER_COLUMNS,
     append_only_ddl,
@@ -82,11 +83,20 @@ _FILL_EXISTS = sa.select(fills.c.fill_id).where(fills.c.fill_id == sa.bindparam(
 #: Alpaca fills stored before fill ids were execution ids: ``"<time>::<execution id>"`` (the activity id).
 _ALPACA_LEGACY_FILL = sa.select(fills.c.fill_id).where(fills.c.order_id == sa.bindparam("b_order_id"),
                                                        fills.c.fill_id.like(sa.bindparam("b_pattern")))
+_KNOWN_FILLS = sa.select(fills.c.fill_id).where(fills.c.fill_id.in_(sa.bindparam("b_ids", expanding=True)))
 _KNOWN_ORDERS = sa.select(orders.c.client_order_id).where(orders.c.client_order_id.in_(sa.bindparam("b_ids", expanding=True)))
 _KNOWN_POSITIONS = sa.select(positions.c.symbol).where(positions.c.symbol.in_(sa.bindparam("b_ids", expanding=True)))
 _UPDATE_ORDER = sa.update(orders).where(orders.c.client_order_id == sa.bindparam("b_key"))
 _UPDATE_POSITION = sa.update(positions).where(positions.c.symbol == sa.bindparam("b_key"))
+
+
 _LATEST_STATE = sa.select(risk_state).order_by(risk_state.c.id.desc()).limit(1)
+_ORDERS_IN_TIME = sa.select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
+_WORKING_ORDERS = _ORDERS_IN_TIME.where(orders.c.status.in_([s.value for s in OrderStatus if not s.is_terminal]))
+_SINCE = sa.bindparam("b_since", type_=orders.c.created_at.type)
+_IDS_SINCE = sa.select(orders.c.client_order_id).where(orders.c.created_at >= _SINCE)
+_TIMES_SINCE = sa.select(orders.c.created_at).where(orders.c.created_at >= _SINCE).order_by(orders.c.created_at)
+_FIRST_EQUITY_SINCE = sa.select(equity_marks.c.equity).where(equity_marks.c.ts >= _SINCE).order_by(equity_marks.c.ts).limit(1)
 _LAST_PEAK = sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)
 #: PostgreSQL advisory lock (per database) that write transactions take first: SQLite's BEGIN IMMEDIATE, on a server.
 _PG_WRITE_LOCK = 0x616C_7068_616C_696E  # "alphalin"
@@ -190,27 +200,38 @@ class StoreTx:
         self._macs: list[dict[str, Any]] = []  # trader.audit_hmac: one HMAC per record while a key is set
         self._orders: dict[str, dict[str, Any]] = {}
         self._fills: dict[str, Fill] = {}
+        self._absent_fills: set[str] = set()  # looked up by expect_fills: not stored
         self._positions: dict[str, Position] = {}
         self._positions_read = False
         self._moved: dict[str, dt.datetime] = {}
 
-    def append_audit(self, kind: str, payload: dict[str, Any], *, ts: dt.datetime) -> AuditRecord:
-        """Chain a record to the head (``seq`` = head + 1, ``prev_hash`` = head's hash); appended at :meth:`flush`."""
+    def append_audit(self, kind: str, payload: dict[str, Any], *, ts: dt.datetime) -> tuple[int, str]:
+        """Chain a record to the head (``seq`` = head + 1, ``prev_hash`` = head's hash); appended at :meth:`flush`.
+
+        Returns the new head, ``(seq, hash)``. The payload is encoded once, to the canonical text that is
+        stored and hashed (:func:`trader.audit.canonical_payload`), and never decoded here.
+        """
         if self._head is None:
             row = self._conn.execute(_AUDIT_HEAD).first()
             self._head = (row.seq, row.hash) if row else (0, GENESIS)
-        seq, prev = self._head
-        record, body = AuditRecord.create_canonical(seq=seq + 1, ts=ts, kind=kind, payload=payload, prev_hash=prev)
-        self._audit.append({"seq": record.seq, "ts": record.ts, "kind": record.kind, "payload": body.decode(),
-                            "prev_hash": record.prev_hash, "hash": record.hash})
-        self._head = (record.seq, record.hash)
+        seq, prev = self._head[0] + 1, self._head[1]
+        stamp, body, digest = AuditRecord.link(seq=seq, ts=ts, kind=kind, payload=payload, prev_hash=prev)
+        self._audit.append({"seq": seq, "ts": stamp, "kind": kind, "payload": body.decode(), "prev_hash": prev, "hash": digest})
+        self._head = (seq, digest)
         if self._audit_key is not None:
-            self._macs.append({"seq": record.seq, "hmac": record_hmac(self._audit_key, record.seq, record.hash)})
-        return record
+            self._macs.append({"seq": seq, "hmac": record_hmac(self._audit_key, seq, digest)})
+        return self._head
 
     def save_order(self, order: Order) -> None:
         """Insert or update the order (keyed by ``client_order_id``)."""
         self._orders[order.client_order_id] = order.to_record()
+
+    def expect_fills(self, fill_ids: Iterable[str]) -> None:
+        """Look these fill ids up in one query, so that :meth:`record_fill` of a new one needs none (a batch of events)."""
+        ids = list(dict.fromkeys(fill_ids))
+        if ids:
+            stored = set(self._conn.execute(_KNOWN_FILLS, {"b_ids": ids}).scalars())
+            self._absent_fills.update(i for i in ids if i not in stored)
 
     def record_fill(self, fill: Fill) -> bool:
         """Record a fill once and move its position; ``False`` (nothing changes) if the ``fill_id`` is known.
@@ -218,7 +239,8 @@ class StoreTx:
         A known ``fill_id`` with different content is a :class:`StoreError`: fills never change.
         """
         known = self._fills.get(fill.fill_id)
-        if known is None and self._conn.execute(_FILL_EXISTS, {"b_fill_id": fill.fill_id}).first() is not None:
+        if known is None and fill.fill_id not in self._absent_fills and self._conn.execute(
+                _FILL_EXISTS, {"b_fill_id": fill.fill_id}).first() is not None:
             known = Fill(**self._conn.execute(_FILL_BY_ID, {"b_fill_id": fill.fill_id}).one()._asdict())
         if known is not None:
             if known != fill:
@@ -282,9 +304,9 @@ class StoreTx:
         return peak
 
     def flush(self) -> None:
-        """Write what this transaction collected: one statement per table (and per update/insert split)."""
+        """Write what this transaction collected: one statement per table."""
         if self._fills:
-            self._conn.execute(sa.insert(fills), [f.to_record() for f in self._fills.values()])
+            self._insert(fills, [f.to_record() for f in self._fills.values()])
             self._fills.clear()
         if self._moved:
             rows = {s: self._positions[s].to_record() | {"updated_at": at} for s, at in self._moved.items()}
@@ -295,16 +317,22 @@ class StoreTx:
             self._orders.clear()
         if self._audit:
             try:
-                self._conn.execute(sa.insert(audit), self._audit)
+                self._insert(audit, self._audit)
             except sa.exc.IntegrityError:
                 raise AuditConflictError(f"audit: another writer appended seq {self._audit[0]['seq']} first; "
                                          "retry the transaction") from None
             self._audit.clear()
         if self._macs:
-            self._conn.execute(sa.insert(audit_hmac), self._macs)
+            self._insert(audit_hmac, self._macs)
             self._macs.clear()
 
+    def _insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        if not write_rows(self._conn, table, rows):
+            self._conn.execute(sa.insert(table), rows)
+
     def _upsert(self, table: sa.Table, known: sa.Select, update: sa.Update, rows: dict[str, dict[str, Any]]) -> None:
+        if write_rows(self._conn, table, list(rows.values()), upsert=True):
+            return
         existing = set(self._conn.execute(known, {"b_ids": list(rows)}).scalars())
         if existing:
             self._conn.execute(update, [rows[k] | {"b_key": k} for k in rows if k in existing])
@@ -333,6 +361,7 @@ class TraderStore:
             raise StoreError(str(exc)) from None
         self._engine = _make_engine(self.url)
         self._state_lock = threading.Lock()
+        self._reading = threading.local()  # the connection of the thread's open snapshot()
         self._state_probe: sqlite3.Connection | None = None
         self._state_cache: tuple[int, TradingStateRecord] | None = None
         try:
@@ -381,17 +410,40 @@ class TraderStore:
             raise StoreError(f"{self._safe_url}: {exc.orig}") from None
 
     @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads on this thread inside the block share one read transaction: one consistent view of the store, one
+        connection. Only for reads: a write in the block is not seen by the block's reads.
+
+        Example:
+            >>> with store.snapshot():  # doctest: +SKIP
+            ...     working, peak = store.working_orders(), store.peak_equity()
+        """
+        with self._read():
+            yield
+
+    @contextmanager
     def _read(self) -> Iterator[Connection]:
+        held: Connection | None = getattr(self._reading, "conn", None)
+        if held is not None:  # inside snapshot()
+            yield held
+            return
         try:
             with self._engine.connect() as conn, conn.begin():
-                yield conn
+                self._reading.conn = conn
+                try:
+                    yield conn
+                finally:
+                    self._reading.conn = None
         except sa.exc.OperationalError as exc:
             raise StoreError(f"{self._safe_url}: {exc.orig}") from None
 
     # -- single-operation writes ------------------------------------------------------------
     def append_audit(self, kind: str, payload: dict[str, Any], *, ts: dt.datetime) -> AuditRecord:
+        """Append one record in its own transaction; returns it as stored (its payload decoded)."""
         with self.transaction() as tx:
-            return tx.append_audit(kind, payload, ts=ts)
+            tx.append_audit(kind, payload, ts=ts)
+            row = tx._audit[-1]
+        return AuditRecord(row["seq"], row["ts"], kind, json.loads(row["payload"]), row["prev_hash"], row["hash"])
 
     def save_order(self, order: Order) -> None:
         with self.transaction() as tx:
@@ -452,7 +504,7 @@ class TraderStore:
     def list_orders(self, *, statuses: set[OrderStatus] | None = None, symbol: str | None = None,
                     since: dt.datetime | None = None) -> list[Order]:
         """Orders by creation time, optionally filtered by status, symbol and creation time (≥ ``since``)."""
-        query = sa.select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
+        query = _ORDERS_IN_TIME
         if statuses is not None:
             query = query.where(orders.c.status.in_([s.value for s in statuses]))
         if symbol is not None:
@@ -460,24 +512,24 @@ class TraderStore:
         if since is not None:
             query = query.where(orders.c.created_at >= to_utc(since, "since"))
         with self._read() as conn:
-            return [Order(**row._asdict()) for row in conn.execute(query)]
+            return [Order.from_stored(row._mapping) for row in conn.execute(query)]
 
     def working_orders(self) -> list[Order]:
-        return self.list_orders(statuses={s for s in OrderStatus if not s.is_terminal})
+        """Orders not in a terminal status, by creation time."""
+        with self._read() as conn:
+            return [Order.from_stored(row._mapping) for row in conn.execute(_WORKING_ORDERS)]
 
     def client_order_ids(self, *, since: dt.datetime | None = None) -> frozenset[ClientOrderId]:
         """Every ``client_order_id`` (of orders created at or after ``since``)."""
-        query = sa.select(orders.c.client_order_id)
-        if since is not None:
-            query = query.where(orders.c.created_at >= to_utc(since, "since"))
         with self._read() as conn:
-            return frozenset(ClientOrderId(v) for v in conn.execute(query).scalars())
+            if since is None:
+                return frozenset(conn.execute(sa.select(orders.c.client_order_id)).scalars())
+            return frozenset(conn.execute(_IDS_SINCE, {"b_since": to_utc(since, "since")}).scalars())
 
     def order_times_since(self, since: dt.datetime) -> tuple[dt.datetime, ...]:
         """Creation times of orders created at or after ``since`` (the order-rate throttle's input)."""
-        query = sa.select(orders.c.created_at).where(orders.c.created_at >= to_utc(since, "since")).order_by(orders.c.created_at)
         with self._read() as conn:
-            return tuple(conn.execute(query).scalars())
+            return tuple(conn.execute(_TIMES_SINCE, {"b_since": to_utc(since, "since")}).scalars())
 
     def list_fills(self, *, client_order_id: str | None = None, since: dt.datetime | None = None) -> list[Fill]:
         query = sa.select(fills).order_by(fills.c.ts, fills.c.fill_id)
@@ -516,13 +568,12 @@ class TraderStore:
 
     def peak_equity(self) -> Decimal | None:
         with self._read() as conn:
-            return conn.execute(sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)).scalar()
+            return conn.execute(_LAST_PEAK).scalar()
 
     def first_equity_since(self, since: dt.datetime) -> Decimal | None:
         """The first equity mark at or after ``since`` (e.g. the session open: the daily loss baseline)."""
-        query = sa.select(equity_marks.c.equity).where(equity_marks.c.ts >= to_utc(since, "since"))
         with self._read() as conn:
-            return conn.execute(query.order_by(equity_marks.c.ts).limit(1)).scalar()
+            return conn.execute(_FIRST_EQUITY_SINCE, {"b_since": to_utc(since, "since")}).scalar()
 
     def audit_records(self, *, start_seq: int = 1) -> Iterator[AuditRecord]:
         """The chain in ``seq`` order, from ``start_seq``."""

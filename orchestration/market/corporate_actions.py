@@ -47,12 +47,15 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
 
 from orchestration.errors import SourceFileError
 from orchestration.market.validation import SYMBOL_PATTERN
+
+if TYPE_CHECKING:
+    from orchestration.warehouse import Session
 
 KINDS = ("split", "cash_dividend")
 KEY = ("symbol", "ex_date", "kind")
@@ -254,7 +257,7 @@ def actions_files(folder: Path | str) -> list[Path]:
 
 
 _INSERT_NEW = """
-insert into raw.corporate_actions
+insert into raw.corporate_actions (symbol, ex_date, kind, ratio, amount, source, batch_id, ingested_at)
 select symbol, ex_date, kind, cast(ratio as decimal(24, 12)), cast(amount as decimal(24, 12)), source, ?, ?
 from _frame f
 where not exists (
@@ -278,7 +281,7 @@ class ActionsReport:
     reasons: dict[str, int]
 
 
-def ingest_actions(con, actions: pl.DataFrame, *, asset: str, label: str, run_id: str | None = None,
+def ingest_actions(con: Session, actions: pl.DataFrame, *, asset: str, label: str, run_id: str | None = None,
                    now: dt.datetime | None = None) -> ActionsReport:
     """Validate ``actions`` and append them to ``raw.corporate_actions`` (rejects to ``raw.corporate_actions_rejected``).
 
@@ -295,28 +298,20 @@ def ingest_actions(con, actions: pl.DataFrame, *, asset: str, label: str, run_id
     now = now or dt.datetime.now(dt.UTC)
     batch_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     result = validate_actions(actions)
-    before = con.execute("select count(*) from raw.corporate_actions").fetchone()[0]
-    con.execute("begin transaction")
-    try:
-        con.register("_frame", result.clean)
-        con.execute(_INSERT_NEW, [batch_id, now])
-        con.unregister("_frame")
+    before = con.scalar("select count(*) from raw.corporate_actions")
+    with con.transaction():
+        if result.clean.height:
+            con.insert(result.clean, _INSERT_NEW, [batch_id, now])
         if result.rejected.height:
-            rej = result.rejected.with_columns(pl.lit(batch_id).alias("batch_id"), pl.lit(now).alias("rejected_at"))
-            con.register("_frame", rej)
-            con.execute("insert into raw.corporate_actions_rejected by name select * from _frame")
-            con.unregister("_frame")
-        appended = con.execute("select count(*) from raw.corporate_actions").fetchone()[0] - before
+            con.append("raw.corporate_actions_rejected",
+                       result.rejected.with_columns(pl.lit(batch_id).alias("batch_id"), pl.lit(now).alias("rejected_at")))
+        appended = con.scalar("select count(*) from raw.corporate_actions") - before
         reasons = result.reason_counts
         con.execute(
             "insert into raw.corporate_action_batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [batch_id, asset, label, run_id, now, actions.height, result.clean.height, appended, result.rejected.height,
              json.dumps(reasons)],
         )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     return ActionsReport(batch_id, actions.height, result.clean.height, appended, result.rejected.height, reasons)
 
 
@@ -330,12 +325,12 @@ class ActionSource(Protocol):
         ...
 
 
-def latest_action_batches(con, *, asset: str, run_id: str | None) -> list[ActionsReport]:
+def latest_action_batches(con: Session, *, asset: str, run_id: str | None) -> list[ActionsReport]:
     """The corporate-action batches ``asset`` wrote in ``run_id`` (without one, or none in it: its latest batch)."""
     query = ("select batch_id, rows_received, rows_accepted, rows_appended, rows_rejected, reasons "
              "from raw.corporate_action_batches where asset = ? {} order by started_at desc {}")
-    rows = con.execute(query.format("and run_id = ?", ""), [asset, run_id]).fetchall() if run_id else []
-    rows = rows or con.execute(query.format("", "limit 1"), [asset]).fetchall()
+    rows = con.fetchall(query.format("and run_id = ?", ""), [asset, run_id]) if run_id else []
+    rows = rows or con.fetchall(query.format("", "limit 1"), [asset])
     import json
 
     return [ActionsReport(b, n, ok, new, bad, json.loads(reasons)) for b, n, ok, new, bad, reasons in rows]

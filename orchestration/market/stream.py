@@ -9,8 +9,9 @@ connection, or between a disconnect and alpaca-py's reconnect) or holds a malfor
 completed from REST (:class:`~orchestration.market.alpaca.AlpacaSource`, ``1m``) before its bar is
 written. ``marts.bars`` keeps the latest batch of a key, so the daily REST ingest still has the last word.
 
-The warehouse is opened only to write a window (DuckDB allows one writer process at a time), and a
-window whose write finds the file locked is kept and written on a later step.
+The warehouse (:class:`~orchestration.warehouse.Warehouse`: DuckDB, or PostgreSQL in the servers profile) is
+opened only to write a window (DuckDB allows one writer process at a time), and a window whose write finds the
+file locked is kept and written on a later step.
 
 Run it next to the trader (keys from ``ALPACA_API_KEY`` / ``ALPACA_SECRET_KEY``)::
 
@@ -31,7 +32,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 from alpaca.data.enums import DataFeed
 from alpaca.data.live.stock import StockDataStream
@@ -40,7 +40,8 @@ from orchestration.errors import SourceError
 from orchestration.market.alpaca import AlpacaConfig, AlpacaSource
 from orchestration.market.bars import SourceBatch
 from orchestration.market.minute_bars import STREAM_SOURCE, MinuteAggregator, Window, from_alpaca_message, window_batch
-from orchestration.market.warehouse import BatchReport, connect, ingest_batch
+from orchestration.market.warehouse import BatchReport, ingest_batch
+from orchestration.warehouse import Warehouse, WarehouseBusy
 
 log = logging.getLogger(__name__)
 ASSET = "streamed_bars"
@@ -85,7 +86,7 @@ class BarStreamer:
 
     Args:
         config: symbols, timeframe (``1m``/``5m``/``15m``/``1h``), feed, and the REST ``url_override``.
-        warehouse: the DuckDB file (``$ALPHALINE_HOME/warehouse.duckdb``).
+        warehouse: where bars go (:class:`~orchestration.warehouse.Warehouse`, or the DuckDB file's path).
         stream_url: the market-data websocket URL (default: Alpaca's for ``config.feed``).
         api_key, secret_key: default to ``ALPACA_API_KEY`` / ``ALPACA_SECRET_KEY``.
         grace: how long after a window's end its last minute may still arrive.
@@ -97,10 +98,11 @@ class BarStreamer:
         reports = streamer.step()   # the windows that closed since, each written once
     """
 
-    def __init__(self, config: AlpacaConfig, *, warehouse: str | Path, stream_url: str | None = None,
+    def __init__(self, config: AlpacaConfig, *, warehouse: Warehouse | str | Path, stream_url: str | None = None,
                  api_key: str | None = None, secret_key: str | None = None, grace: dt.timedelta = dt.timedelta(seconds=5),
                  min_backoff_s: float = 1.0, clock: Callable[[], dt.datetime] = _utcnow):
-        self.config, self.warehouse, self._clock = config, str(warehouse), clock
+        self.config, self._clock = config, clock
+        self.warehouse = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
         self._rest = AlpacaSource(replace(config, timeframe="1m"), api_key=api_key, secret_key=secret_key)
         self.aggregator = MinuteAggregator(list(config.symbols), config.timeframe, grace=grace)
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()  # ("bar", msg) | ("listen"|"drop", time)
@@ -195,15 +197,11 @@ class BarStreamer:
             "extended_hours_bars_dropped": str(self.aggregator.extended_hours_dropped)})
         for attempt in range(3):
             try:
-                con = connect(self.warehouse)
-            except duckdb.IOException as err:  # another process (Dagster) is writing
+                with self.warehouse.connect() as con:
+                    return ingest_batch(con, batch, asset=ASSET, now=now)
+            except WarehouseBusy as err:  # another process (Dagster) is writing
                 log.info("stream: warehouse busy (%s), attempt %d", err, attempt + 1)
                 time.sleep(0.2 * (attempt + 1))
-                continue
-            try:
-                return ingest_batch(con, batch, asset=ASSET, now=now)
-            finally:
-                con.close()
         log.warning("stream: window %s: warehouse locked; the window is kept for the next step", window.start)
         raise _Retry
 

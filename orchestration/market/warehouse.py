@@ -1,4 +1,5 @@
-"""The raw layer in DuckDB: append-only bars, quarantined rejects, batches, sessions.
+"""The raw layer of the warehouse (DuckDB or PostgreSQL, :mod:`orchestration.warehouse`): append-only bars,
+quarantined rejects, batches, sessions.
 
 Tables (schema ``raw``):
 
@@ -18,10 +19,11 @@ still carries the original's counts, reasons and rejected rows, so the checks ju
 same data the same way: a file blocked once stays blocked when imported again.
 
 Example:
-    >>> import duckdb
-    >>> con = duckdb.connect()
-    >>> ensure_schema(con)
-    >>> con.sql("select count(*) from raw.bars").fetchone()
+    >>> import tempfile
+    >>> from orchestration.warehouse import Warehouse
+    >>> with Warehouse(tempfile.mkdtemp() + "/warehouse.duckdb").connect() as session:
+    ...     ensure_schema(session)
+    ...     session.fetchone("select count(*) from raw.bars")
     (0,)
 """
 
@@ -35,19 +37,19 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import duckdb
 import polars as pl
 
 from orchestration.market.bars import RAW_COLUMNS, SourceBatch
 from orchestration.market.calendars import sessions
 from orchestration.market.validation import ValidationResult, validate_bars, with_calendar
+from orchestration.warehouse import Session
 
 _DDL = """
 create schema if not exists raw;
 create table if not exists raw.bars (
     symbol varchar not null, timeframe varchar not null, ts timestamptz not null,
-    open double, high double, low double, close double, volume double,
-    vwap double, trade_count bigint, source varchar not null,
+    open double precision, high double precision, low double precision, close double precision, volume double precision,
+    vwap double precision, trade_count bigint, source varchar not null,
     batch_id varchar not null, ingested_at timestamptz not null
 );
 create table if not exists raw.bars_rejected (
@@ -72,7 +74,7 @@ create table if not exists raw.sessions (
     calendar varchar, session date, open_ts timestamptz, close_ts timestamptz, primary key (calendar, session)
 );
 create table if not exists raw.synthetic_oracle (
-    symbol varchar, ts timestamptz, horizon integer, expected_log_return double
+    symbol varchar, ts timestamptz, horizon integer, expected_log_return double precision
 );
 create table if not exists raw.corporate_actions (
     symbol varchar not null, ex_date date not null, kind varchar not null,
@@ -90,15 +92,8 @@ create table if not exists raw.corporate_action_batches (
 """
 
 
-def connect(path: str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse with UTC as the session time zone."""
-    con = duckdb.connect(path, read_only=read_only)
-    con.execute("set TimeZone = 'UTC'")
-    return con
-
-
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("set TimeZone = 'UTC'")
+def ensure_schema(con: Session) -> None:
+    """Create the raw tables that do not exist yet (dbt's sources must exist before the first ingestion)."""
     con.execute(_DDL)
 
 
@@ -151,7 +146,7 @@ def fingerprint(bars: pl.DataFrame) -> str:
 
 
 def ingest_batch(
-    con: duckdb.DuckDBPyConnection,
+    con: Session,
     batch: SourceBatch,
     *,
     asset: str,
@@ -163,20 +158,15 @@ def ingest_batch(
     now = now or dt.datetime.now(dt.UTC)
     batch_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     fp = fingerprint(batch.bars)
-    prior = con.execute(
+    prior = con.fetchone(
         "select batch_id from raw.batches where fingerprint = ? and duplicate_of is null order by started_at limit 1", [fp]
-    ).fetchone()
+    )
     result = validate_bars(batch.bars, now=now) if prior is None else None
     report = _report(batch, result, batch_id=batch_id, asset=asset, duplicate_of=prior[0] if prior else None)
-    con.execute("begin transaction")
-    try:
+    with con.transaction():
         if result is not None:
             _append(con, result, batch, batch_id=batch_id, now=now)
         _record_batch(con, report, run_id=run_id, fp=fp, started=now)
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     return report
 
 
@@ -211,49 +201,40 @@ def _rows_by_reason(rows: Iterable[tuple[int, str]]) -> dict[str, list[int]]:
     return out
 
 
-def _insert(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, sql: str) -> None:
-    """Run ``sql`` with ``frame`` registered as the relation ``_frame`` (explicit, not a variable-name scan)."""
-    con.register("_frame", frame)
-    try:
-        con.execute(sql)
-    finally:
-        con.unregister("_frame")
-
-
-def _append(con: duckdb.DuckDBPyConnection, result: ValidationResult, batch: SourceBatch, *, batch_id: str, now: dt.datetime) -> None:
+def _append(con: Session, result: ValidationResult, batch: SourceBatch, *, batch_id: str, now: dt.datetime) -> None:
     clean = result.clean.with_columns(pl.lit(batch_id).alias("batch_id"), pl.lit(now).alias("ingested_at")).select(RAW_COLUMNS)
-    _insert(con, clean, "insert into raw.bars select * from _frame")
+    con.append("raw.bars", clean)
     if result.rejected.height:
-        rej = result.rejected.with_columns(pl.lit(batch_id).alias("batch_id"), pl.lit(now).alias("rejected_at"))
-        _insert(con, rej, "insert into raw.bars_rejected by name select * from _frame")
+        con.append("raw.bars_rejected", result.rejected.with_columns(pl.lit(batch_id).alias("batch_id"), pl.lit(now).alias("rejected_at")))
     if result.gaps.height:
-        _insert(con, result.gaps.with_columns(pl.lit(batch_id).alias("batch_id")), "insert into raw.bar_gaps by name select * from _frame")
+        con.append("raw.bar_gaps", result.gaps.with_columns(pl.lit(batch_id).alias("batch_id")))
     _upsert_symbols(con, result.clean, batch, batch_id)
     _upsert_sessions(con, result.clean)
     if batch.oracle is not None and batch.oracle.height:
-        _insert(
-            con,
-            batch.oracle,
-            """insert into raw.synthetic_oracle select o.* from _frame o
-               anti join raw.synthetic_oracle r using (symbol, ts, horizon)""",
+        con.insert(
+            batch.oracle.select("symbol", "ts", "horizon", "expected_log_return"),
+            """insert into raw.synthetic_oracle (symbol, ts, horizon, expected_log_return)
+               select o.symbol, o.ts, o.horizon, o.expected_log_return from _frame o
+               where not exists (select 1 from raw.synthetic_oracle r
+                                 where r.symbol = o.symbol and r.ts = o.ts and r.horizon = o.horizon)""",
         )
 
 
-def _upsert_symbols(con: duckdb.DuckDBPyConnection, clean: pl.DataFrame, batch: SourceBatch, batch_id: str) -> None:
+def _upsert_symbols(con: Session, clean: pl.DataFrame, batch: SourceBatch, batch_id: str) -> None:
     syms = with_calendar(clean.select("symbol").unique())
     if batch.symbols is not None:
         syms = syms.join(batch.symbols.select("symbol", "sector"), on="symbol", how="left")
     else:
         syms = syms.with_columns(pl.lit(None, dtype=pl.String).alias("sector"))
-    _insert(
-        con,
-        syms.with_columns(pl.lit(batch_id).alias("first_batch_id")),
-        """insert into raw.symbols by name select * from _frame
+    con.insert(
+        syms.with_columns(pl.lit(batch_id).alias("first_batch_id")).select("symbol", "calendar", "sector", "first_batch_id"),
+        """insert into raw.symbols (symbol, calendar, sector, first_batch_id)
+           select symbol, calendar, sector, first_batch_id from _frame
            on conflict (symbol) do update set sector = coalesce(excluded.sector, raw.symbols.sector)""",
     )
 
 
-def _upsert_sessions(con: duckdb.DuckDBPyConnection, clean: pl.DataFrame) -> None:
+def _upsert_sessions(con: Session, clean: pl.DataFrame) -> None:
     if clean.is_empty():
         return
     spans = with_calendar(clean.select("symbol", "ts")).group_by("calendar").agg(
@@ -261,10 +242,10 @@ def _upsert_sessions(con: duckdb.DuckDBPyConnection, clean: pl.DataFrame) -> Non
     )
     for cal, lo, hi in spans.iter_rows():
         sess = sessions(cal, lo.date() - dt.timedelta(days=1), hi.date() + dt.timedelta(days=1))
-        _insert(con, sess, "insert or ignore into raw.sessions by name select * from _frame")
+        con.append("raw.sessions", sess, on_conflict_ignore=True)
 
 
-def _record_batch(con: duckdb.DuckDBPyConnection, r: BatchReport, *, run_id: str | None, fp: str, started: dt.datetime) -> None:
+def _record_batch(con: Session, r: BatchReport, *, run_id: str | None, fp: str, started: dt.datetime) -> None:
     con.execute(
         "insert into raw.batches values (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -279,7 +260,7 @@ _JUDGED = ("rows_received", "rows_accepted", "rows_rejected", "reasons", "symbol
            "gap_sessions", "missing_bars")
 
 
-def batch_reports(con: duckdb.DuckDBPyConnection, *, asset: str, run_id: str | None = None) -> list[BatchReport]:
+def batch_reports(con: Session, *, asset: str, run_id: str | None = None) -> list[BatchReport]:
     """The batches an asset wrote in ``run_id`` (without one: its latest batch), from the raw tables.
 
     A duplicate batch appended nothing, but its data is its original's: it reports the original's counts,
@@ -289,18 +270,16 @@ def batch_reports(con: duckdb.DuckDBPyConnection, *, asset: str, run_id: str | N
     where, params = ("b.asset = ? and b.run_id = ?", [asset, run_id]) if run_id else ("b.asset = ?", [asset])
     limit = "" if run_id else "limit 1"
     judged = ", ".join(f"coalesce(o.{c}, b.{c})" for c in _JUDGED)
-    rows = con.execute(
+    rows = con.fetchall(
         f"""select b.batch_id, b.asset, b.source, {judged}, b.duplicate_of, coalesce(o.batch_id, b.batch_id)
             from raw.batches b left join raw.batches o on o.batch_id = b.duplicate_of
             where {where} order by b.started_at desc, b.finished_at desc {limit}""",
         params,
-    ).fetchall()
+    )
     out = []
     for row in rows:
         rejects = _rows_by_reason(
-            con.execute(
-                "select source_row, reason from raw.bars_rejected where batch_id = ? order by source_row limit 2000", [row[-1]]
-            ).fetchall()
+            con.fetchall("select source_row, reason from raw.bars_rejected where batch_id = ? order by source_row limit 2000", [row[-1]])
         )
         out.append(BatchReport(*row[:6], json.loads(row[6]), *row[7:12], duplicate_of=row[12], reject_rows=rejects))
     return out

@@ -38,6 +38,7 @@ BENCHES: dict[str, tuple[str, ...]] = {
     "serving": ("--symbols", "8", "--requests", "60"),
     "compliance": ("--day-fills", "2000", "--history-fills", "40", "--audit-records", "200000"),
     "servers": ("--symbols", "16", "--cycles", "30", "--reads", "100", "--sessions", "10"),
+    "warehouse": ("--symbols", "16", "--sessions", "20", "--reads", "20"),
 }
 
 

@@ -59,6 +59,7 @@ from trader.store import TraderStore
 from trader.store_schema import audit, fills
 
 EOD_GOAL_S, AUDIT_GOAL_RPS, AUDIT_GOAL_RATIO = 5.0, 500_000, 3.0
+AUDIT_GOAL_RECORDS = 1_000_000  # the goal is stated for a chain this long (other sizes: no verdict)
 
 T = TypeVar("T")
 
@@ -220,7 +221,7 @@ def bench_audit(n: int) -> None:
     rate, ratio = n / t_scan, t_scan / t_sha
     report([Verdict("compliance", f"audit verify {n:,} stored records", f"{rate:,.0f} records/s", "plain sha256 over the same bytes",
                     ratio, f">= {AUDIT_GOAL_RPS:,} records/s, <= {AUDIT_GOAL_RATIO:g}× sha256",
-                    rate >= AUDIT_GOAL_RPS and ratio <= AUDIT_GOAL_RATIO),
+                    (rate >= AUDIT_GOAL_RPS and ratio <= AUDIT_GOAL_RATIO) if n == AUDIT_GOAL_RECORDS else None),
             Verdict("compliance", f"audit verify {n:,}, read from SQLite", f"{n / t_stored:,.0f} records/s",
                     "plain sha256 over the same bytes", t_stored / t_sha, "- (reference)", None)])
 

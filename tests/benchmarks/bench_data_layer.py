@@ -49,8 +49,9 @@ from orchestration.defs.market.dbt import dbt_project, prepare_manifest
 from orchestration.market.bars import RAW_COLUMNS, SourceBatch
 from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
 from orchestration.market.validation import validate_bars
-from orchestration.market.warehouse import connect, ensure_schema, ingest_batch
+from orchestration.market.warehouse import ensure_schema, ingest_batch
 from orchestration.settings import Settings, prepare_environment
+from orchestration.warehouse import Warehouse
 from tests.benchmarks.summary import Verdict, report
 
 ORIGIN = dt.date(2020, 1, 2)
@@ -100,18 +101,14 @@ def fresh_home(root: Path, name: str) -> Settings:
 
 
 def floor_insert(path: Path, raw: pl.DataFrame) -> None:
-    con = connect(str(path))
-    ensure_schema(con)
-    con.execute("insert into raw.bars select * from raw")
-    con.close()
+    with Warehouse(path).connect() as con:
+        ensure_schema(con)
+        con.append("raw.bars", raw)
 
 
 def ingest(path: Path, batch: SourceBatch) -> int:
-    con = connect(str(path))
-    try:
+    with Warehouse(path).connect() as con:  # closed before dbt opens the file, in another process
         return ingest_batch(con, batch, asset="raw_bars").rows_accepted
-    finally:
-        con.close()  # dbt opens the file next, in another process
 
 
 def dbt_build(project: DbtProject) -> float:
@@ -127,11 +124,8 @@ def dbt_build(project: DbtProject) -> float:
 
 
 def count(path: Path, table: str) -> int:
-    con = connect(str(path), read_only=True)
-    try:
-        return con.sql(f"select count(*) from {table}").fetchone()[0]  # type: ignore[index]
-    finally:
-        con.close()
+    with Warehouse(path).connect(read_only=True) as con:
+        return con.scalar(f"select count(*) from {table}")
 
 
 def run_size(root: Path, full: SourceBatch, years: int, symbols: int, fixed: list[float]) -> Result:
@@ -140,9 +134,8 @@ def run_size(root: Path, full: SourceBatch, years: int, symbols: int, fixed: lis
     _, parse = timed(lambda: prepare_manifest(project))  # Dagster does this at load time
     wh = settings.warehouse_path
     if not fixed:  # dbt's fixed cost: a build over empty raw tables, then start afresh
-        con = connect(str(wh))
-        ensure_schema(con)
-        con.close()
+        with Warehouse(wh).connect() as con:
+            ensure_schema(con)
         exec_s, wall = timed(lambda: dbt_build(project))
         fixed.append(wall)
         print(f"  dbt on an empty warehouse: {wall:.2f} s, of which {exec_s:.2f} s running models+tests")

@@ -132,7 +132,10 @@ def test_production_config_with_redis_and_sql_registry_loads(tmp_path: Path, mon
     assert config.registry.registry_type == "sql"
     assert config.registry.path.startswith("postgresql+psycopg://")
     assert config.online_store.type == "redis" and config.online_store.connection_string == "redis:6379"
-    assert config.offline_store.type == "duckdb"
+    # The offline store on PostgreSQL, in the registry's database unless the yaml names another.
+    offline = config.offline_store
+    assert (offline.type, offline.host, offline.port, offline.database, offline.user, offline.password, offline.db_schema) == (
+        "postgres", "db", 5432, "feast", "feast", "secret", "feast_offline")
     local = fs.load_config(tmp_path, "local")
     assert local.online_store.path == str(tmp_path / "feast" / "online.db")
 

@@ -29,7 +29,8 @@ from orchestration.market.corporate_actions import (
 )
 from orchestration.market.files import FileSource
 from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
-from orchestration.market.warehouse import connect, ingest_batch
+from orchestration.market.warehouse import ingest_batch
+from orchestration.warehouse import Warehouse
 
 START, END = dt.datetime(2024, 1, 3, tzinfo=dt.UTC), dt.datetime(2024, 1, 17, tzinfo=dt.UTC)
 DIVIDEND_EX, SPLIT_EX = dt.date(2024, 1, 9), dt.date(2024, 1, 12)
@@ -98,15 +99,15 @@ def test_bar_import_when_an_actions_file_sits_beside_the_bars_reads_only_the_bar
     assert [f.name for f in FileSource(tmp_path).files()] == ["acme_daily.csv"]
 
 
-def test_ingest_actions_when_the_same_actions_arrive_twice_appends_them_once_and_quarantines_bad_rows():
-    con = connect(":memory:")
+def test_ingest_actions_when_the_same_actions_arrive_twice_appends_them_once_and_quarantines_bad_rows(any_warehouse):
     frame = _actions([("AAA", "2024-03-04", "split", "2", None), ("BBB", "2024-03-04", "split", "-2", None)])
-    first = ingest_actions(con, frame, asset="raw_corporate_actions", label="test")
-    again = ingest_actions(con, frame, asset="raw_corporate_actions", label="test")
-    assert (first.appended, first.rejected, again.appended) == (1, 1, 0)
-    assert con.sql("select symbol, ratio::varchar from raw.corporate_actions").fetchall() == [("AAA", "2.000000000000")]
-    assert con.sql("select symbol, reason from raw.corporate_actions_rejected").fetchall() == [("BBB", "ratio_not_positive")] * 2
-    assert con.sql("select rows_appended, rows_rejected from raw.corporate_action_batches order by started_at").fetchall() == [(1, 1), (0, 1)]
+    with any_warehouse.connect() as con:
+        first = ingest_actions(con, frame, asset="raw_corporate_actions", label="test")
+        again = ingest_actions(con, frame, asset="raw_corporate_actions", label="test")
+        assert (first.appended, first.rejected, again.appended) == (1, 1, 0)
+        assert con.fetchall("select symbol, cast(ratio as varchar) from raw.corporate_actions") == [("AAA", "2.000000000000")]
+        assert con.fetchall("select symbol, reason from raw.corporate_actions_rejected") == [("BBB", "ratio_not_positive")] * 2
+        assert con.fetchall("select rows_appended, rows_rejected from raw.corporate_action_batches order by started_at") == [(1, 1), (0, 1)]
 
 
 def test_synthetic_market_when_corporate_actions_are_off_is_the_default_market():
@@ -128,10 +129,9 @@ def marts(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("corporate_actions")
     path = tmp / "warehouse.duckdb"
     market = SyntheticMarket(SyntheticConfig(n_symbols=4, n_sectors=2, corporate_actions=True))
-    con = connect(str(path))
-    ingest_batch(con, market.fetch(START, END, now=END), asset="raw_bars")
-    ingest_actions(con, market.corporate_actions(START.date(), END.date()), asset="raw_corporate_actions", label="synthetic")
-    con.close()
+    with Warehouse(path).connect() as con:
+        ingest_batch(con, market.fetch(START, END, now=END), asset="raw_bars")
+        ingest_actions(con, market.corporate_actions(START.date(), END.date()), asset="raw_corporate_actions", label="synthetic")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ALPHALINE_WAREHOUSE", str(path))
         mp.setenv("ALPHALINE_DBT_TARGET", "local")
@@ -182,7 +182,7 @@ def test_marts_bars_when_a_2_for_1_split_happens_adjusted_returns_are_the_econom
 
 
 def test_features_and_labels_when_a_split_and_a_dividend_happen_match_the_economic_market(marts):
-    bars = marts.execute(_BARS_SQL, {"timeframe": "15m", "since": dt.date(1900, 1, 1)}).pl()
+    bars = marts.execute(_BARS_SQL, ["15m", dt.date(1900, 1, 1)]).pl()
     bars = bars.with_columns(pl.col(c).dt.convert_time_zone("UTC") for c, t in bars.schema.items() if isinstance(t, pl.Datetime))
     features = compute_features(bars, bar_length=dt.timedelta(minutes=15))
     labels = compute_labels(bars)

@@ -1,9 +1,12 @@
+"""The raw layer on both warehouse engines (DuckDB file; PostgreSQL, marker ``servers``): same rows, same quarantine."""
+
 import json
 
 import polars as pl
+import pytest
 
 from orchestration.market.synthetic import SyntheticConfig, SyntheticMarket
-from orchestration.market.warehouse import batch_reports, connect, ingest_batch
+from orchestration.market.warehouse import batch_reports, ingest_batch
 from tests.conftest import utc
 
 NOW = utc(2024, 2, 1)
@@ -14,43 +17,45 @@ def _batch(**faults: int):
     return SyntheticMarket(cfg).fetch(utc(2024, 1, 2), utc(2024, 1, 4), now=NOW)
 
 
-def test_ingest_batch_when_same_data_ingested_twice_appends_nothing_the_second_time(tmp_path):
-    con = connect(str(tmp_path / "w.duckdb"))
+@pytest.fixture
+def con(any_warehouse):
+    with any_warehouse.connect() as session:
+        yield session
+
+
+def test_ingest_batch_when_same_data_ingested_twice_appends_nothing_the_second_time(con):
     first = ingest_batch(con, _batch(), asset="raw_bars", now=NOW)
     second = ingest_batch(con, _batch(), asset="raw_bars", now=NOW)
     assert first.rows_accepted == 3 * 26 * 2 and first.duplicate_of is None
     assert second.duplicate_of == first.batch_id and second.rows_accepted == 0
-    assert con.sql("select count(*) from raw.bars").fetchone()[0] == first.rows_accepted
-    assert con.sql("select count(*) from raw.batches").fetchone()[0] == 2
-    assert con.sql("select count(*) from raw.synthetic_oracle").fetchone()[0] == first.rows_accepted * 3
+    assert con.scalar("select count(*) from raw.bars") == first.rows_accepted
+    assert con.scalar("select count(*) from raw.batches") == 2
+    assert con.scalar("select count(*) from raw.synthetic_oracle") == first.rows_accepted * 3
 
 
-def test_ingest_batch_quarantines_rejects_with_original_values_reason_and_batch(tmp_path):
-    con = connect(str(tmp_path / "w.duckdb"))
+def test_ingest_batch_quarantines_rejects_with_original_values_reason_and_batch(con):
     report = ingest_batch(con, _batch(negative_volume=2, duplicate_key=1), asset="raw_bars", now=NOW)
-    rows = con.sql("select batch_id, reason, volume from raw.bars_rejected order by source_row").pl()
+    rows = con.read("select batch_id, reason, volume from raw.bars_rejected order by source_row")
     assert rows["batch_id"].unique().to_list() == [report.batch_id]
     assert sorted(rows["reason"].to_list()) == ["duplicate_key", "volume_negative:volume", "volume_negative:volume"]
     assert "-100.0" in rows["volume"].to_list()
-    stored = con.sql("select reasons from raw.batches").fetchone()[0]
+    stored = con.scalar("select reasons from raw.batches")
     assert json.loads(stored) == {"volume_negative:volume": 2, "duplicate_key": 1}
     again = batch_reports(con, asset="raw_bars")[0]
     assert again.rows_rejected == 3 and again.reject_rows["duplicate_key"]
 
 
-def test_ingest_batch_stores_timestamps_in_utc_and_sessions_and_symbols(tmp_path):
-    con = connect(str(tmp_path / "w.duckdb"))
+def test_ingest_batch_stores_timestamps_in_utc_and_sessions_and_symbols(con):
     ingest_batch(con, _batch(), asset="raw_bars", now=NOW)
-    ts = con.sql("select min(ts) from raw.bars").pl()
+    ts = con.read("select min(ts) from raw.bars")
     assert ts.dtypes[0] == pl.Datetime("us", "UTC") and ts.item() == utc(2024, 1, 2, 14, 30)
-    assert con.sql("select count(*) from raw.sessions where calendar = 'XNYS'").fetchone()[0] >= 2
-    assert con.sql("select count(*), count(sector) from raw.symbols").fetchone() == (3, 3)
+    assert con.scalar("select count(*) from raw.sessions where calendar = 'XNYS'") >= 2
+    assert con.fetchone("select count(*), count(sector) from raw.symbols") == (3, 3)
 
 
-def test_batch_reports_when_a_blocked_batch_is_ingested_again_judge_it_by_the_original(tmp_path):
+def test_batch_reports_when_a_blocked_batch_is_ingested_again_judge_it_by_the_original(con):
     from orchestration.defs.market.checks import reject_share_message
 
-    con = connect(str(tmp_path / "w.duckdb"))
     first = ingest_batch(con, _batch(negative_volume=4), asset="raw_bars", now=NOW)
     second = ingest_batch(con, _batch(negative_volume=4), asset="raw_bars", now=NOW)
     assert second.duplicate_of == first.batch_id and second.rows_accepted == 0  # nothing appended twice
@@ -61,5 +66,5 @@ def test_batch_reports_when_a_blocked_batch_is_ingested_again_judge_it_by_the_or
     assert not passed
     assert f"(batch {second.batch_id}: identical to blocked batch {first.batch_id}, nothing appended): 4 of " in message
     assert "volume_negative:volume ×4 (rows " in message and "\n" not in message
-    rejected = con.sql("select batch_id, count(*) from raw.bars_rejected group by 1").fetchall()
+    rejected = con.fetchall("select batch_id, count(*) from raw.bars_rejected group by 1")
     assert rejected == [(first.batch_id, 4)]  # the first batch's quarantined rows stay where they were

@@ -20,13 +20,13 @@ import dagster as dg
 import duckdb
 import pytest
 from click.testing import CliRunner
-from dagster_duckdb import DuckDBResource
 
 from orchestration.compliance_cli import compliance
 from orchestration.defs.compliance import ComplianceResource, build_defs
 from orchestration.defs.compliance import eod as eod_module
 from orchestration.defs.compliance.schedules import EOD_JOB, eod_request
 from orchestration.settings import Settings, prepare_environment
+from orchestration.warehouse.resource import WarehouseResource
 from trader.compliance import ComplianceError
 from trader.domain import Fill
 from trader.store import TraderStore
@@ -82,7 +82,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 def definitions(settings: Settings, **loggers) -> dg.Definitions:
     resources = {"compliance": ComplianceResource.for_home(settings.home),
-                 "warehouse": DuckDBResource(database=str(settings.warehouse_path))}
+                 "warehouse": WarehouseResource(location=str(settings.warehouse_path))}
     return dg.Definitions.merge(build_defs(settings), dg.Definitions(resources=resources, loggers=loggers or None))
 
 

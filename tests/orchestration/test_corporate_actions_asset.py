@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.market.assets import build_actions_asset, build_raw_assets
 from orchestration.defs.market.checks import build_checks
 from orchestration.resources import DataQualityResource, MarketSourceResource
 from orchestration.settings import Settings
+from orchestration.warehouse.resource import WarehouseResource
 from tests.conftest import warehouse_sql
 
 
@@ -17,7 +17,7 @@ def test_raw_corporate_actions_when_the_synthetic_market_plants_actions_lands_th
     asset = build_actions_asset(build_raw_assets(settings))
     checks = [c for c in build_checks() if any(k.asset_key == asset.key for k in c.check_keys)]
     resources = {"market": MarketSourceResource(n_symbols=4, n_sectors=2, corporate_actions=True),
-                 "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
+                 "warehouse": WarehouseResource(location=str(settings.warehouse_path)),
                  "quality": DataQualityResource(reports_dir=str(settings.reports_dir))}
     result = dg.materialize([asset, *checks], partition_key="2024-01-08", resources=resources)
     assert result.success

@@ -117,10 +117,10 @@ def test_drift_checks_run_in_dagster_on_bar_features_and_fail_its_run(shifted_ho
 
     _shift(shifted_home, 5, one)
     checks = build_drift_checks(Thresholds(), 5)
-    from dagster_duckdb import DuckDBResource
+    from orchestration.warehouse.resource import WarehouseResource
 
     resources = {"features": FeatureStoreResource(home=str(shifted_home)), "models": ModelsResource(home=str(shifted_home)),
-                 "warehouse": DuckDBResource(database=str(shifted_home / "warehouse.duckdb"))}  # bar_features' own; not run
+                 "warehouse": WarehouseResource(location=str(shifted_home / "warehouse.duckdb"))}  # bar_features' own; not run
     result = dg.materialize([bar_features, *checks], resources=resources, raise_on_error=False,
                             selection=dg.AssetSelection.checks_for_assets(bar_features))
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}

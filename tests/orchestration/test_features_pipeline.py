@@ -56,9 +56,9 @@ def test_ingest_then_intraday_update_keeps_offline_online_and_full_rebuild_ident
     online = fs.online_features(fs.open_store(settings.home), ["AAA"])
     assert online["ts_bar_ret"][0] == utc(2024, 2, 8, 21, 0)
     stored = fs.read_features(fs.offline_dir(settings.home))
-    from dagster_duckdb import DuckDBResource
+    from orchestration.warehouse.resource import WarehouseResource
 
-    bars, _ = load_bars(DuckDBResource(database=str(settings.warehouse_path)), "15m", incremental=False)
+    bars, _ = load_bars(WarehouseResource(location=str(settings.warehouse_path)), "15m", incremental=False)
     full = compute_features(bars, bar_length=dt.timedelta(minutes=15))
     assert stored.height == full.height == 4 * 26 * 26
     for name in FEATURE_NAMES:

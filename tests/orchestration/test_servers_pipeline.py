@@ -1,6 +1,6 @@
 """The whole pipeline on the servers profile: ingest → features → train → serve → trader sim → EOD, with Dagster's
-storage, Feast's registry and the trader's store on a real PostgreSQL 16 and Feast's online store on a real Redis
-(both started by tests/servers.py). The warehouse stays DuckDB in this profile (orchestration/deployment.py)."""
+storage, Feast's registry, the warehouse (raw and dbt's marts) and the trader's store on a real PostgreSQL 16 and
+Feast's online store on a real Redis (both started by tests/servers.py); no DuckDB file is created."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from orchestration.defs.market.schedules import INGEST_JOB
 from orchestration.defs.training.schedules import TRAINING_JOB
 from orchestration.demo_trading import trader_config
 from orchestration.settings import Settings, prepare_environment
+from orchestration.warehouse import Warehouse
 from serving.demo import free_port, running
 from tests.orchestration.test_servers_profile import _ENV
 from tests.servers import count_rows
@@ -74,6 +75,13 @@ def test_pipeline_on_the_servers_profile_from_ingest_to_end_of_day(servers_home:
         assert len(instance.get_runs()) == 2
     assert count_rows(os.environ["ALPHALINE_DAGSTER_POSTGRES_URL"], "SELECT count(*) FROM runs") == 2
 
+    # The warehouse: raw rows and dbt's marts in the <prefix>_warehouse database, nothing in a DuckDB file.
+    warehouse = Warehouse.for_settings(settings)
+    assert warehouse.kind == "postgres" and warehouse.location.endswith("_warehouse")
+    bars = warehouse.read("select count(*) as n, count(distinct symbol) as symbols from marts.bars").row(0)
+    assert bars[0] > 0 and bars[1] == MARKET["n_symbols"]
+    assert count_rows(warehouse.location, "SELECT count(*) FROM raw.batches") >= 1
+
     # Features: registry in PostgreSQL, online values in Redis, nothing of Feast's in SQLite.
     assert redis.Redis(host="127.0.0.1", port=redis_server.port).dbsize() == MARKET["n_symbols"]
     assert count_rows(os.environ["ALPHALINE_FEAST_REGISTRY_URL"], "SELECT count(*) FROM feature_views") >= 8
@@ -91,8 +99,10 @@ def test_pipeline_on_the_servers_profile_from_ingest_to_end_of_day(servers_home:
         assert answer.status_code == 200, answer.text
         assert answer.json()["model_version"] and len(answer.json()["predictions"]) == 3
         config = trader_config(settings, server.url)
-        trade = subprocess.run([str(Path(sys.executable).with_name("trader")), "run", "--mode", "sim", "--config", str(config)],
-                               capture_output=True, text=True, timeout=1200, env=dict(os.environ))
+        # `trader` as its console script runs it, from this checkout (the installed script may point at another one)
+        trade = subprocess.run([sys.executable, "-c", "from trader.cli import main; main()", "run", "--mode", "sim",
+                                "--config", str(config)], capture_output=True, text=True, timeout=1200, env=dict(os.environ),
+                               cwd=Path(__file__).resolve().parents[2])
     assert trade.returncode == 0, trade.stderr[-2000:]
     assert "trader_sim" in trade.stdout
     assert not (settings.home / "trader" / "sim.db").exists()
@@ -108,6 +118,7 @@ def test_pipeline_on_the_servers_profile_from_ingest_to_end_of_day(servers_home:
     reports = settings.reports_dir / day.isoformat()
     assert (reports / "form_8949.csv").exists() and (reports / "audit_verification.json").exists()
     assert json.loads((reports / "audit_verification.json").read_text())["ok"] is True
+    assert not list(settings.home.rglob("*.duckdb*")), "the servers profile wrote a DuckDB warehouse"
 
 
 def _symbols(settings: Settings) -> list[str]:

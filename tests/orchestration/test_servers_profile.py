@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from orchestration.deployment import DAGSTER_URL_VAR
+from orchestration.definitions import build_definitions
+from orchestration.deployment import DAGSTER_URL_VAR, WAREHOUSE_URL_VAR, dbt_postgres_env
 from orchestration.errors import ConfigError
 from orchestration.settings import Settings, prepare_environment
+from orchestration.warehouse import Warehouse
 
 _ENV = ("DAGSTER_HOME", "DBT_TARGET_PATH", "DBT_LOG_PATH", "ALPHALINE_WAREHOUSE", DAGSTER_URL_VAR, "ALPHALINE_FEAST_CONFIG",
+        WAREHOUSE_URL_VAR, *dbt_postgres_env("postgresql://x/y"),
         "ALPHALINE_FEAST_REGISTRY_URL", "ALPHALINE_FEAST_REDIS", "ALPHALINE_POSTGRES_URL", "ALPHALINE_REDIS_URL")
 
 
@@ -69,6 +73,26 @@ def test_leaving_the_servers_profile_restores_the_local_dagster_storage(clean_en
         clean_env.delenv(var, raising=False)
     local = prepare_environment(Settings())
     assert local.feast_config == "local" and "postgres" not in (settings.dagster_home / "dagster.yaml").read_text()
+    assert os.environ.get("ALPHALINE_DBT_TARGET") is None and WAREHOUSE_URL_VAR not in os.environ  # dbt on the DuckDB file again
+    assert Warehouse.for_settings(local).kind == "duckdb"
+
+
+def test_servers_profile_puts_the_warehouse_and_dbt_on_the_warehouse_database(clean_env, postgres_url, redis_url):
+    settings = servers_settings(clean_env, postgres_url, redis_url)
+    warehouse = Warehouse.for_settings(settings)
+    database = sa.make_url(postgres_url).database + "_warehouse"
+    assert warehouse.kind == "postgres" and warehouse.location == os.environ[WAREHOUSE_URL_VAR] and warehouse.exists()
+    assert os.environ["ALPHALINE_DBT_TARGET"] == "postgres" and os.environ["ALPHALINE_WAREHOUSE_PG_DBNAME"] == database
+    defs = build_definitions(settings)
+    kinds = {key.to_user_string(): spec.kinds for key, spec in _specs(defs).items()}
+    assert "postgres" in kinds["raw_bars"] and "duckdb" not in kinds["raw_bars"] and "postgres" in kinds["marts/bars"]
+    resource = defs.resources["warehouse"]
+    assert "127.0.0.1" not in str(resource.model_dump())  # the URL (and a password) stays in the environment
+    assert not settings.warehouse_path.exists()
+
+
+def _specs(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetSpec]:
+    return {spec.key: spec for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) for spec in a.specs}
 
 
 def test_half_a_servers_profile_is_one_clear_error(clean_env):

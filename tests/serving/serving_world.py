@@ -56,7 +56,9 @@ class World:
 
 
 def build_world(home: Path, *, n_symbols: int = 6, first: dt.date = dt.date(2024, 6, 3),
-                last: dt.date = dt.date(2024, 7, 12), lag_bars: int = LAG_BARS) -> World:
+                last: dt.date = dt.date(2024, 7, 12), lag_bars: int = LAG_BARS, variant: str = "local") -> World:
+    """``variant="prod"``: Feast's registry and offline tables on PostgreSQL, online store on Redis (the environment's
+    ``ALPHALINE_FEAST_REGISTRY_URL`` / ``ALPHALINE_FEAST_REDIS``)."""
     bars = feature_bars(n_symbols=n_symbols, first=first, last=last)
     if lag_bars:
         cut = bars.filter(pl.col("symbol") == LAGGING)["ts"].sort()[-lag_bars]
@@ -64,9 +66,9 @@ def build_world(home: Path, *, n_symbols: int = 6, first: dt.date = dt.date(2024
     features = compute_features(bars, bar_length=BAR)
     labels = compute_labels(bars)
     offline = fs.offline_dir(home)
-    fs.write_features(features, offline)
+    store = fs.open_store(home, variant)
+    fs.write_features(features, offline, tables=fs.offline_tables(store.config))
     fs.write_labels(labels, offline)
-    store = fs.open_store(home)
     fs.apply(store, offline, bar_length=BAR)
     fs.materialize(store, end=features["event_timestamp"].max() + dt.timedelta(seconds=1))
     frame = (features.filter(~pl.col("warmup")).join(labels, on=["symbol", "event_timestamp"])

@@ -10,7 +10,7 @@ import pytest
 from fake_venue import OPEN, STEP, SYMBOLS, FakeBroker, config, make_bars, write_marts_bars
 from trader_builders import NOW, SECTORS, context, order, prediction, submit
 
-from trader.brokers.bars import Bar, DuckDBBars, InMemoryBars
+from trader.brokers.bars import Bar, InMemoryBars, WarehouseBars
 from trader.brokers.sim import SimBroker, SimConfig
 from trader.config import ExecutionConfig, RiskLimits, TraderConfig, load_config
 from trader.domain import SubmitOrder, TradingState, positions_from_fills
@@ -174,7 +174,7 @@ def warehouse(tmp_path):
 
 def vwap_desk(store, warehouse, **overrides) -> ExecutionDesk:
     cfg = ExecutionConfig(algo="vwap", participation_threshold=D("0.01"), **overrides)
-    return ExecutionDesk(cfg, store=store, run_id="r1", feed=DuckDBBars(warehouse))
+    return ExecutionDesk(cfg, store=store, run_id="r1", feed=WarehouseBars(warehouse))
 
 
 def test_vwap_follows_the_warehouse_volume_profile(store, warehouse):
@@ -232,7 +232,7 @@ def test_a_child_the_risk_engine_denies_stops_its_parent(store, warehouse):
 
 def test_a_schedule_never_runs_past_the_session_close(store, warehouse):
     late = dt.datetime(2024, 3, 5, 20, 30, tzinfo=dt.UTC)  # 15:30 New York: two bars left
-    desk = ExecutionDesk(ExecutionConfig(algo="twap"), store=store, run_id="r1", feed=DuckDBBars(warehouse), calendar=MarketCalendar())
+    desk = ExecutionDesk(ExecutionConfig(algo="twap"), store=store, run_id="r1", feed=WarehouseBars(warehouse), calendar=MarketCalendar())
     fresh = SubmitOrder(order=order("AAA", qty=90, at=late), prediction=prediction("AAA", feature_ts=late), reference_price=D(100))
     desk.check_all([fresh], context(now=late), RiskEngine(RiskLimits(), sectors=SECTORS))
     record = next(r.payload for r in store.audit_records() if r.kind == "parent_order")
@@ -240,7 +240,7 @@ def test_a_schedule_never_runs_past_the_session_close(store, warehouse):
 
 
 def test_without_volume_history_an_order_is_sliced_and_the_record_says_why(store, tmp_path):
-    desk = ExecutionDesk(ExecutionConfig(algo="twap"), store=store, run_id="r1", feed=DuckDBBars(tmp_path / "none.duckdb"))
+    desk = ExecutionDesk(ExecutionConfig(algo="twap"), store=store, run_id="r1", feed=WarehouseBars(tmp_path / "none.duckdb"))
     (decision,) = desk.check_all([submit("AAA", qty=8, reference_price="100")], context(), RiskEngine(RiskLimits(), sectors=SECTORS))
     record = next(r.payload for r in store.audit_records() if r.kind == "parent_order")
     assert record["expected_volume"] is None and record["note"] == "twap over 4 bars; no volume history: sliced by default"

@@ -137,11 +137,13 @@ def test_store_transaction_batches_fills_orders_and_a_chain_of_records(store):
         assert tx.record_fill(f1) and tx.record_fill(f2)
         assert tx.record_fill(f1) is False  # already recorded in this very transaction
         tx.save_order(accepted(order(cid="al-1")))  # the last state of an order wins
-        records = [tx.append_audit("step", {"i": i}, ts=NOW) for i in range(3)]
-    assert [r.seq for r in records] == [1, 2, 3] and records[1].prev_hash == records[0].hash
+        heads = [tx.append_audit("step", {"i": i}, ts=NOW) for i in range(3)]  # (seq, hash) of each new head
     assert store.positions()[Symbol("AAA")].qty == D(15) and store.positions()[Symbol("AAA")].avg_cost == D(102)
     assert store.get_order("al-1").status is OrderStatus.ACCEPTED
-    assert list(store.audit_records()) == records and store.verify_audit().ok
+    records = list(store.audit_records())
+    assert [(r.seq, r.hash) for r in records] == heads == [(1, records[0].hash), (2, records[1].hash), (3, records[2].hash)]
+    assert records[1].prev_hash == records[0].hash and [r.payload for r in records] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert store.verify_audit().ok
 
 
 def test_store_commit_that_is_not_durable_is_still_kept_by_a_restart(store_url):

@@ -55,11 +55,11 @@ def test_tracking_of_an_empty_store_says_so(store):
 
 def test_session_tracking_asset_reports_live_against_backtest_with_a_chart(tmp_path):
     import dagster as dg
-    from dagster_duckdb import DuckDBResource
     from fake_venue import write_marts_bars
 
     from orchestration.defs.trader.assets import TRADER_TABLES, session_tracking, trader_session
     from orchestration.resources import ModelsResource, TradingResource
+    from orchestration.warehouse.resource import WarehouseResource
 
     bars = make_bars()
     write_marts_bars(tmp_path / "warehouse.duckdb", bars)
@@ -69,7 +69,7 @@ def test_session_tracking_asset_reports_live_against_backtest_with_a_chart(tmp_p
         _session(store, bars, slippage_bps="5", fee_bps="0.5")
     result = dg.materialize([*TRADER_TABLES, trader_session, session_tracking], selection=[session_tracking],
                             resources={"trading": trading, "models": ModelsResource(home=str(tmp_path)),
-                                       "warehouse": DuckDBResource(database=str(tmp_path / "warehouse.duckdb"))},
+                                       "warehouse": WarehouseResource(location=str(tmp_path / "warehouse.duckdb"))},
                             instance=dg.DagsterInstance.ephemeral())
     meta = result.asset_materializations_for_node("session_tracking")[0].metadata
     assert meta["session"].value == "2024-03-05" and meta["cycles"].value == 26

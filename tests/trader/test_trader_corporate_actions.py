@@ -15,8 +15,8 @@ from trader.brokers.sim import FeeModel, SimBroker, SimConfig
 from trader.corporate_actions import (
     CorporateAction,
     CorporateActionBook,
-    DuckDBActions,
     InMemoryActions,
+    WarehouseActions,
     applied_actions,
     apply_action,
     split_shares,
@@ -74,14 +74,14 @@ def test_duckdb_actions_when_the_warehouse_has_no_corporate_actions_mart_reads_n
     path = tmp_path / "warehouse.duckdb"
     with duckdb.connect(str(path)) as conn:
         conn.execute("create schema marts")
-    assert DuckDBActions(path).actions(through=DAY2) == []
+    assert WarehouseActions(path).actions(through=DAY2) == []
     with duckdb.connect(str(path)) as conn:
         conn.execute("create table marts.corporate_actions (symbol varchar, ex_date date, kind varchar, "
                      "ratio decimal(24, 12), amount decimal(24, 12))")
         conn.execute("insert into marts.corporate_actions values ('AAA', '2024-03-06', 'split', 2, null), "
                      "('BBB', '2024-03-07', 'cash_dividend', null, 0.24)")
-    assert DuckDBActions(path).actions(through=DAY2) == [CorporateAction(symbol="AAA", ex_date=DAY2, kind="split", ratio=D(2))]
-    assert DuckDBActions(path).actions(through=DAY2)[0].ratio.as_tuple().exponent == 0  # 2, not 2.000000000000
+    assert WarehouseActions(path).actions(through=DAY2) == [CorporateAction(symbol="AAA", ex_date=DAY2, kind="split", ratio=D(2))]
+    assert WarehouseActions(path).actions(through=DAY2)[0].ratio.as_tuple().exponent == 0  # 2, not 2.000000000000
 
 
 # --- a strict sim session across an ex-date ------------------------------------

@@ -1,11 +1,12 @@
-"""Bars for the simulator: the :class:`BarFeed` interface, an in-memory feed for tests and :class:`DuckDBBars`.
+"""Bars for the simulator: the :class:`BarFeed` interface, an in-memory feed for tests and :class:`WarehouseBars`.
 
 A :class:`Bar` is one row of ``marts.bars`` (DESIGN.md §3.1) with its prices and volume as
 ``Decimal`` and its open time ``ts`` in UTC. The simulator asks a feed for the bars of a few
 symbols whose open time lies in ``(after, until]``; that is the whole interface, so a test
 can hand it a list and a replay can read the warehouse.
 
-:class:`DuckDBBars` reads ``$ALPHALINE_HOME/warehouse.duckdb`` **read-only** and opens it
+:class:`WarehouseBars` reads ``marts.bars`` from the warehouse (:mod:`trader.warehouse`: the DuckDB file
+``$ALPHALINE_HOME/warehouse.duckdb``, or the servers profile's PostgreSQL database) **read-only** and opens it
 only for the duration of one query: DuckDB allows one writer process per file, and the
 trader must never stand in the way of (or become) that writer (DESIGN.md §6).
 
@@ -107,15 +108,16 @@ class InMemoryBars:
 
 
 def default_warehouse_path(env: Mapping[str, str] | None = None) -> Path:
-    """``$ALPHALINE_HOME/warehouse.duckdb`` (``ALPHALINE_HOME`` defaults to ``.alphaline``)."""
+    """``$ALPHALINE_HOME/warehouse.duckdb`` (``ALPHALINE_HOME`` defaults to ``.alphaline``), the embedded warehouse."""
     env = os.environ if env is None else env
     return Path(env.get("ALPHALINE_HOME", ".alphaline")).resolve() / "warehouse.duckdb"
 
 
+# timezone('UTC', ts) is the naive UTC time on both engines (DuckDB and PostgreSQL).
 _QUERY = """
     SELECT symbol, timezone('UTC', ts) AS ts_utc, {prices}
     FROM marts.bars
-    WHERE timeframe = ? AND ts > ? AND ts <= ? AND symbol IN (SELECT unnest(?::VARCHAR[]))
+    WHERE timeframe = ? AND ts > ? AND ts <= ? AND symbol IN (SELECT unnest(CAST(? AS VARCHAR[])))
     ORDER BY ts, symbol
 """
 _RAW = "open, high, low, close, volume"
@@ -130,11 +132,12 @@ def _exact(value: float) -> Decimal:
     return Decimal(repr(value))
 
 
-class DuckDBBars:
+class WarehouseBars:
     """A :class:`BarFeed` reading ``marts.bars`` from the warehouse, read-only.
 
     Args:
-        path: the DuckDB file; default :func:`default_warehouse_path`.
+        location: the DuckDB file or the PostgreSQL URL; default :func:`trader.warehouse.warehouse_location`
+            (the servers profile's database when ``ALPHALINE_POSTGRES_URL`` is set, else the file under the home).
         timeframe: which bars (``15m`` by default; any of :data:`TIMEFRAMES`).
         adjusted: prices and volume adjusted for splits and cash dividends (``adj_*``), for returns and ADV over
             a window that may span an ex-date (:mod:`trader.history`); the default is the prices as traded, which
@@ -142,10 +145,12 @@ class DuckDBBars:
             existed has no corporate actions: its raw prices are read.
     """
 
-    def __init__(self, path: str | Path | None = None, *, timeframe: str = "15m", adjusted: bool = False):
+    def __init__(self, location: str | Path | None = None, *, timeframe: str = "15m", adjusted: bool = False):
+        from trader.warehouse import warehouse_location
+
         if timeframe not in TIMEFRAMES:
             raise BrokerError(f"timeframe: {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
-        self.path = Path(path) if path is not None else default_warehouse_path()
+        self.location = str(location) if location is not None else warehouse_location()
         self.timeframe_code = timeframe
         self.timeframe = TIMEFRAMES[timeframe]
         self.adjusted = adjusted
@@ -160,13 +165,12 @@ class DuckDBBars:
                 for r in rows]
 
     def _query(self, args: list[Any]) -> list[tuple[Any, ...]]:
-        import duckdb  # here, not at import time: the trader core stays lean (tests/trader/test_lean_imports.py)
+        # The drivers are imported on first use: the trader core stays lean (tests/trader/test_lean_imports.py).
+        from trader.warehouse import WarehouseError, connect, fetch
 
-        if not self.path.is_file():
-            raise BrokerError(f"{self.path}: no warehouse here; build marts.bars first (or set ALPHALINE_HOME)")
         try:
-            with duckdb.connect(str(self.path), read_only=True) as conn:
-                adjusted = self.adjusted and conn.execute(_HAS_ADJUSTED).fetchone()[0] > 0
-                return conn.execute(_QUERY.format(prices=_ADJUSTED if adjusted else _RAW), args).fetchall()
-        except duckdb.Error as exc:
-            raise BrokerError(f"{self.path}: cannot read marts.bars ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+            with connect(self.location) as conn:
+                adjusted = self.adjusted and fetch(conn, _HAS_ADJUSTED)[0][0] > 0
+                return fetch(conn, _QUERY.format(prices=_ADJUSTED if adjusted else _RAW), args)
+        except WarehouseError as exc:
+            raise BrokerError(str(exc)) from None

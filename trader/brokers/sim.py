@@ -186,7 +186,7 @@ class SimBroker:
     """A :class:`~trader.brokers.base.Broker` that fills against bars; see the module docstring.
 
     Args:
-        feed: where bars come from (:class:`~trader.brokers.bars.InMemoryBars`, :class:`~trader.brokers.bars.DuckDBBars`).
+        feed: where bars come from (:class:`~trader.brokers.bars.InMemoryBars`, :class:`~trader.brokers.bars.WarehouseBars`).
         config: slippage, fees, participation, starting cash.
         start: the initial clock; ``None`` starts it at the first order's ``created_at``.
         actions: splits and cash dividends the venue applies at the first event of each ex-date, as a real

@@ -312,9 +312,9 @@ class ExecutionDesk:
     # -- market data --------------------------------------------------------------------------
     def _feed_or_default(self) -> BarFeed:
         if self._feed is None:
-            from trader.brokers.bars import DuckDBBars
+            from trader.brokers.bars import WarehouseBars
 
-            self._feed = DuckDBBars(timeframe="15m")
+            self._feed = WarehouseBars(timeframe="15m")
         return self._feed
 
     def _step(self) -> dt.timedelta:

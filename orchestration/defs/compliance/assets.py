@@ -20,11 +20,11 @@ import datetime as dt
 import time
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.compliance import eod
 from orchestration.defs.compliance.resources import ComplianceResource
 from orchestration.defs.compliance.sources import is_session
+from orchestration.warehouse.resource import WarehouseResource
 from trader.compliance import ComplianceError
 
 GROUP = "compliance"
@@ -55,13 +55,13 @@ def _ledger_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
               description="FIFO tax lots, realised and unrealised P&L, wash sales and the roll-forward at the day's close "
                           "(marked to marts.bars closes); resumed from the last sealed checkpoint, saved to "
                           "compliance/ledger/<date>.json.")
-    def tax_lot_ledger(context: dg.AssetExecutionContext, compliance: ComplianceResource, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def tax_lot_ledger(context: dg.AssetExecutionContext, compliance: ComplianceResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         day = partition_day(context)
         if not is_session(day):
             return not_a_session(day)
         started = time.monotonic()
         try:
-            run = eod.close_ledger(compliance.paths(), day=day, warehouse=warehouse.database)
+            run = eod.close_ledger(compliance.paths(), day=day, warehouse=warehouse.location)
         except ComplianceError as err:
             raise _failure(err) from None
         context.log.info(f"{day}: {run.note}; {run.fills_applied} fill(s) applied")

@@ -7,8 +7,8 @@
 * The audit log comes through :meth:`TraderStore.audit_records`, the chain format's owner.
 * Splits and dividends the trader applied come from its ``corporate_actions`` table, so that the
   tax lots follow the same splits as its positions.
-* Closing prices come from ``marts.bars`` in the DuckDB warehouse, opened read-only (the
-  trader and compliance never write the warehouse; DESIGN.md §6).
+* Closing prices come from ``marts.bars`` in the warehouse (DuckDB, or PostgreSQL in the servers profile),
+  opened read-only (the trader and compliance never write the warehouse; DESIGN.md §6).
 
 A fill's *trade date* is its New York date (as in :mod:`trader.compliance.fills`), so the day
 ``D`` is the UTC interval ``[midnight D New York, midnight D+1 New York)``.
@@ -42,7 +42,7 @@ def _calendar() -> str:
 
 def is_session(day: dt.date) -> bool:
     """True if the market trades on ``day`` (XNYS: weekends and exchange holidays are not sessions; crypto: every day)."""
-    # Imported here, as duckdb below: `alphaline compliance verify` uses this module but never
+    # Imported here, as the warehouse below: `alphaline compliance verify` uses this module but never
     # needs the calendar (polars, exchange_calendars) or the warehouse.
     from orchestration.market.calendars import sessions
 
@@ -137,30 +137,30 @@ def read_audit_rows(url: str) -> Iterator[StoredRecord]:
         yield from store.audit_rows()
 
 
-def closing_marks(database: str, day: dt.date) -> dict[str, Decimal]:
+def closing_marks(location: str, day: dt.date) -> dict[str, Decimal]:
     """Symbol → the session's last close in ``marts.bars`` (the latest bar close of that session).
 
+    ``location``: the warehouse (a DuckDB file or the servers profile's PostgreSQL URL, :mod:`orchestration.warehouse`).
     Prices are DOUBLE in the warehouse; each becomes the Decimal of its shortest repr, so
     ``101.23`` is ``Decimal("101.23")``, not the binary float's 50-digit expansion.
 
     Raises:
         ComplianceError: the warehouse or ``marts.bars`` does not exist yet.
     """
-    import duckdb
+    from orchestration.warehouse import Warehouse, WarehouseError
 
-    from orchestration.market.warehouse import connect
-
-    if not Path(database).exists():
-        raise ComplianceError(f"warehouse {database}: missing (closing prices come from marts.bars: ingest bars first)")
-    con = connect(database, read_only=True)
+    warehouse = Warehouse(location)
+    if warehouse.kind == "duckdb" and not warehouse.exists():
+        raise ComplianceError(f"warehouse {location}: missing (closing prices come from marts.bars: ingest bars first)")
     try:
-        rows = con.execute(
-            "select symbol, close from marts.bars where session = ? "
-            "qualify row_number() over (partition by symbol order by close_ts desc, ts desc) = 1",
-            [day],
-        ).fetchall()
-    except duckdb.CatalogException:
-        raise ComplianceError(f"warehouse {database}: marts.bars does not exist yet (ingest bars first)") from None
-    finally:
-        con.close()
+        with warehouse.connect(read_only=True) as con:
+            if not con.table_exists("marts", "bars"):
+                raise ComplianceError(f"warehouse {warehouse.describe()}: marts.bars does not exist yet (ingest bars first)")
+            rows = con.fetchall(
+                "select symbol, close from (select symbol, close, row_number() over (partition by symbol "
+                "order by close_ts desc, ts desc) as n from marts.bars where session = ?) last_bar where n = 1",
+                [day],
+            )
+    except WarehouseError as err:
+        raise ComplianceError(str(err)) from None
     return {symbol: Decimal(repr(float(close))) for symbol, close in rows}

@@ -1,6 +1,7 @@
 """Feature assets: polars features and labels from the clean bars, the Feast registry and the online store.
 
-``bar_features`` / ``bar_labels`` write Parquet under ``$ALPHALINE_HOME/feast/offline``;
+``bar_features`` / ``bar_labels`` write Parquet under ``$ALPHALINE_HOME/feast/offline`` (the features also
+to Feast's offline tables on PostgreSQL in the servers profile);
 ``feast_registry`` applies the repo's definitions; ``online_features`` materialises
 the newest values into the online store. With ``incremental: true`` (the intraday
 schedule), features are computed on a trailing window of bars and only new bars are
@@ -13,12 +14,13 @@ import math
 
 import dagster as dg
 import polars as pl
-from dagster_duckdb import DuckDBResource
 
 from feature_repo import FEATURE_NAMES, FeatureInputError, compute_features, compute_labels
 from feature_repo import store as feast_store
 from feature_repo.library import INCREMENTAL_LOOKBACK_BARS
 from orchestration.resources import FeatureStoreResource
+from orchestration.warehouse import Session
+from orchestration.warehouse.resource import WarehouseResource
 
 GROUP = "features"
 MARTS_BARS = dg.AssetKey(["marts", "bars"])
@@ -31,7 +33,7 @@ select b.symbol, b.sector, b.ts, b.close_ts, b.session,
        b.adj_volume as volume, b.adj_vwap as vwap
 from marts.bars b
 join raw.sessions s on s.calendar = b.calendar and s.session = b.session
-where b.timeframe = $timeframe and b.session >= $since
+where b.timeframe = ? and b.session >= ?
 order by b.symbol, b.ts
 """
 
@@ -42,26 +44,26 @@ class FeatureBuildConfig(dg.Config):
     incremental: bool = False
 
 
-def _lookback_start(con, timeframe: str) -> dt.date | None:
+def _lookback_start(con: Session, timeframe: str) -> dt.date | None:
     """First session of the trailing window an incremental update recomputes."""
-    row = con.execute(
-        "select count(*) / nullif(count(distinct symbol || session::varchar), 0), max(session) "
-        "from marts.bars where timeframe = $tf",
-        {"tf": timeframe},
-    ).fetchone()
+    row = con.fetchone(
+        "select count(*) * 1.0 / nullif(count(distinct symbol || cast(session as varchar)), 0), max(session) "
+        "from marts.bars where timeframe = ?",
+        [timeframe],
+    )
     if row is None or row[0] is None:
         return None
     per_session = max(float(row[0]), 1.0)
     sessions = max(MIN_LOOKBACK_SESSIONS, math.ceil(INCREMENTAL_LOOKBACK_BARS / per_session))
-    found = con.execute(
-        "select min(session) from (select distinct session from marts.bars where timeframe = $tf "
-        "order by session desc limit $n)",
-        {"tf": timeframe, "n": sessions},
-    ).fetchone()
+    found = con.fetchone(
+        "select min(session) from (select distinct session from marts.bars where timeframe = ? "
+        "order by session desc limit ?) newest",
+        [timeframe, sessions],
+    )
     return found[0] if found else None
 
 
-def load_bars(warehouse: DuckDBResource, timeframe: str, *, incremental: bool) -> tuple[pl.DataFrame, bool]:
+def load_bars(warehouse: WarehouseResource, timeframe: str, *, incremental: bool) -> tuple[pl.DataFrame, bool]:
     """Clean bars of ``timeframe`` with their session's open and close; the trailing window when incremental.
 
     Prices and volume are adjusted for splits and cash dividends (``marts.bars`` ``adj_*``): a 2-for-1 split is
@@ -72,16 +74,11 @@ def load_bars(warehouse: DuckDBResource, timeframe: str, *, incremental: bool) -
     Returns the bars and whether they are a window (incremental) or the full history.
     """
     with warehouse.get_connection() as con:
-        exists = con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'marts' and table_name = 'bars'"
-        ).fetchone()[0]
-        if not exists:
+        if not con.table_exists("marts", "bars"):
             raise _fail(FeatureInputError("marts.bars does not exist yet: ingest bars first (alphaline demo / alphaline ingest)"))
         since = _lookback_start(con, timeframe) if incremental else None
-        bars = con.execute(_BARS_SQL, {"timeframe": timeframe, "since": since or dt.date(1900, 1, 1)}).pl()
-    # DuckDB hands back "Etc/UTC"; polars only compares timestamps of the identical zone.
-    stamps = [c for c, t in bars.schema.items() if isinstance(t, pl.Datetime)]
-    return bars.with_columns(pl.col(stamps).dt.convert_time_zone("UTC")), since is not None
+        bars = con.read(_BARS_SQL, [timeframe, since or dt.date(1900, 1, 1)])  # time stamps in UTC (the session's promise)
+    return bars, since is not None
 
 
 def _fail(err: Exception) -> dg.Failure:
@@ -116,7 +113,7 @@ def _coverage_metadata(features: pl.DataFrame) -> dict[str, dg.MetadataValue]:
     ),
 )
 def bar_features(
-    context: dg.AssetExecutionContext, config: FeatureBuildConfig, warehouse: DuckDBResource, features: FeatureStoreResource
+    context: dg.AssetExecutionContext, config: FeatureBuildConfig, warehouse: WarehouseResource, features: FeatureStoreResource
 ) -> dg.MaterializeResult:
     bars, windowed = load_bars(warehouse, features.timeframe, incremental=config.incremental)
     try:
@@ -124,10 +121,10 @@ def bar_features(
     except FeatureInputError as err:
         raise _fail(err) from None
     if windowed:
-        added = feast_store.merge_features(frame, features.offline)
+        added = feast_store.merge_features(frame, features.offline, tables=features.tables())
         context.log.info(f"incremental: {added} new feature row(s) from a window of {bars.height} bars")
     else:
-        feast_store.write_features(frame, features.offline)
+        feast_store.write_features(frame, features.offline, tables=features.tables())
     stored = feast_store.read_features(features.offline) if windowed else frame
     return dg.MaterializeResult(metadata={**_coverage_metadata(stored), "mode": "incremental" if windowed else "full"})
 
@@ -141,7 +138,7 @@ def bar_features(
         "($ALPHALINE_HOME/feast/offline/labels.parquet). Null where the horizon runs past the data; never served online."
     ),
 )
-def bar_labels(config: FeatureBuildConfig, warehouse: DuckDBResource, features: FeatureStoreResource) -> dg.MaterializeResult:
+def bar_labels(config: FeatureBuildConfig, warehouse: WarehouseResource, features: FeatureStoreResource) -> dg.MaterializeResult:
     bars, windowed = load_bars(warehouse, features.timeframe, incremental=config.incremental)
     if bars.is_empty():
         raise _fail(FeatureInputError(f"marts.bars: no {features.timeframe} bars to label; ingest bars first"))

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from dagster_duckdb import DuckDBResource
 
 from feature_repo import FEATURE_NAMES, HORIZONS, compute_features
 from feature_repo import store as feast_store
 from orchestration.defs.features.assets import bar_features, bar_labels, load_bars, online_features
 from orchestration.resources import FeatureStoreResource
+from orchestration.warehouse.resource import WarehouseResource
 
 MAX_NULL_SHARE = 0.01
 MAX_ABS_IC = 0.3  # the planted alpha's best IC is ~0.1; a leaked label shows up as ~1
@@ -54,9 +54,9 @@ def _result(passed: bool, message: str, severity: dg.AssetCheckSeverity = dg.Ass
 
 
 @dg.asset_check(asset=bar_features, blocking=True, description="Every clean bar of every symbol has a feature row.")
-def coverage_per_symbol(warehouse: DuckDBResource, features: FeatureStoreResource) -> dg.AssetCheckResult:
+def coverage_per_symbol(warehouse: WarehouseResource, features: FeatureStoreResource) -> dg.AssetCheckResult:
     with warehouse.get_connection() as con:
-        bars = con.execute("select symbol, count(*) as bars from marts.bars where timeframe = $tf group by symbol", {"tf": features.timeframe}).pl()
+        bars = con.read("select symbol, count(*) as bars from marts.bars where timeframe = ? group by symbol", [features.timeframe])
     rows = _stored(features).group_by("symbol").agg(pl.len().alias("rows"), pl.col("warmup").all().alias("all_warmup"))
     cov = bars.join(rows, on="symbol", how="left").with_columns(coverage=pl.col("rows").fill_null(0) / pl.col("bars"))
     short = cov.filter(pl.col("coverage") < 1.0).sort("coverage")
@@ -100,7 +100,7 @@ def value_ranges(features: FeatureStoreResource) -> dg.AssetCheckResult:
     asset=bar_features, blocking=True,
     description=f"Features recomputed on bars truncated at {CUT_POINTS} random times equal the stored features up to that time.",
 )
-def no_lookahead(warehouse: DuckDBResource, features: FeatureStoreResource) -> dg.AssetCheckResult:
+def no_lookahead(warehouse: WarehouseResource, features: FeatureStoreResource) -> dg.AssetCheckResult:
     bars, _ = load_bars(warehouse, features.timeframe, incremental=False)
     stored = _stored(features)
     times = bars["close_ts"].unique().sort()

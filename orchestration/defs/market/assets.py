@@ -4,7 +4,6 @@
 import datetime as dt
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.partitions import trading_day_partitions
 from orchestration.errors import AlphalineError
@@ -14,6 +13,7 @@ from orchestration.market.files import FileSource
 from orchestration.market.warehouse import BatchReport, ingest_batch, merged_reasons
 from orchestration.resources import MarketSourceResource
 from orchestration.settings import Settings
+from orchestration.warehouse.resource import WarehouseResource
 
 GROUP = "market"
 EXCHANGE_TZ = "America/New_York"
@@ -42,7 +42,7 @@ def report_metadata(reports: list[BatchReport]) -> dict[str, dg.MetadataValue]:
     }
 
 
-def _ingest(context: dg.AssetExecutionContext, warehouse: DuckDBResource, batches: list[SourceBatch], asset: str) -> list[BatchReport]:
+def _ingest(context: dg.AssetExecutionContext, warehouse: WarehouseResource, batches: list[SourceBatch], asset: str) -> list[BatchReport]:
     reports = []
     with warehouse.get_connection() as con:
         for batch in batches:
@@ -74,7 +74,7 @@ def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
             "raw.symbols, raw.sessions and raw.synthetic_oracle."
         ),
     )
-    def raw_bars(context: dg.AssetExecutionContext, market: MarketSourceResource, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def raw_bars(context: dg.AssetExecutionContext, market: MarketSourceResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         window = context.partition_time_window
         start, end = window.start.astimezone(dt.UTC), window.end.astimezone(dt.UTC)
         try:
@@ -109,7 +109,7 @@ def build_import_asset(settings: Settings) -> dg.AssetsDefinition:
             "raw.corporate_actions."
         ),
     )
-    def imported_bars(context: dg.AssetExecutionContext, config: ImportConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def imported_bars(context: dg.AssetExecutionContext, config: ImportConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
         paths = config.paths or [str(imports_dir)]
         try:
             # Corporate actions (*corporate_actions.csv) travel beside the bars: in the folder, or named directly.
@@ -146,7 +146,7 @@ def build_actions_asset(raw_bars: dg.AssetsDefinition) -> dg.AssetsDefinition:
         ),
     )
     def raw_corporate_actions(context: dg.AssetExecutionContext, market: MarketSourceResource,
-                              warehouse: DuckDBResource) -> dg.MaterializeResult:
+                              warehouse: WarehouseResource) -> dg.MaterializeResult:
         # Partitioned like raw_bars so that one ingest job runs both.
         window = context.partition_time_window
         start, end = window.start.date(), (window.end + ACTIONS_LOOKAHEAD).date()
@@ -166,7 +166,7 @@ def build_actions_asset(raw_bars: dg.AssetsDefinition) -> dg.AssetsDefinition:
     return raw_corporate_actions
 
 
-def _ingest_actions(context: dg.AssetExecutionContext, warehouse: DuckDBResource, frames: list, asset: str) -> list[ActionsReport]:
+def _ingest_actions(context: dg.AssetExecutionContext, warehouse: WarehouseResource, frames: list, asset: str) -> list[ActionsReport]:
     reports = []
     with warehouse.get_connection() as con:
         for label, frame in frames:

@@ -14,17 +14,17 @@
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from orchestration.market.corporate_actions import latest_action_batches
 from orchestration.market.expectations import run_bars_suite
 from orchestration.market.warehouse import BatchReport, batch_reports, ensure_schema, merged_reasons
 from orchestration.resources import DataQualityResource
+from orchestration.warehouse.resource import WarehouseResource
 
 MARTS_BARS = dg.AssetKey(["marts", "bars"])
 
 
-def _reports(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, asset: str) -> list[BatchReport]:
+def _reports(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, asset: str) -> list[BatchReport]:
     with warehouse.get_connection() as con:
         ensure_schema(con)
         # Checks run in the same run as their asset; run alone, they judge the latest batch.
@@ -60,7 +60,7 @@ def _reject_check(asset: str) -> dg.AssetChecksDefinition:
         blocking=True,
         description="Fails the batch when its share of rejected rows exceeds quality.max_reject_share.",
     )
-    def _check(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, quality: DataQualityResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, quality: DataQualityResource) -> dg.AssetCheckResult:
         reports = _reports(context, warehouse, asset)
         passed, message = reject_share_message(reports, quality.max_reject_share)
         if not passed:
@@ -82,7 +82,7 @@ def _reject_check(asset: str) -> dg.AssetChecksDefinition:
 
 def _gap_check(asset: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name="calendar_gaps", description="Warns when bars the exchange calendar expects are missing (see raw.bar_gaps).")
-    def _check(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         reports = _reports(context, warehouse, asset)
         missing, sessions = sum(r.missing_bars for r in reports), sum(r.gap_sessions for r in reports)
         return dg.AssetCheckResult(
@@ -101,9 +101,10 @@ def _gap_check(asset: str) -> dg.AssetChecksDefinition:
     blocking=True,
     description="Great Expectations suite on marts.bars (keys, OHLC consistency, ranges); Data Docs under reports/data_docs/.",
 )
-def bars_expectations(warehouse: DuckDBResource, quality: DataQualityResource) -> dg.AssetCheckResult:
-    with warehouse.get_connection() as con:
-        df = con.sql("select * from marts.bars").df()
+def bars_expectations(warehouse: WarehouseResource, quality: DataQualityResource) -> dg.AssetCheckResult:
+    # Read through the warehouse interface: the same frame on DuckDB and on PostgreSQL (GX validates pandas).
+    with warehouse.get_connection(read_only=True) as con:
+        df = con.read("select * from marts.bars").to_pandas()
     outcome = run_bars_suite(df, docs_dir=Path(quality.reports_dir) / "data_docs")
     return dg.AssetCheckResult(
         passed=outcome.success,
@@ -121,7 +122,7 @@ def _actions_check(asset: str, name: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name=name, blocking=True,
                     description="Fails when a batch of corporate actions has a larger share of rejected rows than "
                                 "quality.max_reject_share (see raw.corporate_actions_rejected).")
-    def _check(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource, quality: DataQualityResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, quality: DataQualityResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as con:
             ensure_schema(con)
             reports = latest_action_batches(con, asset=asset, run_id=context.run.run_id)

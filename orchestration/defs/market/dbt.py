@@ -7,9 +7,9 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
-from dagster_duckdb import DuckDBResource
 
 from orchestration.market.warehouse import ensure_schema
+from orchestration.warehouse.resource import WarehouseResource
 
 DBT_DIR = Path(__file__).resolve().parents[3] / "dbt"
 
@@ -48,9 +48,9 @@ class MarketTranslator(DagsterDbtTranslator):
 
 def build_dbt_assets(project: DbtProject) -> dg.AssetsDefinition:
     @dbt_assets(manifest=prepare_manifest(project), project=project, dagster_dbt_translator=MarketTranslator(), name="market_dbt_models")
-    def market_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource) -> Iterator:
-        # dbt's sources must exist even before the first ingestion; the connection is
-        # closed again before dbt opens the file (DuckDB allows one writer process).
+    def market_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator:
+        # dbt's sources must exist even before the first ingestion; the connection is closed again
+        # before dbt opens the warehouse (DuckDB allows one writer process; on PostgreSQL dbt's target is the same database).
         with warehouse.get_connection() as con:
             ensure_schema(con)
         yield from dbt.cli(["build"], context=context).stream()

@@ -16,13 +16,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
-# The keys live with their first reader (compliance), which orchestration.resources imports early: defining them
-# here would make that import circular.
 from orchestration.defs.compliance.assets import TRADER_AUDIT_LOG, TRADER_FILLS
 from orchestration.defs.serving.assets import SERVING_DEPLOYMENT
 from orchestration.resources import ModelsResource, TradingResource
+
+# The keys live with their first reader (compliance), which orchestration.resources imports early: defining them
+# here would make that import circular.
+from orchestration.warehouse.resource import WarehouseResource
 from trader.market_hours import active_profile
 
 GROUP = "trader"
@@ -80,10 +81,10 @@ def trader_session(context: dg.AssetExecutionContext, trading: TradingResource) 
 
 
 @dg.asset(group_name=GROUP, deps=[trader_session], kinds={"sqlite", "duckdb"})
-def session_tracking(trading: TradingResource, models: ModelsResource, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def session_tracking(trading: TradingResource, models: ModelsResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Live against backtest for the trader's newest session: its own orders replayed through the backtest's costs
     (``trader/tracking.py``); the P&L difference is execution alone. Report under ``reports/tracking/``."""
-    from trader.brokers.bars import DuckDBBars
+    from trader.brokers.bars import WarehouseBars
     from trader.errors import TraderError
     from trader.store import TraderStore
     from trader.tracking import pnl_chart, track_session, write_report
@@ -92,7 +93,7 @@ def session_tracking(trading: TradingResource, models: ModelsResource, warehouse
         raise dg.Failure(description=problem, allow_retries=False)
     try:
         with TraderStore(trading.store_url) as store:
-            report = track_session(store, DuckDBBars(warehouse.database), commission_bps=models.commission_bps,
+            report = track_session(store, WarehouseBars(warehouse.location), commission_bps=models.commission_bps,
                                    half_spread_bps=models.half_spread_bps)
     except TraderError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import polars as pl
-from dagster_duckdb import DuckDBResource
 
 from models import data as training_data
 from models.cpcv import CPCVConfig, run_cpcv
@@ -38,6 +37,7 @@ from models.training import (
 )
 from orchestration.defs.training.metadata import cpcv_metadata, evaluation_metadata, learner_table, rounded
 from orchestration.resources import DataQualityResource, FeatureStoreResource, ModelsResource
+from orchestration.warehouse.resource import WarehouseResource
 
 GROUP = "training"
 FEATURE_ASSETS = [dg.AssetKey("bar_features"), dg.AssetKey("bar_labels"), dg.AssetKey("feast_registry")]
@@ -128,7 +128,7 @@ def walk_forward_predictions(context: dg.AssetExecutionContext, features: Featur
 
 @dg.asset(group_name=GROUP, deps=[walk_forward_predictions], kinds={"polars"})
 def model_evaluation(context: dg.AssetExecutionContext, features: FeatureStoreResource, models: ModelsResource,
-                     warehouse: DuckDBResource, quality: DataQualityResource) -> dg.MaterializeResult:
+                     warehouse: WarehouseResource, quality: DataQualityResource) -> dg.MaterializeResult:
     """Stacked ensemble's OOF metrics (vs the oracle on synthetic data), costed backtest, tear sheet, gate values."""
     config = _config(models, features)
     cv: CrossValidation = _load(models, CV)
@@ -188,27 +188,24 @@ def _cpcv(context: dg.AssetExecutionContext, models: ModelsResource, config) -> 
     return summary
 
 
-def _bars_and_oracle(warehouse: DuckDBResource, features: FeatureStoreResource, cv: CrossValidation):
+def _bars_and_oracle(warehouse: WarehouseResource, features: FeatureStoreResource, cv: CrossValidation):
     oof = cv.walk_forward.oof
     lo, hi = oof["event_timestamp"].min(), oof["event_timestamp"].max()
     length = features.bar_length
     with warehouse.get_connection() as con:
-        bars = con.execute(
+        bars = con.read(
             # Adjusted for splits and dividends, like the features and labels: the backtest holds adjusted shares.
             "select symbol, ts, adj_open as open, adj_close as close, adj_volume as volume from marts.bars "
-            "where timeframe = $tf and ts between $lo and $hi order by ts, symbol",
-            {"tf": features.timeframe, "lo": lo - length, "hi": hi},
-        ).pl()
-        has_oracle = con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = 'synthetic_oracle'"
-        ).fetchone()[0]
+            "where timeframe = ? and ts between ? and ? order by ts, symbol",
+            [features.timeframe, lo - length, hi],
+        )
         oracle = None
-        if has_oracle:
-            oracle = con.execute(
+        if con.table_exists("raw", "synthetic_oracle"):
+            oracle = con.read(
                 "select symbol, ts, expected_log_return as expected from raw.synthetic_oracle "
-                "where horizon = $h and ts between $lo and $hi",
-                {"h": int(oof["label"].item(0).rsplit("_", 1)[1]), "lo": lo - length, "hi": hi},
-            ).pl()
+                "where horizon = ? and ts between ? and ?",
+                [int(oof["label"].item(0).rsplit("_", 1)[1]), lo - length, hi],
+            )
     bars = bars.with_columns(pl.col("ts").dt.convert_time_zone("UTC"))
     bars = bars.select("symbol", (pl.col("ts") + length).alias("ts"), "open", "close", pl.col("volume").cast(pl.Float64))
     if oracle is not None:

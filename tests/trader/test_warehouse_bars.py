@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import duckdb
 import pytest
 
-from trader.brokers.bars import DuckDBBars, default_warehouse_path
+from trader.brokers.bars import WarehouseBars, default_warehouse_path
 from trader.brokers.sim import SimBroker, SimConfig
 from trader.domain import ClientOrderId, Order, OrderFilled, Side, Symbol
 from trader.errors import BrokerError
@@ -37,8 +37,8 @@ def digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_duckdb_bars_reads_the_window_in_utc_with_exact_decimals(warehouse):
-    feed = DuckDBBars(warehouse)
+def test_warehouse_bars_reads_the_window_in_utc_with_exact_decimals(warehouse):
+    feed = WarehouseBars(warehouse)
     bars = feed.bars({"AAA", "BBB"}, after=T0, until=T0 + dt.timedelta(minutes=30))
     assert [(b.symbol, b.ts) for b in bars] == [("AAA", T0 + dt.timedelta(minutes=15)), ("BBB", T0 + dt.timedelta(minutes=15)),
                                                  ("AAA", T0 + dt.timedelta(minutes=30))]
@@ -47,15 +47,15 @@ def test_duckdb_bars_reads_the_window_in_utc_with_exact_decimals(warehouse):
     assert (first.open, first.high, first.low, first.volume) == (D("101.12"), D("102.5"), D("100.25"), D("12345.5"))
 
 
-def test_duckdb_bars_keeps_to_the_timeframe_and_the_symbols_asked(warehouse):
-    assert [b.symbol for b in DuckDBBars(warehouse).bars({"BBB"}, after=T0 - dt.timedelta(days=1), until=T0 + dt.timedelta(days=1))] == ["BBB"]
-    daily = DuckDBBars(warehouse, timeframe="1d").bars({"AAA"}, after=T0 - dt.timedelta(days=1), until=T0)
+def test_warehouse_bars_keeps_to_the_timeframe_and_the_symbols_asked(warehouse):
+    assert [b.symbol for b in WarehouseBars(warehouse).bars({"BBB"}, after=T0 - dt.timedelta(days=1), until=T0 + dt.timedelta(days=1))] == ["BBB"]
+    daily = WarehouseBars(warehouse, timeframe="1d").bars({"AAA"}, after=T0 - dt.timedelta(days=1), until=T0)
     assert [(b.ts, b.close, b.end) for b in daily] == [(T0, D("1.0"), T0 + dt.timedelta(days=1))]
 
 
-def test_duckdb_bars_never_writes_the_warehouse_and_does_not_hold_it_open(warehouse):
+def test_warehouse_bars_never_writes_the_warehouse_and_does_not_hold_it_open(warehouse):
     before = digest(warehouse)
-    broker = SimBroker(DuckDBBars(warehouse), config=SimConfig(max_participation=None), start=T0)
+    broker = SimBroker(WarehouseBars(warehouse), config=SimConfig(max_participation=None), start=T0)
     broker.submit(Order(client_order_id=ClientOrderId("al-1"), symbol=Symbol("AAA"), side=Side.BUY, qty=D(3), created_at=T0))
     broker.advance_to(T0 + dt.timedelta(minutes=15))
     (event,) = broker.poll_events()  # the decision at T0 fills at the open of the bar starting at T0
@@ -65,12 +65,12 @@ def test_duckdb_bars_never_writes_the_warehouse_and_does_not_hold_it_open(wareho
         writer.execute("SELECT count(*) FROM marts.bars").fetchone()
 
 
-def test_duckdb_bars_missing_warehouse_or_unknown_timeframe_is_a_one_line_error(tmp_path):
+def test_warehouse_bars_missing_warehouse_or_unknown_timeframe_is_a_one_line_error(tmp_path):
     with pytest.raises(BrokerError, match="no warehouse here"):
-        DuckDBBars(tmp_path / "nope.duckdb").bars({"AAA"}, after=T0, until=T0 + dt.timedelta(hours=1))
+        WarehouseBars(tmp_path / "nope.duckdb").bars({"AAA"}, after=T0, until=T0 + dt.timedelta(hours=1))
     with pytest.raises(BrokerError, match="timeframe: '2m'"):
-        DuckDBBars(tmp_path / "nope.duckdb", timeframe="2m")
+        WarehouseBars(tmp_path / "nope.duckdb", timeframe="2m")
 
 
-def test_duckdb_bars_default_path_is_under_alphaline_home(tmp_path):
+def test_warehouse_bars_default_path_is_under_alphaline_home(tmp_path):
     assert default_warehouse_path({"ALPHALINE_HOME": str(tmp_path)}) == tmp_path / "warehouse.duckdb"
