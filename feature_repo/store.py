@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
+import pyarrow as pa
 import yaml
 from feast import FeatureStore, RepoConfig
 
@@ -31,6 +32,8 @@ REPO_DIR = Path(__file__).resolve().parent
 KEYS = ("symbol", "event_timestamp")
 UTC_TS = pl.Datetime("us", "UTC")
 FIRST_MATERIALIZATION = dt.timedelta(days=30)  # a symbol silent for longer has no online values
+#: Entity rows per Feast ``get_historical_features`` call in :func:`training_set` (bounds its memory).
+CHUNK_ROWS = 100_000
 CONFIGS = {"local": "feature_store.yaml", "prod": "feature_store.prod.yaml"}
 
 
@@ -205,20 +208,27 @@ def training_set(
     end: dt.datetime | None = None,
     symbols: Iterable[str] | None = None,
     include_warmup: bool = False,
-    chunk: dt.timedelta = dt.timedelta(days=31),
+    chunk_rows: int = CHUNK_ROWS,
 ) -> pl.DataFrame:
     """Features (Feast point-in-time join) and labels for every labelled bar in ``[start, end)``.
 
     The entity frame is each (symbol, bar close) that has labels (warm-up bars left out unless asked); Feast's
     ``get_historical_features`` returns, for each, the latest feature row with
-    ``event_timestamp`` ≤ the entity's (within the views' TTL). The range is built in
-    ``chunk``-sized time slices so memory stays bounded on long histories.
+    ``event_timestamp`` ≤ the entity's (within the views' TTL). The entity rows go to Feast in
+    time-ordered chunks of at most ``chunk_rows`` so that memory stays bounded on long histories.
+
+    Why chunks by rows, not by time: each call costs Feast ~0.7 s of query building (ibis,
+    sqlglot) whatever its size, and its DuckDB join pairs every entity row with every feature
+    row of its symbol, so the join's work is the same however the entities are cut; only the
+    number of calls (fixed cost) and the rows per call (memory) depend on the cut.
 
     Returns ``symbol, event_timestamp`` + :data:`FEATURE_NAMES` + :data:`LABEL_NAMES`, sorted.
     """
     for path in (spine_path(offline), labels_path(offline)):
         if not path.exists():
             raise FeatureStoreError(f"{path}: not written yet (materialize bar_features and bar_labels first)")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows: {chunk_rows}, must be at least 1")
     rows = pl.scan_parquet(spine_path(offline)).join(pl.scan_parquet(labels_path(offline)), on=list(KEYS), how="inner")
     if start is not None:
         rows = rows.filter(pl.col("event_timestamp") >= start)
@@ -233,21 +243,17 @@ def training_set(
         empty = {"symbol": pl.String, "event_timestamp": UTC_TS, **{n: pl.Float64 for n in FEATURE_NAMES}}
         return pl.DataFrame(schema=empty).hstack(labels.drop(*KEYS).clear())
     service = store.get_feature_service(SERVICE)
-    parts = []
-    lo = labels["event_timestamp"].min()
-    last = labels["event_timestamp"].max()
-    while lo <= last:
-        hi = lo + chunk
-        entities = labels.filter(pl.col("event_timestamp").is_between(lo, hi, closed="left")).select(*KEYS)
-        if entities.height:
-            joined = store.get_historical_features(entity_df=entities.to_pandas(), features=service).to_df()
-            parts.append(_from_feast(joined))
-        lo = hi
+    entities = labels.select(*KEYS).sort("event_timestamp", "symbol")
+    parts = [_from_feast(store.get_historical_features(entity_df=entities.slice(at, chunk_rows).to_pandas(),
+                                                       features=service).to_arrow())
+             for at in range(0, entities.height, chunk_rows)]
     return pl.concat(parts).join(labels, on=list(KEYS), how="left").select(*KEYS, *FEATURE_NAMES, *LABEL_NAMES).sort(*KEYS)
 
 
-def _from_feast(frame) -> pl.DataFrame:
-    out = pl.from_pandas(frame)
+def _from_feast(table: pa.Table) -> pl.DataFrame:
+    # Arrow straight from Feast's DuckDB job: no pandas round trip (nulls stay nulls, integers stay exact).
+    out = pl.from_arrow(table)
+    assert isinstance(out, pl.DataFrame)
     return out.with_columns(pl.col("event_timestamp").cast(UTC_TS)).select(
         *KEYS, *[pl.col(n).cast(pl.Float64) for n in FEATURE_NAMES]
     )

@@ -3,8 +3,10 @@
 * **Online** (``/predict`` without ``as_of``): one Feast ``get_online_features`` read for
   the whole universe makes a :class:`Snapshot`, kept until the online store changes
   (the SQLite file's size/mtime; other stores: ``online_cache_seconds``). Features
-  change once a bar, requests come far more often: one read serves them all, which is
-  what keeps ``/predict`` in single-digit milliseconds.
+  change once a bar, requests come far more often: one read serves them all. Whatever
+  is derived from the snapshot alone (the feature matrix, the universe's scores and
+  answers per model) is kept with it (:meth:`Snapshot.memo`) and goes with it, so a
+  ``/predict`` is a lookup (``Predictor.quick``) until the store changes.
 * **As of** (``/predict`` with ``as_of``): Feast's point-in-time rule applied to the
   offline files Feast itself reads (``feature_repo.store.read_features``): per symbol
   the latest row with ``event_timestamp <= as_of``; a row older than the feature views'
@@ -31,10 +33,10 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import polars as pl
@@ -45,6 +47,7 @@ from feature_repo.store import KEYS, offline_dir, online_features, open_store, r
 from models.data import matrix
 
 TS_COLUMNS = [f"ts_{view_name(f)}" for f in FAMILIES]
+T = TypeVar("T")
 
 
 @dataclass
@@ -63,16 +66,31 @@ class Snapshot:
     signature: Any
     taken: float
     history: dict[int, dict[str, pl.DataFrame]] = field(default_factory=dict)  # rows → symbol → frame
-    _matrices: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
+    _memo: dict[Hashable, Any] = field(default_factory=dict)
 
     def matrix(self, features: Sequence[str]) -> np.ndarray:
         """The universe's feature matrix in ``features`` order, built once per snapshot (requests pick rows of it)."""
-        key = tuple(features)
-        x = self._matrices.get(key)
-        if x is None:
-            x = self._matrices[key] = matrix(self.frame, list(key))
-            x.setflags(write=False)
-        return x
+        return self.memo(("matrix", tuple(features)), lambda: read_only(matrix(self.frame, list(features))))
+
+    def memo(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()``, computed once per snapshot under ``key`` (anything derived from these features alone).
+
+        Two threads may build the same key at once; both get an equal value and one is kept.
+        """
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = build()
+            return value
+
+    def has(self, key: Hashable) -> bool:
+        return key in self._memo
+
+
+def read_only(x: np.ndarray) -> np.ndarray:
+    """``x``, made read-only: a cached array is shared by every request."""
+    x.setflags(write=False)
+    return x
 
 
 def _signature(paths: Sequence[Path]) -> tuple[tuple[int, int], ...]:
@@ -129,7 +147,7 @@ class FeatureSource:
     # ---- online --------------------------------------------------------------------------------
     def online(self) -> Snapshot:
         """The current snapshot, re-read from Feast when the online store (or the universe) changed."""
-        sig = (_signature(self._online_files), _signature([spine_path(self.offline)])) if self._online_files else None
+        sig = self._online_signature()
         snap = self._snapshot
         if snap is not None and self._fresh(snap, sig):
             return snap
@@ -139,6 +157,14 @@ class FeatureSource:
                 return snap
             self._snapshot = snap = self._read_online(sig)
             return snap
+
+    def current(self) -> Snapshot | None:
+        """The snapshot if it is still the online store's state (a few ``stat`` calls, no read), else None."""
+        snap = self._snapshot
+        return snap if snap is not None and self._fresh(snap, self._online_signature()) else None
+
+    def _online_signature(self) -> Any:
+        return (_signature(self._online_files), _signature([spine_path(self.offline)])) if self._online_files else None
 
     def _fresh(self, snap: Snapshot, sig: Any) -> bool:
         if sig is not None:

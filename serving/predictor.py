@@ -49,7 +49,7 @@ from feature_repo.definitions import TTL_BARS
 from models.data import matrix
 from serving.config import ServingSettings
 from serving.errors import NoProductionModel, Problem, RequestRejected
-from serving.features import FeatureSource
+from serving.features import FeatureSource, Snapshot, read_only
 from serving.schemas import Explanation, Member, ModelCard, Prediction, PredictRequest, PredictResponse, PredictRowsRequest
 from serving.scoring import LoadedModel, confidence, directions, explain, load_model, score
 
@@ -71,38 +71,94 @@ class Predictor:
         return cls(settings, source, registry, load_model(registry, tag))
 
     def warm_up(self) -> None:
-        """Read the online snapshot and build its matrix for the model now rather than on the first request."""
-        self.source.online().matrix(self.model.features)
+        """Read the online snapshot and score its universe now rather than on the first request."""
+        self._universe_scores(self.model, self.source.online())
 
     # ---- /predict ------------------------------------------------------------------------------
     def predict(self, request: PredictRequest) -> PredictResponse:
         model = self.model  # one model for the whole request, whatever a concurrent reload does
-        symbols = request.symbols
-        self._check_symbols(symbols)
+        self._check_symbols(request.symbols)
         if request.as_of is None:
-            x, stamps, reference, histories = self._online(model, symbols)
-        else:
-            x, stamps, reference, histories = self._as_of(model, symbols, request.as_of.astimezone(dt.UTC))
-        stale = self._stale_flags(symbols, stamps, reference, as_of=request.as_of is not None, allow=request.allow_stale)
+            return self._predict_online(model, request, self.source.online())
+        symbols, at = request.symbols, request.as_of.astimezone(dt.UTC)
+        x, stamps, histories = self._as_of(model, symbols, at)
+        stale = self._stale_flags(symbols, stamps, at, as_of=True, allow=request.allow_stale)
         scores = self._score(model, x, histories, ("symbols",))
         why = explain(model, x, histories, top=request.explain) if request.explain else None
         return self._answer(model, symbols, scores, stamps, stale, why)
 
-    def _online(self, model: LoadedModel, symbols: Sequence[str]) -> tuple[np.ndarray, list, dt.datetime | None, list | None]:
-        snap = self.source.online()
+    def quick(self, request: PredictRequest) -> PredictResponse | None:
+        """:meth:`predict`'s answer when it is a lookup, else None (then call :meth:`predict`, off the event loop).
+
+        A lookup: online features, no explanation, a model without history, and a snapshot that is
+        still current and already scored for this model. Nothing here reads a store or runs a model,
+        so an async caller can answer in place instead of handing the request to a thread.
+        """
+        model = self.model
+        if request.as_of is not None or request.explain or model.context:
+            return None
+        snap = self.source.current()
+        if snap is None or not snap.has(_scores_key(model)):
+            return None
+        self._check_symbols(request.symbols)
+        return self._predict_online(model, request, snap)
+
+    def _predict_online(self, model: LoadedModel, request: PredictRequest, snap: Snapshot) -> PredictResponse:
+        symbols = request.symbols
         positions = [snap.index.get(s) for s in symbols]
         self._raise([Problem(("symbols", i), f"no online features for {s} (materialize the online store)", "missing_features")
                      for i, (s, p) in enumerate(zip(symbols, positions, strict=True)) if p is None])
         stamps = [snap.stamps[p] for p in positions]
         self._missing(symbols, stamps)
         reference = snap.newest if self.settings.stale_clock == "data" else dt.datetime.now(dt.UTC)
+        stale = self._stale_flags(symbols, stamps, reference, as_of=False, allow=request.allow_stale)
+        x = snap.matrix(model.features)[positions]
         histories = None
         if model.context:
             by_symbol = self.source.snapshot_history(snap, symbols, model.context)
             histories = [matrix(by_symbol[s], model.features) for s in symbols]
-        return snap.matrix(model.features)[positions], stamps, reference, histories
+            scores = self._score(model, x, histories, ("symbols",))
+        else:  # a row's score depends on its features only: score the universe once per snapshot, pick rows
+            scores = self._finite(self._universe_scores(model, snap)[positions], ("symbols",))
+            if not request.explain:
+                live, flat = self._universe_answers(model, snap)
+                return PredictResponse.model_construct(model_version=model.tag, predictions=[
+                    flat[p] if st else live[p] for p, st in zip(positions, stale, strict=True)])
+        why = explain(model, x, histories, top=request.explain) if request.explain else None
+        return self._answer(model, symbols, scores, stamps, stale, why)
 
-    def _as_of(self, model: LoadedModel, symbols: Sequence[str], at: dt.datetime) -> tuple[np.ndarray, list, dt.datetime, list | None]:
+    def _universe_answers(self, model: LoadedModel, snap: Snapshot) -> tuple[list[Prediction], list[Prediction]]:
+        """Every row's prediction as answered fresh and as answered stale (flat), built once per snapshot and model."""
+
+        def build() -> tuple[list[Prediction], list[Prediction]]:
+            scores = self._universe_scores(model, snap)
+            assert scores is not None
+            with np.errstate(all="ignore"):
+                conf = confidence(model.oof_abs, scores)
+                dirs = directions(scores, conf, dead_band=self.settings.dead_band)
+            rows = list(zip(snap.frame["symbol"].to_list(), scores.tolist(), dirs, conf.tolist(), snap.stamps, strict=True))
+            # model_construct: these values are ours and already typed; validating 2 × universe models per snapshot is waste.
+            live = [Prediction.model_construct(symbol=s, score=sc, direction=d, confidence=c, feature_ts=ts, stale=False,
+                                               explanation=None) for s, sc, d, c, ts in rows]
+            flat = [Prediction.model_construct(symbol=s, score=sc, direction="flat", confidence=0.0, feature_ts=ts, stale=True,
+                                               explanation=None) for s, sc, _, _, ts in rows]
+            return live, flat
+
+        return snap.memo(("answers", model.tag), build)
+
+    @staticmethod
+    def _universe_scores(model: LoadedModel, snap: Snapshot) -> np.ndarray | None:
+        """Scores of every row of the snapshot (None for a model that reads history: those are scored per request)."""
+        if model.context:
+            return None
+
+        def build() -> np.ndarray:
+            with np.errstate(all="ignore"):
+                return read_only(score(model, snap.matrix(model.features)))
+
+        return snap.memo(_scores_key(model), build)
+
+    def _as_of(self, model: LoadedModel, symbols: Sequence[str], at: dt.datetime) -> tuple[np.ndarray, list, list | None]:
         found = self.source.as_of(symbols, at)
         order = pl.DataFrame({"symbol": list(symbols)})
         rows = order.join(found, on="symbol", how="left", maintain_order="left")
@@ -112,7 +168,7 @@ class Predictor:
         if model.context:
             anchors = rows.select(pl.int_range(pl.len()).alias("anchor"), "symbol", "event_timestamp")
             histories = self._histories(anchors, model)
-        return matrix(rows, model.features), stamps, at, histories
+        return matrix(rows, model.features), stamps, histories
 
     def _histories(self, anchors: pl.DataFrame, model: LoadedModel) -> list[np.ndarray]:
         hist = self.source.history(anchors, model.context)
@@ -229,6 +285,9 @@ class Predictor:
     def _score(self, model: LoadedModel, x: np.ndarray, histories: list | None, loc: tuple[str, ...]) -> np.ndarray:
         with np.errstate(all="ignore"):
             scores = score(model, x, histories)
+        return self._finite(scores, loc)
+
+    def _finite(self, scores: np.ndarray, loc: tuple[str, ...]) -> np.ndarray:
         bad = np.flatnonzero(~np.isfinite(scores))
         self._raise([Problem((*loc, int(i)), "features the model cannot score (non-finite score)", "unscorable") for i in bad])
         return scores
@@ -247,3 +306,7 @@ class Predictor:
     def _raise(problems: list[Problem]) -> None:
         if problems:
             raise RequestRejected(422, problems)
+
+
+def _scores_key(model: LoadedModel) -> tuple[str, str]:
+    return ("scores", model.tag)

@@ -16,6 +16,11 @@ bars from 2024-01-02 (bars in the feature layer's input shape, ``BAR_COLUMNS``):
   sliding windows a pandas ``rolling`` lacks (the CCI's mean absolute deviation, the
   least-squares slope) use numpy's ``sliding_window_view``, not a Python callback.
 
+The pandas twin has no residual family yet (14 of the 54 features), so polars is also timed
+without it: each polars run times its residual stage (``feature_repo.library.residual_features``,
+wrapped with a clock) and the like-for-like figure is the run minus that stage. The verdict
+is judged on that one; the row for all 54 features is kept for reference.
+
 Both sides start from a frame already in memory (the polars frame, and the same rows as
 a pandas frame); converting between them is not timed. Each side runs ``--repeat`` times
 and the best time counts. Before any figure is printed the outputs are compared value by
@@ -63,6 +68,25 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 def best_of(fn: Callable[[], T], repeat: int) -> tuple[T, float, list[float]]:
     runs = [timed(fn) for _ in range(repeat)]
     return runs[-1][0], min(s for _, s in runs), [s for _, s in runs]
+
+
+def polars_runs(bars: pl.DataFrame, repeat: int) -> tuple[pl.DataFrame, list[float], list[float]]:
+    """``compute_features`` ``repeat`` times: the output, each run's seconds, and each run's seconds in the residual stage."""
+    import feature_repo.library as library
+
+    inner, spent = library.residual_features, []
+
+    def clocked(df: pl.DataFrame) -> pl.DataFrame:
+        out, s = timed(lambda: inner(df))
+        spent.append(s)
+        return out
+
+    library.residual_features = clocked
+    try:
+        runs = [timed(lambda: compute_features(bars, bar_length=BAR, created=CREATED)) for _ in range(repeat)]
+    finally:
+        library.residual_features = inner
+    return runs[-1][0], [s for _, s in runs], spent
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -294,7 +318,10 @@ def main() -> None:
           f"({bars['ts'].min():%Y-%m-%d} .. {bars['ts'].max():%Y-%m-%d}), built in {gen:.1f} s (not timed)")
     pdf = bars.to_pandas()  # the pandas side starts from the same rows in pandas (not timed)
 
-    pl_out, pl_best, pl_runs = best_of(lambda: compute_features(bars, bar_length=BAR, created=CREATED), repeat)
+    pl_out, pl_runs, resid_runs = polars_runs(bars, repeat)
+    pl_best = min(pl_runs)
+    like_runs = [t - r for t, r in zip(pl_runs, resid_runs, strict=True)]  # the features the pandas twin also computes
+    like_best = min(like_runs)
     pd_out, pd_best, pd_runs = best_of(lambda: pandas_features(pdf, BAR), repeat)
 
     bad = compare(pl_out, pd_out)
@@ -309,15 +336,21 @@ def main() -> None:
         print(f"  DIFFERS {name}: {what}, max diff {diff:.3e}")
 
     n_values = pl_out.height * len(FEATURE_NAMES)
-    fmt = "{:>8} {:>10} {:>26} {:>16} {:>14}"
+    n_like = pl_out.height * len(both)
+    fmt = "{:>16} {:>10} {:>26} {:>16} {:>14}"
     print(fmt.format("impl", "best s", f"runs s (x{repeat})", "bar-features/s", "pandas/polars"))
-    for name, best, runs in (("pandas", pd_best, pd_runs), ("polars", pl_best, pl_runs)):
-        print(fmt.format(name, f"{best:.3f}", " ".join(f"{s:.2f}" for s in runs), f"{n_values / best:,.0f}", f"{pd_best / best:.1f}x"))
-    ratio = pd_best / pl_best
-    print(f"polars is {ratio:.1f}x the pandas baseline measured in this run (goal >= {RATIO_GOAL:g}x: "
-          f"{'yes' if ratio >= RATIO_GOAL else 'NO'}); values {'identical within tolerance' if not bad else 'DIFFER'}")
-    report([Verdict("features", f"compute_features {args.symbols}×{args.sessions} sessions (pandas twin: {len(both)}/{len(FEATURE_NAMES)})", f"{n_values / pl_best / 1e6:.1f}M bar·features/s",
-                    "same features in pandas (× faster)", ratio, f">= {RATIO_GOAL:g}× pandas, identical", ratio >= RATIO_GOAL and not bad)])
+    for name, best, runs, n in (("pandas", pd_best, pd_runs, n_like), (f"polars {len(both)}", like_best, like_runs, n_like),
+                                (f"polars all {len(FEATURE_NAMES)}", pl_best, pl_runs, n_values)):
+        print(fmt.format(name, f"{best:.3f}", " ".join(f"{s:.2f}" for s in runs), f"{n / best:,.0f}", f"{pd_best / best:.1f}x"))
+    ratio, ratio_all = pd_best / like_best, pd_best / pl_best
+    print(f"polars is {ratio:.1f}x the pandas baseline on the same {len(both)} features (goal >= {RATIO_GOAL:g}x: "
+          f"{'yes' if ratio >= RATIO_GOAL else 'NO'}), {ratio_all:.1f}x while also computing the other "
+          f"{len(FEATURE_NAMES) - len(both)}; values {'identical within tolerance' if not bad else 'DIFFER'}")
+    size = f"{args.symbols}×{args.sessions} sessions"
+    report([Verdict("features", f"compute_features {size}, the {len(both)} the pandas twin has", f"{n_like / like_best / 1e6:.1f}M bar·features/s",
+                    "same features in pandas (× faster)", ratio, f">= {RATIO_GOAL:g}× pandas, identical", ratio >= RATIO_GOAL and not bad),
+            Verdict("features", f"compute_features {size}, all {len(FEATURE_NAMES)}", f"{n_values / pl_best / 1e6:.1f}M bar·features/s",
+                    f"pandas, {len(both)} features (× faster)", ratio_all, "- (reference)", None)])
     if bad:
         sys.exit(1)
 

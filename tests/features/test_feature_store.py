@@ -83,9 +83,9 @@ def test_training_set_built_in_small_chunks_equals_one_chunk(repo) -> None:
     home, store, _ = repo
     start = dt.datetime(2024, 7, 8, tzinfo=dt.UTC)
     end = dt.datetime(2024, 7, 20, tzinfo=dt.UTC)
-    one = fs.training_set(store, fs.offline_dir(home), start=start, end=end, chunk=dt.timedelta(days=60))
-    many = fs.training_set(store, fs.offline_dir(home), start=start, end=end, chunk=dt.timedelta(days=1))
-    assert one.height > 0 and one.equals(many)
+    one = fs.training_set(store, fs.offline_dir(home), start=start, end=end, chunk_rows=1_000_000)
+    many = fs.training_set(store, fs.offline_dir(home), start=start, end=end, chunk_rows=max(1, one.height // 3))
+    assert one.height > 3 and one.equals(many)
     assert one["event_timestamp"].min() >= start and one["event_timestamp"].max() < end
 
 

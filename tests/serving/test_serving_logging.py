@@ -49,7 +49,8 @@ def test_server_error_still_logs_error_with_its_traceback(client, caplog, monkey
     def broken(self, request):
         raise RuntimeError("a bug in the predictor")
 
-    monkeypatch.setattr(Predictor, "predict", broken)
+    for path in ("quick", "predict"):  # the in-place lookup and the threaded call
+        monkeypatch.setattr(Predictor, path, broken)
     with caplog.at_level(logging.INFO):
         response = client.post("/predict", json={"symbols": ["AAA"]})
     assert response.status_code == 500
