@@ -65,17 +65,22 @@ def make_bars(symbols: Sequence[str] = SYMBOLS, *, n: int = 26, start: dt.dateti
     return sorted(bars, key=lambda b: (b.ts, b.symbol))
 
 
-def write_marts_bars(path: Path, bars: Sequence[Bar]) -> None:
-    """A warehouse at ``path`` whose ``marts.bars`` holds ``bars`` as 15-minute bars (what the trader's sim reads)."""
-    import duckdb
+def write_marts_bars(location: Path | str, bars: Sequence[Bar]) -> None:
+    """A warehouse at ``location`` (a DuckDB file or a ``postgresql://`` database, through the warehouse interface) whose
+    ``marts.bars`` holds ``bars`` as 15-minute bars (what the trader's sim reads)."""
+    import polars as pl
 
-    with duckdb.connect(str(path)) as conn:
-        conn.execute("CREATE SCHEMA marts")
-        conn.execute("CREATE TABLE marts.bars (symbol VARCHAR, timeframe VARCHAR, ts TIMESTAMPTZ, open DOUBLE, high DOUBLE, "
-                     "low DOUBLE, close DOUBLE, volume DOUBLE)")
-        conn.executemany("INSERT INTO marts.bars VALUES (?, '15m', ?, ?, ?, ?, ?, ?)",
-                         [(b.symbol, b.ts, float(b.open), float(b.high), float(b.low), float(b.close), float(b.volume))
-                          for b in bars])
+    from orchestration.warehouse import Warehouse
+
+    frame = pl.DataFrame(
+        [(b.symbol, "15m", b.ts, float(b.open), float(b.high), float(b.low), float(b.close), float(b.volume)) for b in bars],
+        schema={"symbol": pl.String, "timeframe": pl.String, "ts": pl.Datetime("us", "UTC"), "open": pl.Float64, "high": pl.Float64,
+                "low": pl.Float64, "close": pl.Float64, "volume": pl.Float64}, orient="row")
+    with Warehouse(location).connect() as con, con.transaction():
+        con.execute("CREATE SCHEMA marts")
+        con.execute("CREATE TABLE marts.bars (symbol VARCHAR, timeframe VARCHAR, ts TIMESTAMPTZ, open DOUBLE PRECISION, "
+                    "high DOUBLE PRECISION, low DOUBLE PRECISION, close DOUBLE PRECISION, volume DOUBLE PRECISION)")
+        con.append("marts.bars", frame)
 
 
 def config(**overrides: object) -> TraderConfig:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from click.testing import CliRunner
-from fake_venue import PredictionServer
+from fake_venue import PredictionServer, make_bars, write_marts_bars
 from test_trader_cli import write_config
 
 from tests.servers import count_rows
 from trader.cli import main
 from trader.domain import OrderStatus, TradingState
-from trader.servers import database_url, server_store_url
+from trader.servers import database_url, ensure_database, server_store_url
 from trader.store import TraderStore
 
 
@@ -22,6 +22,10 @@ def test_servers_profile_runs_the_sim_session_kill_and_resume_on_postgres(home, 
     monkeypatch.setenv("ALPHALINE_POSTGRES_URL", _server(postgres_url))
     url = server_store_url("sim")
     assert url == database_url(_server(postgres_url), "trader_sim")
+    warehouse = database_url(_server(postgres_url), "warehouse", driver="")  # the trader's bars come from the server too
+    ensure_database(warehouse)
+    write_marts_bars(warehouse, make_bars(n=6))
+    (home / "warehouse.duckdb").unlink()  # the fixture's embedded warehouse: not read on this profile
     run = lambda *args: CliRunner().invoke(main, list(args))  # noqa: E731
     with PredictionServer() as server:
         cfg = write_config(home, server.url)
