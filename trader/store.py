@@ -257,7 +257,7 @@ class StoreTx:
         if not self._positions_read:  # one read for the book: a batch of fills touches most of it
             for row in self._conn.execute(sa.select(positions)):
                 if row.symbol not in self._positions:
-                    self._positions[row.symbol] = Position(**{k: v for k, v in row._asdict().items() if k != "updated_at"})
+                    self._positions[row.symbol] = Position.from_stored(row._mapping)
             self._positions_read = True
         return self._positions.get(symbol) or Position(symbol=Symbol(symbol))
 
@@ -554,7 +554,7 @@ class TraderStore:
         """Every symbol ever traded (flat ones too: they carry realised P&L)."""
         with self._read() as conn:
             rows = conn.execute(sa.select(positions).order_by(positions.c.symbol)).all()
-        return {Symbol(r.symbol): Position(**{k: v for k, v in r._asdict().items() if k != "updated_at"}) for r in rows}
+        return {Symbol(r.symbol): Position.from_stored(r._mapping) for r in rows}
 
     def corporate_action_rows(self) -> list[dict[str, Any]]:
         """Applied corporate actions (:mod:`trader.corporate_actions`), in the order applied."""
