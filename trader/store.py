@@ -59,6 +59,7 @@ from trader.audit_hmac import audit_key, record_hmac
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
 from trader.store_bulk import write_rows
+from trader.store_cache import BOOK_VERSION_DDL, BookCache, book_version
 from trader.store_schema import (
     ADDED_ORDER_COLUMNS,
     append_only_ddl,
@@ -192,8 +193,12 @@ class StoreTx:
     (:meth:`flush`); the audit head is read once and the chain extended in memory.
     """
 
-    def __init__(self, conn: Connection, audit_key: bytes | None = None):
+    def __init__(self, conn: Connection, audit_key: bytes | None = None, book: BookCache | None = None):
         self._conn = conn
+        self._book = book
+        self._book_orders: dict[str, Order] = {}  # what this transaction wrote, for the book once committed
+        self._book_positions: dict[str, Position] = {}
+        self._book_versions: tuple[int, int] | None = None
         self._head: tuple[int, str] | None = None
         self._audit: list[dict[str, Any]] = []
         self._audit_key = audit_key
@@ -225,6 +230,7 @@ class StoreTx:
     def save_order(self, order: Order) -> None:
         """Insert or update the order (keyed by ``client_order_id``)."""
         self._orders[order.client_order_id] = order.to_record()
+        self._book_orders[order.client_order_id] = order
 
     def expect_fills(self, fill_ids: Iterable[str]) -> None:
         """Look these fill ids up in one query, so that :meth:`record_fill` of a new one needs none (a batch of events)."""
@@ -255,9 +261,12 @@ class StoreTx:
 
     def _position(self, symbol: str) -> Position:
         if not self._positions_read:  # one read for the book: a batch of fills touches most of it
-            for row in self._conn.execute(sa.select(positions)):
-                if row.symbol not in self._positions:
-                    self._positions[row.symbol] = Position.from_stored(row._mapping)
+            def load() -> dict[Symbol, Position]:
+                return {row.symbol: Position.from_stored(row._mapping) for row in self._conn.execute(sa.select(positions))}
+
+            # Before flush() nothing of this transaction is in the table: the book's committed state
+            stored = load() if self._book is None else self._book.positions(self._conn.connection.dbapi_connection, load)
+            self._positions = stored | self._positions
             self._positions_read = True
         return self._positions.get(symbol) or Position(symbol=Symbol(symbol))
 
@@ -305,12 +314,15 @@ class StoreTx:
 
     def flush(self) -> None:
         """Write what this transaction collected: one statement per table."""
+        book_writes = self._book is not None and bool(self._orders or self._moved)
+        before = book_version(self._conn.connection.dbapi_connection) if book_writes else 0
         if self._fills:
             self._insert(fills, [f.to_record() for f in self._fills.values()])
             self._fills.clear()
         if self._moved:
             rows = {s: self._positions[s].to_record() | {"updated_at": at} for s, at in self._moved.items()}
             self._upsert(positions, _KNOWN_POSITIONS, _UPDATE_POSITION, rows)
+            self._book_positions.update((s, self._positions[s]) for s in self._moved)
             self._moved.clear()
         if self._orders:
             self._upsert(orders, _KNOWN_ORDERS, _UPDATE_ORDER, self._orders)
@@ -325,6 +337,13 @@ class StoreTx:
         if self._macs:
             self._insert(audit_hmac, self._macs)
             self._macs.clear()
+        if book_writes:  # the write lock is held: only this transaction moved the count in between
+            self._book_versions = (before, book_version(self._conn.connection.dbapi_connection))
+
+    def committed(self) -> None:
+        """The transaction committed: its orders and positions go to the in-memory book (:mod:`trader.store_cache`)."""
+        if self._book is not None and self._book_versions is not None:
+            self._book.committed(*self._book_versions, self._book_orders, self._book_positions)
 
     def _insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         if not write_rows(self._conn, table, rows):
@@ -364,13 +383,14 @@ class TraderStore:
         self._reading = threading.local()  # the connection of the thread's open snapshot()
         self._state_probe: sqlite3.Connection | None = None
         self._state_cache: tuple[int, TradingStateRecord] | None = None
+        self._book = BookCache() if self._engine.dialect.name == "sqlite" else None
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(**{_WRITE: True})  # one process at a time (DDL of two at once can collide)
                 with conn.begin():
                     metadata.create_all(conn)
                     _add_missing_order_columns(conn)
-                    for ddl in append_only_ddl(self._engine.dialect.name):
+                    for ddl in append_only_ddl(self._engine.dialect.name) + (BOOK_VERSION_DDL if self._book else ()):
                         conn.exec_driver_sql(ddl)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"{self._safe_url}: cannot open the store ({exc.__class__.__name__}: {exc.orig or exc})") from None
@@ -403,9 +423,10 @@ class TraderStore:
             with self._engine.connect() as conn:
                 conn.execution_options(**{_WRITE: True, _DURABLE: durable})
                 with conn.begin():
-                    tx = StoreTx(conn, self._audit_key)
+                    tx = StoreTx(conn, self._audit_key, self._book)
                     yield tx
                     tx.flush()
+                tx.committed()
         except sa.exc.OperationalError as exc:
             raise StoreError(f"{self._safe_url}: {exc.orig}") from None
 
@@ -515,9 +536,12 @@ class TraderStore:
             return [Order.from_stored(row._mapping) for row in conn.execute(query)]
 
     def working_orders(self) -> list[Order]:
-        """Orders not in a terminal status, by creation time."""
+        """Orders not in a terminal status, by creation time (on SQLite from memory while no writer moved them)."""
         with self._read() as conn:
-            return [Order.from_stored(row._mapping) for row in conn.execute(_WORKING_ORDERS)]
+            def load() -> list[Order]:
+                return [Order.from_stored(row._mapping) for row in conn.execute(_WORKING_ORDERS)]
+
+            return load() if self._book is None else self._book.working_orders(conn.connection.dbapi_connection, load)
 
     def client_order_ids(self, *, since: dt.datetime | None = None) -> frozenset[ClientOrderId]:
         """Every ``client_order_id`` (of orders created at or after ``since``)."""
@@ -553,8 +577,11 @@ class TraderStore:
     def positions(self) -> dict[Symbol, Position]:
         """Every symbol ever traded (flat ones too: they carry realised P&L)."""
         with self._read() as conn:
-            rows = conn.execute(sa.select(positions).order_by(positions.c.symbol)).all()
-        return {Symbol(r.symbol): Position.from_stored(r._mapping) for r in rows}
+            def load() -> dict[Symbol, Position]:
+                rows = conn.execute(sa.select(positions).order_by(positions.c.symbol))
+                return {Symbol(r.symbol): Position.from_stored(r._mapping) for r in rows}
+
+            return load() if self._book is None else self._book.positions(conn.connection.dbapi_connection, load)
 
     def corporate_action_rows(self) -> list[dict[str, Any]]:
         """Applied corporate actions (:mod:`trader.corporate_actions`), in the order applied."""
