@@ -59,7 +59,7 @@ from trader.audit_hmac import audit_key, record_hmac
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
 from trader.store_bulk import write_rows
-from trader.store_cache import BOOK_VERSION_DDL, BookCache, book_version
+from trader.store_cache import CHANGE_COUNTS_DDL, KILL_SWITCH, BookCache, change_count
 from trader.store_schema import (
     ADDED_ORDER_COLUMNS,
     append_only_ddl,
@@ -95,7 +95,7 @@ _LATEST_STATE = sa.select(risk_state).order_by(risk_state.c.id.desc()).limit(1)
 _ORDERS_IN_TIME = sa.select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
 _WORKING_ORDERS = _ORDERS_IN_TIME.where(orders.c.status.in_([s.value for s in OrderStatus if not s.is_terminal]))
 _SINCE = sa.bindparam("b_since", type_=orders.c.created_at.type)
-_IDS_SINCE = sa.select(orders.c.client_order_id).where(orders.c.created_at >= _SINCE)
+_IDS_SINCE = sa.select(orders.c.client_order_id, orders.c.created_at).where(orders.c.created_at >= _SINCE)
 _TIMES_SINCE = sa.select(orders.c.created_at).where(orders.c.created_at >= _SINCE).order_by(orders.c.created_at)
 _FIRST_EQUITY_SINCE = sa.select(equity_marks.c.equity).where(equity_marks.c.ts >= _SINCE).order_by(equity_marks.c.ts).limit(1)
 _LAST_PEAK = sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)
@@ -315,7 +315,7 @@ class StoreTx:
     def flush(self) -> None:
         """Write what this transaction collected: one statement per table."""
         book_writes = self._book is not None and bool(self._orders or self._moved)
-        before = book_version(self._conn.connection.dbapi_connection) if book_writes else 0
+        before = change_count(self._conn.connection.dbapi_connection) if book_writes else 0
         if self._fills:
             self._insert(fills, [f.to_record() for f in self._fills.values()])
             self._fills.clear()
@@ -338,7 +338,7 @@ class StoreTx:
             self._insert(audit_hmac, self._macs)
             self._macs.clear()
         if book_writes:  # the write lock is held: only this transaction moved the count in between
-            self._book_versions = (before, book_version(self._conn.connection.dbapi_connection))
+            self._book_versions = (before, change_count(self._conn.connection.dbapi_connection))
 
     def committed(self) -> None:
         """The transaction committed: its orders and positions go to the in-memory book (:mod:`trader.store_cache`)."""
@@ -390,7 +390,7 @@ class TraderStore:
                 with conn.begin():
                     metadata.create_all(conn)
                     _add_missing_order_columns(conn)
-                    for ddl in append_only_ddl(self._engine.dialect.name) + (BOOK_VERSION_DDL if self._book else ()):
+                    for ddl in append_only_ddl(self._engine.dialect.name) + (CHANGE_COUNTS_DDL if self._book else ()):
                         conn.exec_driver_sql(ddl)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"{self._safe_url}: cannot open the store ({exc.__class__.__name__}: {exc.orig or exc})") from None
@@ -487,12 +487,12 @@ class TraderStore:
     def trading_state(self) -> TradingStateRecord:
         """The latest trading state; ``ACTIVE`` on a fresh store.
 
-        Read before every order, so on a SQLite file it is answered from a cache while SQLite's
-        ``data_version`` (it moves with every commit by any connection or process) says that
-        nothing was committed since the cached read; otherwise it is read again.
+        Read before every order, so on a SQLite file it is answered from a cache while the
+        database's count of ``risk_state`` writes (:mod:`trader.store_cache`: triggers move it on a
+        write by any connection or process) is the one the cached read saw; otherwise it is read again.
         """
         with self._state_lock:
-            version = self._data_version()
+            version = self._state_version()
             if version is not None and self._state_cache is not None and self._state_cache[0] == version:
                 return self._state_cache[1]
             with self._read() as conn:
@@ -505,15 +505,15 @@ class TraderStore:
             self._state_cache = None if version is None else (version, record)
             return record
 
-    def _data_version(self) -> int | None:
-        """SQLite's ``PRAGMA data_version`` on a connection that never writes; ``None`` elsewhere."""
+    def _state_version(self) -> int | None:
+        """The ``risk_state`` write count, read on a connection that never writes; ``None`` but on a SQLite file."""
         if self._state_probe is None:
             path = sqlite_file(self.url)
             if path is None:
                 return None
             self._state_probe = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
-            return self._state_probe.execute("PRAGMA data_version").fetchone()[0]
+            return change_count(self._state_probe, KILL_SWITCH)
         except sqlite3.Error as exc:
             raise StoreError(f"{self._safe_url}: {exc}") from None
 
@@ -548,7 +548,14 @@ class TraderStore:
         with self._read() as conn:
             if since is None:
                 return frozenset(conn.execute(sa.select(orders.c.client_order_id)).scalars())
-            return frozenset(conn.execute(_IDS_SINCE, {"b_since": to_utc(since, "since")}).scalars())
+            since = to_utc(since, "since")
+
+            def load(since: dt.datetime) -> dict[str, dt.datetime]:
+                return {cid: at for cid, at in conn.execute(_IDS_SINCE, {"b_since": since})}
+
+            if self._book is None:
+                return frozenset(load(since))
+            return self._book.client_order_ids(conn.connection.dbapi_connection, since, load)
 
     def order_times_since(self, since: dt.datetime) -> tuple[dt.datetime, ...]:
         """Creation times of orders created at or after ``since`` (the order-rate throttle's input)."""

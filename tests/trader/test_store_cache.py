@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import pytest
 from trader_builders import NOW, accepted, fill, order
 
-from trader.domain import OrderFilled, Position, Side, Symbol
+from trader.domain import OrderFilled, Position, Side, Symbol, TradingState
 from trader.store import TraderStore
 
 
@@ -73,17 +73,21 @@ def test_book_sees_an_order_and_a_position_another_process_wrote(store_url):
         assert book(runner) == stored(store_url)
 
 
-def test_book_sees_rows_changed_past_the_store_api(tmp_path):
+def test_book_and_kill_switch_see_rows_changed_past_the_store_api(tmp_path):
     """Someone with database access (or an older version of this code) edits the tables directly: triggers count it."""
     url = f"sqlite:///{tmp_path / 'trader.db'}"
     with TraderStore(url) as store:
         store.save_order(order("AAA", cid="al-1"))
         store.record_fill(fill("f-1", qty="10"))
         assert len(store.working_orders()) == 1 and store.positions()[Symbol("AAA")].qty == 10
+        assert store.trading_state().state is TradingState.ACTIVE  # cached from here on
         with sqlite3.connect(tmp_path / "trader.db") as conn:
             conn.execute("UPDATE orders SET status = 'canceled' WHERE client_order_id = 'al-1'")
             conn.execute("UPDATE positions SET qty = '7' WHERE symbol = 'AAA'")
+            conn.execute("INSERT INTO risk_state (state, reason, changed_by, changed_at) "
+                         "VALUES ('halted', 'by hand', 'dba', '2024-03-05T15:00:00.000000+00:00')")
         assert store.working_orders() == [] and store.positions()[Symbol("AAA")].qty == 7
+        assert store.trading_state().state is TradingState.HALTED
 
 
 def test_book_is_unchanged_by_a_transaction_that_rolled_back(store_url):
@@ -106,3 +110,18 @@ def test_book_inside_a_snapshot_is_the_snapshots_view(tmp_path):
             other.save_order(order("BBB", cid="al-2"))  # committed while the snapshot is open
             assert [o.client_order_id for o in runner.working_orders()] == ["al-1"]
         assert [o.client_order_id for o in runner.working_orders()] == ["al-1", "al-2"]
+
+
+def test_recent_order_ids_follow_the_stores_writes_and_another_processs(store_url):
+    from datetime import timedelta
+    with TraderStore(store_url) as runner, TraderStore(store_url) as other:
+        runner.save_order(order("AAA", cid="al-old", at=NOW - timedelta(days=2)))
+        runner.save_order(order("AAA", cid="al-1"))
+        assert runner.client_order_ids(since=NOW - timedelta(days=1)) == {"al-1"}
+        runner.save_order(order("BBB", cid="al-2", at=NOW + timedelta(minutes=15)))
+        other.save_order(order("CCC", cid="al-3", at=NOW + timedelta(minutes=30)))
+        assert runner.client_order_ids(since=NOW - timedelta(hours=1)) == {"al-1", "al-2", "al-3"}
+        assert runner.client_order_ids(since=NOW + timedelta(minutes=20)) == {"al-3"}
+        assert runner.client_order_ids(since=NOW - timedelta(days=3)) == {"al-old", "al-1", "al-2", "al-3"}  # older again: read
+        with TraderStore(store_url) as fresh:
+            assert fresh.client_order_ids(since=NOW) == runner.client_order_ids(since=NOW)
