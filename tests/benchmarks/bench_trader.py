@@ -21,6 +21,11 @@ What is measured, per cycle, in the same run:
   order leaves: the cycle's one durable commit), the venue's answers with the cycle record.
 * **per order** — one :meth:`RiskEngine.check` (all 15 checks) on each order of a cycle.
 
+The store's share is judged twice: on wall time (what the goal means on a quiet machine) and on
+this process's CPU time (``time.process_time``), which on a shared, loaded machine leaves out
+the time spent waiting for other processes — and the fsync of the durable commit, which the
+"core + durable commits" reference row shows.
+
 Baselines, measured in the same run: ``size_orders`` alone (the cycle's share that is not
 risk or routing) and a bare Python loop over the same orders (one attribute read and one
 multiplication per order). Ratios, not seconds, are what to compare across machines.
@@ -131,7 +136,7 @@ def core_cycles(symbols: Sequence[str], ticks: list[Tick], bars: list[Bar], *, m
     engine, batches = RiskEngine.from_config(cfg), Batches(symbols)
     broker = SimBroker(InMemoryBars(bars), config=SimConfig(initial_cash=CASH, max_participation=None), start=ticks[0].ts)
     account = Account(cash=CASH)
-    out: dict = {"cycle": [], "sizing": [], "risk": [], "per_order": [], "bare": [], "sent": [], "orders": 0}
+    out: dict = {"cycle": [], "cpu": [], "sizing": [], "risk": [], "per_order": [], "bare": [], "sent": [], "orders": 0}
     for n, tick in enumerate(ticks):
         broker.advance_to(tick.ts)
         for event in broker.poll_events():  # the fills of the previous cycle move the book (not timed)
@@ -142,7 +147,7 @@ def core_cycles(symbols: Sequence[str], ticks: list[Tick], bars: list[Bar], *, m
                           day_start_equity=account.equity(tick.prices), peak_equity=account.equity(tick.prices),
                           buying_power=CASH * 4, working_orders=tuple(broker.list_orders()))
         equity = ctx.equity
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         sizing = size_orders(batch.predictions, positions={s: p.qty for s, p in account.positions.items()}, prices=tick.prices,
                              equity=equity, config=cfg.sizing, run_id="bench", decision_ts=tick.ts)
         t1 = time.perf_counter()
@@ -153,6 +158,7 @@ def core_cycles(symbols: Sequence[str], ticks: list[Tick], bars: list[Bar], *, m
                 broker.submit(d.command.order)
                 out["sent"].append(d.command.order)
         t3 = time.perf_counter()
+        out["cpu"].append(time.process_time() - c0)
         out["cycle"].append(t3 - t0)
         out["sizing"].append(t1 - t0)
         out["risk"].append(t2 - t1)
@@ -284,13 +290,18 @@ def report(core: dict, run: dict, n_symbols: int) -> None:
     share = (r50 - c50) / r50
     print(f"  baseline  durable commit (fsync)  p50 {ms(f50)}   p99 {ms(f99)}   (the runner makes {DURABLE_COMMITS} per cycle that "
           f"sends orders); store share of the runner cycle p50: {share:5.1%}")
+    cpu_r50, cpu_c50 = pct(run["cpu"], 50), pct(core["cpu"], 50)
+    cpu_share = (cpu_r50 - cpu_c50) / cpu_r50
     print(f"  runner  cycle CPU time (this process, excludes waiting for the disk and for other processes) "
-          f"p50 {ms(pct(run['cpu'], 50))}  p99 {ms(pct(run['cpu'], 99))}")
+          f"p50 {ms(cpu_r50)}  p99 {ms(pct(run['cpu'], 99))}; core p50 {ms(cpu_c50)}; store share of the CPU p50: {cpu_share:5.1%}")
     summary([
         Verdict("trader", f"Runner.cycle, SQLite store, {n_symbols} symbols", f"p99 {r99 * 1e3:.1f} ms (p50 {r50 * 1e3:.1f})",
                 "in-memory core cycle p99", r99 / c99, f"p99 < {P99_GOAL_S * 1e3:g} ms", r99 < P99_GOAL_S),
         Verdict("trader", "store's share of Runner.cycle (p50, runner - core)", f"{share:.0%} ({(r50 - c50) * 1e3:.1f} ms)",
                 "in-memory core cycle p50", r50 / c50, f"<= {STORE_SHARE_GOAL:.0%}", share <= STORE_SHARE_GOAL),
+        Verdict("trader", "store's share of Runner.cycle CPU time (p50, runner - core)",
+                f"{cpu_share:.0%} ({(cpu_r50 - cpu_c50) * 1e3:.1f} ms)", "in-memory core cycle CPU p50", cpu_r50 / cpu_c50,
+                f"<= {STORE_SHARE_GOAL:.0%}", cpu_share <= STORE_SHARE_GOAL),
         Verdict("trader", f"Runner.cycle floor: core + {DURABLE_COMMITS} durable commits", f"p99 {(c99 + DURABLE_COMMITS * f99) * 1e3:.1f} ms",
                 "durable SQLite commit p99", (c99 + DURABLE_COMMITS * f99) / f99, "- (reference)", None),
     ])
