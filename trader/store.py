@@ -16,6 +16,10 @@ A transaction is a batch: the audit head is read once and the chain is extended 
 and orders, fills, positions and audit records are written with one multi-row statement
 each when the block ends (the last state of an order or position wins).
 
+On SQLite the working orders, the positions, a day of order ids and the kill switch are
+answered from memory while database counters that triggers move on every write — by any
+connection or process — say nothing changed them (:mod:`trader.store_cache`).
+
 Durability (SQLite, WAL): a transaction is durable when ``transaction()`` returns — its
 commit is synced to disk (``synchronous=FULL``) — unless it is opened with
 ``durable=False``. Such a commit reaches the operating system (a crash of the process
