@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -189,7 +190,13 @@ def record_body(*, seq: int, ts: str, kind: str, payload_json: bytes) -> bytes:
     ...     {"seq": 3, "ts": "t", "kind": "k", "payload": payload})
     True
     """
-    return b'{"kind":%b,"payload":%b,"seq":%d,"ts":%b}' % (json.dumps(kind).encode(), payload_json, seq, json.dumps(ts).encode())
+    return b'{"kind":%b,"payload":%b,"seq":%d,"ts":%b}' % (_json_text(kind), payload_json, seq, _json_text(ts))
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_text(text: str) -> bytes:
+    """A record's kind or time as JSON (a few kinds; a cycle's records share their time)."""
+    return json.dumps(text).encode()
 
 
 @dataclass(frozen=True)
