@@ -30,6 +30,9 @@ Baselines, measured in the same run: ``size_orders`` alone (the cycle's share th
 risk or routing) and a bare Python loop over the same orders (one attribute read and one
 multiplication per order). Ratios, not seconds, are what to compare across machines.
 
+``--profile N`` prints the runner's N most expensive functions (cProfile on CPU time, cumulative) after
+the table: where the store's share goes (audit encoding, bulk writes, commits, reads).
+
 ``--orders`` then pushes that many orders through the core path and checks that nothing
 is lost: orders sent = orders the venue knows = orders filled, filled quantity = sent
 quantity, and the venue's positions = the sum of its fills. A mismatch exits non-zero.
@@ -38,7 +41,9 @@ quantity, and the venue's positions = the sum of its fills. A mismatch exits non
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime as dt
+import pstats
 import sqlite3
 import sys
 import tempfile
@@ -208,7 +213,7 @@ def durable_commits(n: int) -> list[float]:
     return times
 
 
-def runner_cycles(symbols: Sequence[str], ticks: list[Tick], bars: list[Bar]) -> dict:
+def runner_cycles(symbols: Sequence[str], ticks: list[Tick], bars: list[Bar], profile: int = 0) -> dict:
     """Runner.cycle end to end with a SQLite store on disk; risk time measured by wrapping check_all."""
     cfg = make_config(symbols)
     engine, risk_times = RiskEngine.from_config(cfg), []
@@ -226,15 +231,20 @@ def runner_cycles(symbols: Sequence[str], ticks: list[Tick], bars: list[Bar]) ->
         runner = Runner(config=cfg, store=store, broker=broker, predictor=Batches(symbols), run_id="bench", engine=engine, strict=True)
         runner.start()
         cycles, cpu, sent = [], [], 0
+        profiler = cProfile.Profile(time.process_time) if profile else None
         for tick in ticks:
             broker.advance_to(tick.ts)
             t0, c0 = time.perf_counter(), time.process_time()
-            report = runner.cycle(tick)
+            if profiler is not None:
+                report = profiler.runcall(runner.cycle, tick)  # timings of a profiled run are not comparable
+            else:
+                report = runner.cycle(tick)
             cycles.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
             sent += report.submitted
             assert not report.problems, report.problems
-    return {"cycle": cycles, "cpu": cpu, "risk": risk_times, "sent": sent, "fsync": durable_commits(len(cycles))}
+    return {"cycle": cycles, "cpu": cpu, "risk": risk_times, "sent": sent, "fsync": durable_commits(len(cycles)),
+            "profile": profiler}
 
 
 def check_nothing_lost(result: dict) -> list[str]:
@@ -312,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--symbols", type=int, default=48)
     parser.add_argument("--cycles", type=int, default=120)
     parser.add_argument("--orders", type=int, default=10_000)
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the runner's N costliest functions")
     args = parser.parse_args(argv)
     symbols = symbols_for(args.symbols)
     need = max(args.cycles, args.orders // max(1, args.symbols // 3)) + 2
@@ -321,6 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     core = core_cycles(symbols, ticks[: args.cycles], bars)
     run = runner_cycles(symbols, ticks[: min(args.cycles, 60)], bars)
     report(core, run, args.symbols)
+    if args.profile:
+        profiled = runner_cycles(symbols, ticks[: min(args.cycles, 60)], bars, profile=args.profile)
+        print(f"\nRunner.cycle, {len(profiled['cycle'])} cycles under cProfile (CPU time; per cycle = cumtime / cycles):")
+        pstats.Stats(profiled["profile"], stream=sys.stdout).sort_stats("cumulative").print_stats(args.profile)
     flood = core_cycles(symbols, ticks, bars, max_orders=args.orders)
     problems = check_nothing_lost(flood)
     print(f"orders through the SimBroker: {len(flood['sent'])} sent in {len(flood['cycle'])} cycles, "
