@@ -62,7 +62,7 @@ from trader.config import TraderConfig
 from trader.domain import Account, Side, SubmitOrder, Symbol, TradingState, positions_from_fills
 from trader.predictions import Prediction, PredictionBatch
 from trader.risk import RiskContext, RiskEngine
-from trader.runner import Runner, Tick, replay_ticks
+from trader.runner import Runner, Tick, replay_ticks, steady_heap
 from trader.sizing import size_orders
 from trader.store import TraderStore
 
@@ -140,8 +140,17 @@ def core_cycles(symbols: Sequence[str], ticks: list[Tick], bars: list[Bar], *, m
     cfg = make_config(symbols)
     engine, batches = RiskEngine.from_config(cfg), Batches(symbols)
     broker = SimBroker(InMemoryBars(bars), config=SimConfig(initial_cash=CASH, max_participation=None), start=ticks[0].ts)
-    account = Account(cash=CASH)
     out: dict = {"cycle": [], "cpu": [], "sizing": [], "risk": [], "per_order": [], "bare": [], "sent": [], "orders": 0}
+    with steady_heap():  # as Runner.run, for both loops alike
+        _core_loop(ticks, out, cfg=cfg, engine=engine, batches=batches, broker=broker, max_orders=max_orders)
+    broker.advance_to(ticks[-1].ts + 10 * STEP)
+    out["broker"] = broker
+    return out
+
+
+def _core_loop(ticks: list[Tick], out: dict, *, cfg: TraderConfig, engine: RiskEngine, batches: Batches, broker: SimBroker,
+               max_orders: int | None) -> None:
+    account = Account(cash=CASH)
     for n, tick in enumerate(ticks):
         broker.advance_to(tick.ts)
         for event in broker.poll_events():  # the fills of the previous cycle move the book (not timed)
@@ -172,9 +181,6 @@ def core_cycles(symbols: Sequence[str], ticks: list[Tick], bars: list[Bar], *, m
             out["bare"] += _bare(sizing.commands, tick)
         if max_orders is not None and len(out["sent"]) >= max_orders:
             break
-    broker.advance_to(ticks[-1].ts + 10 * STEP)
-    out["broker"] = broker
-    return out
 
 
 def _per_order(engine: RiskEngine, commands: list[SubmitOrder], ctx: RiskContext) -> list[float]:
@@ -230,9 +236,17 @@ def runner_cycles(symbols: Sequence[str], ticks: list[Tick], bars: list[Bar], pr
     with tempfile.TemporaryDirectory() as tmp, TraderStore(f"sqlite:///{tmp}/bench.db") as store:
         runner = Runner(config=cfg, store=store, broker=broker, predictor=Batches(symbols), run_id="bench", engine=engine, strict=True)
         runner.start()
-        cycles, cpu, sent = [], [], 0
         profiler = cProfile.Profile(time.process_time) if profile else None
-        for tick in ticks:
+        with steady_heap():  # as Runner.run does around its loop
+            cycles, cpu, sent = _runner_loop(runner, broker, ticks, profiler)
+    return {"cycle": cycles, "cpu": cpu, "risk": risk_times, "sent": sent, "fsync": durable_commits(len(cycles)),
+            "profile": profiler}
+
+
+def _runner_loop(runner: Runner, broker: SimBroker, ticks: list[Tick], profiler: cProfile.Profile | None
+                 ) -> tuple[list[float], list[float], int]:
+    cycles, cpu, sent = [], [], 0
+    for tick in ticks:
             broker.advance_to(tick.ts)
             t0, c0 = time.perf_counter(), time.process_time()
             if profiler is not None:
@@ -243,8 +257,7 @@ def runner_cycles(symbols: Sequence[str], ticks: list[Tick], bars: list[Bar], pr
             cpu.append(time.process_time() - c0)
             sent += report.submitted
             assert not report.problems, report.problems
-    return {"cycle": cycles, "cpu": cpu, "risk": risk_times, "sent": sent, "fsync": durable_commits(len(cycles)),
-            "profile": profiler}
+    return cycles, cpu, sent
 
 
 def check_nothing_lost(result: dict) -> list[str]:
