@@ -440,7 +440,20 @@ class Position:
             closed = min(abs(q), abs(f))
             realized += closed * (price - self.avg_cost) * (1 if q > 0 else -1)
             avg = ZERO if new_q == 0 else self.avg_cost if (new_q > 0) == (q > 0) else price
-        return replace(self, qty=new_q, avg_cost=avg, realized_pnl=realized, fees=self.fees + fill.fee)
+        # Decimals computed from validated ones: no second validation (fills are applied in every cycle)
+        return Position._unchecked(symbol=self.symbol, qty=new_q, avg_cost=avg, realized_pnl=realized, fees=self.fees + fill.fee)
+
+    @classmethod
+    def from_stored(cls, record: Mapping[str, Any]) -> Position:
+        """The position a store row holds (its fields as Decimals; other columns ignored), without re-validation:
+        the row was written from a validated position, and the book is read every cycle."""
+        return cls._unchecked(**{name: record[name] for name in _POSITION_FIELDS})
+
+    @classmethod
+    def _unchecked(cls, **values: Any) -> Position:
+        position = object.__new__(cls)
+        position.__dict__.update(values)
+        return position
 
     def market_value(self, price: Decimal) -> Decimal:
         return self.qty * price
@@ -451,6 +464,8 @@ class Position:
     def to_record(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+
+_POSITION_FIELDS = ("symbol", "qty", "avg_cost", "realized_pnl", "fees")
 
 def positions_from_fills(fills: list[Fill] | tuple[Fill, ...]) -> dict[Symbol, Position]:
     """Positions rebuilt by applying ``fills`` in time order (ties by ``fill_id``)."""

@@ -16,6 +16,10 @@ A transaction is a batch: the audit head is read once and the chain is extended 
 and orders, fills, positions and audit records are written with one multi-row statement
 each when the block ends (the last state of an order or position wins).
 
+On SQLite the working orders, the positions, a day of order ids and the kill switch are
+answered from memory while database counters that triggers move on every write — by any
+connection or process — say nothing changed them (:mod:`trader.store_cache`).
+
 Durability (SQLite, WAL): a transaction is durable when ``transaction()`` returns — its
 commit is synced to disk (``synchronous=FULL``) — unless it is opened with
 ``durable=False``. Such a commit reaches the operating system (a crash of the process
@@ -59,6 +63,7 @@ from trader.audit_hmac import audit_key, record_hmac
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
 from trader.store_bulk import write_rows
+from trader.store_cache import CHANGE_COUNTS_DDL, KILL_SWITCH, BookCache, change_count
 from trader.store_schema import (
     ADDED_ORDER_COLUMNS,
     append_only_ddl,
@@ -94,7 +99,7 @@ _LATEST_STATE = sa.select(risk_state).order_by(risk_state.c.id.desc()).limit(1)
 _ORDERS_IN_TIME = sa.select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
 _WORKING_ORDERS = _ORDERS_IN_TIME.where(orders.c.status.in_([s.value for s in OrderStatus if not s.is_terminal]))
 _SINCE = sa.bindparam("b_since", type_=orders.c.created_at.type)
-_IDS_SINCE = sa.select(orders.c.client_order_id).where(orders.c.created_at >= _SINCE)
+_IDS_SINCE = sa.select(orders.c.client_order_id, orders.c.created_at).where(orders.c.created_at >= _SINCE)
 _TIMES_SINCE = sa.select(orders.c.created_at).where(orders.c.created_at >= _SINCE).order_by(orders.c.created_at)
 _FIRST_EQUITY_SINCE = sa.select(equity_marks.c.equity).where(equity_marks.c.ts >= _SINCE).order_by(equity_marks.c.ts).limit(1)
 _LAST_PEAK = sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)
@@ -192,8 +197,12 @@ class StoreTx:
     (:meth:`flush`); the audit head is read once and the chain extended in memory.
     """
 
-    def __init__(self, conn: Connection, audit_key: bytes | None = None):
+    def __init__(self, conn: Connection, audit_key: bytes | None = None, book: BookCache | None = None):
         self._conn = conn
+        self._book = book
+        self._book_orders: dict[str, Order] = {}  # what this transaction wrote, for the book once committed
+        self._book_positions: dict[str, Position] = {}
+        self._book_versions: tuple[int, int] | None = None
         self._head: tuple[int, str] | None = None
         self._audit: list[dict[str, Any]] = []
         self._audit_key = audit_key
@@ -225,6 +234,7 @@ class StoreTx:
     def save_order(self, order: Order) -> None:
         """Insert or update the order (keyed by ``client_order_id``)."""
         self._orders[order.client_order_id] = order.to_record()
+        self._book_orders[order.client_order_id] = order
 
     def expect_fills(self, fill_ids: Iterable[str]) -> None:
         """Look these fill ids up in one query, so that :meth:`record_fill` of a new one needs none (a batch of events)."""
@@ -255,9 +265,12 @@ class StoreTx:
 
     def _position(self, symbol: str) -> Position:
         if not self._positions_read:  # one read for the book: a batch of fills touches most of it
-            for row in self._conn.execute(sa.select(positions)):
-                if row.symbol not in self._positions:
-                    self._positions[row.symbol] = Position(**{k: v for k, v in row._asdict().items() if k != "updated_at"})
+            def load() -> dict[Symbol, Position]:
+                return {row.symbol: Position.from_stored(row._mapping) for row in self._conn.execute(sa.select(positions))}
+
+            # Before flush() nothing of this transaction is in the table: the book's committed state
+            stored = load() if self._book is None else self._book.positions(self._conn.connection.dbapi_connection, load)
+            self._positions = stored | self._positions
             self._positions_read = True
         return self._positions.get(symbol) or Position(symbol=Symbol(symbol))
 
@@ -305,12 +318,15 @@ class StoreTx:
 
     def flush(self) -> None:
         """Write what this transaction collected: one statement per table."""
+        book_writes = self._book is not None and bool(self._orders or self._moved)
+        before = change_count(self._conn.connection.dbapi_connection) if book_writes else 0
         if self._fills:
             self._insert(fills, [f.to_record() for f in self._fills.values()])
             self._fills.clear()
         if self._moved:
             rows = {s: self._positions[s].to_record() | {"updated_at": at} for s, at in self._moved.items()}
             self._upsert(positions, _KNOWN_POSITIONS, _UPDATE_POSITION, rows)
+            self._book_positions.update((s, self._positions[s]) for s in self._moved)
             self._moved.clear()
         if self._orders:
             self._upsert(orders, _KNOWN_ORDERS, _UPDATE_ORDER, self._orders)
@@ -325,6 +341,13 @@ class StoreTx:
         if self._macs:
             self._insert(audit_hmac, self._macs)
             self._macs.clear()
+        if book_writes:  # the write lock is held: only this transaction moved the count in between
+            self._book_versions = (before, change_count(self._conn.connection.dbapi_connection))
+
+    def committed(self) -> None:
+        """The transaction committed: its orders and positions go to the in-memory book (:mod:`trader.store_cache`)."""
+        if self._book is not None and self._book_versions is not None:
+            self._book.committed(*self._book_versions, self._book_orders, self._book_positions)
 
     def _insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         if not write_rows(self._conn, table, rows):
@@ -364,13 +387,14 @@ class TraderStore:
         self._reading = threading.local()  # the connection of the thread's open snapshot()
         self._state_probe: sqlite3.Connection | None = None
         self._state_cache: tuple[int, TradingStateRecord] | None = None
+        self._book = BookCache() if self._engine.dialect.name == "sqlite" else None
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(**{_WRITE: True})  # one process at a time (DDL of two at once can collide)
                 with conn.begin():
                     metadata.create_all(conn)
                     _add_missing_order_columns(conn)
-                    for ddl in append_only_ddl(self._engine.dialect.name):
+                    for ddl in append_only_ddl(self._engine.dialect.name) + (CHANGE_COUNTS_DDL if self._book else ()):
                         conn.exec_driver_sql(ddl)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"{self._safe_url}: cannot open the store ({exc.__class__.__name__}: {exc.orig or exc})") from None
@@ -403,9 +427,10 @@ class TraderStore:
             with self._engine.connect() as conn:
                 conn.execution_options(**{_WRITE: True, _DURABLE: durable})
                 with conn.begin():
-                    tx = StoreTx(conn, self._audit_key)
+                    tx = StoreTx(conn, self._audit_key, self._book)
                     yield tx
                     tx.flush()
+                tx.committed()
         except sa.exc.OperationalError as exc:
             raise StoreError(f"{self._safe_url}: {exc.orig}") from None
 
@@ -466,12 +491,12 @@ class TraderStore:
     def trading_state(self) -> TradingStateRecord:
         """The latest trading state; ``ACTIVE`` on a fresh store.
 
-        Read before every order, so on a SQLite file it is answered from a cache while SQLite's
-        ``data_version`` (it moves with every commit by any connection or process) says that
-        nothing was committed since the cached read; otherwise it is read again.
+        Read before every order, so on a SQLite file it is answered from a cache while the
+        database's count of ``risk_state`` writes (:mod:`trader.store_cache`: triggers move it on a
+        write by any connection or process) is the one the cached read saw; otherwise it is read again.
         """
         with self._state_lock:
-            version = self._data_version()
+            version = self._state_version()
             if version is not None and self._state_cache is not None and self._state_cache[0] == version:
                 return self._state_cache[1]
             with self._read() as conn:
@@ -484,15 +509,15 @@ class TraderStore:
             self._state_cache = None if version is None else (version, record)
             return record
 
-    def _data_version(self) -> int | None:
-        """SQLite's ``PRAGMA data_version`` on a connection that never writes; ``None`` elsewhere."""
+    def _state_version(self) -> int | None:
+        """The ``risk_state`` write count, read on a connection that never writes; ``None`` but on a SQLite file."""
         if self._state_probe is None:
             path = sqlite_file(self.url)
             if path is None:
                 return None
             self._state_probe = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
-            return self._state_probe.execute("PRAGMA data_version").fetchone()[0]
+            return change_count(self._state_probe, KILL_SWITCH)
         except sqlite3.Error as exc:
             raise StoreError(f"{self._safe_url}: {exc}") from None
 
@@ -515,16 +540,26 @@ class TraderStore:
             return [Order.from_stored(row._mapping) for row in conn.execute(query)]
 
     def working_orders(self) -> list[Order]:
-        """Orders not in a terminal status, by creation time."""
+        """Orders not in a terminal status, by creation time (on SQLite from memory while no writer moved them)."""
         with self._read() as conn:
-            return [Order.from_stored(row._mapping) for row in conn.execute(_WORKING_ORDERS)]
+            def load() -> list[Order]:
+                return [Order.from_stored(row._mapping) for row in conn.execute(_WORKING_ORDERS)]
+
+            return load() if self._book is None else self._book.working_orders(conn.connection.dbapi_connection, load)
 
     def client_order_ids(self, *, since: dt.datetime | None = None) -> frozenset[ClientOrderId]:
         """Every ``client_order_id`` (of orders created at or after ``since``)."""
         with self._read() as conn:
             if since is None:
                 return frozenset(conn.execute(sa.select(orders.c.client_order_id)).scalars())
-            return frozenset(conn.execute(_IDS_SINCE, {"b_since": to_utc(since, "since")}).scalars())
+            since = to_utc(since, "since")
+
+            def load(since: dt.datetime) -> dict[str, dt.datetime]:
+                return {cid: at for cid, at in conn.execute(_IDS_SINCE, {"b_since": since})}
+
+            if self._book is None:
+                return frozenset(load(since))
+            return self._book.client_order_ids(conn.connection.dbapi_connection, since, load)
 
     def order_times_since(self, since: dt.datetime) -> tuple[dt.datetime, ...]:
         """Creation times of orders created at or after ``since`` (the order-rate throttle's input)."""
@@ -553,8 +588,11 @@ class TraderStore:
     def positions(self) -> dict[Symbol, Position]:
         """Every symbol ever traded (flat ones too: they carry realised P&L)."""
         with self._read() as conn:
-            rows = conn.execute(sa.select(positions).order_by(positions.c.symbol)).all()
-        return {Symbol(r.symbol): Position(**{k: v for k, v in r._asdict().items() if k != "updated_at"}) for r in rows}
+            def load() -> dict[Symbol, Position]:
+                rows = conn.execute(sa.select(positions).order_by(positions.c.symbol))
+                return {Symbol(r.symbol): Position.from_stored(r._mapping) for r in rows}
+
+            return load() if self._book is None else self._book.positions(conn.connection.dbapi_connection, load)
 
     def corporate_action_rows(self) -> list[dict[str, Any]]:
         """Applied corporate actions (:mod:`trader.corporate_actions`), in the order applied."""

@@ -8,6 +8,7 @@ falls back to SQLAlchemy's own statements.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,7 +27,8 @@ class _Bulk:
     def __init__(self, table: sa.Table, dialect: sa.Dialect, *, upsert: bool):
         columns = list(table.columns)
         self.names = [c.name for c in columns]
-        self.convert = [c.type.bind_processor(dialect) for c in columns]
+        self.values = itemgetter(*self.names) if len(columns) > 1 else lambda row: (row[self.names[0]],)
+        self.convert = [(i, f) for i, c in enumerate(columns) if (f := c.type.bind_processor(dialect)) is not None]
         marker = "?" if dialect.paramstyle == "qmark" else "%s"
         names = ", ".join(f'"{n}"' for n in self.names)
         sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join([marker] * len(columns))})'
@@ -37,8 +39,13 @@ class _Bulk:
         self.sql = sql
 
     def run(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
-        pairs = list(zip(self.names, self.convert, strict=True))
-        conn.exec_driver_sql(self.sql, [tuple(row[n] if f is None else f(row[n]) for n, f in pairs) for row in rows])
+        conn.exec_driver_sql(self.sql, [self._row(row) for row in rows])
+
+    def _row(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        values = list(self.values(row))  # every column, in order, in one C call; then only the typed ones converted
+        for i, convert in self.convert:
+            values[i] = convert(values[i])
+        return tuple(values)
 
 
 _DIALECTS = ("sqlite", "postgresql")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from decimal import Decimal as D
 
 import httpx
@@ -95,6 +96,23 @@ def test_runner_when_predictions_fail_sends_nothing_and_halts_after_n_failures(s
     assert (state.state, state.changed_by) == (TradingState.HALTED, "runner") and "Field required" in state.reason
     assert len(predictor.calls) == 3  # once HALTED, the service is not even asked
     assert kinds(store).count("prediction_failure") == 3
+
+
+def test_runner_run_unfreezes_the_heap_it_froze_for_its_loop_even_when_a_cycle_raises(store):
+    """Runner.run keeps start-up objects out of the garbage collector's way only while it loops (steady_heap)."""
+    bars = make_bars()
+    broker, predictor = FakeBroker(bars=bars), FakePredictor()
+    frozen: list[int] = []
+
+    def before(tick):
+        frozen.append(gc.get_freeze_count())
+        if len(frozen) == 2:
+            raise RuntimeError("stop")
+        broker.advance_to(tick.ts)
+
+    with pytest.raises(RuntimeError, match="stop"):
+        runner(store, broker, predictor).run(replay_ticks(bars)[:4], before_cycle=before)
+    assert frozen[0] > 0 and gc.get_freeze_count() == 0
 
 
 def test_runner_a_good_answer_resets_the_failure_count(store):
