@@ -18,6 +18,17 @@ _compiled = numba.njit(cache=True, nogil=True)
 
 
 @_compiled
+def _nonzero(grid: np.ndarray) -> int:
+    """How many cells of a 2-D grid are not zero (sizes the outputs before they are filled in order)."""
+    count = 0
+    for t in range(grid.shape[0]):
+        for s in range(grid.shape[1]):
+            if grid[t, s] != 0:
+                count += 1
+    return count
+
+
+@_compiled
 def rank_weights(scores: np.ndarray, k: int, long_only: bool, unit: float) -> tuple[np.ndarray, np.ndarray]:
     """Target weight of every (time, symbol) from that time's scores, and whether the time has any score.
 
@@ -260,11 +271,7 @@ def fill_rows(fills: np.ndarray, open_: np.ndarray, sigma: np.ndarray, volume: n
     ``impact_coef × sigma × sqrt(|q| / volume) × N``.
     """
     n_times, n_symbols = fills.shape
-    count = 0
-    for t in range(n_times):
-        for s in range(n_symbols):
-            if fills[t, s] != 0:
-                count += 1
+    count = _nonzero(fills)
     index, money, per_bar = np.empty((4, count), dtype=np.int64), np.empty((6, count)), np.zeros((5, n_times))
     row, last_decision = 0, -1
     for t in range(n_times):
@@ -297,11 +304,7 @@ def fill_rows(fills: np.ndarray, open_: np.ndarray, sigma: np.ndarray, volume: n
 def holdings(held: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every non-zero holding in time then symbol order: bar, symbol, shares, and value at the close."""
     n_times, n_symbols = held.shape
-    count = 0
-    for t in range(n_times):
-        for s in range(n_symbols):
-            if held[t, s] != 0:
-                count += 1
+    count = _nonzero(held)
     t_index, s_index, shares, value = (np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64),
                                        np.empty(count, dtype=np.int64), np.empty(count))
     row = 0
