@@ -87,7 +87,7 @@ def feast_profile(home: Path, variant: str, n_symbols: int, n_sessions: int, rea
     first = dt.date(2024, 6, 3)
     bars = feature_bars(n_symbols=n_symbols, first=first, last=first + dt.timedelta(days=int(n_sessions * 7 / 5)))
     features = compute_features(bars, bar_length=BAR)
-    fs.write_features(features, fs.offline_dir(home))
+    fs.write_features(features, fs.offline_dir(home), tables=fs.offline_tables(fs.load_config(home, variant)))  # prod: in PostgreSQL
     store = fs.open_store(home, variant)
     fs.apply(store, fs.offline_dir(home), bar_length=BAR)
     t0 = time.perf_counter()
