@@ -13,7 +13,7 @@ Learners fit the raw label (demeaning across two indices would leave only their 
 stack's weights are fitted on cross-sectional IC (``models.ensemble``), which with two indices
 is only their spread, so here the equal-weight ensemble is the fairer combination to read.
 
-Run: ``.venv/bin/python tests/benchmarks/bench_real_daily.py [--folds 5] [--families sklearn_ridge,xgboost]``
+Run: ``.venv/bin/python -m tests.benchmarks.bench_real_daily [--folds 5] [--families sklearn_ridge,xgboost]``
 """
 
 from __future__ import annotations
