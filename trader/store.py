@@ -16,7 +16,7 @@ A transaction is a batch: the audit head is read once and the chain is extended 
 and orders, fills, positions and audit records are written with one multi-row statement
 each when the block ends (the last state of an order or position wins).
 
-On SQLite the working orders, the positions, a day of order ids and the kill switch are
+On SQLite and PostgreSQL the working orders, the positions, a day of order ids and the kill switch are
 answered from memory while database counters that triggers move on every write — by any
 connection or process — say nothing changed them (:mod:`trader.store_cache`).
 
@@ -63,7 +63,7 @@ from trader.audit_hmac import audit_key, record_hmac
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
 from trader.store_bulk import write_rows
-from trader.store_cache import CHANGE_COUNTS_DDL, KILL_SWITCH, BookCache, change_count
+from trader.store_cache import KILL_SWITCH, BookCache, change_count, change_counts_ddl
 from trader.store_schema import (
     ADDED_ORDER_COLUMNS,
     append_only_ddl,
@@ -178,10 +178,9 @@ def _make_postgres_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
-        if options.get(_WRITE):
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
-            if not options.get(_DURABLE, True):
-                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        if options.get(_WRITE):  # one round trip: set_config(..., true) is SET LOCAL
+            durability = "" if options.get(_DURABLE, True) else ", set_config('synchronous_commit', 'off', true)"
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK}){durability}")
 
     return engine
 
@@ -319,7 +318,8 @@ class StoreTx:
     def flush(self) -> None:
         """Write what this transaction collected: one statement per table."""
         book_writes = self._book is not None and bool(self._orders or self._moved)
-        before = change_count(self._conn.connection.dbapi_connection) if book_writes else 0
+        dbapi_conn = self._conn.connection.dbapi_connection
+        before = change_count(dbapi_conn, lock=self._conn.dialect.name == "postgresql") if book_writes else 0
         if self._fills:
             self._insert(fills, [f.to_record() for f in self._fills.values()])
             self._fills.clear()
@@ -342,7 +342,7 @@ class StoreTx:
             self._insert(audit_hmac, self._macs)
             self._macs.clear()
         if book_writes:  # the write lock is held: only this transaction moved the count in between
-            self._book_versions = (before, change_count(self._conn.connection.dbapi_connection))
+            self._book_versions = (before, change_count(dbapi_conn))
 
     def committed(self) -> None:
         """The transaction committed: its orders and positions go to the in-memory book (:mod:`trader.store_cache`)."""
@@ -385,16 +385,17 @@ class TraderStore:
         self._engine = _make_engine(self.url)
         self._state_lock = threading.Lock()
         self._reading = threading.local()  # the connection of the thread's open snapshot()
-        self._state_probe: sqlite3.Connection | None = None
+        self._state_probe: Any = None  # a driver connection (sqlite3 or psycopg) that only reads the kill switch's count
         self._state_cache: tuple[int, TradingStateRecord] | None = None
-        self._book = BookCache() if self._engine.dialect.name == "sqlite" else None
+        counters = change_counts_ddl(self._engine.dialect.name)
+        self._book = BookCache() if counters else None
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(**{_WRITE: True})  # one process at a time (DDL of two at once can collide)
                 with conn.begin():
                     metadata.create_all(conn)
                     _add_missing_order_columns(conn)
-                    for ddl in append_only_ddl(self._engine.dialect.name) + (CHANGE_COUNTS_DDL if self._book else ()):
+                    for ddl in append_only_ddl(self._engine.dialect.name) + counters:
                         conn.exec_driver_sql(ddl)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"{self._safe_url}: cannot open the store ({exc.__class__.__name__}: {exc.orig or exc})") from None
@@ -491,9 +492,10 @@ class TraderStore:
     def trading_state(self) -> TradingStateRecord:
         """The latest trading state; ``ACTIVE`` on a fresh store.
 
-        Read before every order, so on a SQLite file it is answered from a cache while the
-        database's count of ``risk_state`` writes (:mod:`trader.store_cache`: triggers move it on a
-        write by any connection or process) is the one the cached read saw; otherwise it is read again.
+        Read before every order, so on a SQLite file or PostgreSQL it is answered from a cache while the
+        database's count of ``risk_state`` writes (:mod:`trader.store_cache`: triggers move it on a write by
+        any connection or process) is the one the cached read saw; otherwise it is read again. The count is
+        one statement on a connection of its own that never writes (on PostgreSQL in autocommit: one round trip).
         """
         with self._state_lock:
             version = self._state_version()
@@ -510,16 +512,29 @@ class TraderStore:
             return record
 
     def _state_version(self) -> int | None:
-        """The ``risk_state`` write count, read on a connection that never writes; ``None`` but on a SQLite file."""
+        """The ``risk_state`` write count, read on the probe connection; ``None`` without counters (in-memory SQLite, others)."""
         if self._state_probe is None:
-            path = sqlite_file(self.url)
-            if path is None:
+            self._state_probe = self._open_state_probe()
+            if self._state_probe is None:
                 return None
-            self._state_probe = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             return change_count(self._state_probe, KILL_SWITCH)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, self._engine.dialect.loaded_dbapi.Error) as exc:
+            self._state_probe.close()  # e.g. the server restarted: the next read connects again
+            self._state_probe, self._state_cache = None, None
             raise StoreError(f"{self._safe_url}: {exc}") from None
+
+    def _open_state_probe(self) -> Any:
+        if self._engine.dialect.name == "postgresql":
+            try:
+                pooled = self._engine.raw_connection()
+            except sa.exc.OperationalError as exc:
+                raise StoreError(f"{self._safe_url}: {exc.orig}") from None
+            pooled.detach()  # ours for good, and never in a transaction: nothing to commit after a read
+            pooled.dbapi_connection.autocommit = True
+            return pooled.dbapi_connection
+        path = sqlite_file(self.url)
+        return None if path is None else sqlite3.connect(path, isolation_level=None, check_same_thread=False)
 
     def get_order(self, client_order_id: ClientOrderId | str) -> Order | None:
         with self._read() as conn:

@@ -1,4 +1,4 @@
-"""The trader store's in-memory book on SQLite: working orders, positions and recent order ids, kept while no
+"""The trader store's in-memory book (SQLite and PostgreSQL): working orders, positions and recent order ids, kept while no
 writer moved them.
 
 The run loop reads the working orders three times a cycle, the positions twice and a day of
@@ -19,7 +19,12 @@ changed them since:
   and positions to the cache if the cache was valid at the first count — otherwise drops it.
 
 So a read never returns a state that differs from what the database holds at that read.
-PostgreSQL stores have no cache: every read goes to the server.
+
+PostgreSQL (READ COMMITTED) keeps the same counters, bumped by statement-level triggers. There each
+statement of a transaction sees its own snapshot, so rows loaded after the count may be newer than it:
+the cache is then stamped older than its rows, and the next read (whose count has moved) reloads —
+one read more, never a stale one. Writers hold the store's advisory lock from their first statement,
+so their before/after counts bracket only their own writes, as on SQLite.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from trader.domain import Order, Position, Symbol
 
 BOOK, KILL_SWITCH = 1, 2
 _COUNTED = {BOOK: ("orders", "positions"), KILL_SWITCH: ("risk_state",)}
-#: SQLite only: the counters and their triggers (created with the store, idempotent).
+#: SQLite: the counters and their triggers (created with the store, idempotent).
 CHANGE_COUNTS_DDL = (
     "CREATE TABLE IF NOT EXISTS change_counts (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)",
     *(f"INSERT OR IGNORE INTO change_counts (id, n) VALUES ({counter}, 0)" for counter in _COUNTED),
@@ -41,12 +46,35 @@ CHANGE_COUNTS_DDL = (
       f"BEGIN UPDATE change_counts SET n = n + 1 WHERE id = {counter}; END"
       for counter, tables in _COUNTED.items() for table in tables for op in ("INSERT", "UPDATE", "DELETE")),
 )
-_COUNT = "SELECT n FROM change_counts WHERE id = ?"
+#: PostgreSQL: the same counters, moved once per statement (a 48-row upsert is one bump, TRUNCATE counts too). A
+#: statement that changed no row moves them as well: that costs one reload, never a stale read.
+CHANGE_COUNTS_DDL_POSTGRES = (
+    "CREATE TABLE IF NOT EXISTS change_counts (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)",
+    *(f"INSERT INTO change_counts (id, n) VALUES ({counter}, 0) ON CONFLICT DO NOTHING" for counter in _COUNTED),
+    "CREATE OR REPLACE FUNCTION alphaline_count_change() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN UPDATE change_counts SET n = n + 1 WHERE id = TG_ARGV[0]::integer; RETURN NULL; END $$",
+    *(f"CREATE OR REPLACE TRIGGER {table}_count_changes AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
+      f"FOR EACH STATEMENT EXECUTE FUNCTION alphaline_count_change({counter})"
+      for counter, tables in _COUNTED.items() for table in tables),
+)
 
 
-def change_count(dbapi_conn: Any, counter: int = BOOK) -> int:
-    """The counter as the transaction open on this driver connection sees it (a few µs: no SQLAlchemy around it)."""
-    return dbapi_conn.execute(_COUNT, (counter,)).fetchone()[0]
+def change_counts_ddl(dialect: str) -> tuple[str, ...]:
+    """The counters' table and triggers for ``dialect``; none (no cache) for a database other than SQLite and PostgreSQL."""
+    return {"sqlite": CHANGE_COUNTS_DDL, "postgresql": CHANGE_COUNTS_DDL_POSTGRES}.get(dialect, ())
+
+
+_COUNT = {counter: f"SELECT n FROM change_counts WHERE id = {counter}" for counter in _COUNTED}
+
+
+def change_count(dbapi_conn: Any, counter: int = BOOK, *, lock: bool = False) -> int:
+    """The counter as the transaction open on this driver connection sees it (a few µs on SQLite: no SQLAlchemy around
+    it; one round trip on PostgreSQL). sqlite3 and psycopg connections both have ``execute``.
+
+    ``lock`` (PostgreSQL, a write transaction): ``FOR UPDATE``, so that until the commit no other writer — not even one
+    past the store's advisory lock, whose trigger must bump this row — can move the count between this read and the next.
+    """
+    return dbapi_conn.execute(_COUNT[counter] + (" FOR UPDATE" if lock else "")).fetchone()[0]
 
 
 def _order_key(order: Order) -> tuple[Any, str]:

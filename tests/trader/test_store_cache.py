@@ -3,10 +3,10 @@ the database says no writer moved them — whoever that writer is."""
 
 from __future__ import annotations
 
-import sqlite3
 from decimal import Decimal as D
 
 import pytest
+import sqlalchemy as sa
 from trader_builders import NOW, accepted, fill, order
 
 from trader.domain import OrderFilled, Position, Side, Symbol, TradingState
@@ -73,19 +73,20 @@ def test_book_sees_an_order_and_a_position_another_process_wrote(store_url):
         assert book(runner) == stored(store_url)
 
 
-def test_book_and_kill_switch_see_rows_changed_past_the_store_api(tmp_path):
+def test_book_and_kill_switch_see_rows_changed_past_the_store_api(store_url):
     """Someone with database access (or an older version of this code) edits the tables directly: triggers count it."""
-    url = f"sqlite:///{tmp_path / 'trader.db'}"
-    with TraderStore(url) as store:
+    with TraderStore(store_url) as store:
         store.save_order(order("AAA", cid="al-1"))
         store.record_fill(fill("f-1", qty="10"))
         assert len(store.working_orders()) == 1 and store.positions()[Symbol("AAA")].qty == 10
         assert store.trading_state().state is TradingState.ACTIVE  # cached from here on
-        with sqlite3.connect(tmp_path / "trader.db") as conn:
-            conn.execute("UPDATE orders SET status = 'canceled' WHERE client_order_id = 'al-1'")
-            conn.execute("UPDATE positions SET qty = '7' WHERE symbol = 'AAA'")
-            conn.execute("INSERT INTO risk_state (state, reason, changed_by, changed_at) "
-                         "VALUES ('halted', 'by hand', 'dba', '2024-03-05T15:00:00.000000+00:00')")
+        engine = sa.create_engine(store_url)  # plain SQL, no store: no advisory lock, no cache
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE orders SET status = 'canceled' WHERE client_order_id = 'al-1'")
+            conn.exec_driver_sql("UPDATE positions SET qty = '7' WHERE symbol = 'AAA'")
+            conn.exec_driver_sql("INSERT INTO risk_state (state, reason, changed_by, changed_at) "
+                                 "VALUES ('halted', 'by hand', 'dba', '2024-03-05T15:00:00.000000+00:00')")
+        engine.dispose()
         assert store.working_orders() == [] and store.positions()[Symbol("AAA")].qty == 7
         assert store.trading_state().state is TradingState.HALTED
 
