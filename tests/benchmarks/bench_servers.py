@@ -9,8 +9,9 @@ What is measured, per profile, in the same run and on the same inputs:
 * **trader cycle** — :meth:`trader.runner.Runner.cycle` end to end, as ``bench_trader`` runs it
   (seeded bars, random prediction batches, every check running), with the state store on a SQLite
   file (WAL, ``synchronous=FULL``) and on PostgreSQL 16 (same SQLAlchemy code, ``fsync=on``).
-* **kill-switch read** — :meth:`TraderStore.trading_state`, read before every order: SQLite answers
-  from a cache while ``data_version`` does not move; PostgreSQL is one round trip.
+* **kill-switch read** — :meth:`TraderStore.trading_state`, read before every order: both engines
+  answer from a cache while a trigger-kept count of kill-switch writes does not move; SQLite reads the count in
+  process, PostgreSQL in one autocommit round trip.
 * **online features** — :func:`feature_repo.store.online_features` for every symbol (one request, as
   ``/predict`` does), from Feast's SQLite online store and from Redis.
 * **materialise** — Feast ``materialize`` of the same offline Parquet files into each online store.
