@@ -46,7 +46,8 @@ class BacktestResult:
     build_positions: Callable[[], pl.DataFrame] = field(repr=False, compare=False)
 
     @functools.cached_property
-    def positions(self) -> pl.DataFrame:  # noqa: D102 (documented with the class's attributes)
+    def positions(self) -> pl.DataFrame:
+        """``ts, symbol, shares, close, value`` for every non-zero holding (made on first use)."""
         return self.build_positions()
 
     @property
