@@ -403,7 +403,8 @@ def _dense_grid(symbol: pl.Series, ts: pl.Series) -> tuple[pl.Series, pl.Series,
     symbols = symbol.head(width)
     if symbols.null_count() or not symbols.is_sorted() or symbols.n_unique() != width:
         return None
-    if not symbol.equals(symbols.gather(np.tile(np.arange(width, dtype=np.uint32), firsts.size))):
+    # Every block repeats the first when each row equals the one a block earlier (two views, no copy).
+    if not symbol.slice(width).equals(symbol.slice(0, symbol.len() - width)):
         return None
     return symbols, ts.gather_every(width), None
 
@@ -472,7 +473,7 @@ def _score_grid(scores: pl.DataFrame, market: _Market) -> np.ndarray:
 def _on_grid(x: np.ndarray, flat: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     """Row values on the (time × symbol) grid at their flat index (None: in row order); NaN where no row."""
     if flat is None:
-        return np.array(x, dtype=np.float64).reshape(shape)  # a copy: polars' arrays are read-only
+        return np.asarray(x, dtype=np.float64).reshape(shape)  # a read-only view of the column when it is float64
     out = np.full(shape[0] * shape[1], np.nan)
     out[flat] = x
     return out.reshape(shape)
@@ -525,19 +526,17 @@ def _simulate(market: _Market, weights: np.ndarray, decide: np.ndarray, *, initi
     (:func:`models.backtest_loops.walk_bars`, compiled); the trade rows and the curves are
     rebuilt from the fills afterwards.
     """
-    cash_path, fills, held, carry = _loops().walk_bars(
+    cash_path, fills, carry, book = _loops().walk_bars(
         market.open, market.close, market.tradable, np.ascontiguousarray(weights, dtype=np.float64), market.sigma_before,
         market.volume, decide, initial_cash, compound, float(costs.impact_coef),
         (costs.commission_bps + costs.half_spread_bps) * 1e-4, float(costs.commission_per_trade), cash_constrained,
         size_at == "open", costs.financing_rate / costs.periods_per_year, costs.borrow_fee / costs.periods_per_year)
-    return _result(market, cash_path, fills, held, carry, decide, costs, initial_cash)
+    return _result(market, cash_path, fills, carry, book, decide, costs, initial_cash)
 
 
-def _result(market: _Market, cash: np.ndarray, fills: np.ndarray, pos: np.ndarray, carry: np.ndarray, decide: np.ndarray,
+def _result(market: _Market, cash: np.ndarray, fills: np.ndarray, carry: np.ndarray, book: np.ndarray, decide: np.ndarray,
             costs: Costs, initial_cash: float) -> BacktestResult:
-    value = pos * market.close
-    long_value, short_value = np.where(value > 0, value, 0.0).sum(axis=1), np.where(value < 0, value, 0.0).sum(axis=1)
-    equity = cash + value.sum(axis=1)
+    long_value, short_value, equity = book
     trades, per_bar = _trades(market, fills, decide, costs)
     before = np.concatenate(([initial_cash], equity[:-1]))
     curve = pl.DataFrame({
@@ -547,12 +546,16 @@ def _result(market: _Market, cash: np.ndarray, fills: np.ndarray, pos: np.ndarra
         "financing": carry[:, 0], "borrow": carry[:, 1],
         "turnover": per_bar[0] / before, "return": equity / before - 1.0,
     })
-    ti, si, shares, held_value = _loops().holdings(pos, market.close)
-    positions = pl.DataFrame({
-        "ts": market.times.gather(ti), "symbol": market.symbols.gather(si), "shares": shares, "close": market.close[ti, si],
-        "value": held_value,
-    })
-    return BacktestResult(equity=curve, positions=positions, trades=trades, initial_cash=initial_cash)
+
+    def positions() -> pl.DataFrame:  # built on first use: many callers read only the curve and the trades
+        held = np.cumsum(fills, axis=0)  # positions change only by fills
+        ti, si, shares, held_value = _loops().holdings(held, market.close)
+        return pl.DataFrame({
+            "ts": market.times.gather(ti), "symbol": market.symbols.gather(si), "shares": shares, "close": market.close[ti, si],
+            "value": held_value,
+        })
+
+    return BacktestResult(equity=curve, trades=trades, initial_cash=initial_cash, build_positions=positions)
 
 
 def _trades(market: _Market, fills: np.ndarray, decide: np.ndarray, costs: Costs) -> tuple[pl.DataFrame, np.ndarray]:

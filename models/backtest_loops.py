@@ -145,7 +145,8 @@ def walk_bars(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, weight
               volume: np.ndarray, decide: np.ndarray, initial_cash: float, compound: bool, impact_coef: float,
               linear_rate: float, per_trade: float, constrained: bool, size_open: bool, financing: float,
               borrow: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The bar loop: cash after each bar, the fills (shares), the holdings after each bar's fills, and the carry.
+    """The bar loop: cash after each bar, the fills (shares), the carry, and the book at each close (rows: long
+    value, short value, equity; see :func:`_mark_book`).
 
     At each bar: (with ``size_open``, the pending targets are first re-sized from the equity and
     prices at this open) pending orders (target − position) fill at the open where the symbol
@@ -161,7 +162,8 @@ def walk_bars(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, weight
     pos, target = np.zeros(n_symbols), np.zeros(n_symbols)
     linear, impact_unit = np.zeros(n_symbols), np.zeros(n_symbols)  # an order's cost per share (and per share^1.5)
     cash_path, carry = np.empty(n_times), np.zeros((n_times, 2))
-    fills, held = np.zeros((n_times, n_symbols), dtype=np.int64), np.zeros((n_times, n_symbols), dtype=np.int64)
+    fills, curve = np.zeros((n_times, n_symbols), dtype=np.int64), np.empty((3, n_times))
+    value, longs, shorts = np.empty(n_symbols), np.empty(n_symbols), np.empty(n_symbols)
     impact = impact_coef != 0.0
     pending, resize, decided, cash = False, False, 0, initial_cash
     for t in range(n_times):
@@ -209,8 +211,8 @@ def walk_bars(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, weight
                     carry[t, 1] += -pos[s] * close[t, s] * borrow
         cash -= carry[t, 0] + carry[t, 1]
         cash_path[t] = cash
-        for s in range(n_symbols):
-            held[t, s] = np.int64(pos[s])
+        long_value, short_value, book_value = _mark_book(pos, close[t], value, longs, shorts)
+        curve[0, t], curve[1, t], curve[2, t] = long_value, short_value, cash + book_value
         if decide[t]:
             if size_open:
                 decided, resize = t, True
@@ -225,7 +227,7 @@ def walk_bars(open_: np.ndarray, close: np.ndarray, tradable: np.ndarray, weight
                     per_price = weights[t, s] / close[t, s] if close[t, s] > 0 else 0.0
                     target[s] = np.trunc(per_price * book)
             pending = True
-    return cash_path, fills, held, carry
+    return cash_path, fills, carry, curve
 
 
 @_compiled
@@ -315,3 +317,82 @@ def holdings(held: np.ndarray, close: np.ndarray) -> tuple[np.ndarray, np.ndarra
                 value[row] = float(held[t, s]) * close[t, s]
                 row += 1
     return t_index, s_index, shares, value
+
+
+@_compiled
+def _mark_book(pos: np.ndarray, close: np.ndarray, value: np.ndarray, longs: np.ndarray, shorts: np.ndarray) -> tuple[float, float, float]:
+    """The long book's value, the short book's (≤ 0) and the whole book's at this close.
+
+    The same floats as NumPy's ``value = held * close``, ``np.where(value > 0, value, 0).sum(axis=1)`` (and
+    ``< 0``) and ``value.sum(axis=1)`` on the holdings grid: each row adds in NumPy's pairwise order
+    (:func:`_pairwise_sum`, from the reduction's identity 0), with three scratch rows and no grid.
+    """
+    n = pos.size
+    for s in range(n):
+        v = pos[s] * close[s]
+        value[s] = v
+        longs[s] = v if v > 0 else 0.0
+        shorts[s] = v if v < 0 else 0.0
+    return 0.0 + _pairwise_sum(longs, 0, n), 0.0 + _pairwise_sum(shorts, 0, n), 0.0 + _pairwise_sum(value, 0, n)
+
+
+@_compiled
+def _pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """``a[lo:lo + n]`` summed as NumPy's ``add.reduce`` sums a contiguous row (``pairwise_sum`` in its umath loops):
+    blocks of at most 128 (:func:`_block_sum`), halved at a multiple of 8 above that, the halves added in a tree.
+
+    (A reduction starts from the identity 0, which the caller adds.) The tree walks an explicit stack: numba's
+    on-disk cache cannot reload a recursive function.
+    """
+    if n <= 128:
+        return _block_sum(a, lo, n)
+    starts, sizes = np.empty(64, dtype=np.int64), np.empty(64, dtype=np.int64)
+    left, has_left = np.empty(64), np.zeros(64, dtype=np.bool_)
+    top, starts[0], sizes[0] = 0, lo, n
+    while True:
+        if sizes[top] > 128:  # descend into the left half
+            half = sizes[top] // 2
+            half -= half % 8
+            starts[top + 1], sizes[top + 1], has_left[top + 1] = starts[top], half, False
+            top += 1
+            continue
+        value = _block_sum(a, starts[top], sizes[top])
+        top -= 1
+        while top >= 0 and has_left[top]:  # both halves done: add them and return up
+            value = left[top] + value
+            top -= 1
+        if top < 0:
+            return value
+        half = sizes[top] // 2
+        half -= half % 8
+        left[top], has_left[top] = value, True
+        starts[top + 1], sizes[top + 1], has_left[top + 1] = starts[top] + half, sizes[top] - half, False
+        top += 1
+
+
+@_compiled
+def _block_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """NumPy's sum of at most 128 values: in order below 8, else eight running sums added as a tree, then the tail."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - n % 8:
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res

@@ -12,8 +12,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -38,9 +40,15 @@ class BacktestResult:
     """
 
     equity: pl.DataFrame
-    positions: pl.DataFrame
     trades: pl.DataFrame
     initial_cash: float
+    #: Makes :attr:`positions` on first use (a holdings table is as large as the book times the bars).
+    build_positions: Callable[[], pl.DataFrame] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def positions(self) -> pl.DataFrame:
+        """``ts, symbol, shares, close, value`` for every non-zero holding (made on first use)."""
+        return self.build_positions()
 
     @property
     def returns(self) -> np.ndarray:

@@ -61,7 +61,11 @@ def test_near_grids_take_the_general_path_and_keep_every_bar() -> None:
     # time-ordered but not a grid: one bar missing, and within a time the symbols out of order
     missing = bars.filter(~((pl.col("symbol") == "S02") & (pl.col("ts") == bars["ts"][60])))
     unsorted = bars.sort("ts", pl.col("symbol").str.reverse())
-    for variant in (missing, unsorted):
+    # the first time in order, one later time with two symbols swapped
+    rows = np.arange(bars.height)
+    rows[[6 * 70, 6 * 70 + 1]] = rows[[6 * 70 + 1, 6 * 70]]
+    swapped = bars[rows]
+    for variant in (missing, unsorted, swapped):
         kept = scores.join(variant.select("symbol", "ts"), on=["symbol", "ts"], maintain_order="right")
         got = run_backtest(kept, variant, k=2, costs=COSTS)
         want = run_backtest(kept.sample(fraction=1.0, shuffle=True, seed=3), variant.sample(fraction=1.0, shuffle=True, seed=4),
@@ -69,3 +73,31 @@ def test_near_grids_take_the_general_path_and_keep_every_bar() -> None:
         for a, b in zip(frames(got), frames(want), strict=True):
             assert a.equals(b)
         assert got.equity.height == 120 and got.trades.height > 0
+
+
+@pytest.mark.parametrize("n_symbols", [1, 5, 8, 9, 48, 128, 129, 300, 1000])
+def test_book_marks_add_up_as_numpy_sums_the_holdings_bit_for_bit(n_symbols: int) -> None:
+    from models.backtest_loops import _mark_book
+
+    rng = np.random.default_rng(n_symbols)
+    held = rng.integers(-5_000, 5_000, (50, n_symbols)).astype(np.float64)
+    held[rng.random(held.shape) < 0.5] = 0.0
+    close = rng.lognormal(3.0, 2.0, (50, n_symbols))
+    value = held * close
+    scratch = [np.empty(n_symbols) for _ in range(3)]
+    marks = np.array([_mark_book(held[t], close[t], *scratch) for t in range(50)])
+    assert np.array_equal(marks[:, 0], np.where(value > 0, value, 0.0).sum(axis=1))
+    assert np.array_equal(marks[:, 1], np.where(value < 0, value, 0.0).sum(axis=1))
+    assert np.array_equal(marks[:, 2], value.sum(axis=1))
+
+
+def test_equity_curve_is_cash_plus_numpy_sums_of_the_positions_on_a_wide_book() -> None:
+    bars, scores = random_market(n_symbols=140, n_bars=60)  # wider than NumPy's 128-value summing block
+    result = run_backtest(scores, bars, k=20, costs=COSTS)
+    symbols, times = bars["symbol"].unique().sort(), result.equity["ts"]
+    value = np.zeros((times.len(), symbols.len()))  # the holdings' values on the (time × sorted symbol) grid
+    held = result.positions
+    value[times.search_sorted(held["ts"]).to_numpy(), symbols.search_sorted(held["symbol"]).to_numpy()] = held["value"].to_numpy()
+    curve = result.equity
+    assert np.array_equal(curve["long_value"].to_numpy(), np.where(value > 0, value, 0.0).sum(axis=1))
+    assert np.array_equal(curve["equity"].to_numpy(), curve["cash"].to_numpy() + value.sum(axis=1))
