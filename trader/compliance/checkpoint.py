@@ -57,6 +57,7 @@ import orjson
 from trader.compliance.errors import ComplianceError
 from trader.compliance.fills import ComplianceFill
 from trader.compliance.lots import DayClose, Disposal, Ledger, RollForward, TaxLot
+from trader.compliance.memo import FROM_ISO_DATE, ISO_DATE
 from trader.compliance.wash_sales import WashSale
 
 FORMAT = 1
@@ -69,22 +70,6 @@ _WASH_FIELDS = ("loss_disposal_id", "symbol", "loss_account", "sold", "replaceme
 _DATES = {"acquired", "holding_start", "opened", "sold", "replacement_acquired", "replacement_holding_start", "booked"}
 _DECIMALS = {"qty", "cost", "wash_adjustment", "proceeds", "basis", "disallowed", "replaced_qty"}
 _ROLL_FIELDS = ("opening", "realised_before_wash", "disallowed", "unrealised_open", "unrealised_close", "closing", "income")
-
-
-class _Memo(dict):
-    """``convert(key)`` computed once per distinct key: a year of lots has ~250 distinct dates, not 10^6."""
-
-    def __init__(self, convert: Any):
-        super().__init__()
-        self._convert = convert
-
-    def __missing__(self, key: Any) -> Any:
-        value = self[key] = self._convert(key)
-        return value
-
-
-# Dates are immutable, so sharing one object per distinct date is safe (and saves memory).
-_ISO, _FROM_ISO = _Memo(dt.date.isoformat), _Memo(dt.date.fromisoformat)
 
 
 class _Table:
@@ -101,8 +86,8 @@ class _Table:
         if names != init_fields:  # positional construction below relies on it
             raise TypeError(f"{cls.__name__}: checkpoint columns {names} do not match its fields {init_fields}")
         self.cls, self.names, self._get = cls, names, attrgetter(*names)
-        self._out = [(i, _ISO.__getitem__ if n in _DATES else str) for i, n in enumerate(names) if n in _DATES | _DECIMALS]
-        self._in = [(i, _FROM_ISO.__getitem__ if n in _DATES else Decimal) for i, n in enumerate(names) if n in _DATES | _DECIMALS]
+        self._out = [(i, ISO_DATE.__getitem__ if n in _DATES else str) for i, n in enumerate(names) if n in _DATES | _DECIMALS]
+        self._in = [(i, FROM_ISO_DATE.__getitem__ if n in _DATES else Decimal) for i, n in enumerate(names) if n in _DATES | _DECIMALS]
 
     def dump(self, objects: Iterable[Any]) -> dict[str, Any]:
         rows = [list(values) for values in map(self._get, objects)]
