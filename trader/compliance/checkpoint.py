@@ -44,7 +44,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
@@ -90,21 +89,27 @@ class _Table:
         self._in = [(i, FROM_ISO_DATE.__getitem__ if n in _DATES else Decimal) for i, n in enumerate(names) if n in _DATES | _DECIMALS]
 
     def dump(self, objects: Iterable[Any]) -> dict[str, Any]:
-        rows = [list(values) for values in map(self._get, objects)]
+        columns = list(zip(*map(self._get, objects), strict=True)) or [()] * len(self.names)
         for i, convert in self._out:
-            for row in rows:
-                row[i] = convert(row[i])
-        return {"columns": list(self.names), "rows": rows}
+            columns[i] = map(convert, columns[i])
+        return {"columns": list(self.names), "rows": list(map(list, zip(*columns, strict=True)))}
 
     def load(self, table: Mapping[str, Any]) -> list[Any]:
+        name = self.cls.__name__
         if tuple(table["columns"]) != self.names:
-            raise ComplianceError(f"ledger checkpoint: {self.cls.__name__} columns: expected {list(self.names)}, got {table['columns']}")
-        rows = [list(row) for row in table["rows"]]  # copies: the parsed state stays as it was read
+            raise ComplianceError(f"ledger checkpoint: {name} columns: expected {list(self.names)}, got {table['columns']}")
+        rows = table["rows"]
+        if not rows:
+            return []
+        try:  # a column at a time; the parsed state stays as it was read
+            columns: list[Any] = list(zip(*rows, strict=True))
+        except ValueError:
+            columns = []
+        if len(columns) != len(self.names):
+            raise ComplianceError(f"ledger checkpoint: {name} rows: each must have the {len(self.names)} columns")
         for i, parse in self._in:
-            for row in rows:
-                row[i] = parse(row[i])
-        cls = self.cls
-        return [cls(*row) for row in rows]
+            columns[i] = map(parse, columns[i])
+        return list(map(self.cls, *columns))  # positional: the columns are the fields, in order
 
 
 @contextmanager
@@ -252,10 +257,6 @@ def dumps_day_close(close: DayClose, **extra: Any) -> bytes:
         return _dumps(state, fast=not any(isinstance(v, float | dict | list) for v in extra.values())) + b"\n"
 
 
-# What json.dumps(ensure_ascii=True) and orjson could write differently: non-ASCII text (json
-# escapes it, orjson writes UTF-8), DEL (json escapes it) and the \\uXXXX form of control
-# characters. Output without any of them is the same bytes from both.
-_NOT_PLAIN = re.compile(rb"[^\x20-\x7e]|\\u")
 
 
 def _dumps(state: Mapping[str, Any], *, fast: bool = True) -> bytes:
@@ -270,7 +271,10 @@ def _dumps(state: Mapping[str, Any], *, fast: bool = True) -> bytes:
             data = orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # e.g. an integer beyond 64 bits
             pass
-    if data is None or _NOT_PLAIN.search(data):
+    # Where json.dumps(ensure_ascii=True) and orjson may differ: non-ASCII text (json escapes
+    # it, orjson writes UTF-8), DEL (json escapes it) and the \uXXXX form of control characters.
+    # Both write raw printable ASCII and the short escapes (\n, \", ...) alike.
+    if data is None or not data.isascii() or b"\x7f" in data or b"\\u" in data:
         return json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
     return data
 
