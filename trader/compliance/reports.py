@@ -172,7 +172,8 @@ def schedule_d_rows(form_8949: Sequence[Mapping[str, str]]) -> list[dict[str, st
     for row in form_8949:
         by_part["I" if row["part"] == "I" else "II"].append(row)
     # Decimal sums of cents are exact, so summing a column at a time gives what row-by-row did.
-    totals = {term: [sum(map(Decimal, filter(None, (row[c] for row in by_part[part]))), Decimal(0)) for c in columns]
+    totals = {term: [sum(map(Decimal, filter(None, column)), Decimal(0))
+                     for column in (zip(*map(itemgetter(*columns), by_part[part]), strict=True) if by_part[part] else [()] * 4)]
               for term, part in (("short_term", "I"), ("long_term", "II"))}
     totals["total"] = [a + b for a, b in zip(totals["short_term"], totals["long_term"], strict=True)]
     return [{"term": part, "proceeds": str(money(p)), "cost_basis": str(money(b)), "adjustments": str(money(g)),
