@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from pathlib import Path
@@ -142,8 +142,9 @@ class ComplianceFill:
 
     def to_row(self) -> dict[str, str]:
         """The fill as strings, exactly (Decimals as written, ``ts`` as ISO 8601 UTC)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {key: value.isoformat() if isinstance(value, dt.datetime) else str(value) for key, value in out.items()}
+        row = {name: str(getattr(self, name)) for name in COLUMNS}  # COLUMNS are the fields, in order
+        row["ts"] = self.ts.isoformat()
+        return row
 
 
 def load_fills(rows: Iterable[Mapping[str, Any] | ComplianceFill]) -> list[ComplianceFill]:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import decimal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -51,6 +52,7 @@ from typing import Any, Literal
 
 from trader.compliance.fills import ComplianceFill
 from trader.compliance.lots import DayClose, Disposal
+from trader.compliance.memo import ISO_DATE
 
 CENT = Decimal("0.01")
 FEE_TOLERANCE = Decimal("0.01")
@@ -61,6 +63,17 @@ FORM_8949_COLUMNS = ("part", "a_description", "b_date_acquired", "c_date_sold", 
 def money(value: Decimal) -> Decimal:
     """Round to cents, half up (the report boundary; never used inside the ledger)."""
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _cents() -> Any:
+    """``money`` for many values: the bound ``quantize`` of the current context rounding half up.
+
+    ``_cents()(value, CENT) == money(value)``; a bound context method skips the per-call keyword
+    argument, which counts when a year of Form 8949 (10^5 rows, three amounts each) is rounded daily.
+    """
+    context = decimal.getcontext().copy()
+    context.rounding = ROUND_HALF_UP
+    return context.quantize
 
 
 def _qty(value: Decimal) -> str:
@@ -138,14 +151,14 @@ def form_8949_rows(disposals: Iterable[Disposal]) -> list[dict[str, str]]:
 
     (g) is the disallowed wash-sale loss as a positive amount, with code ``W`` in (f).
     """
-    rows = []
+    rows, cents, iso = [], _cents(), ISO_DATE
     for d in sorted(disposals, key=lambda d: (d.term != "short", d.sold, d.disposal_id)):
-        proceeds, basis, adjustment = money(d.proceeds), money(d.basis), money(d.disallowed)
+        proceeds, basis, adjustment = cents(d.proceeds, CENT), cents(d.basis, CENT), cents(d.disallowed, CENT)
         wash = d.disallowed > 0
         description = f"{_qty(d.qty)} sh {d.symbol}" + (" (short sale)" if d.direction == "short" else "")
         rows.append({
             "part": "I" if d.term == "short" else "II", "a_description": description,
-            "b_date_acquired": d.acquired.isoformat(), "c_date_sold": d.sold.isoformat(),
+            "b_date_acquired": iso[d.acquired], "c_date_sold": iso[d.sold],
             "d_proceeds": str(proceeds), "e_cost_basis": str(basis), "f_code": "W" if wash else "",
             "g_adjustment": str(adjustment) if wash else "", "h_gain_loss": str(proceeds - basis + adjustment),
         })
@@ -154,11 +167,15 @@ def form_8949_rows(disposals: Iterable[Disposal]) -> list[dict[str, str]]:
 
 def schedule_d_rows(form_8949: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
     """Totals of the printed Form 8949 rows: short-term (Part I), long-term (Part II) and both."""
-    totals = {part: [Decimal(0)] * 4 for part in ("short_term", "long_term", "total")}
+    columns = ("d_proceeds", "e_cost_basis", "g_adjustment", "h_gain_loss")
+    by_part: dict[str, list[Mapping[str, str]]] = {"I": [], "II": []}
     for row in form_8949:
-        amounts = [Decimal(row[c] or "0") for c in ("d_proceeds", "e_cost_basis", "g_adjustment", "h_gain_loss")]
-        for part in ("short_term" if row["part"] == "I" else "long_term", "total"):
-            totals[part] = [a + b for a, b in zip(totals[part], amounts, strict=True)]
+        by_part["I" if row["part"] == "I" else "II"].append(row)
+    # Decimal sums of cents are exact, so summing a column at a time gives what row-by-row did.
+    totals = {term: [sum(map(Decimal, filter(None, column)), Decimal(0))
+                     for column in (zip(*map(itemgetter(*columns), by_part[part]), strict=True) if by_part[part] else [()] * 4)]
+              for term, part in (("short_term", "I"), ("long_term", "II"))}
+    totals["total"] = [a + b for a, b in zip(totals["short_term"], totals["long_term"], strict=True)]
     return [{"term": part, "proceeds": str(money(p)), "cost_basis": str(money(b)), "adjustments": str(money(g)),
              "gain_loss": str(money(h))} for part, (p, b, g, h) in totals.items()]
 
@@ -235,15 +252,16 @@ def tax_lot_rows(close: DayClose) -> list[dict[str, str]]:
 def _tax_lots(close: DayClose) -> tuple[Sequence[str], list[dict[str, str]]]:
     columns = ("lot_id", "account", "symbol", "direction", "date_acquired", "holding_period_start", "qty",
                "cost_basis", "wash_adjustment", "close", "market_value", "unrealized_pnl", "replacement_for")
-    rows = []
+    rows, cents, iso = [], _cents(), ISO_DATE
+    marks = {symbol: Decimal(mark) for symbol, mark in close.closing_marks.items()}
     for lot in close.ledger.open_lots():
-        mark = Decimal(close.closing_marks[lot.symbol])
+        mark = marks[lot.symbol]
         value, unrealised = lot.valuation(mark)
         rows.append({
             "lot_id": lot.lot_id, "account": lot.account, "symbol": lot.symbol, "direction": lot.direction,
-            "date_acquired": lot.acquired.isoformat(), "holding_period_start": lot.holding_start.isoformat(),
-            "qty": _qty(lot.qty), "cost_basis": str(money(lot.cost)), "wash_adjustment": str(money(lot.wash_adjustment)),
-            "close": str(mark), "market_value": str(money(value)), "unrealized_pnl": str(money(unrealised)),
+            "date_acquired": iso[lot.acquired], "holding_period_start": iso[lot.holding_start],
+            "qty": _qty(lot.qty), "cost_basis": str(cents(lot.cost, CENT)), "wash_adjustment": str(cents(lot.wash_adjustment, CENT)),
+            "close": str(mark), "market_value": str(cents(value, CENT)), "unrealized_pnl": str(cents(unrealised, CENT)),
             "replacement_for": lot.replacement_for or "",
         })
     return columns, rows

@@ -208,6 +208,11 @@ def load_day_close(paths: CompliancePaths, day: dt.date) -> DayClose:
 _CLOSES: dict[str, tuple[int, DayClose]] = {}
 
 
+def forget_day_closes() -> None:
+    """Drop the day close kept in memory (see :func:`load_day_close`); the next load reads its file."""
+    _CLOSES.clear()
+
+
 def _remember(path: Path, close: DayClose, version: int | None = None) -> tuple[int, DayClose]:
     _CLOSES.clear()  # one close at a time: each holds a year of lots
     _CLOSES[str(path)] = entry = (path.stat().st_mtime_ns if version is None else version, close)

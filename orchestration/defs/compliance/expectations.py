@@ -19,11 +19,13 @@ Example:
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from trader.compliance import DayClose
@@ -85,10 +87,13 @@ def _floats(values) -> list[float]:
     return [float(v) for v in values]
 
 
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+
+
 def _dates(values: list) -> pd.Series:
-    """Calendar dates as midnight timestamps, converted once per distinct date (a year has ~250)."""
-    index = {d: pd.Timestamp(d) for d in set(values)}
-    return pd.Series([index[d] for d in values], dtype="datetime64[ns]")
+    """Calendar dates as midnight timestamps (``datetime64[ns]``), through numpy day numbers, not per-row objects."""
+    days = np.fromiter((d.toordinal() - _EPOCH_ORDINAL for d in values), dtype=np.int64, count=len(values))
+    return pd.Series(days.astype("datetime64[D]").astype("datetime64[ns]"))
 
 
 def _amount_error(disposal, fills_by_id, deferred: dict[str, Decimal] | None = None) -> float:

@@ -77,3 +77,13 @@ def test_read_fills_csv_reads_the_fills_columns(tmp_path: Path):
     path = tmp_path / "fills.csv"
     path.write_text(",".join(COLUMNS) + "\n" + ",".join(ROW[c] for c in COLUMNS) + "\n")
     assert read_fills_csv(path) == [ComplianceFill.from_row(ROW)]
+
+
+def test_a_fill_as_a_row_has_every_field_as_text_and_reads_back_the_same():
+    from dataclasses import fields
+
+    original = ComplianceFill(fill_id="F1", order_id="O1", client_order_id="C1", symbol="ACME", side="buy", qty="1.50",
+                              price="10.25", fee="0.01", ts=dt.datetime(2024, 5, 1, 14, 30, tzinfo=dt.UTC), venue="V", account="A")
+    row = original.to_row()
+    assert list(row) == [f.name for f in fields(ComplianceFill)] and row["ts"] == "2024-05-01T14:30:00+00:00"
+    assert row["qty"] == "1.50" and ComplianceFill.from_row(row) == original

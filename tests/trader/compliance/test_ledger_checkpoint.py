@@ -126,3 +126,16 @@ def test_a_checkpoint_of_another_format_is_refused_with_a_one_line_reason():
 def test_checkpoint_docstring_example_runs():
     result = doctest.testmod(checkpoint, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+_TEXT = st.text(st.characters(max_codepoint=0x2FFF, exclude_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_TEXT, st.recursive(st.none() | st.booleans() | st.integers(-(2**70), 2**70) | _TEXT,
+                                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+                                           max_leaves=20), max_size=6))
+def test_checkpoint_bytes_are_the_json_modules_whatever_the_text(state):
+    import json
+
+    assert checkpoint._dumps(state) == json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
