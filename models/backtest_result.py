@@ -50,6 +50,11 @@ class BacktestResult:
         """``ts, symbol, shares, close, value`` for every non-zero holding (made on first use)."""
         return self.build_positions()
 
+    def __reduce__(self) -> tuple[Callable[..., BacktestResult], tuple[pl.DataFrame, pl.DataFrame, float, pl.DataFrame]]:
+        """Pickled (Dagster's IO manager, a process pool) with the positions built: the builder is a closure over the
+        run's grids, which pickle cannot carry."""
+        return _restored, (self.equity, self.trades, self.initial_cash, self.positions)
+
     @property
     def returns(self) -> np.ndarray:
         """Simple return of each bar (the first against ``initial_cash``)."""
@@ -129,6 +134,14 @@ class BacktestResult:
             "avg_bars_held": float(closed["bars"].mean()) if closed.height else math.nan,
             "exposure_time": float(held.mean()) if len(held) else math.nan,
         }
+
+
+def _restored(equity: pl.DataFrame, trades: pl.DataFrame, initial_cash: float, positions: pl.DataFrame) -> BacktestResult:
+    return BacktestResult(equity=equity, trades=trades, initial_cash=initial_cash, build_positions=functools.partial(_given, positions))
+
+
+def _given(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame
 
 
 def _trip_row(trip: dict[str, object], exit_ts: object, mark: float, index: dict[object, int], *, open_: bool,
