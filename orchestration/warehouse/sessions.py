@@ -9,8 +9,9 @@ into a temporary table. Frames come back as polars with time stamps in ``UTC``.
 from __future__ import annotations
 
 import io
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import polars as pl
@@ -18,7 +19,7 @@ import polars as pl
 from trader.warehouse import fetch, pyformat, table_exists
 
 
-class Session:
+class Session(ABC):
     """A connection to the warehouse (from :meth:`orchestration.warehouse.Warehouse.connect`)."""
 
     kind: str
@@ -26,9 +27,9 @@ class Session:
     def __init__(self, raw: Any) -> None:
         self.raw = raw
 
+    @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run ``sql`` (several statements when there are no ``params``)."""
-        raise NotImplementedError
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return fetch(self.raw, sql, params)
@@ -41,13 +42,13 @@ class Session:
         row = self.fetchone(sql, params)
         return None if row is None else row[0]
 
+    @abstractmethod
     def read(self, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
         """The result of ``sql`` as a polars frame (time stamps with time zone in ``UTC``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def insert(self, frame: pl.DataFrame, sql: str, params: Sequence[Any] = ()) -> None:
         """Run ``sql``, which reads ``frame`` as the relation ``_frame`` (e.g. ``insert into t select ... from _frame``)."""
-        raise NotImplementedError
 
     def append(self, table: str, frame: pl.DataFrame, *, on_conflict_ignore: bool = False) -> None:
         """Insert the rows of ``frame`` into ``table``, its columns by name (``on_conflict_ignore``: skip existing keys)."""
@@ -57,10 +58,9 @@ class Session:
         tail = " on conflict do nothing" if on_conflict_ignore else ""
         self.insert(frame, f"insert into {table} ({cols}) select {cols} from _frame{tail}")
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
         """Everything in the block commits together, or nothing does."""
-        raise NotImplementedError
         yield
 
     def table_exists(self, schema: str, table: str) -> bool:

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import polars as pl
 
-from feature_repo import FEATURE_NAMES, compute_features, compute_labels
+from feature_repo import FEATURE_NAMES
 from models.cpcv import CHEAP_FAMILIES, CPCVConfig, markdown_lines, run_cpcv
-from models.data import prepare
 from models.walkforward import WalkForwardConfig, run_walk_forward, shuffle_labels
-from tests.benchmarks.bench_training import BAR, LABEL, _market
+from tests.benchmarks.bench_training import LABEL, _market, training_frame
 
 
 def main() -> None:
@@ -45,8 +44,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     bars, _ = _market(args.symbols, args.sessions)
-    joined = compute_features(bars, bar_length=BAR).join(compute_labels(bars), on=["symbol", "event_timestamp"])
-    frame = prepare(joined.filter(~pl.col("warmup")).drop("warmup"), label=LABEL)
+    frame = training_frame(bars)
     print(f"data: {frame.height:,} rows × {len(FEATURE_NAMES)} features, {frame['event_timestamp'].n_unique():,} timestamps "
           f"in {time.perf_counter() - t0:.1f} s", flush=True)
     families = tuple(args.families.split(","))

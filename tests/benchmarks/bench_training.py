@@ -61,11 +61,16 @@ def _market(n_symbols: int, n_sessions: int, *, seed: int = 7, alpha: dict[str, 
     return bars, oracle
 
 
+def training_frame(bars: pl.DataFrame) -> pl.DataFrame:
+    """Features joined to labels, warm-up rows dropped, prepared for the learners (what training reads)."""
+    joined = compute_features(bars, bar_length=BAR).join(compute_labels(bars), on=["symbol", "event_timestamp"])
+    return prepare(joined.filter(~pl.col("warmup")).drop("warmup"), label=LABEL)
+
+
 def _second_world(args: argparse.Namespace, config: WalkForwardConfig) -> dict[str, Any]:
     """The same CV and stacking on :data:`SECOND_WORLD`: the signal report."""
     bars, oracle = _market(args.symbols, args.sessions, **SECOND_WORLD)
-    joined = compute_features(bars, bar_length=BAR).join(compute_labels(bars), on=["symbol", "event_timestamp"])
-    frame = prepare(joined.filter(~pl.col("warmup")).drop("warmup"), label=LABEL)
+    frame = training_frame(bars)
     wf = run_walk_forward(frame, config)
     families = list(config.families)
     stacked = stacked_oof(wf.oof, families, label=LABEL, first_scales={f: wf.in_sample_scale[f][0] or 1.0 for f in families})
@@ -85,8 +90,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     bars, oracle = _market(args.symbols, args.sessions)
-    joined = compute_features(bars, bar_length=BAR).join(compute_labels(bars), on=["symbol", "event_timestamp"])
-    frame = prepare(joined.filter(~pl.col("warmup")).drop("warmup"), label=LABEL)
+    frame = training_frame(bars)
     print(f"data: {bars.height:,} bars → {frame.height:,} training rows × {len(FEATURE_NAMES)} features in {time.perf_counter() - t0:.1f} s")
 
     config = WalkForwardConfig(families=DEFAULT_FAMILIES, n_folds=args.folds, target=args.target)
