@@ -78,6 +78,7 @@ from trader.store_schema import (
     positions,
     risk_state,
 )
+from trader.store_wal import BACKSTOP_PAGES, WalCheckpointer
 
 _WRITE = "alphaline_write"
 _DURABLE = "alphaline_durable"
@@ -150,6 +151,9 @@ def _make_engine(url: str) -> Engine:
         cursor = dbapi_conn.cursor()
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
+            # trader.store_wal checkpoints off the cycle; a restarted log is truncated, so its size is what it holds
+            cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+            cursor.execute("PRAGMA journal_size_limit=0")
         cursor.execute("PRAGMA synchronous=FULL")  # an order log: a power cut must not lose a commit
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
@@ -383,6 +387,9 @@ class TraderStore:
         except ValueError as exc:
             raise StoreError(str(exc)) from None
         self._engine = _make_engine(self.url)
+        file = sqlite_file(self.url)
+        #: Background WAL checkpoints of a SQLite file (:mod:`trader.store_wal`); ``None`` on another database.
+        self.wal = WalCheckpointer(file) if file is not None else None
         self._state_lock = threading.Lock()
         self._reading = threading.local()  # the connection of the thread's open snapshot()
         self._state_probe: Any = None  # a driver connection (sqlite3 or psycopg) that only reads the kill switch's count
@@ -409,6 +416,8 @@ class TraderStore:
             if self._state_probe is not None:
                 self._state_probe.close()
                 self._state_probe, self._state_cache = None, None
+        if self.wal is not None:
+            self.wal.wait()
         self._engine.dispose()
 
     def __enter__(self) -> TraderStore:
@@ -432,6 +441,8 @@ class TraderStore:
                     yield tx
                     tx.flush()
                 tx.committed()
+            if self.wal is not None:
+                self.wal.poke()
         except sa.exc.OperationalError as exc:
             raise StoreError(f"{self._safe_url}: {exc.orig}") from None
 
