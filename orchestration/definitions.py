@@ -7,10 +7,12 @@ parsed (first time only) when Dagster asks for the definitions, not at import.
 from __future__ import annotations
 
 import dagster as dg
+import sqlalchemy as sa
 
 from orchestration.defs import compliance, features, market, ops, serving, trader, training
 from orchestration.defs.market.dbt import dbt_project
-from orchestration.resources import build_resources
+from orchestration.deployment import servers
+from orchestration.resources import TradingResource, build_resources
 from orchestration.settings import Settings, prepare_environment
 from orchestration.warehouse import Warehouse
 
@@ -34,16 +36,27 @@ def build_definitions(settings: Settings | None = None, *, loggers: dict | None 
         ops.build_defs(settings),
         dg.Definitions(resources=build_resources(settings, project), loggers=loggers),
     )
-    kind = Warehouse.for_settings(settings).kind
-    return defs if kind == "duckdb" else defs.map_asset_specs(func=lambda spec: _warehouse_kind(spec, kind))
+    engines = {"duckdb": Warehouse.for_settings(settings).kind}
+    trading = TradingResource.for_home(settings.home, mode=settings.trader_mode)
+    backend = sa.make_url(trading.store_url).get_backend_name()
+    if backend != "sqlite":  # the trader's store on a server (the servers profile, or trader.yaml's store_url)
+        engines["sqlite"] = {"postgresql": "postgres"}.get(backend, backend)
+    return defs.map_asset_specs(func=lambda spec: _engine_kinds(spec, engines, online=servers(settings) is not None))
 
 
-def _warehouse_kind(spec: dg.AssetSpec, kind: str) -> dg.AssetSpec:
-    """Assets declare the embedded warehouse's kind (``duckdb``); name the engine the warehouse really runs on."""
-    if "duckdb" not in spec.kinds:
+def _engine_kinds(spec: dg.AssetSpec, engines: dict[str, str], *, online: bool) -> dg.AssetSpec:
+    """Assets declare the embedded profile's engines (``duckdb``, ``sqlite``); name those the data really lives in: the
+    warehouse's engine, the trader store's (``sqlite`` of the trader group), Redis for Feast's online store."""
+    swap = {"duckdb": engines["duckdb"]}
+    if spec.group_name == "trader" and "sqlite" in engines:
+        swap["sqlite"] = engines["sqlite"]
+    if "feast" in spec.kinds and online:
+        swap["sqlite"] = "redis"
+    kinds = {swap.get(k, k) for k in spec.kinds}
+    if kinds == set(spec.kinds):
         return spec
     tags = {k: v for k, v in spec.tags.items() if not k.startswith("dagster/kind/")}
-    return spec.replace_attributes(tags=tags, kinds=(spec.kinds - {"duckdb"}) | {kind})
+    return spec.replace_attributes(tags=tags, kinds=kinds)
 
 
 @dg.definitions

@@ -86,13 +86,18 @@ def test_servers_profile_puts_the_warehouse_and_dbt_on_the_warehouse_database(cl
     defs = build_definitions(settings)
     kinds = {key.to_user_string(): spec.kinds for key, spec in _specs(defs).items()}
     assert "postgres" in kinds["raw_bars"] and "duckdb" not in kinds["raw_bars"] and "postgres" in kinds["marts/bars"]
+    # The trader's store is on the server too, Feast's online store on Redis: the asset graph names those engines.
+    assert kinds["trader_session"] == {"postgres"} and kinds["trader/fills"] == {"postgres"}
+    assert kinds["session_tracking"] == {"postgres"}
+    assert kinds["online_features"] == {"feast", "redis"}
     resource = defs.resources["warehouse"]
     assert "127.0.0.1" not in str(resource.model_dump())  # the URL (and a password) stays in the environment
     assert not settings.warehouse_path.exists()
 
 
 def _specs(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetSpec]:
-    return {spec.key: spec for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) for spec in a.specs}
+    specs = [a for a in defs.assets or [] if isinstance(a, dg.AssetSpec)]
+    return {spec.key: spec for spec in specs + [s for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) for s in a.specs]}
 
 
 def test_half_a_servers_profile_is_one_clear_error(clean_env):
