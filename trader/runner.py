@@ -39,75 +39,44 @@ Every step is an audit record (``prediction_batch``, ``risk_decision`` — with 
 model version and feature time —, ``order_submit``, ``order_accepted``, ``fill``, ...,
 ``cycle``); ``trader explain`` reads them back.
 
-Ticks come from :func:`replay_ticks` (a day of bars, e.g. from
-:class:`~trader.brokers.bars.WarehouseBars`) or :func:`live_ticks` (bar boundaries on the wall clock).
-
-Example:
-    >>> from decimal import Decimal as D
-    >>> bar = Bar(symbol="AAA", ts=dt.datetime(2024, 3, 5, 14, 30, tzinfo=dt.UTC), open=D(10), high=D(11), low=D(9),
-    ...           close=D("10.5"), volume=D(100))
-    >>> [(t.ts.isoformat(), t.prices, t.as_of == t.ts) for t in replay_ticks([bar], timeframe="15m")]
-    [('2024-03-05T14:45:00+00:00', {'AAA': Decimal('10.5')}, True)]
+Ticks, the cycle report and the observers' protocol are :mod:`trader.cycle`'s (re-exported here); the
+venue's events are written by :mod:`trader.runner_events`, the commands sent by :mod:`trader.runner_commands`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from trader.brokers.bars import TIMEFRAMES, Bar, BarFeed
 from trader.brokers.base import Broker
 from trader.config import TraderConfig
 from trader.corporate_actions import CorporateActionBook, split_shares
-from trader.domain import (
-    ZERO,
-    Account,
-    CancelOrder,
-    Fill,
-    Order,
-    OrderAccepted,
-    OrderEvent,
-    OrderFilled,
-    OrderRejected,
-    Position,
-    SubmitOrder,
-    Symbol,
-    TradingState,
-)
-from trader.errors import (
-    BrokerError,
-    BrokerRateLimitError,
-    BrokerUnavailableError,
-    DomainError,
-    IllegalTransitionError,
-    PredictionError,
-    TraderError,
-)
-from trader.execution import ExecutionDesk, lineage
+from trader.cycle import CycleObserver, CycleReport, Tick, last_closes, live_ticks, replay_ticks, session_start, steady_heap
+from trader.domain import ZERO, Account, Fill, OrderEvent, Position, Symbol, TradingState
+from trader.errors import DomainError, PredictionError, TraderError
+from trader.execution import ExecutionDesk
 from trader.exits import ExitMonitor
 from trader.history import MarketHistory, MarketSnapshot
-from trader.market_hours import active_profile
 from trader.predictions import PredictionBatch, PredictionClient
-from trader.risk import RiskContext, RiskDecision, RiskEngine
+from trader.risk import RiskContext, RiskEngine
+from trader.runner_commands import RunnerCommands, VenueAnswers
+from trader.runner_events import record_events
 from trader.sizing import size_orders
-from trader.store import StoreTx, TraderStore
+from trader.store import TraderStore
 
-_BY = "runner"
+# Imported by other modules from here, wherever it is defined.
+__all__ = ["CycleObserver", "CycleReport", "Runner", "Tick", "last_closes", "live_ticks", "replay_ticks", "session_start",
+           "steady_heap"]
+
 _log = logging.getLogger("alphaline.trader")
 _DAY = dt.timedelta(days=1)
 _MINUTE = dt.timedelta(minutes=1)
-_EVENT_KINDS = {"OrderAccepted": "order_accepted", "OrderFilled": "fill", "OrderRejected": "order_rejected",
-                "OrderCanceled": "order_canceled", "OrderExpired": "order_expired"}
-
-
 _NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
@@ -115,135 +84,7 @@ def _newest(batch: PredictionBatch) -> dt.datetime:
     return max((p.feature_ts for p in batch.predictions), default=_NEVER)
 
 
-# -- ticks --------------------------------------------------------------------------------------
-@dataclass(frozen=True, kw_only=True)
-class Tick:
-    """One decision point: its time, the last prices known then, and the prediction ``as_of`` (``None`` = latest)."""
-
-    ts: dt.datetime
-    prices: Mapping[Symbol, Decimal] = field(default_factory=dict)
-    as_of: dt.datetime | None = None
-
-
-def _step(timeframe: str) -> dt.timedelta:
-    if timeframe not in TIMEFRAMES:
-        raise TraderError(f"timeframe: {timeframe!r} is not one of {', '.join(TIMEFRAMES)}")
-    return TIMEFRAMES[timeframe]
-
-
-def session_start(ts: dt.datetime | dt.date) -> dt.datetime:
-    """Start of the trading day ``ts`` falls on (or of the date), in UTC (the daily loss baseline).
-
-    Equities: midnight in New York; crypto (``ALPHALINE_MARKET=crypto``): the EOD cut, midnight UTC by default.
-    """
-    profile = active_profile()
-    day = profile.trading_day(ts) if isinstance(ts, dt.datetime) else ts
-    return profile.day_start(day)
-
-
-def replay_ticks(bars: Iterable[Bar], *, timeframe: str = "15m") -> list[Tick]:
-    """One tick per bar close, with every symbol's latest close, asking predictions ``as_of`` that close.
-
-    A bar is knowable at its close (``ts + timeframe``, DESIGN.md §3.1), never earlier.
-    """
-    step, by_ts = _step(timeframe), {}
-    for bar in bars:
-        by_ts.setdefault(bar.ts, []).append(bar)
-    last: dict[Symbol, Decimal] = {}
-    ticks = []
-    for ts in sorted(by_ts):
-        last.update({b.symbol: b.close for b in by_ts[ts]})
-        ticks.append(Tick(ts=ts + step, prices=dict(last), as_of=ts + step))
-    return ticks
-
-
-def last_closes(feed: BarFeed, symbols: Sequence[str], at: dt.datetime) -> dict[Symbol, Decimal]:
-    """Each symbol's close from the latest bar closed by ``at`` (within a week), e.g. from the warehouse."""
-    bars = feed.bars(symbols, after=at - 7 * _DAY, until=at - feed.timeframe)
-    return {b.symbol: b.close for b in bars}  # sorted by time: the last one wins
-
-
-def live_ticks(read_prices: Callable[[dt.datetime], Mapping[Symbol, Decimal]], *, timeframe: str = "15m",
-               once: bool = False, grace: dt.timedelta = dt.timedelta(seconds=30),
-               clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-               sleep: Callable[[float], object] = time.sleep) -> Iterator[Tick]:
-    """A tick at each bar boundary on the wall clock (``grace`` after it, for the bar to land in the warehouse).
-
-    The tick's time is the boundary itself, so a restart within the same bar re-derives the
-    same ``client_order_id`` values and the duplicate check stops a second order.
-    """
-    step = _step(timeframe)
-    while True:
-        now = clock()
-        boundary = now - (now - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) % step
-        yield Tick(ts=boundary, prices=read_prices(boundary), as_of=None)
-        if once:
-            return
-        wait = (boundary + step + grace - clock()).total_seconds()
-        if wait > 0:
-            sleep(wait)
-
-
-@contextmanager
-def steady_heap() -> Iterator[None]:
-    """Inside the block, the objects alive at its start (modules, config, calendars, the store) are out of the
-    cyclic garbage collector's way (:func:`gc.freeze`); they go back when it ends.
-
-    A full collection otherwise walks that whole start-up heap: measured on the 48-symbol
-    benchmark, ~50 ms inside one cycle (that cycle was the p99), against ~5 ms frozen.
-    Nothing is leaked: garbage frozen with them is collected after the block.
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
-@dataclass(frozen=True, kw_only=True)
-class CycleReport:
-    """What one cycle did; ``status`` is the one line ``trader status`` shows."""
-
-    ts: dt.datetime
-    state: TradingState
-    status: str
-    submitted: int = 0
-    denied: int = 0
-    canceled: int = 0
-    fills: int = 0
-    #: Predictions held because their features were older than the bar this cycle decides on.
-    behind: int = 0
-    #: No decision: none of the predictions came from the bar that has just closed (see ``Runner._current_bar``).
-    refused: bool = False
-    cash: Decimal = ZERO
-    positions_value: Decimal = ZERO
-    equity: Decimal = ZERO
-    problems: tuple[str, ...] = ()
-
-    def to_record(self) -> dict[str, Any]:
-        return {**self.__dict__, "state": self.state.value, "problems": list(self.problems)}
-
-    def line(self) -> str:
-        problems = f" [{len(self.problems)} problems: {self.problems[0]}]" if self.problems else ""
-        return (f"{self.ts.isoformat()} {self.state.value:8} equity {self.equity:.2f} cash {self.cash:.2f} "
-                f"sent {self.submitted} denied {self.denied} fills {self.fills} — {self.status}{problems}")
-
-
-@dataclass
-class _Answers:
-    """The venue's answers to a cycle's orders, recorded with the cycle record (one commit)."""
-
-    events: list[OrderEvent] = field(default_factory=list)
-    notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-
-class CycleObserver(Protocol):
-    """Watches each finished cycle (metrics, alerts); ``denials`` counts denied orders by reason code this cycle."""
-
-    def on_cycle(self, report: CycleReport, *, denials: Mapping[str, int], seconds: float) -> None: ...
-
-
-class Runner:
+class Runner(RunnerCommands):
     """Runs decision cycles against one broker; see the module docstring.
 
     Args:
@@ -353,7 +194,7 @@ class Runner:
         state = self.store.trading_state().state
         if problems and self.strict and state is not TradingState.HALTED:
             state = self._halt(tick.ts, f"invariant broken: {problems[0]}")
-        answers = _Answers()
+        answers = VenueAnswers()
         try:
             if self.exits is not None:  # protective exits (trader/exits.py), before anything new is sized
                 counts["submitted"] += self.exits.cycle(tick.ts, state, account)
@@ -362,7 +203,7 @@ class Runner:
             status = f"no orders: {exc}"
         return self._finish(tick, self.store.trading_state().state, status, counts, account, value, problems, answers)
 
-    def _decide(self, tick: Tick, state: TradingState, account: Account, counts: Counter[str], answers: _Answers) -> str:
+    def _decide(self, tick: Tick, state: TradingState, account: Account, counts: Counter[str], answers: VenueAnswers) -> str:
         ctx = self._context(tick.ts, state, account)
         if state is TradingState.HALTED:
             counts["canceled"] += self._cancel_working(ctx)
@@ -441,30 +282,23 @@ class Runner:
         return tuple(problems)
 
     def _finish(self, tick: Tick, state: TradingState, status: str, counts: Counter[str], account: Account,
-                value: Decimal | None, problems: tuple[str, ...], answers: _Answers | None = None) -> CycleReport:
+                value: Decimal | None, problems: tuple[str, ...], answers: VenueAnswers | None = None) -> CycleReport:
         """Record the venue's answers to the cycle's orders, the equity mark (when the book could be valued) and the
         cycle, in one commit that is not synced by itself (see the module docstring: nothing sent depends on it)."""
         report = CycleReport(ts=tick.ts, state=state, status=status, submitted=counts["submitted"], denied=counts["denied"],
                              canceled=counts["canceled"], fills=counts["fills"], behind=counts["behind"],
                              refused=bool(counts["refused"]), cash=account.cash, positions_value=value or ZERO,
                              equity=account.cash + (value or ZERO), problems=problems)
-        answers = answers or _Answers()
+        answers = answers or VenueAnswers()
         with self.store.transaction(durable=False) as tx:
             # The orders are read again, not taken from _route: sending may have changed them (a bracket entry, trader/exits.py).
-            new_fills = self._record_events(tx, answers.events, notes=answers.notes, ts=tick.ts)
+            new_fills = record_events(tx, self.store, answers.events, run_id=self.run_id, notes=answers.notes, ts=tick.ts)
             if value is not None:
                 tx.record_equity(ts=tick.ts, equity=report.equity, cash=report.cash)
             tx.append_audit("cycle", report.to_record() | {"run_id": self.run_id}, ts=tick.ts)
         self._book(new_fills)
         self._last_ts = tick.ts
         return report
-
-    def _audit(self, kind: str, ts: dt.datetime, payload: dict[str, Any]) -> None:
-        self.store.append_audit(kind, payload | {"run_id": self.run_id}, ts=ts)
-
-    def _halt(self, now: dt.datetime, reason: str) -> TradingState:
-        self.store.set_trading_state(TradingState.HALTED, reason=reason, changed_by=_BY, at=now)
-        return TradingState.HALTED
 
     def _apply_corporate_actions(self, tick: Tick) -> None:
         """Splits and dividends due by the tick's session, once each, before its fills (:mod:`trader.corporate_actions`)."""
@@ -489,37 +323,8 @@ class Runner:
         # Not synced by itself: the cycle's next durable commit (the orders before they leave) syncs
         # it with it (one WAL); nothing is sent on it before that. See the module docstring.
         with self.store.transaction(durable=False) as tx:
-            new_fills = self._record_events(tx, events, notes=notes, ts=ts)
+            new_fills = record_events(tx, self.store, events, run_id=self.run_id, notes=notes, ts=ts)
         return self._book(new_fills)
-
-    def _record_events(self, tx: StoreTx, events: Sequence[OrderEvent], *, notes: Sequence[tuple[str, dict[str, Any]]] = (),
-                       ts: dt.datetime | None = None) -> list[Fill]:
-        """Write events (order states, fills, audit records) and ``notes`` in ``tx``; returns the new fills."""
-        if not events:
-            known: dict[str, Order | None] = {}
-        else:  # this batch's view of the orders (the store does not see its own pending writes); one read
-            # for the working orders, where nearly every event belongs
-            known = {o.client_order_id: o for o in self.store.working_orders()}
-        tx.expect_fills(e.fill.fill_id for e in events if isinstance(e, OrderFilled))
-        new_fills = []
-        for event in events:
-            cid = event.client_order_id
-            if cid not in known:
-                known[cid] = self.store.get_order(cid)
-            payload: dict[str, Any] = {"client_order_id": cid, "event": type(event).__name__, "run_id": self.run_id}
-            if isinstance(event, OrderFilled):
-                if not tx.record_fill(event.fill):
-                    continue  # a replayed fill: already recorded, already applied
-                new_fills.append(event.fill)
-                payload["fill"] = event.fill.to_record()
-            else:
-                payload |= {k: v for k, v in event.__dict__.items() if k not in ("client_order_id", "ts")}
-            payload["note"] = self._move(tx, known, event)
-            tx.append_audit(_EVENT_KINDS.get(type(event).__name__, "order_event"), payload, ts=event.ts)
-        for kind, note in notes:
-            assert ts is not None
-            tx.append_audit(kind, note | {"run_id": self.run_id}, ts=ts)
-        return new_fills
 
     def _book(self, new_fills: Sequence[Fill]) -> int:
         """Move the cash ledger and the fill totals by fills just committed (the ledger follows what is stored)."""
@@ -528,104 +333,7 @@ class Runner:
             self._fill_qty[fill.symbol] = self._fill_qty.get(fill.symbol, ZERO) + fill.signed_qty
         return len(new_fills)
 
-    @staticmethod
-    def _move(tx: StoreTx, orders: dict[str, Order | None], event: OrderEvent) -> str:
-        order = orders[event.client_order_id]
-        if order is None:
-            return "event for an order this trader did not store; reconciliation should review it"
-        try:
-            orders[event.client_order_id] = order = order.apply(event)
-        except IllegalTransitionError as exc:
-            return str(exc)
-        tx.save_order(order)
-        return ""
-
-    # -- commands ---------------------------------------------------------------------------
-    def _route(self, decisions: list[RiskDecision], batch: PredictionBatch, tick: Tick, state: TradingState,
-               counts: Counter[str], answers: _Answers) -> None:
-        """Record the decisions and every approved order (NEW) in one durable commit, send them; the answers go to
-        ``answers``, which the cycle record's commit writes.
-
-        Each order is durable before it leaves; an answer lost in a crash before the cycle's last commit
-        is found again by ``client_order_id``, the path a lost response takes anyway.
-        """
-        now = tick.ts
-        approved = [d.command.order for d in decisions if d.approved and isinstance(d.command, SubmitOrder)]
-        with self.store.transaction() as tx:
-            tx.append_audit("prediction_batch", self._batch_record(batch, tick), ts=now)
-            for decision in decisions:
-                prediction = decision.command.prediction if isinstance(decision.command, SubmitOrder) else None
-                tx.append_audit("risk_decision", decision.to_record() | {"run_id": self.run_id,
-                                "prediction": prediction.to_record() if prediction else None}, ts=now)
-            for order in approved:
-                tx.save_order(order)
-                tx.append_audit("order_submit", {"client_order_id": order.client_order_id, "venue": self.broker.venue,
-                                                 "run_id": self.run_id, "order": order.to_record()} | lineage(order.client_order_id), ts=now)
-        counts["denied"] += len(decisions) - len(approved)
-        self._denials.update(d.reason.value for d in decisions if not d.approved)
-        for order in approved:
-            current = self.store.trading_state().state  # the kill switch, re-read before every order (DESIGN §3.5)
-            answer = self._send(order, now) if current is state else OrderRejected(
-                client_order_id=order.client_order_id, ts=now, reason=f"not sent: trading state changed to {current.value} mid-cycle")
-            if isinstance(answer, str):
-                answers.notes.append(("order_unknown", {"client_order_id": order.client_order_id, "reason": answer}))
-            else:
-                answers.events.append(answer)
-            counts["submitted" if not isinstance(answer, OrderRejected) else "denied"] += 1
-            if isinstance(answer, OrderRejected):
-                self._denials["REJECTED_BY_VENUE" if current is state else "TRADING_STATE_CHANGED"] += 1
-
-    def _send(self, order: Order, now: dt.datetime) -> OrderAccepted | OrderRejected | str:
-        """The venue's answer, or why the order's fate is unknown (it then stays NEW: never resent blindly)."""
-        try:  # with venue exits, an entry that opens a position goes out as a bracket (trader/exits.py)
-            return self.exits.submit(order) if self.exits is not None else self.broker.submit(order)
-        except BrokerUnavailableError as exc:
-            found = self.broker.get_order_by_client_id(order.client_order_id)
-            if found is None or found.order_id is None:
-                # Left NEW (working), it blocks a second order for this symbol and side until
-                # reconciliation settles it.
-                return f"venue unavailable and the order is not found by client_order_id: {exc}"
-            return OrderAccepted(client_order_id=order.client_order_id, ts=now, order_id=found.order_id)
-        except BrokerRateLimitError as exc:
-            return OrderRejected(client_order_id=order.client_order_id, ts=now, reason=f"not placed, rate limited: {exc}")
-        except BrokerError as exc:
-            return OrderRejected(client_order_id=order.client_order_id, ts=now, reason=f"refused by the venue: {exc}")
-
-    def _cancel_working(self, ctx: RiskContext) -> int:
-        """HALTED: cancel every working order that adds risk. Orders that only shrink a position (the
-        flatten-and-halt closing orders among them) keep working: cancelling them would leave risk on."""
-        sent = 0
-        for order in ctx.working_orders:
-            held = ctx.account.position(order.symbol).qty
-            reducing = held != 0 and (held > 0) != (order.side.sign > 0) and order.remaining_qty <= abs(held)
-            if order.client_order_id in self._cancel_sent or reducing:
-                continue
-            command = CancelOrder(client_order_id=order.client_order_id, symbol=order.symbol, reason="trading is HALTED")
-            decision = self.engine.check(command, ctx)
-            self._audit("risk_decision", ctx.now, decision.to_record())
-            try:
-                self.broker.cancel(order.client_order_id)
-            except BrokerError as exc:
-                self._audit("cancel_failed", ctx.now, {"client_order_id": order.client_order_id, "reason": str(exc)})
-                continue
-            self._cancel_sent.add(order.client_order_id)
-            sent += 1
-        return sent
-
-    def _flatten(self, now: dt.datetime, reason: str, counts: Counter[str]) -> str:
-        """Flatten-and-halt: HALTED first (nothing new may start), then cancel everything and close every position."""
-        self._halt(now, reason)
-        canceled = self.broker.cancel_all()
-        closing = self.broker.close_all()
-        with self.store.transaction() as tx:
-            for order in closing:
-                tx.save_order(order)
-            tx.append_audit("flatten", {"reason": reason, "canceled": list(canceled), "run_id": self.run_id,
-                                        "closing_orders": [o.to_record() for o in closing]}, ts=now)
-        self._cancel_sent.update(canceled)
-        counts["canceled"] += len(canceled)
-        return f"HALTED: {reason}; {len(canceled)} orders cancelled, {len(closing)} closing orders sent"
-
+    # -- predictions ------------------------------------------------------------------------
     def _current_bar(self, tick: Tick, counts: Counter[str]) -> PredictionBatch | str:
         """Predictions on the bar that closed at ``tick.ts``; when none are, the cycle is refused (audited): why.
 
@@ -667,7 +375,3 @@ class Runner:
             return f"HALTED after {self.failures} prediction failures in a row: {reason}"
         return f"no new orders, prediction failed ({self.failures} of {limit} before HALTED): {reason}"
 
-    def _batch_record(self, batch: PredictionBatch, tick: Tick) -> dict[str, Any]:
-        return {"model_version": batch.model_version, "as_of": tick.as_of, "count": len(batch.predictions),
-                "predictions": [{k: v for k, v in p.to_record().items() if k not in ("model_version", "explanation")}
-                                for p in batch.predictions]}  # explanations go with each order's decision

@@ -1,6 +1,6 @@
 """Bulk writes of the trader's store: one multi-row INSERT, or upsert, per table and transaction.
 
-Used by :class:`trader.store.StoreTx` when a transaction ends. On SQLite and PostgreSQL the rows go
+Used by :class:`trader.store_tx.StoreTx` when a transaction ends. On SQLite and PostgreSQL the rows go
 straight to the driver's ``executemany``; :func:`write_rows` says ``False`` elsewhere, and the store
 falls back to SQLAlchemy's own statements.
 """

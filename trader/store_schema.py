@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeDecorator
 
 
@@ -231,3 +232,13 @@ def append_only_ddl(dialect: str) -> tuple[str, ...]:
     """The statements that make ``audit``, ``audit_hmac`` and ``fills`` append-only in the database (none for other dialects:
     there the store's API, which has no update or delete for them, is the only guard)."""
     return {"sqlite": APPEND_ONLY_TRIGGERS, "postgresql": APPEND_ONLY_TRIGGERS_POSTGRES}.get(dialect, ())
+
+
+def add_missing_order_columns(conn: Connection) -> None:
+    """A store created before stop and linked orders gets their (nullable or defaulted) columns."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("orders")}
+    for name in ADDED_ORDER_COLUMNS:
+        if name not in present:
+            column = orders.c[name]
+            default = f" NOT NULL DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""  # type: ignore[attr-defined]
+            conn.exec_driver_sql(f"ALTER TABLE orders ADD COLUMN {name} {column.type.compile(conn.dialect)}{default}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 
-from trader.store import TraderStore, _make_engine
+from trader.store import TraderStore
+from trader.store_engine import make_engine
 from trader.store_wal import BACKSTOP_PAGES, CHECKPOINT_BYTES, WalCheckpointer
 
 T0 = dt.datetime(2024, 3, 5, 15, tzinfo=dt.UTC)
@@ -74,7 +75,7 @@ def test_the_store_keeps_its_log_bounded_by_checkpointing_behind_its_commits(tmp
 
 
 def test_the_store_connections_leave_checkpoints_to_the_checkpointer_up_to_the_backstop(tmp_path):
-    engine = _make_engine(f"sqlite:///{tmp_path / 'trader.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'trader.db'}")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == BACKSTOP_PAGES
         assert conn.exec_driver_sql("PRAGMA journal_size_limit").scalar() == 0  # a restarted log is truncated

@@ -1,0 +1,110 @@
+"""The trader store's SQLAlchemy engines: one per URL, with the write-transaction discipline of :mod:`trader.store`.
+
+SQLite: WAL mode (checkpoints left to :mod:`trader.store_wal`), ``synchronous=FULL`` and a write
+transaction that takes the write lock up front (``BEGIN IMMEDIATE``). PostgreSQL: writers queue on
+one advisory lock. A connection is marked a writer (and durable or not) by the execution options
+:data:`WRITE` and :data:`DURABLE`, which :meth:`trader.store.TraderStore.transaction` sets.
+
+Also where the store lives by default (:func:`default_store_url`) and the file of a SQLite URL
+(:func:`sqlite_file`).
+
+Example:
+    >>> default_store_url({"ALPHALINE_HOME": "/srv/alphaline"})
+    'sqlite:////srv/alphaline/trader/trader.db'
+    >>> sqlite_file("sqlite:///:memory:") is None, sqlite_file("postgresql://db/trader") is None
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+from trader.store_wal import BACKSTOP_PAGES
+
+#: Execution option of a write transaction's connection (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: the advisory lock).
+WRITE = "alphaline_write"
+#: Execution option: ``False`` leaves the commit's sync to the next durable one (see :mod:`trader.store`).
+DURABLE = "alphaline_durable"
+#: PostgreSQL advisory lock (per database) that write transactions take first: SQLite's BEGIN IMMEDIATE, on a server.
+_PG_WRITE_LOCK = 0x616C_7068_616C_696E  # "alphalin"
+
+
+def default_store_url(env: Mapping[str, str] | None = None) -> str:
+    """``sqlite:///$ALPHALINE_HOME/trader/trader.db`` (``ALPHALINE_HOME`` defaults to ``.alphaline``)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("ALPHALINE_HOME", ".alphaline")).resolve()
+    return f"sqlite:///{home / 'trader' / 'trader.db'}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The absolute file of a SQLite URL; ``None`` for another database or an in-memory one."""
+    parsed = sa.make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database).resolve()
+
+
+def make_engine(url: str) -> Engine:
+    """The engine of ``url``: SQLite (file or in-memory) and PostgreSQL as the module docstring says, others as they come."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return _make_postgres_engine(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    memory = parsed.database in (None, "", ":memory:")
+    if not memory:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, poolclass=StaticPool if memory else None, connect_args={"check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+        cursor = dbapi_conn.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # trader.store_wal checkpoints off the cycle; a restarted log is truncated, so its size is what it holds
+            cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+            cursor.execute("PRAGMA journal_size_limit=0")
+        cursor.execute("PRAGMA synchronous=FULL")  # an order log: a power cut must not lose a commit
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        if options.get(WRITE):
+            # Per transaction (the level cannot change inside one): FULL syncs this commit, NORMAL leaves it to the next FULL one.
+            conn.exec_driver_sql("PRAGMA synchronous=FULL" if options.get(DURABLE, True) else "PRAGMA synchronous=NORMAL")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _make_postgres_engine(url: str) -> Engine:
+    """Writers queue on one advisory lock, so the audit head a transaction reads cannot move before it appends
+    (as with SQLite's ``BEGIN IMMEDIATE``); ``durable=False`` is ``synchronous_commit=off`` for that transaction."""
+    from trader.servers import ensure_database
+
+    ensure_database(url)  # as a SQLite file is created on first use
+    engine = sa.create_engine(url, pool_pre_ping=True)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        if options.get(WRITE):  # one round trip: set_config(..., true) is SET LOCAL
+            durability = "" if options.get(DURABLE, True) else ", set_config('synchronous_commit', 'off', true)"
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK}){durability}")
+
+    return engine
+
