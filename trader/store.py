@@ -181,12 +181,15 @@ class TraderStore:
             yield held
             return
         try:
-            with self._engine.connect() as conn, conn.begin():
-                self._reading.conn = conn
-                try:
-                    yield conn
-                finally:
-                    self._reading.conn = None
+            with self._engine.connect() as conn:
+                if conn.dialect.name == "postgresql":  # one view for every statement of the block, as on SQLite
+                    conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    self._reading.conn = conn
+                    try:
+                        yield conn
+                    finally:
+                        self._reading.conn = None
         except sa.exc.OperationalError as exc:
             raise StoreError(f"{self._safe_url}: {exc.orig}") from None
 

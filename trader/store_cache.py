@@ -20,11 +20,10 @@ changed them since:
 
 So a read never returns a state that differs from what the database holds at that read.
 
-PostgreSQL (READ COMMITTED) keeps the same counters, bumped by statement-level triggers. There each
-statement of a transaction sees its own snapshot, so rows loaded after the count may be newer than it:
-the cache is then stamped older than its rows, and the next read (whose count has moved) reloads —
-one read more, never a stale one. Writers hold the store's advisory lock from their first statement,
-so their before/after counts bracket only their own writes, as on SQLite.
+PostgreSQL keeps the same counters, bumped by statement-level triggers. Its reads run at REPEATABLE READ (the
+store's read transactions and ``snapshot()``), so a count and the rows loaded after it come from one snapshot, as on
+SQLite. Writers hold the store's advisory lock from their first statement, so their before/after counts bracket only
+their own writes, as on SQLite.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ the database says no writer moved them — whoever that writer is."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal as D
 
 import pytest
@@ -102,15 +103,20 @@ def test_book_is_unchanged_by_a_transaction_that_rolled_back(store_url):
         assert book(store) == before == stored(store_url)
 
 
-def test_book_inside_a_snapshot_is_the_snapshots_view(tmp_path):
-    url = f"sqlite:///{tmp_path / 'trader.db'}"
-    with TraderStore(url) as runner, TraderStore(url) as other:
+def test_book_inside_a_snapshot_is_the_snapshots_view(store_url):
+    """One consistent view on both engines (PostgreSQL reads at REPEATABLE READ): a commit made while the snapshot is
+    open is seen by none of its reads, cached or not."""
+    with TraderStore(store_url) as runner, TraderStore(store_url) as other:
         runner.save_order(order("AAA", cid="al-1"))
         with runner.snapshot():
             assert [o.client_order_id for o in runner.working_orders()] == ["al-1"]
             other.save_order(order("BBB", cid="al-2"))  # committed while the snapshot is open
+            other.set_trading_state(TradingState.HALTED, reason="ops", changed_by="test", at=NOW)
             assert [o.client_order_id for o in runner.working_orders()] == ["al-1"]
+            assert [o.client_order_id for o in runner.list_orders()] == ["al-1"]
+            assert runner.client_order_ids(since=NOW - dt.timedelta(days=1)) == frozenset({"al-1"})
         assert [o.client_order_id for o in runner.working_orders()] == ["al-1", "al-2"]
+        assert runner.trading_state().state is TradingState.HALTED
 
 
 def test_recent_order_ids_follow_the_stores_writes_and_another_processs(store_url):
