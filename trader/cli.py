@@ -163,7 +163,8 @@ def run(mode: str | None, once: bool, day: dt.datetime | None, cash: str | None,
     replaced = replace_sim_store(url, discard=discard) if fresh else None
     with TraderStore(url) as store, HttpPredictionClient(cfg.prediction.url, cfg.prediction.timeout_s,
                                                                      explain=cfg.prediction.explain) as predictor:
-        session = sim_session(store, replay, cash=start_cash, replaced=replaced, lot_size=cfg.sizing.lot_size) if replay is not None else venue
+        session = sim_session(store, replay, cash=start_cash, replaced=replaced, lot_size=cfg.sizing.lot_size,
+                              venue=cfg.sim) if replay is not None else venue
         assert session is not None  # every other mode built its venue above
         from trader.reconcile import reconcile as run_reconcile
 

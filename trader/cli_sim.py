@@ -20,7 +20,7 @@ import click
 import sqlalchemy as sa
 
 from trader.brokers.base import Broker
-from trader.config import TraderConfig
+from trader.config import SimVenueConfig, TraderConfig
 from trader.errors import TraderError
 from trader.market_hours import active_profile
 from trader.runner import Tick, replay_ticks, session_start
@@ -162,25 +162,44 @@ def _move_aside(path: Path) -> Path:
     return aside
 
 
-def sim_session(store: TraderStore, replay: Replay, *, cash: Decimal | None, replaced: dict[str, Any] | None,
-                lot_size: Decimal = Decimal(1)) -> Session:
-    """The simulated venue over ``replay``; ``lot_size`` is its fill unit (``sizing.fractional``: 10^-qty_decimals)."""
-    from trader.brokers.bars import InMemoryBars
-    from trader.brokers.sim import SimBroker, SimConfig
+#: The venue a sim store opened before its session record kept one had: costless fills, 10 % of a bar's volume.
+_COSTLESS = SimVenueConfig(slippage_bps=Decimal(0), fee_bps=Decimal(0)).record()
 
-    day, bars = replay.day, replay.bars
+
+def _number(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def sim_session(store: TraderStore, replay: Replay, *, cash: Decimal | None, replaced: dict[str, Any] | None,
+                lot_size: Decimal = Decimal(1), venue: SimVenueConfig | None = None) -> Session:
+    """The simulated venue over ``replay``; ``lot_size`` is its fill unit (``sizing.fractional``: 10^-qty_decimals),
+    ``venue`` its costs (``sim:`` in trader.yaml). A store keeps trading on the venue it opened with: a different
+    ``--cash`` or ``sim:`` is refused (``--fresh`` starts a new store)."""
+    from trader.brokers.bars import InMemoryBars
+    from trader.brokers.sim import FeeModel, SimBroker, SimConfig
+
+    day, bars, costs = replay.day, replay.bars, (venue or SimVenueConfig()).record()
     opened = store.latest_audit("sim_session")
     if opened is None:  # remembered, so that a resumed session rebuilds the same venue
         cash = cash or Decimal(100_000)
-        store.append_audit("sim_session", {"cash": cash, "first_day": day} | ({"replaces": replaced} if replaced else {}),
-                           ts=session_start(day))
+        store.append_audit("sim_session", {"cash": cash, "first_day": day, "venue": costs}
+                           | ({"replaces": replaced} if replaced else {}), ts=session_start(day))
     elif cash is not None and cash != Decimal(opened.payload["cash"]):
         raise UserError(f"this sim store started with cash {opened.payload['cash']}; drop --cash or add --fresh")
     else:
         cash = Decimal(opened.payload["cash"])
+    if opened is not None:
+        kept = opened.payload.get("venue", _COSTLESS)
+        changed = [f"{k} {kept.get(k)} (now {v})" for k, v in costs.items() if _number(kept.get(k)) != _number(v)]
+        if changed:
+            raise UserError(f"trader.yaml sim: this sim store started with {', '.join(changed)}; set it back or add --fresh")
+        costs = kept
+    sim = SimConfig(initial_cash=cash, lot_size=lot_size, slippage_bps=Decimal(costs["slippage_bps"]),
+                    fees=FeeModel(bps=Decimal(costs["fee_bps"]), per_share=Decimal(costs["fee_per_share"])),
+                    max_participation=None if costs["max_participation"] is None else Decimal(costs["max_participation"]))
     last = store.latest_audit("cycle")
     resume_at = dt.datetime.fromisoformat(last.payload["ts"]) if last else None
-    broker = SimBroker(InMemoryBars(bars, timeframe=replay.timeframe), config=SimConfig(initial_cash=cash, lot_size=lot_size),
+    broker = SimBroker(InMemoryBars(bars, timeframe=replay.timeframe), config=sim,
                        start=resume_at or bars[0].ts, actions=replay.actions)
     if resume_at is not None:  # the simulator keeps no state: rebuild it from the store
         broker.restore(orders=store.list_orders(), fills=store.list_fills())

@@ -284,6 +284,28 @@ class ExecutionConfig(_Model):
         return self.slices or self.horizon_bars
 
 
+class SimVenueConfig(_Model):
+    """The simulated venue of ``--mode sim`` (:class:`trader.brokers.sim.SimBroker`): what a fill costs there.
+
+    The defaults are the research backtest's own costs (``models.backtest.Costs`` as the pipeline runs it: half
+    spread 1 bp, commission 0.5 bp), so a sim session pays what its backtest assumed and ``trader track`` compares
+    like with like. All zero gives the costless fills of a pure replay.
+    """
+
+    #: Each fill's price moved against the order by this many basis points (a limit still caps it).
+    slippage_bps: Annotated[Decimal, Field(ge=0, le=1000)] = Decimal("1.0")
+    #: Fee per fill in basis points of its notional.
+    fee_bps: Annotated[Decimal, Field(ge=0, le=1000)] = Decimal("0.5")
+    #: Fee per share (or unit) filled, on top of ``fee_bps``.
+    fee_per_share: Annotated[Decimal, Field(ge=0)] = Decimal(0)
+    #: A fill takes at most this share of the bar's volume (the rest fills on later bars); ``null``: no limit.
+    max_participation: Fraction | None = Decimal("0.10")
+
+    def record(self) -> dict[str, str | None]:
+        """Exact text of each setting, as the sim store's session record keeps it (a resumed session must match)."""
+        return {name: None if value is None else str(value) for name, value in self.model_dump().items()}
+
+
 class StreamsConfig(_Model):
     """Alpaca's trade-update stream for ``paper``/``live`` (:mod:`trader.brokers.alpaca_stream`); off: REST polling only."""
 
@@ -332,6 +354,7 @@ class TraderConfig(_Model):
     execution: ExecutionConfig = ExecutionConfig()
     streams: StreamsConfig = StreamsConfig()
     exits: ExitPolicy = ExitPolicy()
+    sim: SimVenueConfig = SimVenueConfig()
     #: Any SQLAlchemy URL; default ``sqlite:///$ALPHALINE_HOME/trader/trader.db``.
     store_url: str | None = None
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal as D
 
 import pytest
 import yaml
@@ -70,6 +71,49 @@ def test_cli_sim_run_resumes_and_once_runs_one_cycle(home):
     assert "done: 1 cycles" in first.output and "done: 1 cycles" in second.output and "done: 4 cycles" in rest.output
     assert first.output.splitlines()[1].startswith("2024-03-05T14:45:00") and second.output.splitlines()[1].startswith("2024-03-05T15:00:00")
     assert again.exit_code == 0 and "nothing to do" in again.output
+
+
+def test_cli_sim_venue_charges_the_configured_costs_and_a_store_keeps_its_venue(home):
+    """trader.yaml ``sim:``: each fill moved against the order by slippage_bps and charged fee_bps of its notional; a
+    resumed store refuses other costs (its fills would not be comparable), ``--fresh`` starts one with them."""
+    costs = {"slippage_bps": "2.5", "fee_bps": "1", "fee_per_share": "0.01", "max_participation": None}
+    with PredictionServer() as server:
+        cfg = write_config(home, server.url, sim=costs)
+        assert cli("run", "--once", "--config", cfg).exit_code == 0
+        cheaper = write_config(home, server.url, sim=costs | {"fee_bps": "0.5"})
+        refused = cli("run", "--once", "--config", cheaper)
+        assert refused.exit_code != 0
+        assert refused.output.strip().splitlines()[-1] == (
+            "Error: trader.yaml sim: this sim store started with fee_bps 1 (now 0.5); set it back or add --fresh")
+        assert cli("run", "--config", write_config(home, server.url, sim=costs | {"fee_bps": "1.00"})).exit_code == 0
+    with TraderStore(f"sqlite:///{home / 'trader' / 'sim.db'}") as store:
+        fills, orders = store.list_fills(), {o.client_order_id: o for o in store.list_orders()}
+        venue = next(r for r in store.audit_records() if r.kind == "sim_session").payload["venue"]
+    assert fills and venue == costs
+    for fill in fills:
+        assert fill.fee == fill.qty * fill.price * D("1") / 10_000 + fill.qty * D("0.01")
+    # The fill price is the next bar's open (whole cents) moved 2.5 bp against the order: up for a buy, down for a sell.
+    for fill in fills:
+        open_ = fill.price / (1 + fill.side.sign * D("0.00025"))
+        assert open_ == open_.quantize(D("0.01")) and orders[fill.client_order_id].side is fill.side
+
+
+def test_cli_sim_store_from_before_venue_costs_resumes_costless_or_refuses_other_costs(home):
+    import datetime as dt
+
+    (home / "trader").mkdir(exist_ok=True)
+    with TraderStore(f"sqlite:///{home / 'trader' / 'sim.db'}") as store:  # the record an older version wrote
+        store.append_audit("sim_session", {"cash": D(100_000), "first_day": "2024-03-05"},
+                           ts=dt.datetime(2024, 3, 5, 14, 30, tzinfo=dt.UTC))
+    with PredictionServer() as server:
+        refused = cli("run", "--once", "--config", write_config(home, server.url))
+        costless = {"slippage_bps": 0, "fee_bps": 0}
+        resumed = cli("run", "--config", write_config(home, server.url, sim=costless))
+    assert refused.exit_code != 0 and "started with slippage_bps 0 (now 1.0), fee_bps 0 (now 0.5)" in refused.output
+    assert resumed.exit_code == 0, resumed.output
+    with TraderStore(f"sqlite:///{home / 'trader' / 'sim.db'}") as store:
+        fills = store.list_fills()
+    assert fills and all(f.fee == 0 for f in fills)
 
 
 def test_cli_kill_persists_across_processes_and_the_loop_then_sends_nothing(home):
