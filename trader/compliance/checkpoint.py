@@ -14,9 +14,19 @@ year rather than growing with the whole history:
 * the wash-sale adjustments booked in the tax year, the queue of pending losses (in sale
   order, by disposal id), cash, the lot sequence and the last fill applied.
 
-Fill ids seen before the checkpoint are not kept (that set grows with the history). The
-restored ledger still refuses a fill it already booked: every earlier fill sorts before the
-last one applied, which :meth:`Ledger.apply` rejects, and the last fill's own id is kept.
+Layout 2 (``FORMAT``) splits the disposals in two (the issue-20 EOD goal; profile in
+``tests/benchmarks/bench_compliance.py``). ``disposals`` holds those that can still change
+(pending losses) and the day's own, restored as objects; ``sealed`` holds the rest of the tax
+year, final, as rows with their printed Form 8949 line and each Part's totals
+(:mod:`trader.compliance.sealed`). A resume never turns sealed rows into objects and the next
+checkpoint writes them back as read, with the disposals that became final merged in: the
+day's work grows with the day's fills and the open lots, not with the year's disposals
+(measured at year end, 145k disposals: resuming and saving went from ~2.5 s to ~1 s).
+Layout 1 (every disposal an object) is still read, since sealed checkpoints are archived
+for years; the first day resumed from one writes layout 2. A chain of daily deltas on a
+periodic snapshot was the other option: it would shrink the file further, but each resume
+would then depend on every archived link since the snapshot, and the reports still need
+the whole year's Form 8949, so it would not save the reading this layout already avoids.
 
 The JSON is deterministic (sorted keys, exact Decimal strings, no clock): the same day
 closed by a full replay or by a resume gives the same bytes, so archiving it again on a
@@ -44,11 +54,12 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
 from decimal import Decimal
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
@@ -57,15 +68,15 @@ from trader.compliance.errors import ComplianceError
 from trader.compliance.fills import ComplianceFill
 from trader.compliance.lots import DayClose, Disposal, Ledger, RollForward, TaxLot
 from trader.compliance.memo import FROM_ISO_DATE, ISO_DATE
+from trader.compliance.reports import form_8949_key, form_8949_lines, form_8949_rows, part_totals
+from trader.compliance.sealed import BOOKED, DISPOSAL_FIELDS, NOTHING_SEALED, PARTS, SEALED_COLUMNS, WASH_FIELDS, SealedYear
 from trader.compliance.wash_sales import WashSale
 
-FORMAT = 1
+#: The layout written; every layout in ``READABLE`` still resumes (sealed checkpoints are archived for years).
+FORMAT = 2
+READABLE = (1, 2)
 _LOT_FIELDS = ("lot_id", "account", "symbol", "direction", "order_id", "seq", "acquired", "holding_start", "qty", "cost",
                "wash_adjustment", "replacement_for")
-_DISPOSAL_FIELDS = ("disposal_id", "account", "symbol", "direction", "lot_id", "fill_id", "qty", "opened", "acquired",
-                    "holding_start", "sold", "proceeds", "basis", "term", "disallowed", "replaced_qty", "lot_order_id", "lot_seq")
-_WASH_FIELDS = ("loss_disposal_id", "symbol", "loss_account", "sold", "replacement_lot_id", "replacement_account",
-                "replacement_acquired", "qty", "disallowed", "holding_days_added", "replacement_holding_start", "booked")
 _DATES = {"acquired", "holding_start", "opened", "sold", "replacement_acquired", "replacement_holding_start", "booked"}
 _DECIMALS = {"qty", "cost", "wash_adjustment", "proceeds", "basis", "disallowed", "replaced_qty"}
 _ROLL_FIELDS = ("opening", "realised_before_wash", "disallowed", "unrealised_open", "unrealised_close", "closing", "income")
@@ -94,10 +105,14 @@ class _Table:
             columns[i] = map(convert, columns[i])
         return {"columns": list(self.names), "rows": list(map(list, zip(*columns, strict=True)))}
 
+    def check(self, table: Mapping[str, Any]) -> None:
+        if tuple(table["columns"]) != self.names:
+            raise ComplianceError(f"ledger checkpoint: {self.cls.__name__} columns: expected {list(self.names)}, "
+                                  f"got {table['columns']}")
+
     def load(self, table: Mapping[str, Any]) -> list[Any]:
         name = self.cls.__name__
-        if tuple(table["columns"]) != self.names:
-            raise ComplianceError(f"ledger checkpoint: {name} columns: expected {list(self.names)}, got {table['columns']}")
+        self.check(table)
         rows = table["rows"]
         if not rows:
             return []
@@ -131,7 +146,7 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-_LOTS, _DISPOSALS, _WASH = _Table(TaxLot, _LOT_FIELDS), _Table(Disposal, _DISPOSAL_FIELDS), _Table(WashSale, _WASH_FIELDS)
+_LOTS, _DISPOSALS, _WASH = _Table(TaxLot, _LOT_FIELDS), _Table(Disposal, DISPOSAL_FIELDS), _Table(WashSale, WASH_FIELDS)
 
 
 def ledger_state(ledger: Ledger, *, as_of: dt.date) -> dict[str, Any]:
@@ -144,8 +159,7 @@ def ledger_state(ledger: Ledger, *, as_of: dt.date) -> dict[str, Any]:
 
 def _ledger_state(ledger: Ledger, as_of: dt.date) -> dict[str, Any]:
     pending = ledger.pending_losses(as_of)
-    pending_ids = {d.disposal_id for d in pending}
-    disposals = [d for d in ledger.disposals if d.sold.year == as_of.year or d.disposal_id in pending_ids]
+    sealed, live, washes = _seal(ledger, as_of, pending)
     queues: dict[str, list[str]] = {}
     for piece in pending:  # WashSaleBook keeps each symbol's queue in sale order; so does pending()
         queues.setdefault(piece.symbol, []).append(piece.disposal_id)
@@ -158,21 +172,51 @@ def _ledger_state(ledger: Ledger, as_of: dt.date) -> dict[str, Any]:
         "seq": ledger._seq,
         "last_fill": None if last is None else {"ts": last[0].isoformat(), "fill_id": last[1]},
         "lots": _LOTS.dump(ledger.open_lots()),
-        "disposals": _DISPOSALS.dump(disposals),
-        "wash_sales": _WASH.dump(w for w in ledger.wash_sales if w.booked.year == as_of.year),
+        "disposals": _DISPOSALS.dump(live),
+        "sealed": {"columns": list(SEALED_COLUMNS), "rows": sealed.disposals,
+                   "totals": {part: [str(amount) for amount in sealed.totals[part]] for part in PARTS}},
+        "wash_sales": {"columns": list(WASH_FIELDS), "rows": [*sealed.wash_sales, *_WASH.dump(washes)["rows"]]},
         "pending_losses": {symbol: queues[symbol] for symbol in sorted(queues)},
     }
 
 
+def _seal(ledger: Ledger, as_of: dt.date,
+          pending: Iterable[Disposal]) -> tuple[SealedYear, list[Disposal], list[WashSale]]:
+    """The ledger's history at the close of ``as_of``: ``(sealed, live disposals, live wash sales)``.
+
+    Live: the pending losses (of any year) and the day's own disposals, in booking order, and
+    the wash sales booked on the day. Sealed (:mod:`trader.compliance.sealed`): the ledger's
+    sealed rows of the tax year plus its other disposals and wash sales of the tax year, each
+    turned into a row (and a disposal into its Form 8949 line) once, here. What is final and
+    of an earlier year is dropped.
+    """
+    waiting, year = {id(d) for d in pending}, as_of.year
+    live, final = [], []
+    for d in ledger.disposals:
+        if id(d) in waiting or d.sold == as_of:
+            live.append(d)
+        elif d.sold.year == year:
+            final.append(d)
+    final.sort(key=form_8949_key)  # the order form_8949_rows prints them in
+    printed = form_8949_rows(final)
+    rows = _DISPOSALS.dump(final)["rows"]
+    for row, line in zip(rows, form_8949_lines(printed), strict=True):
+        row.append(line)
+    washes = [w for w in ledger.wash_sales if w.booked.year == year]
+    today = len(washes)
+    while today and washes[today - 1].booked == as_of:  # booked in fill order: the day's are the tail
+        today -= 1
+    sealed = ledger.sealed.extended(year, rows, part_totals(printed), _WASH.dump(washes[:today])["rows"] if today else ())
+    return sealed, live, washes[today:]
 def restore_ledger(state: Mapping[str, Any]) -> Ledger:
-    """A ledger that continues from ``state`` (from :func:`ledger_state`).
+    """A ledger that continues from ``state`` (from :func:`ledger_state`, of any layout in :data:`READABLE`).
 
     Raises:
         ComplianceError: the state has another format or is inconsistent (a pending loss
             that is not among its disposals).
     """
-    if state.get("format") != FORMAT:
-        raise ComplianceError(f"ledger checkpoint: format: expected {FORMAT}, got {state.get('format')!r}")
+    if state.get("format") not in READABLE:
+        raise ComplianceError(f"ledger checkpoint: format: expected one of {list(READABLE)}, got {state.get('format')!r}")
     with paused_gc():
         return _restore_ledger(state)
 
@@ -187,9 +231,16 @@ def _restore_ledger(state: Mapping[str, Any]) -> Ledger:
         ledger._seen.add(last["fill_id"])  # the one earlier fill whose key the order check does not refuse
     for lot in _LOTS.load(state["lots"]):
         ledger._positions.setdefault(lot.symbol, {}).setdefault(lot.account, []).append(lot)
-    ledger.disposals.extend(_DISPOSALS.load(state["disposals"]))
+    ledger.disposals.extend(_DISPOSALS.load(state["disposals"]))  # format 1: all of them
+    as_of = dt.date.fromisoformat(state["as_of"])
+    washes = state["wash_sales"]
+    _WASH.check(washes)
+    _check_width(washes["rows"], len(WASH_FIELDS), "wash_sales")
+    # Booked in fill order: those of earlier days are a prefix, kept as rows (see trader.compliance.sealed).
+    today = bisect_left(washes["rows"], as_of.isoformat(), key=itemgetter(BOOKED))
+    ledger.sealed = _restore_sealed(state.get("sealed"), as_of.year, washes["rows"][:today])
     by_id = {disposal.disposal_id: disposal for disposal in ledger.disposals}
-    ledger._wash.adjustments.extend(_WASH.load(state["wash_sales"]))
+    ledger._wash.adjustments.extend(_WASH.load({**washes, "rows": washes["rows"][today:]}))
     for symbol, ids in state["pending_losses"].items():
         missing = [i for i in ids if i not in by_id]
         if missing:
@@ -198,26 +249,50 @@ def _restore_ledger(state: Mapping[str, Any]) -> Ledger:
     return ledger
 
 
+def _check_width(rows: list[Any], width: int, name: str) -> None:
+    if not all(isinstance(row, list) and len(row) == width for row in rows):
+        raise ComplianceError(f"ledger checkpoint: {name} rows: each must have the {width} columns")
+
+
+def _restore_sealed(table: Mapping[str, Any] | None, year: int, wash_rows: list[list[Any]]) -> SealedYear:
+    """The sealed rows as they were read: checked for shape, never converted (layout 1 has no sealed disposals)."""
+    if table is None:
+        return NOTHING_SEALED.extended(year, (), NOTHING_SEALED.totals, wash_rows)
+    if tuple(table["columns"]) != SEALED_COLUMNS:
+        raise ComplianceError(f"ledger checkpoint: sealed columns: expected {list(SEALED_COLUMNS)}, got {table['columns']}")
+    rows = table["rows"]
+    _check_width(rows, len(SEALED_COLUMNS), "sealed")
+    problem = f"ledger checkpoint: sealed totals: expected 4 decimal amounts for each of {list(PARTS)}"
+    try:
+        totals = {part: tuple(map(Decimal, table["totals"][part])) for part in PARTS}
+    except (KeyError, TypeError, ArithmeticError):
+        raise ComplianceError(problem) from None
+    if any(len(amounts) != 4 for amounts in totals.values()):
+        raise ComplianceError(problem)
+    return SealedYear(year, rows, totals, wash_rows)
+
+
 def pruned_day_close(close: DayClose) -> DayClose:
     """What ``restore_day_close(loads(dumps_day_close(close)))`` gives, built from ``close``'s own objects.
 
-    The same selection as :func:`ledger_state` (open lots, the tax year's disposals and wash
-    sales, losses still pending), sharing the lots, disposals and fills instead of parsing
-    them again: a process that has just saved a close can keep using it as if read back.
-    Treat both as read-only.
+    The same selection as :func:`ledger_state` (open lots, the tax year's disposals, sealed or
+    live, and wash sales, losses still pending), sharing the lots, disposals and fills instead
+    of parsing them again: a process that has just saved a close can keep using it as if read
+    back. Treat both as read-only. Saving the pruned close (rather than ``close``) gives the
+    same bytes without rendering the newly sealed disposals a second time.
     """
     old, as_of = close.ledger, close.day
     with paused_gc():
         pending = old.pending_losses(as_of)
-        pending_ids = {d.disposal_id for d in pending}
         ledger = Ledger(allow_short=old.allow_short)
         ledger.cash, ledger._seq, ledger._last = old.cash, old._seq, old._last
         if old._last is not None:
             ledger._seen.add(old._last[1])
         for lot in old.open_lots():
             ledger._positions.setdefault(lot.symbol, {}).setdefault(lot.account, []).append(lot)
-        ledger.disposals.extend(d for d in old.disposals if d.sold.year == as_of.year or d.disposal_id in pending_ids)
-        ledger._wash.adjustments.extend(w for w in old.wash_sales if w.booked.year == as_of.year)
+        ledger.sealed, live, washes = _seal(old, as_of, pending)
+        ledger.disposals.extend(live)
+        ledger._wash.adjustments.extend(washes)
         for piece in pending:
             ledger._wash._pending.setdefault(piece.symbol, []).append(piece)
         ledger._wash._pending = {symbol: ledger._wash._pending[symbol] for symbol in sorted(ledger._wash._pending)}
@@ -283,7 +358,7 @@ def loads(data: bytes | str) -> dict[str, Any]:
     """Parse a checkpoint file (the inverse of :func:`dumps_day_close`, before restoring)."""
     with paused_gc():
         state = orjson.loads(data)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in READABLE:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise ComplianceError(f"ledger checkpoint: format: expected {FORMAT}, got {found!r}")
+        raise ComplianceError(f"ledger checkpoint: format: expected one of {list(READABLE)}, got {found!r}")
     return state
