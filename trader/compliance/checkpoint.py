@@ -55,11 +55,12 @@ import datetime as dt
 import gc
 import json
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from decimal import Decimal
-from operator import attrgetter, itemgetter
+from itertools import pairwise
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -69,7 +70,7 @@ from trader.compliance.fills import ComplianceFill
 from trader.compliance.lots import DayClose, Disposal, Ledger, RollForward, TaxLot
 from trader.compliance.memo import FROM_ISO_DATE, ISO_DATE
 from trader.compliance.reports import form_8949_key, form_8949_lines, form_8949_rows, part_totals
-from trader.compliance.sealed import BOOKED, DISPOSAL_FIELDS, NOTHING_SEALED, PARTS, SEALED_COLUMNS, WASH_FIELDS, SealedYear
+from trader.compliance.sealed import DISPOSAL_FIELDS, NOTHING_SEALED, PARTS, WASH_FIELDS, SealedYear, csv_line
 from trader.compliance.wash_sales import WashSale
 
 #: The layout written; every layout in ``READABLE`` still resumes (sealed checkpoints are archived for years).
@@ -104,6 +105,10 @@ class _Table:
         for i, convert in self._out:
             columns[i] = map(convert, columns[i])
         return {"columns": list(self.names), "rows": list(map(list, zip(*columns, strict=True)))}
+
+    def lines(self, objects: Sequence[Any]) -> list[str]:
+        """Each object's row as a CSV line (what :mod:`trader.compliance.sealed` keeps)."""
+        return list(map(csv_line, self.dump(objects)["rows"])) if objects else []
 
     def check(self, table: Mapping[str, Any]) -> None:
         if tuple(table["columns"]) != self.names:
@@ -173,9 +178,8 @@ def _ledger_state(ledger: Ledger, as_of: dt.date) -> dict[str, Any]:
         "last_fill": None if last is None else {"ts": last[0].isoformat(), "fill_id": last[1]},
         "lots": _LOTS.dump(ledger.open_lots()),
         "disposals": _DISPOSALS.dump(live),
-        "sealed": {"columns": list(SEALED_COLUMNS), "rows": sealed.disposals,
-                   "totals": {part: [str(amount) for amount in sealed.totals[part]] for part in PARTS}},
-        "wash_sales": {"columns": list(WASH_FIELDS), "rows": [*sealed.wash_sales, *_WASH.dump(washes)["rows"]]},
+        "sealed": _sealed_state(sealed),
+        "wash_sales": _WASH.dump(washes),
         "pending_losses": {symbol: queues[symbol] for symbol in sorted(queues)},
     }
 
@@ -186,9 +190,9 @@ def _seal(ledger: Ledger, as_of: dt.date,
 
     Live: the pending losses (of any year) and the day's own disposals, in booking order, and
     the wash sales booked on the day. Sealed (:mod:`trader.compliance.sealed`): the ledger's
-    sealed rows of the tax year plus its other disposals and wash sales of the tax year, each
-    turned into a row (and a disposal into its Form 8949 line) once, here. What is final and
-    of an earlier year is dropped.
+    sealed year plus its other disposals and wash sales of the tax year, each turned into text
+    (and a disposal into its Form 8949 line) once, here. What is final and of an earlier year
+    is dropped.
     """
     waiting, year = {id(d) for d in pending}, as_of.year
     live, final = [], []
@@ -199,15 +203,22 @@ def _seal(ledger: Ledger, as_of: dt.date,
             final.append(d)
     final.sort(key=form_8949_key)  # the order form_8949_rows prints them in
     printed = form_8949_rows(final)
-    rows = _DISPOSALS.dump(final)["rows"]
-    for row, line in zip(rows, form_8949_lines(printed), strict=True):
-        row.append(line)
     washes = [w for w in ledger.wash_sales if w.booked.year == year]
     today = len(washes)
     while today and washes[today - 1].booked == as_of:  # booked in fill order: the day's are the tail
         today -= 1
-    sealed = ledger.sealed.extended(year, rows, part_totals(printed), _WASH.dump(washes[:today])["rows"] if today else ())
+    sealed = ledger.sealed.extended(year, keys=list(map(form_8949_key, final)), disposals=_DISPOSALS.lines(final),
+                                    lines=form_8949_lines(printed), totals=part_totals(printed),
+                                    wash_sales=_WASH.lines(washes[:today]))
     return sealed, live, washes[today:]
+
+
+def _sealed_state(sealed: SealedYear) -> dict[str, Any]:
+    return {"disposal_columns": list(DISPOSAL_FIELDS), "keys": sealed.keys, "disposals": sealed.disposals,
+            "form_8949": sealed.lines, "totals": {part: [str(amount) for amount in sealed.totals[part]] for part in PARTS},
+            "wash_sale_columns": list(WASH_FIELDS), "wash_sales": sealed.wash_sales}
+
+
 def restore_ledger(state: Mapping[str, Any]) -> Ledger:
     """A ledger that continues from ``state`` (from :func:`ledger_state`, of any layout in :data:`READABLE`).
 
@@ -233,14 +244,15 @@ def _restore_ledger(state: Mapping[str, Any]) -> Ledger:
         ledger._positions.setdefault(lot.symbol, {}).setdefault(lot.account, []).append(lot)
     ledger.disposals.extend(_DISPOSALS.load(state["disposals"]))  # format 1: all of them
     as_of = dt.date.fromisoformat(state["as_of"])
-    washes = state["wash_sales"]
-    _WASH.check(washes)
-    _check_width(washes["rows"], len(WASH_FIELDS), "wash_sales")
-    # Booked in fill order: those of earlier days are a prefix, kept as rows (see trader.compliance.sealed).
-    today = bisect_left(washes["rows"], as_of.isoformat(), key=itemgetter(BOOKED))
-    ledger.sealed = _restore_sealed(state.get("sealed"), as_of.year, washes["rows"][:today])
     by_id = {disposal.disposal_id: disposal for disposal in ledger.disposals}
-    ledger._wash.adjustments.extend(_WASH.load({**washes, "rows": washes["rows"][today:]}))
+    if "sealed" in state:
+        ledger.sealed = _restore_sealed(state["sealed"], as_of.year)
+        ledger._wash.adjustments.extend(_WASH.load(state["wash_sales"]))
+    else:  # layout 1: the tax year's wash sales in booking order; those of earlier days (a prefix) are sealed now
+        washes = _WASH.load(state["wash_sales"])
+        today = bisect_left(washes, as_of, key=attrgetter("booked"))
+        ledger.sealed = NOTHING_SEALED.extended(as_of.year, wash_sales=_WASH.lines(washes[:today]))
+        ledger._wash.adjustments.extend(washes[today:])
     for symbol, ids in state["pending_losses"].items():
         missing = [i for i in ids if i not in by_id]
         if missing:
@@ -249,19 +261,17 @@ def _restore_ledger(state: Mapping[str, Any]) -> Ledger:
     return ledger
 
 
-def _check_width(rows: list[Any], width: int, name: str) -> None:
-    if not all(isinstance(row, list) and len(row) == width for row in rows):
-        raise ComplianceError(f"ledger checkpoint: {name} rows: each must have the {width} columns")
-
-
-def _restore_sealed(table: Mapping[str, Any] | None, year: int, wash_rows: list[list[Any]]) -> SealedYear:
-    """The sealed rows as they were read: checked for shape, never converted (layout 1 has no sealed disposals)."""
-    if table is None:
-        return NOTHING_SEALED.extended(year, (), NOTHING_SEALED.totals, wash_rows)
-    if tuple(table["columns"]) != SEALED_COLUMNS:
-        raise ComplianceError(f"ledger checkpoint: sealed columns: expected {list(SEALED_COLUMNS)}, got {table['columns']}")
-    rows = table["rows"]
-    _check_width(rows, len(SEALED_COLUMNS), "sealed")
+def _restore_sealed(table: Mapping[str, Any], year: int) -> SealedYear:
+    """The sealed year as it was read: checked for shape, never parsed (see :mod:`trader.compliance.sealed`)."""
+    for name, expected in (("disposal_columns", DISPOSAL_FIELDS), ("wash_sale_columns", WASH_FIELDS)):
+        if tuple(table[name]) != expected:
+            raise ComplianceError(f"ledger checkpoint: sealed {name}: expected {list(expected)}, got {table[name]}")
+    keys, disposals, lines, washes = table["keys"], table["disposals"], table["form_8949"], table["wash_sales"]
+    if not len(keys) == len(disposals) == len(lines) or not all(type(v) is str for part in (keys, disposals, lines, washes)
+                                                                for v in part):
+        raise ComplianceError("ledger checkpoint: sealed: keys, disposals and form_8949 must be as many lines of text")
+    if any(a > b for a, b in pairwise(keys)):
+        raise ComplianceError("ledger checkpoint: sealed keys: not in Form 8949 order")
     problem = f"ledger checkpoint: sealed totals: expected 4 decimal amounts for each of {list(PARTS)}"
     try:
         totals = {part: tuple(map(Decimal, table["totals"][part])) for part in PARTS}
@@ -269,7 +279,7 @@ def _restore_sealed(table: Mapping[str, Any] | None, year: int, wash_rows: list[
         raise ComplianceError(problem) from None
     if any(len(amounts) != 4 for amounts in totals.values()):
         raise ComplianceError(problem)
-    return SealedYear(year, rows, totals, wash_rows)
+    return SealedYear(year, keys, disposals, lines, totals, washes)
 
 
 def pruned_day_close(close: DayClose) -> DayClose:

@@ -53,7 +53,8 @@ from typing import Any, Literal
 from trader.compliance.fills import ComplianceFill
 from trader.compliance.lots import DayClose, Disposal, Ledger
 from trader.compliance.memo import ISO_DATE
-from trader.compliance.sealed import Totals, add_totals, insertion_points, interleave
+from trader.compliance.sealed import Totals, add_totals, csv_line, insertion_points, interleave
+from trader.compliance.sealed import form_8949_key as _key
 
 CENT = Decimal("0.01")
 FEE_TOLERANCE = Decimal("0.01")
@@ -147,9 +148,9 @@ def reconcile_fees(fills: Iterable[ComplianceFill], broker_fees: Mapping[Any, De
     return FeeReconciliation(by=by, tolerance=tolerance, rows=tuple(rows))
 
 
-def form_8949_key(d: Disposal) -> tuple[bool, str, str]:
-    """A disposal's place on Form 8949: ``(long-term?, date sold, disposal id)``, as :func:`~trader.compliance.sealed.row_key`."""
-    return d.term != "short", ISO_DATE[d.sold], d.disposal_id
+def form_8949_key(d: Disposal) -> str:
+    """A disposal's place on Form 8949: Part I before II, then date sold, then id (:func:`trader.compliance.sealed.form_8949_key`)."""
+    return _key(d.term, ISO_DATE[d.sold], d.disposal_id)
 
 
 def form_8949_rows(disposals: Iterable[Disposal]) -> list[dict[str, str]]:
@@ -171,15 +172,6 @@ def form_8949_rows(disposals: Iterable[Disposal]) -> list[dict[str, str]]:
     return rows
 
 
-class _Echo:
-    """A file whose ``write`` returns its argument: ``csv.writer(_Echo()).writerow`` returns the line it would write."""
-
-    @staticmethod
-    def write(text: str) -> str:
-        return text
-
-
-_csv_line = csv.writer(_Echo(), lineterminator="\n").writerow
 
 
 def form_8949_lines(rows: Iterable[Mapping[str, str]]) -> list[str]:
@@ -220,8 +212,8 @@ def year_form_8949(ledger: Ledger, year: int) -> tuple[list[str], Totals]:
     live = sorted((d for d in ledger.disposals if d.sold.year == year), key=form_8949_key)
     rows = form_8949_rows(live)
     sealed = ledger.sealed
-    points = insertion_points(sealed.disposals, [form_8949_key(d) for d in live]) if sealed.year == year else [0] * len(live)
-    return interleave(sealed.lines(year), form_8949_lines(rows), points), add_totals(sealed.totals_of(year), part_totals(rows))
+    points = insertion_points(sealed.keys, map(form_8949_key, live)) if sealed.year == year else [0] * len(live)
+    return interleave(sealed.form_8949(year), form_8949_lines(rows), points), add_totals(sealed.totals_of(year), part_totals(rows))
 
 
 def year_form_8949_rows(ledger: Ledger, year: int) -> list[dict[str, str]]:
@@ -281,14 +273,14 @@ def write_reports(close: DayClose, directory: Path, *, day_fills: Iterable[Compl
     for name, (columns, lines) in tables.items():
         paths[name] = directory / f"{name}.csv"
         with paths[name].open("w", newline="") as handle:
-            handle.write(_csv_line(columns) + "".join(lines))
+            handle.write(csv_line(columns) + "".join(lines))
     return ReportSet(day=day, directory=directory, paths=paths, fees=fees, roll_forward_ok=close.roll_forward.ok)
 
 
 def _printed(columns: Sequence[str], rows: Iterable[Mapping[str, str]]) -> tuple[Sequence[str], list[str]]:
     """``(columns, lines)``: the rows as ``csv.DictWriter`` would print them, one line each."""
     values = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
-    return columns, [_csv_line(row) for row in map(values, rows)]
+    return columns, [csv_line(row) for row in map(values, rows)]
 
 
 def tax_lot_rows(close: DayClose) -> list[dict[str, str]]:
