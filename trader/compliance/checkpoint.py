@@ -339,13 +339,14 @@ def dumps_day_close(close: DayClose, **extra: Any) -> bytes:
     with paused_gc():
         # The state's own values are str, int, bool and None; a float (whose text the two
         # encoders may write differently) can only come in through ``extra``.
-        return _dumps(state, fast=not any(isinstance(v, float | dict | list) for v in extra.values())) + b"\n"
+        return _dumps(state, fast=not any(isinstance(v, float | dict | list) for v in extra.values()), newline=True)
 
 
 
 
-def _dumps(state: Mapping[str, Any], *, fast: bool = True) -> bytes:
-    """``json.dumps(state, sort_keys=True, separators=(",", ":"))`` as bytes, by orjson when that gives the same bytes.
+def _dumps(state: Mapping[str, Any], *, fast: bool = True, newline: bool = False) -> bytes:
+    """``json.dumps(state, sort_keys=True, separators=(",", ":"))`` as bytes (then ``\\n`` with ``newline``),
+    by orjson when that gives the same bytes.
 
     orjson is ~5x faster on a year-end checkpoint (tens of MB); the json module stays the
     reference, so that checkpoints already archived keep matching byte for byte.
@@ -353,14 +354,14 @@ def _dumps(state: Mapping[str, Any], *, fast: bool = True) -> bytes:
     data = None
     if fast:
         try:
-            data = orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
+            data = orjson.dumps(state, option=orjson.OPT_SORT_KEYS | (orjson.OPT_APPEND_NEWLINE if newline else 0))
         except TypeError:  # e.g. an integer beyond 64 bits
             pass
     # Where json.dumps(ensure_ascii=True) and orjson may differ: non-ASCII text (json escapes
     # it, orjson writes UTF-8), DEL (json escapes it) and the \uXXXX form of control characters.
     # Both write raw printable ASCII and the short escapes (\n, \", ...) alike.
     if data is None or not data.isascii() or b"\x7f" in data or b"\\u" in data:
-        return json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps(state, sort_keys=True, separators=(",", ":")).encode() + (b"\n" if newline else b"")
     return data
 
 

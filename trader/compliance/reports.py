@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from trader.compliance.fills import ComplianceFill
 from trader.compliance.lots import DayClose, Disposal, Ledger
-from trader.compliance.memo import ISO_DATE
+from trader.compliance.memo import ISO_DATE, Memo
 from trader.compliance.sealed import Totals, add_totals, csv_line, insertion_points, interleave
 from trader.compliance.sealed import form_8949_key as _key
 
@@ -258,7 +258,7 @@ def write_reports(close: DayClose, directory: Path, *, day_fills: Iterable[Compl
     pending = {id(d) for d in ledger.pending_losses(day)}
     form, totals = year_form_8949(ledger, day.year)
     tables: dict[str, tuple[Sequence[str], list[str]]] = {  # name → (header, printed lines)
-        "tax_lots": _printed(*_tax_lots(close)),
+        "tax_lots": (TAX_LOT_COLUMNS, list(map(csv_line, _tax_lot_values(close)))),
         "realized_pnl": _printed(*_realized(ledger.disposals, day, pending)),
         "wash_sales": _printed(*_wash_sales(close)),
         "form_8949": (FORM_8949_COLUMNS, form),
@@ -283,27 +283,28 @@ def _printed(columns: Sequence[str], rows: Iterable[Mapping[str, str]]) -> tuple
     return columns, [csv_line(row) for row in map(values, rows)]
 
 
+TAX_LOT_COLUMNS = ("lot_id", "account", "symbol", "direction", "date_acquired", "holding_period_start", "qty", "cost_basis",
+                   "wash_adjustment", "close", "market_value", "unrealized_pnl", "replacement_for")
+
+
 def tax_lot_rows(close: DayClose) -> list[dict[str, str]]:
     """The rows of ``tax_lots.csv``: lots open at the close, marked to the day's closing prices."""
-    return _tax_lots(close)[1]
+    return [dict(zip(TAX_LOT_COLUMNS, values, strict=True)) for values in _tax_lot_values(close)]
 
 
-def _tax_lots(close: DayClose) -> tuple[Sequence[str], list[dict[str, str]]]:
-    columns = ("lot_id", "account", "symbol", "direction", "date_acquired", "holding_period_start", "qty",
-               "cost_basis", "wash_adjustment", "close", "market_value", "unrealized_pnl", "replacement_for")
-    rows, cents, iso = [], _cents(), ISO_DATE
-    marks = {symbol: Decimal(mark) for symbol, mark in close.closing_marks.items()}
+def _tax_lot_values(close: DayClose) -> list[tuple[str, ...]]:
+    # Tuples, not dicts: tens of thousands of open lots are printed every day. Equal quantities
+    # print alike (normalised), so each distinct one is formatted once.
+    cents, iso, qty = _cents(), ISO_DATE, Memo(_qty)
+    marks = {symbol: (Decimal(mark), str(mark)) for symbol, mark in close.closing_marks.items()}
+    values = []
     for lot in close.ledger.open_lots():
-        mark = marks[lot.symbol]
+        mark, mark_text = marks[lot.symbol]
         value, unrealised = lot.valuation(mark)
-        rows.append({
-            "lot_id": lot.lot_id, "account": lot.account, "symbol": lot.symbol, "direction": lot.direction,
-            "date_acquired": iso[lot.acquired], "holding_period_start": iso[lot.holding_start],
-            "qty": _qty(lot.qty), "cost_basis": str(cents(lot.cost, CENT)), "wash_adjustment": str(cents(lot.wash_adjustment, CENT)),
-            "close": str(mark), "market_value": str(cents(value, CENT)), "unrealized_pnl": str(cents(unrealised, CENT)),
-            "replacement_for": lot.replacement_for or "",
-        })
-    return columns, rows
+        values.append((lot.lot_id, lot.account, lot.symbol, lot.direction, iso[lot.acquired], iso[lot.holding_start],
+                       qty[lot.qty], str(cents(lot.cost, CENT)), str(cents(lot.wash_adjustment, CENT)), mark_text,
+                       str(cents(value, CENT)), str(cents(unrealised, CENT)), lot.replacement_for or ""))
+    return values
 
 
 def _realized(disposals: Iterable[Disposal], day: dt.date, pending: set[int]) -> tuple[Sequence[str], list[dict[str, str]]]:

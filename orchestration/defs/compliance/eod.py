@@ -252,7 +252,12 @@ def broker_fees(paths: CompliancePaths, day: dt.date) -> tuple[dict[str, str], L
 def fills_csv(fills: Iterable[ComplianceFill]) -> bytes:
     """The day's fills as CSV with the §3.5 columns, exactly as stored (deterministic bytes)."""
     lines = [",".join(FILL_COLUMNS)]
-    lines += [",".join(_csv_field(row[c]) for c in FILL_COLUMNS) for row in (f.to_row() for f in fills)]
+    for fill in fills:
+        values = fill.to_row().values()  # in FILL_COLUMNS order
+        line = ",".join(values)
+        if '"' in line or "\n" in line or line.count(",") != len(FILL_COLUMNS) - 1:  # a field needs quoting
+            line = ",".join(map(_csv_field, values))
+        lines.append(line)
     return ("\n".join(lines) + "\n").encode()
 
 
