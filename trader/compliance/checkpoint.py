@@ -114,14 +114,10 @@ class _Table:
         """Each object's row as a CSV line (what :mod:`trader.compliance.sealed` keeps)."""
         return list(map(csv_line, self.dump(objects)["rows"])) if objects else []
 
-    def check(self, table: Mapping[str, Any]) -> None:
-        if tuple(table["columns"]) != self.names:
-            raise ComplianceError(f"ledger checkpoint: {self.cls.__name__} columns: expected {list(self.names)}, "
-                                  f"got {table['columns']}")
-
     def load(self, table: Mapping[str, Any]) -> list[Any]:
         name = self.cls.__name__
-        self.check(table)
+        if tuple(table["columns"]) != self.names:
+            raise ComplianceError(f"ledger checkpoint: {name} columns: expected {list(self.names)}, got {table['columns']}")
         rows = table["rows"]
         if not rows:
             return []

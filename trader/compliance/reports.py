@@ -172,8 +172,6 @@ def form_8949_rows(disposals: Iterable[Disposal]) -> list[dict[str, str]]:
     return rows
 
 
-
-
 def form_8949_lines(rows: Iterable[Mapping[str, str]]) -> list[str]:
     """Form 8949 rows as the lines ``form_8949.csv`` prints (CSV, each with its ``\\n``)."""
     return _printed(FORM_8949_COLUMNS, rows)[1]
