@@ -22,8 +22,8 @@ A resume never parses sealed text into objects, and the next checkpoint writes i
 read, with what became final merged in: a day's work grows with its fills and the open lots,
 not with the year's disposals. Measured at year end (145k disposals, 129k wash sales, 65k
 open lots; ``tests/benchmarks/bench_compliance.py``): the resumed ledger step went from
-3.3 s to 1.7 s and the reports from 1.4 s to 0.55 s; the file grew from 54 to 60 MB (the
-printed lines). Layout 1 (every disposal and wash sale an object) is still read, since sealed
+3.5 s to 1.6 s and the reports from 1.5 s to 0.55 s; the file grew from 54 to 60 MB (the
+printed lines), and a full replay takes ~1 s longer (it prints every line once). Layout 1 (every disposal and wash sale an object) is still read, since sealed
 checkpoints are archived for years; the first day resumed from one writes layout 2.
 
 A chain of daily deltas on a periodic full snapshot was the other candidate. It would shrink
