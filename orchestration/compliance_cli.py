@@ -115,7 +115,7 @@ def _require_session_data(settings: Settings, day: dt.date, trader_mode: str) ->
 
 
 def _print_day(settings: Settings, day: dt.date) -> None:
-    from orchestration.defs.compliance.eod import SEALED, current_entries
+    from orchestration.defs.compliance.paths import SEALED, current_entries
 
     paths = _paths(settings)
     directory = paths.day_dir(day)

@@ -41,7 +41,7 @@ from trader.compliance import ComplianceError, WormArchive, restore_day_close
 from trader.compliance.audit_check import MERKLE_LEAF
 from trader.compliance.checkpoint import loads
 from trader.compliance.merkle import audit_paths, merkle_root
-from trader.compliance.reports import form_8949_rows, schedule_d_rows, tax_lot_rows
+from trader.compliance.reports import schedule_d_rows, tax_lot_rows, year_form_8949_rows
 from trader.compliance.worm import ArchiveEntry, default_root
 
 # The EOD run's file names (orchestration.defs.compliance.eod): the trader does not import orchestration.
@@ -64,14 +64,12 @@ def compliance_router(*, guard: Callable[..., None], archive_root: Path | None =
     @router.get("/tax/{year}/form-8949", summary="Form 8949 rows of a tax year, as of its last sealed day")
     def form_8949(year: Year) -> dict[str, Any]:
         as_of, close = _year_close(archive(), year)
-        rows = form_8949_rows(d for d in close.ledger.disposals if d.sold.year == year)
-        return {"year": year, "as_of": as_of.isoformat(), "rows": rows}
+        return {"year": year, "as_of": as_of.isoformat(), "rows": year_form_8949_rows(close.ledger, year)}
 
     @router.get("/tax/{year}/schedule-d", summary="Schedule D totals of a tax year")
     def schedule_d(year: Year) -> dict[str, Any]:
         as_of, close = _year_close(archive(), year)
-        rows = form_8949_rows(d for d in close.ledger.disposals if d.sold.year == year)
-        return {"year": year, "as_of": as_of.isoformat(), "rows": schedule_d_rows(rows)}
+        return {"year": year, "as_of": as_of.isoformat(), "rows": schedule_d_rows(year_form_8949_rows(close.ledger, year))}
 
     @router.get("/tax/{year}/tax-lots", summary="Tax lots open at the year's last sealed close")
     def tax_lots(year: Year) -> dict[str, Any]:

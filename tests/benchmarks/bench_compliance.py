@@ -17,8 +17,8 @@ run, all through :mod:`orchestration.defs.compliance.eod` (the code the Dagster 
   every day cost before checkpoints. Its checkpoint is then sealed;
 * the day, resumed from that checkpoint: ledger, reports, the Great Expectations suite
   (GX import excluded: paid once per process), audit verification (whole chain) and sealing;
-  then the ledger step once more by full replay, for the ratio. The two must write identical
-  checkpoints, or the script exits non-zero.
+  then the ledger step once more by full replay, for the ratio, and its reports (not timed).
+  The two must write identical checkpoints and report files, or the script exits non-zero.
 
 Part 2, the audit chain: ``--audit-records`` fill records chained with ``trader.audit``
 (built untimed), in the form the store holds them (payload as canonical JSON text).
@@ -50,6 +50,7 @@ import sqlalchemy as sa
 
 from orchestration.defs.compliance import eod, sources
 from orchestration.defs.compliance.expectations import run_day_suite
+from orchestration.defs.compliance.paths import FILLS, REPORTS
 from orchestration.market.calendars import sessions
 from tests.benchmarks.summary import Verdict, report
 from trader.audit import GENESIS, AuditRecord, canonical, record_body
@@ -165,7 +166,11 @@ def bench_eod(args: argparse.Namespace) -> int:
         for name, step in steps.items():
             _, took[name] = timed(step)
         resumed_bytes = paths.checkpoint(day).read_bytes()
+        reports = [*(paths.day_dir(day) / name for name in REPORTS), paths.day_dir(day) / FILLS]
+        resumed_reports = {path.name: path.read_bytes() for path in reports if path.exists()}
         _, t_replay = timed(lambda: eod.close_ledger(replace(paths, resume=False), day=day, warehouse=warehouse))
+        eod.write_day_reports(paths, day)  # from the replayed close (not timed)
+        same_reports = resumed_reports == {path.name: path.read_bytes() for path in reports if path.exists()}
         total = sum(took.values())
         print(f"\nEOD for {day}: {len(fills_today):,} fills")
         print(f"  baseline: read + validate the day's fills {t_base:8.2f} s")
@@ -174,12 +179,15 @@ def bench_eod(args: argparse.Namespace) -> int:
         print(f"  {'total (resumed)':<40} {total:8.2f} s   = {total / t_base:5.1f} x baseline")
         print(f"  ledger by full replay (no checkpoint)    {t_replay:8.2f} s   = {t_replay / took['ledger (resumed)']:5.1f} x the "
               f"resumed ledger; the previous session's replay took {t_history:.2f} s")
-        same = paths.checkpoint(day).read_bytes() == resumed_bytes
+        same_checkpoint = paths.checkpoint(day).read_bytes() == resumed_bytes
+        same = same_checkpoint and same_reports
+        print(f"  resumed = replayed: checkpoint ({len(resumed_bytes) / 1e6:.1f} MB) {'identical' if same_checkpoint else 'DIFFERENT'}, "
+              f"{len(resumed_reports)} report files {'identical' if same_reports else 'DIFFERENT'}")
         report([Verdict("compliance", f"EOD {len(fills_today):,} fills, resumed", f"{total:.2f} s",
                         "read + validate the day's fills", total / t_base, f"< {EOD_GOAL_S:g} s, resumed = replayed",
                         (total < EOD_GOAL_S and same) if (args.day_fills, args.history_fills) == (10_000, 400) else None)])
         if not same:
-            print("MISMATCH: the replayed and the resumed checkpoints differ", file=sys.stderr)
+            print("MISMATCH: the replayed and the resumed checkpoints or reports differ", file=sys.stderr)
             return 1
     return 0
 

@@ -13,6 +13,7 @@ import sqlite3
 import stat
 import sys
 import types
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -135,6 +136,22 @@ def test_eod_job_writes_the_days_reports_seals_them_read_only_and_resumes_from_t
     assert [(w["symbol"], w["disallowed_loss"], w["replacement_lot_id"]) for w in wash] == [("BBB", "51.00", "F5")]
     lot = next(r for r in rows(home.reports_dir / WED.isoformat() / "tax_lots.csv") if r["symbol"] == "BBB")
     assert lot["cost_basis"] == "261.50" and lot["holding_period_start"] == "2024-03-05"
+
+
+def test_a_resumed_days_report_files_and_checkpoint_equal_a_replayed_days(home):
+    paths, warehouse = ComplianceResource.for_home(home.home).paths(), str(home.warehouse_path)
+    eod_module.close_ledger(replace(paths, resume=False), day=MON, warehouse=warehouse)
+    for day in (TUE, WED):  # Tuesday's gain is sealed text by Wednesday's close, its loss still an object
+        previous = MON if day == TUE else TUE
+        paths.archive().put(paths.checkpoint(previous).read_bytes(), name=eod_module.LEDGER_STATE, date=previous)
+        written = {}
+        for mode in ("resumed", "replayed"):
+            run = eod_module.close_ledger(replace(paths, resume=mode == "resumed"), day=day, warehouse=warehouse)
+            assert (run.resumed_from == previous) == (mode == "resumed")
+            reports = eod_module.write_day_reports(paths, day)
+            written[mode] = {path.name: path.read_bytes() for path in (*reports.paths.values(), reports.directory / "fills.csv",
+                                                                      paths.checkpoint(day))}
+        assert written["resumed"] == written["replayed"] and len(written["resumed"]) == 8
 
 
 def test_rerunning_a_sealed_day_archives_nothing_new(home):

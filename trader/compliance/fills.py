@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -142,9 +143,12 @@ class ComplianceFill:
 
     def to_row(self) -> dict[str, str]:
         """The fill as strings, exactly (Decimals as written, ``ts`` as ISO 8601 UTC)."""
-        row = {name: str(getattr(self, name)) for name in COLUMNS}  # COLUMNS are the fields, in order
-        row["ts"] = self.ts.isoformat()
-        return row
+        values = list(map(str, _values(self)))  # COLUMNS are the fields, in order
+        values[_TS] = self.ts.isoformat()
+        return dict(zip(COLUMNS, values, strict=True))
+
+
+_values, _TS = attrgetter(*COLUMNS), COLUMNS.index("ts")
 
 
 def load_fills(rows: Iterable[Mapping[str, Any] | ComplianceFill]) -> list[ComplianceFill]:

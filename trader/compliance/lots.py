@@ -47,6 +47,7 @@ from trader.compliance.corporate_actions import LedgerAction, replay
 from trader.compliance.errors import LedgerError
 from trader.compliance.fills import ComplianceFill, load_fills
 from trader.compliance.holding import Term, term
+from trader.compliance.sealed import NOTHING_SEALED, SealedYear
 from trader.compliance.wash_sales import WashSale, WashSaleBook
 
 Direction = Literal["long", "short"]
@@ -166,12 +167,19 @@ class Ledger:
             a sell raises :class:`LedgerError`.
 
     Fills must be applied in time order (:meth:`apply_all` sorts them for you).
+
+    ``disposals`` are the disposals booked by this ledger. A ledger restored from a checkpoint
+    also carries ``sealed``: the tax year's disposals and wash sales that can no longer change,
+    as rows (:mod:`trader.compliance.sealed`); its ``disposals`` and ``wash_sales`` are then
+    those that still can (or are the checkpoint day's own), plus the new ones. Form 8949 of
+    the year is both (:func:`trader.compliance.reports.year_form_8949`).
     """
 
     def __init__(self, *, allow_short: bool = False):
         self.allow_short = allow_short
         self.cash = ZERO
         self.disposals: list[Disposal] = []
+        self.sealed: SealedYear = NOTHING_SEALED
         self._positions: dict[str, dict[str, list[TaxLot]]] = {}  # symbol → account → lots, FIFO order
         self._long_qty: dict[tuple[str, str], Decimal] = {}  # (symbol, account) → long shares held, kept as lots move
         self._wash = WashSaleBook()

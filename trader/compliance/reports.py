@@ -51,8 +51,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trader.compliance.fills import ComplianceFill
-from trader.compliance.lots import DayClose, Disposal
-from trader.compliance.memo import ISO_DATE
+from trader.compliance.lots import DayClose, Disposal, Ledger
+from trader.compliance.memo import ISO_DATE, Memo
+from trader.compliance.sealed import Totals, add_totals, csv_line, insertion_points, interleave
+from trader.compliance.sealed import form_8949_key as _key
 
 CENT = Decimal("0.01")
 FEE_TOLERANCE = Decimal("0.01")
@@ -146,13 +148,18 @@ def reconcile_fees(fills: Iterable[ComplianceFill], broker_fees: Mapping[Any, De
     return FeeReconciliation(by=by, tolerance=tolerance, rows=tuple(rows))
 
 
+def form_8949_key(d: Disposal) -> str:
+    """A disposal's place on Form 8949: Part I before II, then date sold, then id (:func:`trader.compliance.sealed.form_8949_key`)."""
+    return _key(d.term, ISO_DATE[d.sold], d.disposal_id)
+
+
 def form_8949_rows(disposals: Iterable[Disposal]) -> list[dict[str, str]]:
     """Form 8949 rows (a)–(h) with ``part`` (I short-term, II long-term), ordered by part, date sold, disposal.
 
     (g) is the disallowed wash-sale loss as a positive amount, with code ``W`` in (f).
     """
     rows, cents, iso = [], _cents(), ISO_DATE
-    for d in sorted(disposals, key=lambda d: (d.term != "short", d.sold, d.disposal_id)):
+    for d in sorted(disposals, key=form_8949_key):
         proceeds, basis, adjustment = cents(d.proceeds, CENT), cents(d.basis, CENT), cents(d.disallowed, CENT)
         wash = d.disallowed > 0
         description = f"{_qty(d.qty)} sh {d.symbol}" + (" (short sale)" if d.direction == "short" else "")
@@ -165,19 +172,51 @@ def form_8949_rows(disposals: Iterable[Disposal]) -> list[dict[str, str]]:
     return rows
 
 
-def schedule_d_rows(form_8949: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
-    """Totals of the printed Form 8949 rows: short-term (Part I), long-term (Part II) and both."""
+def form_8949_lines(rows: Iterable[Mapping[str, str]]) -> list[str]:
+    """Form 8949 rows as the lines ``form_8949.csv`` prints (CSV, each with its ``\\n``)."""
+    return _printed(FORM_8949_COLUMNS, rows)[1]
+
+
+def part_totals(form_8949: Iterable[Mapping[str, str]]) -> dict[str, tuple[Decimal, ...]]:
+    """Per Part (``I``, ``II``): the sums of the printed (d), (e), (g), (h) amounts (exact: they are cents)."""
     columns = ("d_proceeds", "e_cost_basis", "g_adjustment", "h_gain_loss")
     by_part: dict[str, list[Mapping[str, str]]] = {"I": [], "II": []}
     for row in form_8949:
         by_part["I" if row["part"] == "I" else "II"].append(row)
     # Decimal sums of cents are exact, so summing a column at a time gives what row-by-row did.
-    totals = {term: [sum(map(Decimal, filter(None, column)), Decimal(0))
-                     for column in (zip(*map(itemgetter(*columns), by_part[part]), strict=True) if by_part[part] else [()] * 4)]
-              for term, part in (("short_term", "I"), ("long_term", "II"))}
-    totals["total"] = [a + b for a, b in zip(totals["short_term"], totals["long_term"], strict=True)]
-    return [{"term": part, "proceeds": str(money(p)), "cost_basis": str(money(b)), "adjustments": str(money(g)),
-             "gain_loss": str(money(h))} for part, (p, b, g, h) in totals.items()]
+    return {part: tuple(sum(map(Decimal, filter(None, column)), Decimal(0))
+                        for column in (zip(*map(itemgetter(*columns), rows), strict=True) if rows else [()] * 4))
+            for part, rows in by_part.items()}
+
+
+def schedule_d_rows(form_8949: Iterable[Mapping[str, str]]) -> list[dict[str, str]]:
+    """Totals of the printed Form 8949 rows: short-term (Part I), long-term (Part II) and both."""
+    return _schedule_d(part_totals(form_8949))
+
+
+def _schedule_d(totals: Totals) -> list[dict[str, str]]:
+    terms = {"short_term": totals["I"], "long_term": totals["II"]}
+    terms["total"] = tuple(a + b for a, b in zip(totals["I"], totals["II"], strict=True))
+    return [{"term": term, "proceeds": str(money(p)), "cost_basis": str(money(b)), "adjustments": str(money(g)),
+             "gain_loss": str(money(h))} for term, (p, b, g, h) in terms.items()]
+
+
+def year_form_8949(ledger: Ledger, year: int) -> tuple[list[str], Totals]:
+    """The ledger's Form 8949 of ``year`` as printed lines, and each Part's totals (for Schedule D).
+
+    Sealed disposals (:mod:`trader.compliance.sealed`) come as the lines stored with them and
+    their stored totals; only the ledger's live disposals are rendered, and merged in by key.
+    """
+    live = sorted((d for d in ledger.disposals if d.sold.year == year), key=form_8949_key)
+    rows = form_8949_rows(live)
+    sealed = ledger.sealed
+    points = insertion_points(sealed.keys, map(form_8949_key, live)) if sealed.year == year else [0] * len(live)
+    return interleave(sealed.form_8949(year), form_8949_lines(rows), points), add_totals(sealed.totals_of(year), part_totals(rows))
+
+
+def year_form_8949_rows(ledger: Ledger, year: int) -> list[dict[str, str]]:
+    """:func:`year_form_8949` as rows (dicts by :data:`FORM_8949_COLUMNS`), e.g. for an API."""
+    return [dict(zip(FORM_8949_COLUMNS, values, strict=True)) for values in csv.reader(year_form_8949(ledger, year)[0])]
 
 
 @dataclass(frozen=True)
@@ -215,56 +254,55 @@ def write_reports(close: DayClose, directory: Path, *, day_fills: Iterable[Compl
     directory.mkdir(parents=True, exist_ok=True)
     day, ledger = close.day, close.ledger
     pending = {id(d) for d in ledger.pending_losses(day)}
-    form = form_8949_rows(d for d in ledger.disposals if d.sold.year == day.year)
-    tables: dict[str, tuple[Sequence[str], list[dict[str, str]]]] = {
-        "tax_lots": _tax_lots(close),
-        "realized_pnl": _realized(ledger.disposals, day, pending),
-        "wash_sales": _wash_sales(close),
+    form, totals = year_form_8949(ledger, day.year)
+    tables: dict[str, tuple[Sequence[str], list[str]]] = {  # name → (header, printed lines)
+        "tax_lots": (TAX_LOT_COLUMNS, list(map(csv_line, _tax_lot_values(close)))),
+        "realized_pnl": _printed(*_realized(ledger.disposals, day, pending)),
+        "wash_sales": _printed(*_wash_sales(close)),
         "form_8949": (FORM_8949_COLUMNS, form),
-        "schedule_d": (("term", "proceeds", "cost_basis", "adjustments", "gain_loss"), schedule_d_rows(form)),
-        "roll_forward": _roll_forward(close),
+        "schedule_d": _printed(("term", "proceeds", "cost_basis", "adjustments", "gain_loss"), _schedule_d(totals)),
+        "roll_forward": _printed(*_roll_forward(close)),
     }
     fees = None
     if broker_fees is not None:
         fees = reconcile_fees(close.day_fills if day_fills is None else day_fills, broker_fees, by=fee_by)
-        tables["fee_reconciliation"] = _fee_rows(fees)
+        tables["fee_reconciliation"] = _printed(*_fee_rows(fees))
     paths = {}
-    for name, (columns, rows) in tables.items():
-        paths[name] = _write_csv(directory / f"{name}.csv", columns, rows)
+    for name, (columns, lines) in tables.items():
+        paths[name] = directory / f"{name}.csv"
+        with paths[name].open("w", newline="") as handle:
+            handle.write(csv_line(columns) + "".join(lines))
     return ReportSet(day=day, directory=directory, paths=paths, fees=fees, roll_forward_ok=close.roll_forward.ok)
 
 
-def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, str]]) -> Path:
-    # csv.DictWriter's output, without its per-row generator (a year of Form 8949 is ~10^5 rows).
+def _printed(columns: Sequence[str], rows: Iterable[Mapping[str, str]]) -> tuple[Sequence[str], list[str]]:
+    """``(columns, lines)``: the rows as ``csv.DictWriter`` would print them, one line each."""
     values = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(map(values, rows))
-    return path
+    return columns, [csv_line(row) for row in map(values, rows)]
+
+
+TAX_LOT_COLUMNS = ("lot_id", "account", "symbol", "direction", "date_acquired", "holding_period_start", "qty", "cost_basis",
+                   "wash_adjustment", "close", "market_value", "unrealized_pnl", "replacement_for")
 
 
 def tax_lot_rows(close: DayClose) -> list[dict[str, str]]:
     """The rows of ``tax_lots.csv``: lots open at the close, marked to the day's closing prices."""
-    return _tax_lots(close)[1]
+    return [dict(zip(TAX_LOT_COLUMNS, values, strict=True)) for values in _tax_lot_values(close)]
 
 
-def _tax_lots(close: DayClose) -> tuple[Sequence[str], list[dict[str, str]]]:
-    columns = ("lot_id", "account", "symbol", "direction", "date_acquired", "holding_period_start", "qty",
-               "cost_basis", "wash_adjustment", "close", "market_value", "unrealized_pnl", "replacement_for")
-    rows, cents, iso = [], _cents(), ISO_DATE
-    marks = {symbol: Decimal(mark) for symbol, mark in close.closing_marks.items()}
+def _tax_lot_values(close: DayClose) -> list[tuple[str, ...]]:
+    # Tuples, not dicts: tens of thousands of open lots are printed every day. Equal quantities
+    # print alike (normalised), so each distinct one is formatted once.
+    cents, iso, qty = _cents(), ISO_DATE, Memo(_qty)
+    marks = {symbol: (Decimal(mark), str(mark)) for symbol, mark in close.closing_marks.items()}
+    values = []
     for lot in close.ledger.open_lots():
-        mark = marks[lot.symbol]
+        mark, mark_text = marks[lot.symbol]
         value, unrealised = lot.valuation(mark)
-        rows.append({
-            "lot_id": lot.lot_id, "account": lot.account, "symbol": lot.symbol, "direction": lot.direction,
-            "date_acquired": iso[lot.acquired], "holding_period_start": iso[lot.holding_start],
-            "qty": _qty(lot.qty), "cost_basis": str(cents(lot.cost, CENT)), "wash_adjustment": str(cents(lot.wash_adjustment, CENT)),
-            "close": str(mark), "market_value": str(cents(value, CENT)), "unrealized_pnl": str(cents(unrealised, CENT)),
-            "replacement_for": lot.replacement_for or "",
-        })
-    return columns, rows
+        values.append((lot.lot_id, lot.account, lot.symbol, lot.direction, iso[lot.acquired], iso[lot.holding_start],
+                       qty[lot.qty], str(cents(lot.cost, CENT)), str(cents(lot.wash_adjustment, CENT)), mark_text,
+                       str(cents(value, CENT)), str(cents(unrealised, CENT)), lot.replacement_for or ""))
+    return values
 
 
 def _realized(disposals: Iterable[Disposal], day: dt.date, pending: set[int]) -> tuple[Sequence[str], list[dict[str, str]]]:

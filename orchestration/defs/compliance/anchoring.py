@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from orchestration.defs.compliance.eod import AUDIT_VERIFICATION, CompliancePaths
+from orchestration.defs.compliance.paths import AUDIT_VERIFICATION, CompliancePaths
 from trader.compliance import ArchiveEntry, ComplianceError, PublishedHead
 from trader.compliance.anchor import Anchor, AnchorLog, anchor_urls, publish
 from trader.store_schema import audit_hmac

@@ -34,6 +34,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from orchestration.defs.compliance import sources
+from orchestration.defs.compliance.anchoring import anchor_day, require_anchor_intact, signature_problems
+from orchestration.defs.compliance.paths import (
+    AUDIT_RECORDS,
+    AUDIT_VERIFICATION,
+    FEES,
+    FILLS,
+    LEDGER_STATE,
+    SEALED,
+    CompliancePaths,
+    current_entries,
+    published_heads,
+    write_atomic,
+)
 from trader.compliance import (
     ArchiveEntry,
     AuditVerification,
@@ -42,9 +55,7 @@ from trader.compliance import (
     DayClose,
     Ledger,
     LedgerError,
-    PublishedHead,
     ReportSet,
-    WormArchive,
     close_day,
     dumps_day_close,
     restore_day_close,
@@ -54,61 +65,6 @@ from trader.compliance import (
 from trader.compliance.audit_check import StoredRecord, scan_chain
 from trader.compliance.checkpoint import loads, paused_gc, pruned_day_close
 from trader.compliance.fills import COLUMNS as FILL_COLUMNS
-
-LEDGER_STATE, FILLS, AUDIT_RECORDS, AUDIT_VERIFICATION, FEES = (
-    "ledger_state.json", "fills.csv", "audit_records.jsonl", "audit_verification.json", "fee_reconciliation.csv")
-REPORTS = ("tax_lots.csv", "realized_pnl.csv", "wash_sales.csv", "form_8949.csv", "schedule_d.csv", "roll_forward.csv", FEES)
-#: What is sealed each day, in order; the checkpoint goes last: a sealed checkpoint means a complete day.
-SEALED = (*REPORTS, FILLS, AUDIT_RECORDS, AUDIT_VERIFICATION, LEDGER_STATE)
-
-
-@dataclass(frozen=True)
-class CompliancePaths:
-    """Where a run reads and writes (built by ``ComplianceResource.paths()``)."""
-
-    store_url: str
-    reports_dir: Path
-    archive_root: Path
-    work_dir: Path
-    allow_short: bool = False
-    retention_years: int = 6
-    resume: bool = True
-    anchor_file: Path | None = None  # anchors/<mode>.jsonl (trader.compliance.anchor); None: no anchor
-
-    def day_dir(self, day: dt.date) -> Path:
-        """``reports/<day>/``: what a user reads, and what is sealed."""
-        return self.reports_dir / day.isoformat()
-
-    def checkpoint(self, day: dt.date) -> Path:
-        """The working copy of the day's ledger checkpoint (the sealed copy is the one resumed from)."""
-        return self.work_dir / "ledger" / f"{day.isoformat()}.json"
-
-    def audit_verdict(self, day: dt.date) -> Path:
-        """The end-to-end audit verdict of the day's run (what the blocking check reads)."""
-        return self.work_dir / "audit" / f"{day.isoformat()}.json"
-
-    def broker_statement(self, day: dt.date) -> Path:
-        return self.work_dir / "broker_fees" / f"{day.isoformat()}.csv"
-
-    def archive(self) -> WormArchive:
-        return WormArchive(self.archive_root, retention_years=self.retention_years)
-
-
-# -- the archive as the EOD run sees it ----------------------------------------------------
-
-def current_entries(archive: WormArchive) -> dict[tuple[str, dt.date], ArchiveEntry]:
-    """The current version of every ``(name, date)``: corrections replace what they correct."""
-    entries = archive.entries()
-    corrected = {e.corrects for e in entries if e.corrects}
-    return {(e.name, e.date): e for e in entries if e.hash not in corrected}
-
-
-def published_heads(archive: WormArchive) -> list[tuple[dt.date, PublishedHead]]:
-    """Every audit chain head ever sealed, with its day (superseded ones too: each was a public commitment)."""
-    heads = {(e.date, PublishedHead(**e.meta["audit_head"])) for e in archive.entries()
-             if e.name == AUDIT_VERIFICATION and "audit_head" in e.meta}
-    return sorted(heads, key=lambda pair: (pair[1].count, pair[0]))
-
 
 # -- 1. the ledger -------------------------------------------------------------------------
 
@@ -178,8 +134,9 @@ def _close_ledger(paths: CompliancePaths, day: dt.date, warehouse: str) -> Ledge
     # counted as booked (the next day would then trust this checkpoint without it).
     through = start.fills_before + len(fills)
     path = paths.checkpoint(day)
-    _write_atomic(path, dumps_day_close(close, fills_through=through))
-    _remember(path, pruned_day_close(close))  # what reading the file back would give
+    pruned = pruned_day_close(close)  # what reading the file back would give; saving it gives the same bytes, faster
+    write_atomic(path, dumps_day_close(pruned, fills_through=through))
+    _remember(path, pruned)
     return LedgerRun(close=close, resumed_from=start.since, note=start.note, fills_applied=len(fills), fills_through=through,
                      path=path)
 
@@ -251,7 +208,12 @@ def broker_fees(paths: CompliancePaths, day: dt.date) -> tuple[dict[str, str], L
 def fills_csv(fills: Iterable[ComplianceFill]) -> bytes:
     """The day's fills as CSV with the §3.5 columns, exactly as stored (deterministic bytes)."""
     lines = [",".join(FILL_COLUMNS)]
-    lines += [",".join(_csv_field(row[c]) for c in FILL_COLUMNS) for row in (f.to_row() for f in fills)]
+    for fill in fills:
+        values = fill.to_row().values()  # in FILL_COLUMNS order
+        line = ",".join(values)
+        if '"' in line or "\n" in line or line.count(",") != len(FILL_COLUMNS) - 1:  # a field needs quoting
+            line = ",".join(map(_csv_field, values))
+        lines.append(line)
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -278,7 +240,7 @@ def _write_day_reports(paths: CompliancePaths, day: dt.date) -> ReportSet:
         reports = write_reports(close, directory)
     else:
         reports = write_reports(close, directory, broker_fees=statement[0], fee_by=statement[1])
-    _write_atomic(directory / FILLS, fills_csv(close.day_fills))
+    write_atomic(directory / FILLS, fills_csv(close.day_fills))
     return reports
 
 
@@ -330,14 +292,12 @@ def verify_day_audit(paths: CompliancePaths, day: dt.date) -> DayAudit:
     if scan.after_day:
         problems.append(f"after {day}: {scan.after_day}")
     problems += scan.later_heads
-    from orchestration.defs.compliance.anchoring import signature_problems  # it reads this module's names
-
     problems += signature_problems(paths)[1]  # a record forged without ALPHALINE_AUDIT_KEY is never sealed
     directory = paths.day_dir(day)
-    _write_atomic(directory / AUDIT_RECORDS, "".join(lines).encode())
-    _write_atomic(directory / AUDIT_VERIFICATION, sealed.dumps())
+    write_atomic(directory / AUDIT_RECORDS, "".join(lines).encode())
+    write_atomic(directory / AUDIT_VERIFICATION, sealed.dumps())
     audit = DayAudit(sealed=sealed, problems=problems, records=scan.records, heads=len(heads))
-    _write_atomic(paths.audit_verdict(day), (json.dumps(audit.verdict(), indent=2) + "\n").encode())
+    write_atomic(paths.audit_verdict(day), (json.dumps(audit.verdict(), indent=2) + "\n").encode())
     return audit
 
 
@@ -375,8 +335,6 @@ def seal_day(paths: CompliancePaths, day: dt.date, *, log: Callable[[str], None]
         ComplianceError: the checkpoint or the audit verification is missing, or the archive's
             manifest or the anchor file no longer verifies (nothing is appended to a tampered chain).
     """
-    from orchestration.defs.compliance.anchoring import anchor_day, require_anchor_intact  # they read this module's names
-
     require_anchor_intact(paths)  # before anything is archived: a sealed day must also be anchored
     archive = paths.archive()
     if not read_verdict(paths, day)["ok"]:  # the blocking check stops a run first; this guards direct calls
@@ -404,14 +362,6 @@ def seal_day(paths: CompliancePaths, day: dt.date, *, log: Callable[[str], None]
         sealed.append(Sealed(name, "correction" if prior else "new", entry))
     anchor_day(paths, day, verification, log=log)  # last: an anchored day is a completely sealed day
     return sealed
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and a rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def money(value: Decimal) -> str:

@@ -65,10 +65,11 @@ def day_frames(close: DayClose) -> dict[str, pd.DataFrame]:
         "as_of": _dates([close.day] * len(open_lots)),
     }, columns=["lot_id", "direction", "qty", "cost", "acquired", "holding_start", "as_of"])
     by_id = {f.fill_id: f for f in day_fills}
-    deferred: dict[str, Decimal] = {}  # losses on closing shorts deferred into a replacement short lot (Reg. 1.1091-1(g))
+    todays = [d for d in close.ledger.disposals if d.sold == close.day]
+    # Losses on closing shorts deferred into a replacement short lot (Reg. 1.1091-1(g)), for the shorts covered today.
+    deferred = close.ledger.sealed.deferred({d.lot_id for d in todays if d.direction == "short"})
     for wash in close.ledger.wash_sales:
         deferred[wash.replacement_lot_id] = deferred.get(wash.replacement_lot_id, Decimal(0)) + wash.disallowed
-    todays = [d for d in close.ledger.disposals if d.sold == close.day]
     disposals = pd.DataFrame({
         "disposal_id": [d.disposal_id for d in todays], "direction": [d.direction for d in todays],
         "qty": _floats(d.qty for d in todays), "proceeds": _floats(d.proceeds for d in todays),

@@ -10,7 +10,7 @@ from typing import Self
 import dagster as dg
 from pydantic import Field
 
-from orchestration.defs.compliance.eod import CompliancePaths
+from orchestration.defs.compliance.paths import CompliancePaths
 from trader.compliance.anchor import anchor_file
 from trader.servers import server_store_url
 

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 
 from orchestration.defs.compliance import sources
 from orchestration.defs.compliance.anchoring import cross_check, signature_problems
-from orchestration.defs.compliance.eod import FILLS, CompliancePaths, current_entries, published_heads, read_fills_csv_rows
+from orchestration.defs.compliance.eod import read_fills_csv_rows
+from orchestration.defs.compliance.paths import FILLS, CompliancePaths, current_entries, published_heads
 from trader.compliance import ComplianceError
 from trader.compliance.audit_check import PublishedHead, scan_chain
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import doctest
+import tempfile
 from decimal import Decimal as D
 from pathlib import Path
 
+import orjson
 import pytest
-from compliance_factories import fill
+from compliance_factories import FORMAT1_DAY, FORMAT1_MARKS, FORMAT1_NEXT_DAY, fill, format1_history
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +19,11 @@ from trader.compliance import ComplianceError, LedgerError, close_day, write_rep
 from trader.compliance.checkpoint import dumps_day_close, loads, pruned_day_close, restore_day_close, restore_ledger
 
 MARKS = {"XYZ": D("9.50"), "ABC": D("20")}
+DATA = Path(__file__).parent / "data"
+
+
+def report_bytes(close, directory: Path) -> dict[str, bytes]:
+    return {name: path.read_bytes() for name, path in write_reports(close, directory).paths.items()}
 
 
 def closes(fills, *, allow_short=False):
@@ -87,6 +94,77 @@ def test_reports_written_from_a_restored_day_close_are_identical(tmp_path: Path)
         assert {n: p.read_bytes() for n, p in c.paths.items()} == {n: p.read_bytes() for n, p in b.paths.items()}
 
 
+@given(data=st.data(), shorts=st.booleans())
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_resumed_days_reports_equal_a_replayed_days_byte_for_byte(data, shorts):
+    fills = data.draw(histories(shorts=shorts))
+    with tempfile.TemporaryDirectory() as tmp:
+        for full, resumed, _ in closes(fills, allow_short=shorts):
+            day = full.day.isoformat()
+            assert report_bytes(resumed, Path(tmp) / "resumed" / day) == report_bytes(full, Path(tmp) / "replayed" / day)
+
+
+def format1_closes() -> tuple[dict, D, object, object]:
+    """The layout-1 checkpoint file, the marks, and the next session closed by a resume from it and by a full replay."""
+    history, next_day = format1_history()
+    marks = {symbol: D(price) for symbol, price in FORMAT1_MARKS.items()}
+    state = loads((DATA / "checkpoint_format1.json").read_bytes())
+    resumed = close_day(next_day, day=FORMAT1_NEXT_DAY, closing_marks=marks, opening_marks=marks,
+                        resume=restore_ledger(state["ledger"]))
+    full = close_day(history + next_day, day=FORMAT1_NEXT_DAY, closing_marks=marks, opening_marks=marks, allow_short=True)
+    return state, marks, resumed, full
+
+
+def test_a_layout_1_checkpoint_still_resumes_and_the_next_day_matches_a_full_replay(tmp_path: Path):
+    state, marks, resumed, full = format1_closes()
+    assert state["format"] == 1 and "sealed" not in state["ledger"]  # the archived layout, as the old code wrote it
+    assert dumps_day_close(resumed) == dumps_day_close(full) and loads(dumps_day_close(resumed))["format"] == checkpoint.FORMAT
+    assert report_bytes(resumed, tmp_path / "resumed") == report_bytes(full, tmp_path / "replayed")
+    # The archived day itself, read back from layout 1, still prints what replaying it prints.
+    history, _ = format1_history()
+    replayed = close_day(history, day=FORMAT1_DAY, closing_marks=marks, opening_marks=marks, allow_short=True)
+    assert report_bytes(restore_day_close(state), tmp_path / "old") == report_bytes(replayed, tmp_path / "old-replayed")
+
+
+def sealed_ids(ledger_state: dict) -> list[str]:
+    return [key[len("1YYYY-MM-DD"):] for key in ledger_state["sealed"]["keys"]]  # Part digit + ISO date sold + id
+
+
+def test_a_resumed_ledger_keeps_final_disposals_as_sealed_text_and_writes_them_back_verbatim():
+    history, next_day = format1_history()
+    marks = {symbol: D(price) for symbol, price in FORMAT1_MARKS.items()}
+    day = loads(dumps_day_close(close_day(history, day=FORMAT1_DAY, closing_marks=marks, opening_marks=marks,
+                                          allow_short=True)))["ledger"]
+    # Final: a covered short, a loss whose window closed, a gain; the 2023 loss belongs to another tax year.
+    assert sealed_ids(day) == ["s2/1", "x5/1", "x6/1"]
+    restored = restore_ledger(day)
+    assert [d.disposal_id for d in restored.disposals] == ["a2/1", "x7/1"]  # a loss still pending, the day's own sale
+    assert len(restored.wash_sales) == 1 and restored.wash_sales[0].booked == FORMAT1_DAY  # earlier ones stay text
+    after = close_day(next_day, day=FORMAT1_NEXT_DAY, closing_marks=marks, opening_marks=marks, resume=restored)
+    sealed = loads(dumps_day_close(after))["ledger"]["sealed"]
+    assert sealed_ids({"sealed": sealed}) == ["s2/1", "x5/1", "x6/1", "x7/1"]  # yesterday's sale is final now
+    assert sealed["disposals"][:3] == day["sealed"]["disposals"] and sealed["form_8949"][:3] == day["sealed"]["form_8949"]
+    assert sealed["wash_sales"][:2] == day["sealed"]["wash_sales"] and len(sealed["wash_sales"]) == 3
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    (lambda s: s["keys"].reverse(), "sealed keys: not in Form 8949 order"),
+    (lambda s: s["form_8949"].pop(), "keys, disposals and form_8949 must be as many lines of text"),
+    (lambda s: s["totals"].pop("II"), "sealed totals: expected 4 decimal amounts for each of"),
+    (lambda s: s["totals"]["I"].__setitem__(0, "lots"), "sealed totals: expected 4 decimal amounts"),
+    (lambda s: s["disposal_columns"].pop(), "sealed disposal_columns: expected"),
+])
+def test_a_damaged_sealed_year_is_refused_with_a_one_line_reason(damage, reason):
+    history, _ = format1_history()
+    marks = {symbol: D(price) for symbol, price in FORMAT1_MARKS.items()}
+    state = orjson.loads(dumps_day_close(close_day(history, day=FORMAT1_DAY, closing_marks=marks, opening_marks=marks,
+                                                   allow_short=True)))
+    damage(state["ledger"]["sealed"])
+    with pytest.raises(ComplianceError, match=reason) as raised:
+        restore_ledger(state["ledger"])
+    assert "\n" not in str(raised.value)
+
+
 def test_a_loss_waiting_for_replacement_survives_the_checkpoint_and_becomes_a_wash_sale():
     # IRS Pub 550: buy 100 for $1,000, sell for $750 (checkpoint), buy 100 for $800 two weeks later.
     sold = close_day([fill("buy", "2013-01-01", "100", "10", fid="b1"), fill("sell", "2013-06-01", "100", "7.50", fid="s1")],
@@ -119,7 +197,7 @@ def test_a_resumed_ledger_refuses_a_fill_it_already_booked_or_one_older_than_the
 
 
 def test_a_checkpoint_of_another_format_is_refused_with_a_one_line_reason():
-    with pytest.raises(ComplianceError, match="ledger checkpoint: format: expected 1, got 7"):
+    with pytest.raises(ComplianceError, match=r"ledger checkpoint: format: expected one of \[1, 2\], got 7"):
         loads(b'{"format": 7}')
 
 
