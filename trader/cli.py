@@ -322,7 +322,8 @@ def status(cfg: TraderConfig | None, mode: Mode, store_url: str) -> None:
     last = s["last_cycle"]
     if last:
         click.echo(f"last cycle {last['ts']}: {last['status']}")
-        click.echo(f"equity:    {last['equity']}  cash {last['cash']}  positions {last['positions_value']}")
+        cents = {k: Decimal(str(last[k])).quantize(Decimal("0.01")) for k in ("equity", "cash", "positions_value")}
+        click.echo(f"equity:    {cents['equity']}  cash {cents['cash']}  positions {cents['positions_value']}")  # exact in the store
     click.echo(f"orders:    {s['working_orders']} working; positions: {s['open_positions']} open; audit: {s['audit']['records']} records")
 
 

@@ -45,6 +45,7 @@ def test_cli_sim_run_then_status_positions_orders_and_explain(home):
     assert server.requests[0]["as_of"] == "2024-03-05T14:45:00Z"
     status = cli("status", "--config", cfg)
     assert status.exit_code == 0 and "state:     ACTIVE" in status.output and "sim.db" in status.output
+    assert re.search(r"equity:    \d+\.\d\d  cash \d+\.\d\d  positions -?\d+\.\d\d\n", status.output)  # cents shown
     assert cli("positions", "--config", cfg).output.splitlines()[0].split() == ["symbol", "qty", "avg_cost", "realized", "fees"]
     with TraderStore(f"sqlite:///{home / 'trader' / 'sim.db'}") as store:
         filled = next(o for o in store.list_orders() if o.status is OrderStatus.FILLED)
