@@ -107,8 +107,9 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return stock, _store(home, ASOF), _entities(rng, features, 300)
 
 
-def _both(world, features, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
-    stock, asof, entities = world
+def _both(world, features, *, entities: pd.DataFrame | None = None, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    stock, asof, all_entities = world
+    entities = all_entities if entities is None else entities
     want_job = stock.get_historical_features(entity_df=entities, features=features, **kwargs)
     got_job = asof.get_historical_features(entity_df=entities, features=features, **kwargs)
     assert isinstance(got_job, AsofRetrievalJob) and isinstance(want_job, IbisRetrievalJob)
@@ -134,6 +135,13 @@ def test_asof_store_takes_feature_refs_in_the_order_asked(world) -> None:
     got, want = _both(world, ["flows:flow", "quotes:qty", "quotes:price"])
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert list(got.columns[-3:]) == ["flow", "qty", "price"]
+
+
+def test_asof_store_on_a_later_time_chunk_still_finds_rows_from_before_it(world) -> None:
+    _, _, entities = world  # training_set sends time-ordered chunks; the store prunes rows by the chunk's span
+    late = entities[entities.event_timestamp >= pd.Timestamp(T0) + 5 * TTL]
+    got, want = _both(world, ["quotes:price", "flows:flow"], entities=late)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
 
 
 def test_asof_store_hands_a_created_timestamp_cutoff_to_feasts_own_join(world) -> None:
