@@ -73,10 +73,19 @@ def load_config(home: Path, variant: Literal["local", "prod"] = "local") -> Repo
     return config
 
 
-def open_store(home: Path, variant: Literal["local", "prod"] = "local") -> FeatureStore:
-    """A :class:`feast.FeatureStore` whose registry, online and offline data live under ``home/feast``."""
+def open_store(home: Path, variant: Literal["local", "prod"] = "local", *, offline_store: str | None = None) -> FeatureStore:
+    """A :class:`feast.FeatureStore` whose registry, online and offline data live under ``home/feast``.
+
+    ``offline_store`` replaces the config's offline store type, e.g. ``"duckdb"``: Feast's stock DuckDB
+    store, the reference that the tests and the training-set benchmark hold the ASOF store to.
+    """
     offline_dir(home).mkdir(parents=True, exist_ok=True)
-    return FeatureStore(config=load_config(home, variant))
+    config = load_config(home, variant)
+    if offline_store is not None:
+        fields = config.model_dump(by_alias=True, exclude_none=True, exclude={"repo_path"})
+        config = RepoConfig(**{**fields, "offline_store": {"type": offline_store}})
+        config.repo_path = REPO_DIR
+    return FeatureStore(config=config)
 
 
 def offline_tables(config: RepoConfig) -> OfflineTables | None:

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig, ValueType
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.infra.offline_stores.ibis import IbisRetrievalJob
 from feast.types import Float64, Int64
 
 from feature_repo.asof_offline_store import AsofRetrievalJob
-from feature_repo.store import load_config
+from feature_repo.store import load_config, open_store
 
 UTC = dt.UTC
 T0 = dt.datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
@@ -84,14 +84,6 @@ def _objects(offline: Path) -> list:
     return [symbol, quotes, flows, quote_view, flow_view, service]
 
 
-def _store(home: Path, offline_type: str) -> FeatureStore:
-    config = load_config(home).model_dump(by_alias=True, exclude_none=True, exclude={"repo_path"})
-    config["offline_store"] = {"type": offline_type}
-    repo = RepoConfig(**config)
-    repo.repo_path = home
-    return FeatureStore(config=repo)
-
-
 @pytest.fixture(scope="module", params=[1, 2, 3], ids=lambda s: f"seed{s}")
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     rng = np.random.default_rng(request.param)
@@ -102,9 +94,9 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     features.drop(columns="flow").to_parquet(offline / "quotes.parquet")
     flows = features.drop_duplicates(["symbol", "event_timestamp"])  # no created column: one row per time
     flows[["symbol", "event_timestamp", "flow"]].to_parquet(offline / "flows.parquet")
-    stock = _store(home, STOCK)
+    stock = open_store(home, offline_store=STOCK)
     stock.apply(_objects(offline))
-    return stock, _store(home, ASOF), _entities(rng, features, 300)
+    return stock, open_store(home), _entities(rng, features, 300)
 
 
 def _both(world, features, *, entities: pd.DataFrame | None = None, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
