@@ -2,7 +2,7 @@
 
 Run by hand, never under pytest::
 
-    python -m tests.benchmarks.bench_training_set [--symbols 48] [--sessions 250] [--chunk-rows 100000]
+    python -m tests.benchmarks.bench_training_set [--symbols 48] [--sessions 250] [--chunk-rows 100000] [--stock]
 
 Setup (not timed): ``--symbols`` × the last ``--sessions`` XNYS sessions of 2024 (ending
 2024-12-31) of 15-minute synthetic bars (``tests/features/synthetic_bars.feature_bars``);
@@ -13,8 +13,11 @@ What is measured, each contender in a fresh process (multiprocessing, spawn), im
 store opening done before the clock starts:
 
 * feast: ``training_set(store, offline, chunk_rows=--chunk-rows)`` as the pipeline calls it:
-  entity frame = every non-warm-up labelled bar, Feast's ``get_historical_features``
-  (DuckDB offline store through ibis) with the ``model_inputs`` service, chunk by chunk;
+  entity frame = every non-warm-up labelled bar, Feast's ``get_historical_features`` with the
+  ``model_inputs`` service, chunk by chunk, through the embedded profile's offline store
+  (``feature_repo/asof_offline_store.py``: Feast's DuckDB store with ASOF joins);
+* stock feast (``--stock``): the same through Feast's own DuckDB offline store (ibis), the
+  reference the ASOF store replaced (~16x the floor at full size);
 * feast, 4 chunks: the same cut into 4 calls, so the fixed cost of a Feast call is visible;
 * feast, 1 entity row: one ``get_historical_features`` call for a single entity row: what
   Feast spends per call whatever its size (building and compiling the query in ibis and
@@ -180,12 +183,12 @@ def entity_rows(offline: Path) -> tuple[int, dt.timedelta]:
 # --- contenders (each in a fresh spawned process) ------------------------------------------------
 
 
-def run_feast(name: str, home: str, chunk_rows: int, repeat: int, out: str) -> Measure:
+def run_feast(name: str, home: str, chunk_rows: int, repeat: int, out: str, offline_store: str | None = None) -> Measure:
     from feature_repo.store import offline_dir, open_store, training_set
 
     quiet()  # after importing Feast, which turns deprecation warnings back on
 
-    store = open_store(Path(home))
+    store = open_store(Path(home), offline_store=offline_store)
     offline = offline_dir(Path(home))
     before = rss_start()
     seconds, frame = [], None
@@ -302,6 +305,7 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=None, help="training_set's chunk_rows (default: its own, CHUNK_ROWS)")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per contender in its process; the best counts")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--stock", action="store_true", help="also time Feast's stock DuckDB offline store (reference; slow)")
     args = parser.parse_args()
     repeat = max(1, args.repeat)
 
@@ -336,6 +340,8 @@ def main() -> None:
             (run_feast, ("feast 4 chunks", str(home), quarter, repeat, str(root / "feast4.parquet"))),
             (run_feast_fixed, ("feast 1 entity row", str(home), repeat, str(root / "feast_fixed.parquet"))),
         ]
+        if args.stock:
+            runs.append((run_feast, ("stock feast", str(home), chunk_rows, repeat, str(root / "stock.parquet"), "duckdb")))
         results: list[Measure] = []
         for fn, fn_args in runs:
             print(f"  running {fn_args[0]} ...", flush=True)
@@ -345,10 +351,10 @@ def main() -> None:
                 print(f"  FAILED {fn_args[0]}: {type(exc).__name__}: {exc}")
                 raise
 
-        floor, feast, feast4, fixed = results
+        floor, feast, feast4, fixed, *stock = results
         ref = pl.read_parquet(floor.output)
         failed = False
-        for m in (feast, feast4):
+        for m in (feast, feast4, *stock):
             bad, worst = compare(pl.read_parquet(m.output), ref)
             print(f"check {m.name} vs ASOF floor: {m.rows:,} vs {floor.rows:,} rows, {len(FEATURE_NAMES)} features, "
                   f"max |difference| {worst:.2e} (tolerance {TOLERANCE:g}): {'identical' if not bad else 'MISMATCH'}")
@@ -371,13 +377,19 @@ def main() -> None:
               f"Feast / that = {feast.best / feast_floor:.2f}x. 4 calls instead: {feast4.best:.2f} s "
               f"({(feast4.best - feast.best) / max(1, 4 - calls):+.2f} s per extra call).")
         join = feast.best - calls * fixed.best
-        print(f"Feast's join beyond the fixed cost: {join:.2f} s = {join / floor.best:.1f}x the whole ASOF floor: its DuckDB plan "
-              "hash-joins each entity row to every feature row of its symbol, then filters by time and TTL and ranks.")
-        report([Verdict("training_set", f"Feast get_historical_features, {feast.rows:,} rows", f"{feast.best:.2f} s",
-                        "DuckDB ASOF join", ratio, "< 2× floor, identical", ratio < 2 and not failed),
-                Verdict("training_set", f"Feast get_historical_features, {feast.rows:,} rows", f"{feast.best:.2f} s",
-                        f"ASOF join + Feast's fixed cost ({calls} × {fixed.best:.2f} s)", feast.best / feast_floor,
-                        "- (reference)", None)])
+        print(f"Feast's join beyond the fixed cost: {join:.2f} s = {join / floor.best:.1f}x the whole ASOF floor.")
+        stage = f"Feast get_historical_features (ASOF store), {feast.rows:,} rows"
+        verdicts = [Verdict("training_set", stage, f"{feast.best:.2f} s", "DuckDB ASOF join", ratio,
+                            "< 2× floor, identical", ratio < 2 and not failed),
+                    Verdict("training_set", stage, f"{feast.best:.2f} s",
+                            f"ASOF join + Feast's fixed cost ({calls} × {fixed.best:.2f} s)", feast.best / feast_floor,
+                            "- (reference)", None)]
+        for m in stock:
+            print(f"Feast's stock DuckDB store (ibis; hash-joins each entity row to every feature row of its symbol, then "
+                  f"filters and ranks): {m.best:.2f} s = {m.best / floor.best:.1f}x the floor, {m.best / feast.best:.1f}x the ASOF store.")
+            verdicts.append(Verdict("training_set", f"Feast stock DuckDB store, {m.rows:,} rows", f"{m.best:.2f} s",
+                                    "DuckDB ASOF join", m.best / floor.best, "- (reference)", None))
+        report(verdicts)
         if failed:
             sys.exit(1)
     finally:
