@@ -230,6 +230,9 @@ class AsofRetrievalJob(RetrievalJob):
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone = 'UTC'")
+            # DuckDB plans an ASOF join whose left side it believes small (an Arrow scan: no estimate) as a
+            # nested loop: 100k entity rows then took 18 s instead of 0.2 s.
+            con.execute("SET asof_loop_join_threshold = 0")
             con.register(_ENTITY, self._entities)
             result = con.sql(self._sql)
             return result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
