@@ -51,6 +51,7 @@ from feast.saved_dataset import SavedDatasetStorage
 _ROW = "__alphaline_entity_row"  # the entity frame's row number: the output keeps its order
 _TS = "__alphaline_entity_ts"  # the entity timestamp as TIMESTAMPTZ (a naive one is UTC, as in Feast)
 _ENTITY = "__alphaline_entities"
+_ORDER = "__alphaline_order"  # (event_timestamp, created): the ASOF order of a source with a created column
 
 
 class AsofDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
@@ -166,7 +167,9 @@ class _ViewJoin:
         keys = [_q(k) for k in self.join_keys]
         cols = [*keys, f"CAST({_q(self.timestamp)} AS TIMESTAMPTZ) AS {_TS}", *(_q(f) for f in self.outputs)]
         if self.created:
-            cols.append(f"CAST({_q(self.created)} AS TIMESTAMPTZ) AS __created")
+            # Ties on event_timestamp go to the latest created (null last): ASOF on (event_timestamp, created).
+            cols.append(f"{{'t': CAST({_q(self.timestamp)} AS TIMESTAMPTZ), "
+                        f"'c': coalesce(CAST({_q(self.created)} AS TIMESTAMPTZ), '-infinity'::TIMESTAMPTZ)}} AS {_ORDER}")
         where = []
         if last is not None:
             where.append(f"{_TS} <= TIMESTAMPTZ {_lit(last.isoformat())}")
@@ -174,9 +177,6 @@ class _ViewJoin:
             where.append(f"{_TS} + {_interval(self.ttl)} >= TIMESTAMPTZ {_lit(first.isoformat())}")
         sql = f"SELECT * FROM (SELECT {', '.join(cols)} FROM {self._scan()})"
         sql += f" WHERE {' AND '.join(where)}" if where else ""
-        if self.created:  # the ASOF match at a tied event_timestamp is arbitrary: keep only the latest created
-            sql += (f" QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)}, {_TS} "
-                    "ORDER BY __created DESC NULLS LAST) = 1")
         return sql
 
     def _scan(self) -> str:
@@ -197,13 +197,15 @@ def _interval(ttl: dt.timedelta) -> str:
 def _asof_sql(entity_cols: Sequence[str], ts_col: str, views: Sequence[_ViewJoin],
               first: dt.datetime | None, last: dt.datetime | None) -> str:
     """One statement: the entity frame ASOF LEFT JOINed to each view, TTL applied to the match, entity order kept."""
-    ctes = [f"e AS (SELECT *, CAST({_q(ts_col)} AS TIMESTAMPTZ) AS {_TS} FROM {_ENTITY})"]
+    ctes = [f"e AS (SELECT *, CAST({_q(ts_col)} AS TIMESTAMPTZ) AS {_TS}, "
+            f"{{'t': CAST({_q(ts_col)} AS TIMESTAMPTZ), 'c': 'infinity'::TIMESTAMPTZ}} AS {_ORDER} FROM {_ENTITY})"]
     joins, selected = [], [f"e.{_q(c)}" for c in entity_cols]
     for i, view in enumerate(views):
         a = f"f{i}"
         ctes.append(f"{a} AS ({view.table_sql(first, last)})")
         on = [f"e.{_q(entity)} = {a}.{_q(key)}" for key, entity in view.join_keys.items()]
-        joins.append(f"ASOF LEFT JOIN {a} ON {' AND '.join([*on, f'e.{_TS} >= {a}.{_TS}'])}")
+        order = _ORDER if view.created else _TS
+        joins.append(f"ASOF LEFT JOIN {a} ON {' AND '.join([*on, f'e.{order} >= {a}.{order}'])}")
         fresh = f"{a}.{_TS} + {_interval(view.ttl)} >= e.{_TS}" if view.ttl is not None else None
         for col, out in view.outputs.items():
             value = f"{a}.{_q(col)}"

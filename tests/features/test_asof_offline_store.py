@@ -42,6 +42,8 @@ def _features(rng: np.random.Generator, n: int) -> pd.DataFrame:
     dup = frame.sample(n // 5, random_state=int(rng.integers(1 << 31)))  # same (symbol, ts), another created
     frame = pd.concat([frame, dup], ignore_index=True)
     frame["created"] = pd.to_datetime(T0) + pd.to_timedelta(rng.permutation(len(frame)), unit="s")
+    # Feast ranks a null created last (at most one null per tie: two would leave the pick to chance in Feast too).
+    frame.loc[(frame.index >= len(frame) - len(dup)) & (rng.random(len(frame)) < 0.5), "created"] = pd.NaT
     frame["raw_price"] = rng.normal(size=len(frame))  # field_mapping: raw_price -> price
     frame.loc[rng.random(len(frame)) < 0.15, "raw_price"] = np.nan
     frame["qty"] = pd.array(rng.integers(-50, 50, len(frame)), dtype="Int64")
