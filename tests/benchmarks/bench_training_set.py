@@ -20,8 +20,8 @@ store opening done before the clock starts:
   reference the ASOF store replaced (~16x the floor at full size);
 * feast, 4 chunks: the same cut into 4 calls, so the fixed cost of a Feast call is visible;
 * feast, 1 entity row: one ``get_historical_features`` call for a single entity row: what
-  Feast spends per call whatever its size (building and compiling the query in ibis and
-  sqlglot, scanning the files). The report also gives Feast / (ASOF floor + calls × this).
+  Feast spends per call whatever its size (registry look-ups, entity frame checks, planning,
+  scanning the files). The report also gives Feast / (ASOF floor + calls × this).
 * floor: one DuckDB query, the same entity frame (``bars.parquet`` where not warmup,
   inner join ``labels.parquet``) ``ASOF LEFT JOIN`` each family's Parquet file on
   ``symbol`` and ``entity ts >= feature ts``, a feature row older than the views' TTL
@@ -372,8 +372,8 @@ def main() -> None:
         feast_floor = floor.best + calls * fixed.best  # the ASOF work plus what Feast spends per call on no work
         print(f"Feast/ASOF = {ratio:.1f}x: Feast takes {feast.best:.2f} s where the ASOF floor takes {floor.best:.2f} s "
               f"(+{feast.best - floor.best:.2f} s); peak RSS {feast.peak_mib:,.0f} vs {floor.peak_mib:,.0f} MiB.")
-        print(f"Feast's fixed cost: {fixed.best:.2f} s per get_historical_features call for ONE entity row (query building "
-              f"in ibis/sqlglot, file scans); {calls} call(s) here. Floor with it: {feast_floor:.2f} s; "
+        print(f"Feast's fixed cost: {fixed.best:.2f} s per get_historical_features call for ONE entity row (registry "
+              f"look-ups, entity frame checks, planning, file scans); {calls} call(s) here. Floor with it: {feast_floor:.2f} s; "
               f"Feast / that = {feast.best / feast_floor:.2f}x. 4 calls instead: {feast4.best:.2f} s "
               f"({(feast4.best - feast.best) / max(1, 4 - calls):+.2f} s per extra call).")
         join = feast.best - calls * fixed.best
