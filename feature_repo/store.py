@@ -229,7 +229,7 @@ def training_set(
     The embedded profile's offline store (:mod:`feature_repo.asof_offline_store`) runs each call as
     DuckDB ASOF joins over the feature rows of the chunk's time span, so the work grows with the rows;
     each call also costs Feast ~0.2 s whatever its size (registry, entity frame checks). With Feast's
-    stock DuckDB store (and the prod PostgreSQL one) the join pairs every entity row with every
+    stock DuckDB store the join pairs every entity row with every
     feature row of its symbol: ~11x slower on a year of 15-minute bars (bench_training_set --stock).
 
     Returns ``symbol, event_timestamp`` + :data:`FEATURE_NAMES` + :data:`LABEL_NAMES`, sorted.
