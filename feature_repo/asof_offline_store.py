@@ -51,6 +51,7 @@ from feast.saved_dataset import SavedDatasetStorage
 _ROW = "__alphaline_entity_row"  # the entity frame's row number: the output keeps its order
 _TS = "__alphaline_entity_ts"  # the entity timestamp as TIMESTAMPTZ (a naive one is UTC, as in Feast)
 _ENTITY = "__alphaline_entities"
+_ANY_CREATED = "'infinity'::TIMESTAMPTZ"  # the entity side of the created tie-break: every created qualifies
 _ORDER = "__alphaline_order"  # (event_timestamp, created): the ASOF order of a source with a created column
 
 
@@ -163,13 +164,13 @@ class _ViewJoin:
         )
 
     def table_sql(self, first: dt.datetime | None, last: dt.datetime | None) -> str:
-        """The view's rows that can answer an entity in [first, last], one per (keys, event_timestamp): the latest created."""
+        """The view's rows that can answer an entity in [first, last], with their ASOF key(s)."""
         keys = [_q(k) for k in self.join_keys]
         cols = [*keys, f"CAST({_q(self.timestamp)} AS TIMESTAMPTZ) AS {_TS}", *(_q(f) for f in self.outputs)]
         if self.created:
             # Ties on event_timestamp go to the latest created (null last): ASOF on (event_timestamp, created).
-            cols.append(f"{{'t': CAST({_q(self.timestamp)} AS TIMESTAMPTZ), "
-                        f"'c': coalesce(CAST({_q(self.created)} AS TIMESTAMPTZ), '-infinity'::TIMESTAMPTZ)}} AS {_ORDER}")
+            created = f"coalesce(CAST({_q(self.created)} AS TIMESTAMPTZ), '-infinity'::TIMESTAMPTZ)"
+            cols.append(f"{_order_key(self.timestamp, created)} AS {_ORDER}")
         where = []
         if last is not None:
             where.append(f"{_TS} <= TIMESTAMPTZ {_lit(last.isoformat())}")
@@ -190,6 +191,12 @@ class _ViewJoin:
         return f"(SELECT * RENAME ({', '.join(renames)}) FROM {scan})" if renames else scan
 
 
+def _order_key(timestamp: str, created: str) -> str:
+    """(event_timestamp, created) as one sortable key; NULL without a timestamp (a null key never matches, as in Feast)."""
+    ts = f"CAST({_q(timestamp)} AS TIMESTAMPTZ)"
+    return f"CASE WHEN {ts} IS NOT NULL THEN {{'t': {ts}, 'c': {created}}} END"
+
+
 def _interval(ttl: dt.timedelta) -> str:
     return f"to_microseconds({ttl // dt.timedelta(microseconds=1)})"
 
@@ -198,7 +205,7 @@ def _asof_sql(entity_cols: Sequence[str], ts_col: str, views: Sequence[_ViewJoin
               first: dt.datetime | None, last: dt.datetime | None) -> str:
     """One statement: the entity frame ASOF LEFT JOINed to each view, TTL applied to the match, entity order kept."""
     ctes = [f"e AS (SELECT *, CAST({_q(ts_col)} AS TIMESTAMPTZ) AS {_TS}, "
-            f"{{'t': CAST({_q(ts_col)} AS TIMESTAMPTZ), 'c': 'infinity'::TIMESTAMPTZ}} AS {_ORDER} FROM {_ENTITY})"]
+            f"{_order_key(ts_col, _ANY_CREATED)} AS {_ORDER} FROM {_ENTITY})"]
     joins, selected = [], [f"e.{_q(c)}" for c in entity_cols]
     for i, view in enumerate(views):
         a = f"f{i}"
