@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from orchestration.defs import compliance, features, market, ops, serving, trader, training
 from orchestration.defs.market.dbt import dbt_project
 from orchestration.deployment import servers
-from orchestration.resources import TradingResource, build_resources
+from orchestration.resources import build_resources
 from orchestration.settings import Settings, prepare_environment
 from orchestration.warehouse import Warehouse
 
@@ -26,6 +26,7 @@ def build_definitions(settings: Settings | None = None, *, loggers: dict | None 
     """
     settings = prepare_environment(settings or Settings())
     project = dbt_project(settings.dbt_target_dir)
+    resources = build_resources(settings, project)
     defs = dg.Definitions.merge(
         market.build_defs(settings, project),
         features.build_defs(),
@@ -34,24 +35,22 @@ def build_definitions(settings: Settings | None = None, *, loggers: dict | None 
         trader.build_defs(),
         compliance.build_defs(settings),
         ops.build_defs(settings),
-        dg.Definitions(resources=build_resources(settings, project), loggers=loggers),
+        dg.Definitions(resources=resources, loggers=loggers),
     )
-    engines = {"duckdb": Warehouse.for_settings(settings).kind}
-    trading = TradingResource.for_home(settings.home, mode=settings.trader_mode)
-    backend = sa.make_url(trading.store_url).get_backend_name()
-    if backend != "sqlite":  # the trader's store on a server (the servers profile, or trader.yaml's store_url)
-        engines["sqlite"] = {"postgresql": "postgres"}.get(backend, backend)
-    return defs.map_asset_specs(func=lambda spec: _engine_kinds(spec, engines, online=servers(settings) is not None))
+    # Assets declare the embedded profile's engines (duckdb, sqlite); name those the data really lives in.
+    warehouse = {"duckdb": Warehouse.for_settings(settings).kind}
+    store = sa.make_url(resources["trading"].store_url).get_backend_name()  # the servers profile or trader.yaml's URL
+    trader_kinds = warehouse | ({"sqlite": {"postgresql": "postgres"}.get(store, store)} if store != "sqlite" else {})
+    feast_kinds = warehouse | ({"sqlite": "redis"} if servers(settings) is not None else {})  # Feast's online store
+
+    def swap(spec: dg.AssetSpec) -> dict[str, str]:
+        return trader_kinds if spec.group_name == "trader" else feast_kinds if "feast" in spec.kinds else warehouse
+
+    return defs.map_asset_specs(func=lambda spec: _with_kinds(spec, swap(spec)))
 
 
-def _engine_kinds(spec: dg.AssetSpec, engines: dict[str, str], *, online: bool) -> dg.AssetSpec:
-    """Assets declare the embedded profile's engines (``duckdb``, ``sqlite``); name those the data really lives in: the
-    warehouse's engine, the trader store's (``sqlite`` of the trader group), Redis for Feast's online store."""
-    swap = {"duckdb": engines["duckdb"]}
-    if spec.group_name == "trader" and "sqlite" in engines:
-        swap["sqlite"] = engines["sqlite"]
-    if "feast" in spec.kinds and online:
-        swap["sqlite"] = "redis"
+def _with_kinds(spec: dg.AssetSpec, swap: dict[str, str]) -> dg.AssetSpec:
+    """``spec`` with each kind in ``swap`` replaced (its ``dagster/kind/*`` tags too); unchanged when none applies."""
     kinds = {swap.get(k, k) for k in spec.kinds}
     if kinds == set(spec.kinds):
         return spec

@@ -52,13 +52,14 @@ def cycle_rows(db: Path, cycle_ts: Sequence[str], audit_heads: Sequence[int]) ->
         src.close()
     columns = {name: cols for name, (cols, _) in tables.items()}
     cycles: list[dict] = [defaultdict(list) for _ in cycle_ts]
+    times, heads = list(cycle_ts), list(audit_heads)
 
     def at(ts: str) -> int:  # the cycle a time belongs to: the last one at or before it
-        return max(0, bisect.bisect_right(list(cycle_ts), ts) - 1)
+        return max(0, bisect.bisect_right(times, ts) - 1)
 
     seq = columns["audit"].index("seq")
     for row in tables["audit"][1]:
-        cycles[min(bisect.bisect_left(list(audit_heads), row[seq]), len(cycle_ts) - 1)]["audit"].append(row)
+        cycles[min(bisect.bisect_left(heads, row[seq]), len(times) - 1)]["audit"].append(row)
     created = columns["orders"].index("created_at")
     for row in tables["orders"][1]:
         cycles[at(row[created])]["orders"].append(row)

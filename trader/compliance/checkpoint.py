@@ -342,8 +342,6 @@ def dumps_day_close(close: DayClose, **extra: Any) -> bytes:
         return _dumps(state, fast=not any(isinstance(v, float | dict | list) for v in extra.values()), newline=True)
 
 
-
-
 def _dumps(state: Mapping[str, Any], *, fast: bool = True, newline: bool = False) -> bytes:
     """``json.dumps(state, sort_keys=True, separators=(",", ":"))`` as bytes (then ``\\n`` with ``newline``),
     by orjson when that gives the same bytes.

@@ -294,7 +294,7 @@ def _tax_lot_values(close: DayClose) -> list[tuple[str, ...]]:
     # Tuples, not dicts: tens of thousands of open lots are printed every day. Equal quantities
     # print alike (normalised), so each distinct one is formatted once.
     cents, iso, qty = _cents(), ISO_DATE, Memo(_qty)
-    marks = {symbol: (Decimal(mark), str(mark)) for symbol, mark in close.closing_marks.items()}
+    marks = {symbol: (Decimal(mark), str(Decimal(mark))) for symbol, mark in close.closing_marks.items()}  # once per symbol
     values = []
     for lot in close.ledger.open_lots():
         mark, mark_text = marks[lot.symbol]
