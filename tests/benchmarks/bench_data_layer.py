@@ -208,13 +208,27 @@ def print_table(results: list[Result], fixed: float) -> None:
           "the fixed and once-per-process costs; validate is shown alone for reference")
 
 
-def verdict(r: Result) -> Verdict:
+def verdicts(r: Result, fixed: float) -> list[Verdict]:
+    """The goal's row, and dbt's own floor beside it: what running dbt at all costs, in the same floors.
+
+    dbt's floor is what no data-layer change can go below while the marts are built by dbt: importing it and its
+    first command (once per process) plus a build with no rows (its fixed cost). When that alone is above the goal,
+    the goal is stopped by dbt, not by this code; ``(total - dbt's floor) / floor`` is then what is left to judge.
+    """
     ratio, goal, met = r.total / r.floor, f"<= {FLOOR_GOAL:g}× floor", r.total / r.floor <= FLOOR_GOAL
     if r.years >= SECONDS_GOAL_YEARS:
         goal, met = goal + f", < {SECONDS_GOAL:g} s", met and r.total < SECONDS_GOAL
-    return Verdict("data_layer", f"raw → marts {r.symbols}×{r.sessions} ({r.years}y)",
-                   f"{r.total:.2f} s (dbt {r.dbt:.2f} s + {r.once:.2f} s once per process)",
-                   "bare DuckDB insert", ratio, goal, met if r.symbols == 48 else None)  # the goals are for 48 symbols
+    size = f"{r.symbols}×{r.sessions} ({r.years}y)"
+    dbt_floor = r.once + fixed
+    return [
+        Verdict("data_layer", f"raw → marts {size}", f"{r.total:.2f} s (dbt {r.dbt:.2f} s + {r.once:.2f} s once per process)",
+                "bare DuckDB insert", ratio, goal, met if r.symbols == 48 else None),  # the goals are for 48 symbols
+        Verdict("data_layer", f"dbt's floor {size}: import + first command + a build with no rows",
+                f"{dbt_floor:.2f} s = {dbt_floor / r.floor:.1f}× the insert; the rest {r.total - dbt_floor:.2f} s",
+                "bare DuckDB insert", (r.total - dbt_floor) / r.floor,
+                f"- (reference: the rest in floors; the {FLOOR_GOAL:g}× goal is below dbt's own floor when "
+                f"{dbt_floor / r.floor:.1f}× > {FLOOR_GOAL:g}×)", None),
+    ]
 
 
 def main() -> None:
@@ -237,7 +251,7 @@ def main() -> None:
         results = [run_size(root, full, y, args.symbols, fixed, as_subprocess=args.subprocess, imported=imported)
                    for y in sorted(args.years)]
         print_table(results, fixed[0])
-        report([verdict(r) for r in results])
+        report([v for r in results for v in verdicts(r, fixed[0])])
     finally:
         if args.keep:
             print(f"kept {root}")
