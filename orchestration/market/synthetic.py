@@ -43,6 +43,9 @@ Observable features (returns, gaps, relative volume, sector returns, realised
 volatility) carry this signal; the oracle's IC at the 4-bar horizon is about
 0.05-0.15, so models face real noise and a leaky model stands out.
 
+The walk over the bars is in :mod:`orchestration.market.synthetic_path`, the bad rows a fetch can carry
+on request in :mod:`orchestration.market.synthetic_faults`; both are importable from here.
+
 Example:
     >>> import datetime as dt
     >>> m = SyntheticMarket(SyntheticConfig(n_symbols=4, n_sectors=2, origin=dt.date(2024, 1, 2)))
