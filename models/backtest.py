@@ -72,19 +72,26 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
+from models.backtest_inputs import (
+    NO_COSTS,
+    BacktestInputError,
+    Costs,
+    Market,
+    check_integer,
+    check_number,
+    check_semantics,
+    compiled_loops,
+    market_from_bars,
+    score_grid,
+    signal_array,
+    single_instrument_bars,
+)
 from models.backtest_result import COST_FIELDS, BacktestResult
-
-if TYPE_CHECKING:
-    from types import ModuleType
 
 __all__ = [
     "NO_COSTS",
@@ -96,71 +103,6 @@ __all__ = [
     "run_signal_backtest",
     "sma_cross_signal",
 ]
-
-BAR_FIELDS = ("symbol", "ts", "open", "close", "volume")
-SCORE_FIELDS = ("symbol", "ts", "score")
-
-
-class BacktestInputError(ValueError):
-    """Scores, bars, signal or settings a backtest cannot run on; the message names the field."""
-
-
-def _check_number(field: str, value: object, *, minimum: float, strict: bool = False) -> None:
-    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not number or value < minimum or (strict and value == minimum):
-        raise BacktestInputError(f"{field}: must be a finite number {'>' if strict else '>='} {minimum:g}, got {value!r}")
-
-
-def _check_integer(field: str, value: object, *, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise BacktestInputError(f"{field}: must be an integer >= {minimum}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class Costs:
-    """Trading costs; every field ≥ 0 (see the module docstring for the formulas).
-
-    Example:
-        >>> Costs(commission_bps=1.0, half_spread_bps=2.0, impact_coef=0.1).vol_window
-        20
-    """
-
-    commission_bps: float = 0.0
-    commission_per_trade: float = 0.0
-    half_spread_bps: float = 0.0
-    impact_coef: float = 0.0
-    vol_window: int = 20
-    #: Annual rate charged on borrowed cash (a negative cash balance), accrued at each bar's close.
-    financing_rate: float = 0.0
-    #: Annual fee on the market value of short positions, accrued at each bar's close.
-    borrow_fee: float = 0.0
-    #: Bars per year, to turn the annual rates into per-bar ones (15-minute XNYS bars: 26 × 252).
-    periods_per_year: int = 6552
-
-    def __post_init__(self) -> None:
-        for name in ("commission_bps", "commission_per_trade", "half_spread_bps", "impact_coef", "financing_rate", "borrow_fee"):
-            _check_number(f"costs.{name}", getattr(self, name), minimum=0.0)
-        if not isinstance(self.vol_window, int) or self.vol_window < 2:
-            raise BacktestInputError(f"costs.vol_window: must be an integer >= 2, got {self.vol_window!r}")
-        _check_integer("costs.periods_per_year", self.periods_per_year, minimum=1)
-
-
-NO_COSTS = Costs()
-
-
-@dataclass(frozen=True)
-class _Market:
-    """Bars on a dense (time × symbol) grid; NaN where a symbol has no bar."""
-
-    symbols: pl.Series
-    times: pl.Series
-    open: np.ndarray
-    close: np.ndarray  # last known close (0 before a symbol's first bar, where it holds nothing)
-    volume: np.ndarray
-    tradable: np.ndarray  # a bar exists and traded volume
-    sigma_before: np.ndarray  # trailing volatility through the previous timestamp (0 while undefined)
-    keys: tuple[pl.Series, pl.Series]  # the bars' (symbol, ts) columns, row by row
-    flat: np.ndarray | None  # each bar row's flat grid index (None: the rows are the grid, in order)
 
 
 # --- entry points ---------------------------------------------------------------------------------
@@ -223,17 +165,17 @@ def run_backtest(
         >>> run_backtest(scores, bars, k=1, initial_cash=1_000.0).trades.select("symbol", "shares").rows()
         [('A', 50), ('B', -25)]
     """
-    _check_integer("k", k, minimum=1)
-    _check_integer("rebalance_every", rebalance_every, minimum=1)
-    _check_number("gross_exposure", gross_exposure, minimum=0.0, strict=True)
-    _check_number("initial_cash", initial_cash, minimum=0.0, strict=True)
-    market = _market_from_bars(bars, costs.vol_window)
-    grid = _score_grid(scores, market)
+    check_integer("k", k, minimum=1)
+    check_integer("rebalance_every", rebalance_every, minimum=1)
+    check_number("gross_exposure", gross_exposure, minimum=0.0, strict=True)
+    check_number("initial_cash", initial_cash, minimum=0.0, strict=True)
+    market = market_from_bars(bars, costs.vol_window)
+    grid = score_grid(scores, market)
     weights, decide = _target_weights(grid, k=k, long_only=long_only, gross_exposure=gross_exposure)
     decide &= np.arange(len(decide)) % rebalance_every == 0
-    _check_semantics(cash_constrained, size_at)
+    check_semantics(cash_constrained, size_at)
     if weigh is not None:
-        _check_integer("lookback", lookback, minimum=2)
+        check_integer("lookback", lookback, minimum=2)
         weights = _constructed(weights, decide, grid, market, weigh, lookback)
     return _simulate(market, weights, decide, initial_cash=float(initial_cash), costs=costs, compound=compound,
                      cash_constrained=cash_constrained, size_at=size_at)
@@ -243,7 +185,7 @@ def run_backtest(
 Weigh = Callable[[np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
 
 
-def _constructed(weights: np.ndarray, decide: np.ndarray, scores: np.ndarray, market: _Market, weigh: Weigh,
+def _constructed(weights: np.ndarray, decide: np.ndarray, scores: np.ndarray, market: Market, weigh: Weigh,
                  lookback: int) -> np.ndarray:
     """``weights`` with each decision's selected names re-weighted by ``weigh`` (same sides and gross)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -265,13 +207,6 @@ def _constructed(weights: np.ndarray, decide: np.ndarray, scores: np.ndarray, ma
             raise BacktestInputError(f"weigh: must return one share >= 0 per selected name, summing to 1; got {shares!r}")
         out[t, picked] = sides * shares * np.abs(weights[t, picked]).sum()
     return out
-
-
-def _check_semantics(cash_constrained: object, size_at: object) -> None:
-    if not isinstance(cash_constrained, bool):
-        raise BacktestInputError(f"cash_constrained: must be true or false, got {cash_constrained!r}")
-    if size_at not in ("close", "open"):
-        raise BacktestInputError(f"size_at: must be 'close' (the decision bar's close) or 'open' (the fill bar's open), got {size_at!r}")
 
 
 def run_signal_backtest(
@@ -309,14 +244,14 @@ def run_signal_backtest(
         >>> r.trades.select("ts", "shares", "price").rows()
         [(1, 100, 10.0), (3, -200, 11.0)]
     """
-    _check_number("fraction", fraction, minimum=0.0, strict=True)
-    _check_number("initial_cash", initial_cash, minimum=0.0, strict=True)
-    frame = _single_instrument_bars(bars, costs)
-    sig = _signal_array(signal, frame.height)
-    market = _market_from_bars(frame, costs.vol_window)
+    check_number("fraction", fraction, minimum=0.0, strict=True)
+    check_number("initial_cash", initial_cash, minimum=0.0, strict=True)
+    frame = single_instrument_bars(bars, costs)
+    sig = signal_array(signal, frame.height)
+    market = market_from_bars(frame, costs.vol_window)
     previous = np.concatenate(([0.0], sig[:-1]))
     weights = (sig * fraction)[:, None]
-    _check_semantics(cash_constrained, size_at)
+    check_semantics(cash_constrained, size_at)
     return _simulate(market, weights, sig != previous, initial_cash=float(initial_cash), costs=costs, compound=True,
                      cash_constrained=cash_constrained, size_at=size_at)
 
@@ -328,8 +263,8 @@ def sma_cross_signal(close: Sequence[float] | np.ndarray | pl.Series, fast: int,
         >>> sma_cross_signal([1.0, 2.0, 3.0, 2.0, 1.0, 0.5], fast=1, slow=3).tolist()
         [0, 0, 1, -1, -1, -1]
     """
-    _check_integer("fast", fast, minimum=1)
-    _check_integer("slow", slow, minimum=fast + 1)
+    check_integer("fast", fast, minimum=1)
+    check_integer("slow", slow, minimum=fast + 1)
     c = np.asarray(close, dtype=np.float64)
     out = np.zeros(c.size, dtype=np.int64)
     if c.size >= slow:
@@ -337,171 +272,6 @@ def sma_cross_signal(close: Sequence[float] | np.ndarray | pl.Series, fast: int,
         slow_ma = np.convolve(c, np.full(slow, 1.0 / slow), "valid")
         out[slow - 1 :] = np.sign(fast_ma - slow_ma).astype(np.int64)
     return out
-
-
-# --- inputs ---------------------------------------------------------------------------------------
-
-
-def _require_columns(df: pl.DataFrame, name: str, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise BacktestInputError(f"{name}: missing column(s) {', '.join(missing)} (need {', '.join(columns)})")
-    if df.height == 0:
-        raise BacktestInputError(f"{name}: empty frame; need at least one row of {', '.join(columns)}")
-    if df["symbol"].null_count() or df["ts"].null_count():
-        raise BacktestInputError(f"{name}.symbol/ts: {df['symbol'].null_count() + df['ts'].null_count()} null key value(s)")
-
-
-def _index(symbol: pl.Series, ts: pl.Series, symbols: pl.Series, times: pl.Series) -> np.ndarray:
-    """Flat grid index ``ti * n_symbols + si`` of each row (``ti`` clipped to the grid for absent times)."""
-    si = symbol.cast(pl.String).cast(pl.Enum(symbols)).to_physical().to_numpy().astype(np.int64)
-    ti = np.minimum(times.search_sorted(ts).to_numpy().astype(np.int64), times.len() - 1)
-    return ti * symbols.len() + si
-
-
-def _floats(column: pl.Series) -> np.ndarray:
-    """The column as float64 with NaN for null (no cast or fill when there is nothing to do)."""
-    column = column if column.dtype == pl.Float64 else column.cast(pl.Float64)
-    return (column.fill_null(np.nan) if column.null_count() else column).to_numpy()
-
-
-def _check_unique(name: str, flat: np.ndarray, size: int) -> None:
-    if np.bincount(flat, minlength=size).max() > 1:
-        raise BacktestInputError(f"{name}: duplicate (symbol, ts) rows; each key must appear once")
-
-
-def _grid_keys(bars: pl.DataFrame) -> tuple[pl.Series, pl.Series, np.ndarray | None]:
-    """Sorted symbols, sorted times and each row's flat grid index (None: the rows are the grid, in order); checks that
-    each key appears once."""
-    symbol, ts = bars["symbol"].cast(pl.String), bars["ts"]
-    dense = _dense_grid(symbol, ts)
-    if dense is not None:
-        return dense
-    symbols, times = symbol.unique().sort(), ts.unique().sort()
-    flat = _index(symbol, ts, symbols, times)
-    _check_unique("bars", flat, times.len() * symbols.len())
-    return symbols, times, flat
-
-
-def _dense_grid(symbol: pl.Series, ts: pl.Series) -> tuple[pl.Series, pl.Series, None] | None:
-    """The grid of rows already laid out as one, in (ts, symbol) order with every symbol at every time; else None.
-
-    Market data usually comes so: then the grid index is the row number, found without hashing
-    or searching every key (a shortcut only: the general path gives the same grid).
-    """
-    if not ts.len() or ts.null_count() or not ts.to_physical().dtype.is_numeric() or not ts.is_sorted():
-        return None
-    stamps = ts.to_physical().to_numpy()  # integers in the same order as the times (no copy)
-    width = int(np.searchsorted(stamps, stamps[0], side="right"))  # the first time's rows
-    if ts.len() % width:
-        return None
-    # ts is sorted, so each block of `width` rows is one time when its first and last rows agree, and no two
-    # blocks share one when the firsts strictly increase.
-    firsts = stamps[::width]
-    if not np.array_equal(firsts, stamps[width - 1 :: width]) or (np.diff(firsts) <= 0).any():
-        return None
-    symbols = symbol.head(width)
-    if symbols.null_count() or not symbols.is_sorted() or symbols.n_unique() != width:
-        return None
-    # Every block repeats the first when each row equals the one a block earlier (two views, no copy).
-    if not symbol.slice(width).equals(symbol.slice(0, symbol.len() - width)):
-        return None
-    return symbols, ts.gather_every(width), None
-
-
-def _market_from_bars(bars: pl.DataFrame, vol_window: int) -> _Market:
-    _require_columns(bars, "bars", BAR_FIELDS)
-    values = {c: _floats(bars[c]) for c in BAR_FIELDS[2:]}
-    for column, x in values.items():
-        bad = ~np.isfinite(x) | ((x < 0) if column == "volume" else (x <= 0))
-        if bad.any():
-            raise BacktestInputError(f"bars.{column}: {int(bad.sum())} value(s) missing, not finite or {'< 0' if column == 'volume' else '<= 0'}")
-    symbols, times, flat = _grid_keys(bars)
-    shape = (times.len(), symbols.len())
-    complete = flat is None or flat.size == shape[0] * shape[1]
-    loops = _loops()
-    open_, close, volume = (_on_grid(values[c], flat, shape) for c in ("open", "close", "volume"))
-    last_close = close if complete else loops.ffill(close)
-    # A return spans a symbol's missing bars; the window counts timestamps and skips the gaps.
-    log_ret = np.full(shape, np.nan)
-    np.divide(close[1:], last_close[:-1], out=log_ret[1:])
-    np.log(log_ret, out=log_ret)
-    return _Market(
-        symbols=symbols, times=times, open=open_, close=last_close if complete else np.nan_to_num(last_close, nan=0.0),
-        volume=volume, tradable=volume > 0,  # False where there is no bar (NaN)
-        sigma_before=loops.volatility_before(log_ret, vol_window), keys=(bars["symbol"].cast(pl.String), bars["ts"]), flat=flat,
-    )
-
-
-@functools.cache
-def _loops() -> ModuleType:
-    """:mod:`models.backtest_loops`, imported on the first backtest (it imports numba and loads the compiled code)."""
-    from models import backtest_loops
-
-    return backtest_loops
-
-
-def _score_grid(scores: pl.DataFrame, market: _Market) -> np.ndarray:
-    _require_columns(scores, "scores", SCORE_FIELDS)
-    symbol = scores["symbol"].cast(pl.String)
-    # Scores keyed row for row like the bars (the usual case) reuse the bars' grid index and checks.
-    same_symbols = symbol.equals(market.keys[0])
-    if not same_symbols:
-        names = symbol.unique()
-        unknown = names.filter(~names.is_in(market.symbols.implode())).sort()
-        if unknown.len():
-            raise BacktestInputError(f"scores.symbol: {unknown.len()} symbol(s) have no bars, e.g. {unknown[0]!r}")
-    try:
-        ts = scores["ts"].cast(market.times.dtype)
-    except pl.exceptions.PolarsError:
-        raise BacktestInputError(f"scores.ts: type {scores['ts'].dtype} does not match bars.ts ({market.times.dtype})") from None
-    score = _floats(scores["score"])
-    if np.isinf(score).any():
-        raise BacktestInputError("scores.score: infinite value(s); use null for 'no score'")
-    if same_symbols and ts.equals(market.keys[1]):
-        flat = market.flat
-    else:
-        flat = _index(symbol, ts, market.symbols, market.times)
-        orphan = (market.times.gather(flat // market.symbols.len()) != ts).to_numpy() | np.isnan(market.open.ravel()[flat])
-        if orphan.any():
-            example = scores.row(int(np.argmax(orphan)))[:2]
-            raise BacktestInputError(f"scores.ts: {int(orphan.sum())} row(s) have no bar for their symbol at that ts, e.g. {example!r}")
-        _check_unique("scores", flat, market.open.size)
-    return _on_grid(score, flat, market.open.shape)
-
-
-def _on_grid(x: np.ndarray, flat: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
-    """Row values on the (time × symbol) grid at their flat index (None: in row order); NaN where no row."""
-    if flat is None:
-        return np.asarray(x, dtype=np.float64).reshape(shape)  # a read-only view of the column when it is float64
-    out = np.full(shape[0] * shape[1], np.nan)
-    out[flat] = x
-    return out.reshape(shape)
-
-
-def _single_instrument_bars(bars: pl.DataFrame, costs: Costs) -> pl.DataFrame:
-    missing = [c for c in ("ts", "open", "close") if c not in bars.columns]
-    if missing:
-        raise BacktestInputError(f"bars: missing column(s) {', '.join(missing)} (need ts, open, close)")
-    if "symbol" in bars.columns and bars["symbol"].n_unique() > 1:
-        raise BacktestInputError(f"bars.symbol: a signal backtest trades one instrument, got {bars['symbol'].n_unique()}")
-    if "volume" not in bars.columns and costs.impact_coef > 0:
-        raise BacktestInputError("bars.volume: required when costs.impact_coef > 0")
-    if not (bars["ts"].is_sorted() and bars["ts"].n_unique() == bars.height):
-        raise BacktestInputError("bars.ts: must be strictly increasing (the signal is aligned to the rows)")
-    # Volume only feeds the impact term, which is off when the file has none.
-    extra = [pl.lit("ASSET").alias("symbol")] if "symbol" not in bars.columns else []
-    extra += [pl.lit(1.0).alias("volume")] if "volume" not in bars.columns else []
-    return bars.with_columns(extra).select(BAR_FIELDS)
-
-
-def _signal_array(signal: Sequence[float] | np.ndarray | pl.Series, n_bars: int) -> np.ndarray:
-    sig = signal.cast(pl.Float64).fill_null(np.nan).to_numpy() if isinstance(signal, pl.Series) else np.asarray(signal, dtype=np.float64)
-    if sig.ndim != 1 or sig.size != n_bars:
-        raise BacktestInputError(f"signal: needs one value per bar ({n_bars}), got shape {sig.shape}")
-    if not np.isin(sig, (-1.0, 0.0, 1.0)).all():
-        raise BacktestInputError("signal: values must be -1, 0 or 1 (no nulls)")
-    return sig
 
 
 # --- book and simulation --------------------------------------------------------------------------
@@ -515,10 +285,10 @@ def _target_weights(scores: np.ndarray, *, k: int, long_only: bool, gross_exposu
     alphabetically last goes short).
     """
     unit = gross_exposure / k if long_only else gross_exposure / (2 * k)
-    return _loops().rank_weights(np.ascontiguousarray(scores, dtype=np.float64), k, long_only, unit)
+    return compiled_loops().rank_weights(np.ascontiguousarray(scores, dtype=np.float64), k, long_only, unit)
 
 
-def _simulate(market: _Market, weights: np.ndarray, decide: np.ndarray, *, initial_cash: float, costs: Costs, compound: bool,
+def _simulate(market: Market, weights: np.ndarray, decide: np.ndarray, *, initial_cash: float, costs: Costs, compound: bool,
               cash_constrained: bool = False, size_at: str = "close") -> BacktestResult:
     """Walk the bars once: fill pending orders at the open, then (on decision bars) size new targets at the close.
 
@@ -526,7 +296,7 @@ def _simulate(market: _Market, weights: np.ndarray, decide: np.ndarray, *, initi
     (:func:`models.backtest_loops.walk_bars`, compiled); the trade rows and the curves are
     rebuilt from the fills afterwards.
     """
-    cash_path, fills, carry, book = _loops().walk_bars(
+    cash_path, fills, carry, book = compiled_loops().walk_bars(
         market.open, market.close, market.tradable, np.ascontiguousarray(weights, dtype=np.float64), market.sigma_before,
         market.volume, decide, initial_cash, compound, float(costs.impact_coef),
         (costs.commission_bps + costs.half_spread_bps) * 1e-4, float(costs.commission_per_trade), cash_constrained,
@@ -534,7 +304,7 @@ def _simulate(market: _Market, weights: np.ndarray, decide: np.ndarray, *, initi
     return _result(market, cash_path, fills, carry, book, decide, costs, initial_cash)
 
 
-def _result(market: _Market, cash: np.ndarray, fills: np.ndarray, carry: np.ndarray, book: np.ndarray, decide: np.ndarray,
+def _result(market: Market, cash: np.ndarray, fills: np.ndarray, carry: np.ndarray, book: np.ndarray, decide: np.ndarray,
             costs: Costs, initial_cash: float) -> BacktestResult:
     long_value, short_value, equity = book
     trades, per_bar = _trades(market, fills, decide, costs)
@@ -549,7 +319,7 @@ def _result(market: _Market, cash: np.ndarray, fills: np.ndarray, carry: np.ndar
 
     def positions() -> pl.DataFrame:  # built on first use: many callers read only the curve and the trades
         held = np.cumsum(fills, axis=0)  # positions change only by fills
-        ti, si, shares, held_value = _loops().holdings(held, market.close)
+        ti, si, shares, held_value = compiled_loops().holdings(held, market.close)
         return pl.DataFrame({
             "ts": market.times.gather(ti), "symbol": market.symbols.gather(si), "shares": shares, "close": market.close[ti, si],
             "value": held_value,
@@ -558,9 +328,9 @@ def _result(market: _Market, cash: np.ndarray, fills: np.ndarray, carry: np.ndar
     return BacktestResult(equity=curve, trades=trades, initial_cash=initial_cash, build_positions=positions)
 
 
-def _trades(market: _Market, fills: np.ndarray, decide: np.ndarray, costs: Costs) -> tuple[pl.DataFrame, np.ndarray]:
+def _trades(market: Market, fills: np.ndarray, decide: np.ndarray, costs: Costs) -> tuple[pl.DataFrame, np.ndarray]:
     """One row per fill, in time then symbol order, with each cost component; and the notional and costs per bar."""
-    index, money, per_bar = _loops().fill_rows(
+    index, money, per_bar = compiled_loops().fill_rows(
         fills, market.open, market.sigma_before, market.volume, decide, float(costs.impact_coef), costs.commission_bps * 1e-4,
         costs.half_spread_bps * 1e-4, float(costs.commission_per_trade))
     t, si, q, decided = index

@@ -43,6 +43,9 @@ Observable features (returns, gaps, relative volume, sector returns, realised
 volatility) carry this signal; the oracle's IC at the 4-bar horizon is about
 0.05-0.15, so models face real noise and a leaky model stands out.
 
+The walk over the bars is in :mod:`orchestration.market.synthetic_path`, the bad rows a fetch can carry
+on request in :mod:`orchestration.market.synthetic_faults`; both are importable from here.
+
 Example:
     >>> import datetime as dt
     >>> m = SyntheticMarket(SyntheticConfig(n_symbols=4, n_sectors=2, origin=dt.date(2024, 1, 2)))
@@ -66,9 +69,22 @@ from orchestration.errors import ConfigError
 from orchestration.market.bars import UTC_TS, SourceBatch, conform, timeframe_delta
 from orchestration.market.calendars import bar_grid, sessions
 from orchestration.market.corporate_actions import conform_actions, empty_actions
+from orchestration.market.synthetic_faults import FAULT_REASONS, inject_faults
+from orchestration.market.synthetic_path import HORIZONS, RING, SECTORS, Universe, run_path
 
-SECTORS = ("TECH", "FIN", "HEALTH", "ENERGY", "INDUST", "CONSUMER", "UTIL", "MATER")
-HORIZONS = (1, 4, 26)
+__all__ = [
+    "ACTION_SESSIONS",
+    "ALPHA",
+    "FAULT_REASONS",
+    "HORIZONS",
+    "SECTORS",
+    "Simulation",
+    "SyntheticConfig",
+    "SyntheticMarket",
+    "inject_faults",
+    "restate_raw",
+    "symbol_names",
+]
 
 #: The planted alpha's documented coefficients (see the module docstring).
 ALPHA: dict[str, float] = {
@@ -81,8 +97,6 @@ ALPHA: dict[str, float] = {
     "volume_bars": 8,
     "sector_momentum": 0.15,
 }
-
-_RING = 64  # drift schedule length in bars; longer than any effect's span
 
 
 def symbol_names(n: int) -> list[str]:
@@ -139,8 +153,8 @@ class SyntheticConfig:
         if unknown:
             raise ConfigError(f"alpha: unknown coefficient(s) {sorted(unknown)}; known: {sorted(ALPHA)}")
         spans = [int(self.coefficients[k]) for k in ("gap_bars", "reversal_bars", "volume_bars")]
-        if not all(1 <= n < _RING for n in spans):
-            raise ConfigError(f"alpha: effect spans {spans} must be between 1 and {_RING - 1} bars")
+        if not all(1 <= n < RING for n in spans):
+            raise ConfigError(f"alpha: effect spans {spans} must be between 1 and {RING - 1} bars")
 
     @property
     def coefficients(self) -> dict[str, float]:
@@ -164,23 +178,9 @@ class Simulation:
     actions: pl.DataFrame | None = None  # corporate actions planted in the raw prices (ACTION_COLUMNS)
 
 
-@dataclass
-class _Universe:
-    names: list[str]
-    sector: np.ndarray  # sector index per symbol
-    beta: np.ndarray
-    price0: np.ndarray
-    volume_level: np.ndarray
-    idio_var: np.ndarray  # long-run idiosyncratic variance per bar
-    sectors: tuple[str, ...] = SECTORS
-    volume_decimals: int = 0  # equities trade whole shares; crypto volume is fractional
-    gaps: bool = True  # overnight gaps between sessions (none on a 24/7 market)
-    trade_notional: float = 0.0  # average trade in USD (0: 120 shares a trade)
-
-
-def _universe(cfg: SyntheticConfig, rng: np.random.Generator) -> _Universe:
+def _universe(cfg: SyntheticConfig, rng: np.random.Generator) -> Universe:
     n = cfg.n_symbols
-    return _Universe(
+    return Universe(
         names=symbol_names(n),
         sector=np.arange(n) % cfg.n_sectors,
         beta=rng.uniform(0.6, 1.4, n),
@@ -188,31 +188,6 @@ def _universe(cfg: SyntheticConfig, rng: np.random.Generator) -> _Universe:
         volume_level=np.exp(rng.uniform(np.log(2e4), np.log(4e5), n)),
         idio_var=rng.uniform(0.0020, 0.0045, n) ** 2,
     )
-
-
-def _u_shape(pos: np.ndarray) -> np.ndarray:
-    """Intraday profile over the session position in [0, 1], mean about 1."""
-    return 0.75 + 1.5 * (2 * pos - 1) ** 2 * 0.5 + 0.35 * np.exp(-pos * 12)
-
-
-class _Schedule:
-    """Ring buffer of drift scheduled for the coming bars (shape: ring x symbols)."""
-
-    def __init__(self, n: int):
-        self.buf = np.zeros((_RING, n))
-
-    def add(self, t: int, first: int, count: int, per_bar: np.ndarray) -> None:
-        for k in range(first, first + count):
-            self.buf[(t + k) % _RING] += per_bar
-
-    def take(self, t: int) -> np.ndarray:
-        row = self.buf[t % _RING].copy()
-        self.buf[t % _RING] = 0.0
-        return row
-
-    def ahead(self, t: int, horizon: int) -> np.ndarray:
-        idx = [(t + k) % _RING for k in range(1, horizon + 1)]
-        return self.buf[idx].sum(axis=0)
 
 
 class SyntheticMarket:
@@ -274,7 +249,7 @@ def _simulate(key: tuple, last_session: dt.date) -> Simulation:
     else:
         uni = _universe(cfg, uni_rng)
     grid = bar_grid("24/7" if market == "crypto" else "XNYS", timeframe, origin, last_session)
-    arrays = _run_path(cfg, uni, grid, path_rng)
+    arrays = run_path(cfg, uni, grid, path_rng)
     sim = _frames(cfg, uni, grid, arrays)
     return _with_actions(cfg, sim) if actions else sim
 
@@ -323,85 +298,7 @@ def restate_raw(bars: pl.DataFrame, *, symbol: str, ex_date: dt.date, price_scal
     return bars.with_columns(*prices, volume)
 
 
-def _session_layout(grid: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per bar: position in session (0..1), first-bar flag, last-bar flag."""
-    g = grid.with_columns(
-        pl.int_range(pl.len()).over("session").alias("b"), pl.len().over("session").alias("n")
-    )
-    b, n = g["b"].to_numpy(), g["n"].to_numpy()
-    return (b + 0.5) / n, b == 0, b == n - 1
-
-
-def _run_path(cfg: SyntheticConfig, uni: _Universe, grid: pl.DataFrame, rng: np.random.Generator) -> dict:
-    n, T = cfg.n_symbols, grid.height
-    pos, first, last = _session_layout(grid)
-    bars_per_session = grid.group_by("session", maintain_order=True).len()["len"].to_numpy()
-    next_len = np.repeat(np.append(bars_per_session[1:], bars_per_session[-1] if len(bars_per_session) else 0), bars_per_session)
-    out = {k: np.empty((T, n)) for k in ("open", "high", "low", "close", "volume", "vwap", "trade_count")}
-    oracle = {h: np.empty((T, n)) for h in HORIZONS}
-    hm_bar = 0.0011**2  # long-run market variance per bar
-    hm, hi = hm_bar, uni.idio_var.copy()
-    sector_var = 0.0007**2
-    a = cfg.coefficients
-    sched = _Schedule(n)
-    close = uni.price0.copy()
-    session_ret = np.zeros(n)
-    sector_onehot = np.eye(cfg.n_sectors)[uni.sector]
-    for t in range(T):
-        # Fixed number of draws per bar: the path up to a day never depends on the end date.
-        z = rng.standard_normal((5, n))
-        zm, _unused, zg = rng.standard_normal(3)  # three draws kept: the seeded paths stay the same
-        zsec = rng.standard_normal(cfg.n_sectors)
-        u_shape = _u_shape(pos[t])
-        drift = sched.take(t)
-        mkt = np.sqrt(hm) * u_shape * zm
-        idio = np.sqrt(hi) * u_shape * z[0]
-        shock = uni.beta * mkt + np.sqrt(sector_var) * u_shape * zsec[uni.sector] + idio
-        gap = np.zeros(n)
-        if first[t]:
-            session_ret[:] = 0.0
-            gap = (uni.beta * 0.004 * zg + 0.006 * z[1]) if uni.gaps else gap
-            g_rel = gap - gap.mean()
-            per_bar = -a["gap_reversal"] * g_rel / a["gap_bars"]
-            drift += per_bar  # the gap bar itself carries its share
-            sched.add(t, 1, int(a["gap_bars"]) - 1, per_bar)
-        surprise = gap + shock
-        ret = drift + surprise
-        open_ = close * np.exp(gap)
-        new_close = close * np.exp(ret)
-        bar_sigma = np.sqrt(uni.beta**2 * hm + sector_var + hi) * u_shape
-        high = np.maximum(open_, new_close) * np.exp(np.abs(z[2]) * 0.6 * bar_sigma)
-        low = np.minimum(open_, new_close) * np.exp(-np.abs(z[3]) * 0.6 * bar_sigma)
-        expected_vol = uni.volume_level * u_shape
-        rel_shock = np.abs(shock) / bar_sigma
-        volume = np.round(expected_vol * np.exp(0.35 * z[4] - 0.06) * (0.6 + 0.4 * rel_shock**2), uni.volume_decimals)
-        mid = np.exp((np.log(open_) + np.log(new_close) + np.log(high) + np.log(low)) / 4)
-        out["open"][t], out["close"][t], out["high"][t], out["low"][t] = open_, new_close, high, low
-        out["vwap"][t] = np.clip(mid, low, high)
-        out["volume"][t] = volume
-        out["trade_count"][t] = np.maximum(1, np.round(volume * mid / uni.trade_notional if uni.trade_notional else volume / 120))
-        # Events observed at this close schedule drift for the bars ahead.
-        u_rel = surprise - surprise.mean()
-        regime = np.clip(np.sqrt(hm / hm_bar), 0.5, 2.0)
-        sched.add(t, 1, int(a["reversal_bars"]), -a["residual_reversal"] * regime * u_rel / a["reversal_bars"])
-        rv = volume / expected_vol
-        boost = np.clip(rv - a["volume_threshold"], 0.0, 2.0)
-        sched.add(t, 1, int(a["volume_bars"]), a["volume_momentum"] * boost * u_rel / a["volume_bars"])
-        session_ret += ret
-        if last[t]:
-            sector_ret = (sector_onehot.T @ session_ret) / sector_onehot.sum(axis=0).clip(min=1)
-            rel = sector_ret[uni.sector] - session_ret.mean()
-            sched.add(t, 1, int(next_len[t]), a["sector_momentum"] * rel / next_len[t])
-        for h in HORIZONS:
-            oracle[h][t] = sched.ahead(t, h)
-        # GARCH(1,1) updates on the de-seasonalised shocks.
-        hm = 0.05 * hm_bar + 0.10 * (mkt / u_shape) ** 2 + 0.85 * hm
-        hi = 0.05 * uni.idio_var + 0.10 * (idio / u_shape) ** 2 + 0.85 * hi
-        close = new_close
-    return {"bars": out, "oracle": oracle}
-
-
-def _frames(cfg: SyntheticConfig, uni: _Universe, grid: pl.DataFrame, arrays: dict) -> Simulation:
+def _frames(cfg: SyntheticConfig, uni: Universe, grid: pl.DataFrame, arrays: dict) -> Simulation:
     n, T = cfg.n_symbols, grid.height
     ts = grid["ts"]
     sym = pl.Series("symbol", uni.names * T) if T else pl.Series("symbol", [], pl.String)
@@ -423,88 +320,3 @@ def _frames(cfg: SyntheticConfig, uni: _Universe, grid: pl.DataFrame, arrays: di
         {"symbol": uni.names, "sector": [uni.sectors[s] for s in uni.sector], "beta": uni.beta.round(3)}
     )
     return Simulation(bars=bars.with_columns(pl.col("ts").cast(UTC_TS)), oracle=oracle, symbols=symbols)
-
-
-# --- faults ------------------------------------------------------------------
-
-#: Injectable bad-row classes and the reason code validation must give each.
-FAULT_REASONS: dict[str, str] = {
-    "nonpositive_price": "price_not_positive",
-    "nonfinite_price": "price_not_finite",
-    "ohlc_inconsistent": "ohlc_inconsistent",
-    "vwap_out_of_range": "vwap_out_of_range",
-    "negative_volume": "volume_negative",
-    "negative_trade_count": "trade_count_negative",
-    "null_price": "null",
-    "bad_symbol": "symbol_invalid",
-    "misaligned_ts": "ts_misaligned",
-    "future_ts": "ts_in_future",
-    "duplicate_key": "duplicate_key",
-    "outside_session": "outside_session",
-}
-_IN_PLACE = ("nonpositive_price", "nonfinite_price", "ohlc_inconsistent", "vwap_out_of_range",
-             "negative_volume", "negative_trade_count", "null_price", "bad_symbol")
-
-
-def inject_faults(bars: pl.DataFrame, faults: Mapping[str, int], *, seed: int, now: dt.datetime) -> pl.DataFrame:
-    """Return ``bars`` with ``faults[class]`` bad rows of each class.
-
-    Value faults corrupt existing rows in place (the clean data then has a gap that
-    validation reports); key and time faults append corrupted copies, so the
-    original bar still flows on.
-    """
-    if bars.is_empty():
-        return bars
-    rng = np.random.default_rng([seed, 99])
-    in_place = [(c, k) for c, k in faults.items() if c in _IN_PLACE for _ in range(k)]
-    rows = rng.choice(bars.height, size=min(len(in_place), bars.height), replace=False)
-    df = bars.with_row_index("_i")
-    edits: dict[str, dict[int, object]] = {}
-    for (cls, _), row in zip(in_place, rows, strict=False):
-        r = df.row(int(row), named=True)
-        col, value = _corrupt(cls, r)
-        edits.setdefault(col, {})[int(row)] = value
-    for col, by_row in edits.items():
-        idx = pl.Series(list(by_row), dtype=pl.UInt32)
-        vals = pl.Series(list(by_row.values()), dtype=df.schema[col])
-        df = df.with_columns(df[col].scatter(idx, vals))
-    extra = []
-    tf = timeframe_delta(str(bars["timeframe"][0]))
-    for cls, count in faults.items():
-        if cls in _IN_PLACE or count <= 0:
-            continue
-        copies = df.sample(n=count, with_replacement=count > df.height, seed=int(rng.integers(1 << 31)))
-        k = pl.int_range(pl.len())  # distinct offsets: each bad copy has a key of its own
-        shift = {
-            "misaligned_ts": pl.col("ts") + dt.timedelta(minutes=7),
-            "future_ts": pl.lit(now + 5 * tf).dt.truncate(f"{int(tf.total_seconds())}s") + k * tf,
-            "duplicate_key": pl.col("ts"),
-            # 22:00-23:45 New York: after the close, still on the timeframe grid
-            "outside_session": pl.col("ts").dt.truncate("1d") + dt.timedelta(hours=3) + (k % 8) * tf,
-        }[cls]
-        copy = copies.with_columns(shift.cast(UTC_TS).alias("ts"))
-        if cls == "duplicate_key":
-            copy = copy.with_columns(pl.col("close").clip(pl.col("low"), pl.col("high")) * 1.0)
-        extra.append(copy)
-    return pl.concat([df, *extra]).drop("_i")
-
-
-def _corrupt(cls: str, r: dict) -> tuple[str, object]:
-    match cls:
-        case "nonpositive_price":
-            return "low", -abs(r["low"])
-        case "nonfinite_price":
-            return "close", float("nan")
-        case "ohlc_inconsistent":
-            return "high", r["low"] * 0.9
-        case "vwap_out_of_range":
-            return "vwap", r["high"] * 1.5
-        case "negative_volume":
-            return "volume", -100.0
-        case "negative_trade_count":
-            return "trade_count", -1
-        case "null_price":
-            return "open", None
-        case "bad_symbol":
-            return "symbol", r["symbol"].lower() + "$"
-    raise AssertionError(cls)

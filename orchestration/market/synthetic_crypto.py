@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from orchestration.errors import ConfigError
+from orchestration.market.synthetic_path import Universe
 
 if TYPE_CHECKING:
-    from orchestration.market.synthetic import SyntheticConfig, _Universe
+    from orchestration.market.synthetic import SyntheticConfig
 
 #: Pairs, their sector and a round price level in USD (the generator draws the start within ±20% of it).
 PAIRS: tuple[tuple[str, str, float], ...] = (
@@ -60,10 +61,8 @@ def crypto_names(n: int) -> list[str]:
     return [name for name, _, _ in PAIRS[:n]]
 
 
-def crypto_universe(cfg: SyntheticConfig, rng: np.random.Generator) -> _Universe:
+def crypto_universe(cfg: SyntheticConfig, rng: np.random.Generator) -> Universe:
     """Pairs, sectors, betas, start prices and (coin) volume levels, drawn from ``rng`` in a fixed order."""
-    from orchestration.market.synthetic import _Universe
-
     n = cfg.n_symbols
     names = crypto_names(n)
     level = np.array([p for _, _, p in PAIRS[:n]])
@@ -73,6 +72,6 @@ def crypto_universe(cfg: SyntheticConfig, rng: np.random.Generator) -> _Universe
     beta = rng.uniform(0.8, 1.3, n)
     price0 = level * np.exp(rng.uniform(-0.2, 0.2, n))
     notional = np.exp(rng.uniform(np.log(2e5), np.log(3e6), n))  # USD per bar
-    return _Universe(names=names, sector=sector, beta=beta, price0=price0, volume_level=notional / price0,
-                     idio_var=rng.uniform(0.0025, 0.0050, n) ** 2, sectors=tuple(used), volume_decimals=VOLUME_DECIMALS,
-                     gaps=False, trade_notional=5_000.0)
+    return Universe(names=names, sector=sector, beta=beta, price0=price0, volume_level=notional / price0,
+                    idio_var=rng.uniform(0.0025, 0.0050, n) ** 2, sectors=tuple(used), volume_decimals=VOLUME_DECIMALS,
+                    gaps=False, trade_notional=5_000.0)

@@ -118,3 +118,13 @@ def test_a_second_world_overrides_the_planted_alpha_and_unknown_coefficients_are
         SyntheticConfig(alpha={"momentum": 1.0})
     with pytest.raises(ConfigError, match="effect spans"):
         SyntheticConfig(alpha={"gap_bars": 100})
+
+
+def test_the_examples_in_the_synthetic_market_modules_run():
+    import doctest
+
+    from orchestration.market import synthetic, synthetic_crypto, synthetic_faults, synthetic_path
+
+    for module in (synthetic, synthetic_path, synthetic_faults, synthetic_crypto):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__

@@ -356,3 +356,13 @@ def test_the_tear_sheet_lists_the_round_trip_statistics(tmp_path) -> None:
     stats = result.trade_stats()
     assert "## Round trips" in text
     assert f"| 2 (0) | 100.0% | ∞ | {stats['avg_trade']:,.2f} | {stats['avg_win']:,.2f} | n/a | 2.0 | 66.7% |" in text
+
+
+def test_the_examples_in_the_backtest_and_its_inputs_run():
+    import doctest
+
+    from models import backtest, backtest_inputs
+
+    for module in (backtest, backtest_inputs):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__

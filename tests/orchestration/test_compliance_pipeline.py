@@ -22,7 +22,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from orchestration.compliance_cli import compliance
+from orchestration.cli.compliance import compliance
 from orchestration.defs.compliance import ComplianceResource, build_defs
 from orchestration.defs.compliance import eod as eod_module
 from orchestration.defs.compliance.schedules import EOD_JOB, eod_request

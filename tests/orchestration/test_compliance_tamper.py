@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from test_compliance_pipeline import CLOSES, FILLS, MON, TUE, WED, _fill, archive_entries, record, run_day
 from webhook_receiver import webhook_receiver
 
-from orchestration.compliance_cli import compliance
+from orchestration.cli.compliance import compliance
 from orchestration.settings import Settings, prepare_environment
 from trader.audit import AuditRecord
 from trader.audit_hmac import KEY_ENV, record_hmac

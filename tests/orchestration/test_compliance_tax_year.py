@@ -8,7 +8,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from orchestration.compliance_cli import compliance
+from orchestration.cli.compliance import compliance
 from orchestration.settings import Settings, prepare_environment
 from trader.domain import Fill
 from trader.store import TraderStore

@@ -22,11 +22,11 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from feature_repo import store as fs
 from models.registry import Registry
-from orchestration.compliance_cli import compliance
+from orchestration.cli.compliance import compliance
+from orchestration.cli.demo_trading import trader_config
 from orchestration.definitions import build_definitions
 from orchestration.defs.market.schedules import INGEST_JOB
 from orchestration.defs.training.schedules import TRAINING_JOB
-from orchestration.demo_trading import trader_config
 from orchestration.settings import Settings, prepare_environment
 from orchestration.warehouse import Warehouse
 from serving.demo import free_port, running

@@ -12,6 +12,11 @@ Examples::
     alphaline ingest --alpaca --symbols AAPL,MSFT --sessions 3
     alphaline market stream --symbols AAPL,MSFT     # live 15-minute bars into raw.bars
     alphaline status
+
+The top-level commands (``demo``, ``ingest``, ``status``, ``ui``) live here; each command group has its own
+module: ``compliance``, ``features``, ``market``, ``models`` and ``ops`` (``backup``, ``restore``, ``drill``).
+``demo_trading`` is the demo's last act (serve, trade, close the day). ``python -m orchestration.cli`` is the
+same as the ``alphaline`` console script.
 """
 
 from __future__ import annotations
@@ -26,14 +31,14 @@ from typing import Any
 
 import click
 
-from orchestration.compliance_cli import compliance
+from orchestration.cli.compliance import compliance
+from orchestration.cli.features import features
+from orchestration.cli.features import print_summary as print_feature_summary
+from orchestration.cli.market import market
+from orchestration.cli.models import latest_tearsheet, models
+from orchestration.cli.models import print_summary as print_model_summary
+from orchestration.cli.ops import backup, drill, restore
 from orchestration.errors import AlphalineError, ConfigError
-from orchestration.features_cli import features
-from orchestration.features_cli import print_summary as print_feature_summary
-from orchestration.market_cli import market
-from orchestration.models_cli import latest_tearsheet, models
-from orchestration.models_cli import print_summary as print_model_summary
-from orchestration.ops_cli import backup, drill, restore
 from orchestration.runner import fail, run_job
 from orchestration.settings import DEMO_AS_OF, Settings, describe_invalid, prepare_environment, record_first_session, require_folder
 from orchestration.warehouse import Warehouse
@@ -155,7 +160,7 @@ def demo(sessions: int, n_symbols: int | None, market: str | None, seed: int, as
         click.echo("\nTraining: purged walk-forward CV of every learner, stacking, backtest, gates, registry ...")
         run_job(TRAINING_JOB, run_config={"resources": {"models": {"config": _demo_training(settings, train_sessions)}}})
         print_model_summary(settings)
-        from orchestration.demo_trading import close_the_day, serve_trade_and_close
+        from orchestration.cli.demo_trading import close_the_day, serve_trade_and_close
 
         serve_trade_and_close(settings)
         close_the_day(settings)
@@ -247,7 +252,7 @@ def ui(port: int) -> None:
     from orchestration.defs.market.dbt import dbt_project, prepare_manifest
 
     prepare_manifest(dbt_project(settings.dbt_target_dir))
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     dagster = Path(sys.executable).with_name("dagster")
     click.echo(f"Dagster UI on http://127.0.0.1:{port} (state in {settings.dagster_home})")
     os.chdir(root)

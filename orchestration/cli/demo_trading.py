@@ -139,7 +139,7 @@ def record_trading_status(settings: Settings, url: str) -> None:
 
 def close_the_day(settings: Settings) -> None:
     """``alphaline compliance run --date <the traded session> --trader sim`` in this process."""
-    from orchestration.compliance_cli import run as compliance_run
+    from orchestration.cli.compliance import run as compliance_run
     from trader.store import TraderStore
 
     store = TraderStore(_sim_store_url(settings))
