@@ -12,6 +12,7 @@ from trader.audit import GENESIS, AuditRecord, verify_chain
 from trader.config import DrawdownConfig, DrawdownTier, RiskLimits
 from trader.domain import CancelOrder, ClientOrderId, Side, SubmitOrder, Symbol, TradingState
 from trader.risk import DEFAULT_CHECKS, RiskContext, RiskDecision, RiskEngine, RiskReason
+from trader.risk.record import decision_checks
 from trader.store import TraderStore
 
 R = RiskReason
@@ -299,4 +300,4 @@ def test_risk_decision_record_is_an_auditable_payload():
     record = AuditRecord.create(seq=1, ts=NOW, kind="risk_decision", payload=decision.to_record(), prev_hash=GENESIS)
     assert verify_chain([record]).ok
     assert record.payload["reason"] == "TRADING_HALTED" and record.payload["model_version"] == "ens:test"
-    assert {c["check"] for c in record.payload["checks"]} == {name for name, _ in DEFAULT_CHECKS}
+    assert {c["check"] for c in decision_checks(record.payload)} == {name for name, _ in DEFAULT_CHECKS}
