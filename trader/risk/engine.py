@@ -13,7 +13,7 @@ from trader.domain import CancelOrder, SubmitOrder
 from trader.market_hours import TradingCalendar, active_profile
 from trader.risk.checks import DEFAULT_CHECKS, Check
 from trader.risk.context import OrderView, RiskCheckResult, RiskContext, RiskReason
-from trader.risk.record import compact_check, compact_prediction
+from trader.risk.record import compact_checks, compact_prediction
 
 Command = SubmitOrder | CancelOrder
 
@@ -65,7 +65,7 @@ class RiskDecision:
         if with_prediction:
             prediction = cmd.prediction if isinstance(cmd, SubmitOrder) else None
             head["prediction"] = compact_prediction(prediction, head["symbol"]) if prediction else None
-        head["checks"] = [compact_check(r.check, r.reason.value, r.message) for r in self.results]
+        head["checks"] = compact_checks(self.results)
         return head
 
 

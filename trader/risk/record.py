@@ -28,18 +28,20 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from trader.predictions import Prediction
+from trader.risk.context import RiskCheckResult, RiskReason
 
 _APPROVED = "APPROVED"
 #: What the record's head already says about its prediction (the order's symbol, the prediction's model and time).
 _IN_HEAD = ("model_version", "feature_ts")
 
 
-def compact_check(check: str, reason: str, message: str) -> list[str]:
-    """One verdict as the compact record keeps it: ``[check, message]`` for a pass, ``[check, reason, message]`` otherwise."""
-    return [check, message] if reason == _APPROVED else [check, reason, message]
+def compact_checks(results: Iterable[RiskCheckResult]) -> list[list[str]]:
+    """The verdicts as the compact record keeps them: ``[check, message]`` for a pass, ``[check, reason, message]`` otherwise."""
+    return [[r.check, r.message] if r.reason is RiskReason.APPROVED else [r.check, r.reason.value, r.message] for r in results]
 
 
 def compact_prediction(prediction: Prediction, symbol: str) -> dict[str, Any]:
