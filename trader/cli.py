@@ -52,6 +52,7 @@ from trader.domain import ClientOrderId, Fill, Order, OrderAccepted, OrderEvent,
 from trader.errors import TraderError
 from trader.monitoring import run_observers
 from trader.prediction_client import HttpPredictionClient
+from trader.risk.record import decision_checks, decision_prediction
 from trader.runner import CycleReport, Runner, last_closes, live_ticks
 from trader.servers import server_store_url
 from trader.store import TraderStore, default_store_url, sqlite_file
@@ -594,7 +595,7 @@ def _why_lines(why: dict[str, Any] | None) -> list[str]:
 
 def _lineage_lines(ts: str, kind: str, p: dict[str, Any]) -> list[str]:
     if kind == "risk_decision" and p.get("command") == "SubmitOrder":
-        pred = p.get("prediction")
+        pred = decision_prediction(p)  # trader/risk/record.py: the compact format and the first one alike
         head = [f"{ts}  decision by run {p.get('run_id')}: {p['side']} {p['qty']} {p['symbol']} sized at {p['reference_price']}"]
         if pred:
             head.append(f"  prediction  model {p['model_version']}, score {pred['score']:+.4f} {pred['direction']}, "
@@ -603,7 +604,7 @@ def _lineage_lines(ts: str, kind: str, p: dict[str, Any]) -> list[str]:
         else:
             head.append("  prediction  none (a risk-reducing order)")
         head.append(f"  risk        {'APPROVED' if p['approved'] else 'DENIED: ' + p['reason']}")
-        return head + [f"    {'ok ' if c['approved'] else 'NO '} {c['check']:<18} {c['reason']:<31} {c['message']}" for c in p["checks"]]
+        return head + [f"    {'ok ' if c['approved'] else 'NO '} {c['check']:<18} {c['reason']:<31} {c['message']}" for c in decision_checks(p)]
     if kind == "parent_order":  # trader/execution: the sized order, split into child slices
         slices = ", ".join(f"s{s['slice']} {s['qty']} at {s['due'][11:16]}" for s in p["schedule"])
         return [f"{ts}  parent order by run {p.get('run_id')}: {p['side']} {p['qty']} {p['symbol']} sized at {p['arrival']}, "

@@ -69,9 +69,7 @@ class RunnerCommands:
         with self.store.transaction() as tx:
             tx.append_audit("prediction_batch", self._batch_record(batch, tick), ts=now)
             for decision in decisions:
-                prediction = decision.command.prediction if isinstance(decision.command, SubmitOrder) else None
-                tx.append_audit("risk_decision", decision.to_record() | {"run_id": self.run_id,
-                                "prediction": prediction.to_record() if prediction else None}, ts=now)
+                tx.append_audit("risk_decision", decision.to_record(with_prediction=True) | {"run_id": self.run_id}, ts=now)
             for order in approved:
                 tx.save_order(order)
                 tx.append_audit("order_submit", {"client_order_id": order.client_order_id, "venue": self.broker.venue,

@@ -21,6 +21,7 @@ from trader.domain import (
 )
 from trader.exits import bars_between, opened_at
 from trader.predictions import PredictionBatch
+from trader.risk.record import decision_checks
 from trader.runner import Runner, replay_ticks
 
 AAA = Symbol("AAA")
@@ -114,7 +115,7 @@ def test_exit_monitor_closes_even_when_trading_is_halted(store):
     assert all(r.state is TradingState.HALTED for r in reports)
     assert [r["reason"] for r in exit_records(store)] == ["stop_loss"] and store.positions()[AAA].qty == 0
     decision = next(r.payload for r in store.audit_records() if r.kind == "risk_decision" and r.payload.get("exit"))
-    assert decision["approved"] and decision["checks"][0]["message"].startswith("trading is HALTED, but this exit")
+    assert decision["approved"] and decision_checks(decision)[0]["message"].startswith("trading is HALTED, but this exit")
 
 
 def test_exit_monitor_with_venue_exits_rests_an_oco_pair_that_the_sim_fills(store):

@@ -19,6 +19,7 @@ from trader.domain import Symbol
 from trader.errors import TraderConfigError
 from trader.history import MarketHistory, MarketSnapshot
 from trader.optimizer import optimize
+from trader.risk.record import decision_checks
 from trader.sizing import limit_turnover, size_orders
 from trader.store import TraderStore
 
@@ -141,7 +142,7 @@ def test_cli_sim_session_with_an_optimizer_sizes_with_it_and_trades(home_with_hi
     assert f"{optimizer} over 4 names" in result.output  # every decision: 2 long + 2 short, 78+ bars of history
     with TraderStore(f"sqlite:///{home_with_history / 'trader' / 'sim.db'}") as store:
         assert store.list_fills()
-        checks = {c["check"] for r in store.audit_records() if r.kind == "risk_decision" for c in r.payload.get("checks", [])}
+        checks = {c["check"] for r in store.audit_records() if r.kind == "risk_decision" for c in decision_checks(r.payload)}
     assert {"value_at_risk", "liquidity", "correlation_concentration"} <= checks
     report = CliRunner().invoke(main, ["risk", "--mode", "sim", "--config", cfg])
     assert report.exit_code == 0, report.output

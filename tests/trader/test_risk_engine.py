@@ -11,7 +11,9 @@ from trader_builders import NOW, SECTORS, accepted, account, context, order, pre
 from trader.audit import GENESIS, AuditRecord, verify_chain
 from trader.config import DrawdownConfig, DrawdownTier, RiskLimits
 from trader.domain import CancelOrder, ClientOrderId, Side, SubmitOrder, Symbol, TradingState
+from trader.errors import DomainError
 from trader.risk import DEFAULT_CHECKS, RiskContext, RiskDecision, RiskEngine, RiskReason
+from trader.risk.record import decision_checks
 from trader.store import TraderStore
 
 R = RiskReason
@@ -299,4 +301,41 @@ def test_risk_decision_record_is_an_auditable_payload():
     record = AuditRecord.create(seq=1, ts=NOW, kind="risk_decision", payload=decision.to_record(), prev_hash=GENESIS)
     assert verify_chain([record]).ok
     assert record.payload["reason"] == "TRADING_HALTED" and record.payload["model_version"] == "ens:test"
-    assert {c["check"] for c in record.payload["checks"]} == {name for name, _ in DEFAULT_CHECKS}
+    assert {c["check"] for c in decision_checks(record.payload)} == {name for name, _ in DEFAULT_CHECKS}
+
+
+def test_a_context_with_submitted_orders_has_the_book_figures_of_a_fresh_context_with_them_working():
+    """with_submitted moves the cached projected/gross/net by each order; a context built afresh adds them all up."""
+    ctx = context(acct=account(50_000, AAA=(100, 100), BBB=(-40, 50)), working_orders=(accepted(order("CCC", qty=5)),))
+    assert (ctx.gross, ctx.net, ctx.projected) != (None, None, None)  # worked out: with_submitted moves them
+    orders = [order("AAA", Side.SELL, 100, cid="al-flat"), order("BBB", Side.BUY, 60, cid="al-flip"),
+              order("XXX", Side.SELL, "2.5", cid="al-new"), order("CCC", Side.BUY, 7, cid="al-more", limit="19.5")]
+    moved = ctx
+    for o in orders:
+        moved = moved.with_submitted(o)
+    fresh = context(acct=ctx.account, working_orders=moved.working_orders, recent_order_times=moved.recent_order_times)
+    assert moved.projected == fresh.projected and list(moved.projected) == list(fresh.projected)
+    assert (moved.gross, moved.net, moved.equity) == (fresh.gross, fresh.net, fresh.equity)
+    assert len(moved.recent_order_times) == 4 and ctx.working_orders == (moved.working_orders[0],)
+
+
+def test_a_context_without_a_price_for_a_submitted_symbol_still_fails_its_exposure_figures():
+    ctx = context(prices={Symbol("AAA"): D(100)})
+    _ = ctx.gross
+    moved = ctx.with_submitted(order("ZZZ", qty=5))
+    with pytest.raises(DomainError, match="no usable last price for ZZZ"):
+        _ = moved.gross
+
+
+def test_check_all_gives_the_decisions_of_one_check_per_order_against_a_fresh_context():
+    engine = RiskEngine(RiskLimits(max_gross_exposure_pct=D("0.2")), sectors=SECTORS)
+    commands = [submit("AAA", qty=60, cid="al-1"), submit("BBB", Side.SELL, 100, cid="al-2"), submit("CCC", qty=480, cid="al-3")]
+    decisions, _ = engine.check_all(commands, context())
+    ctx, expected = context(), []
+    for command in commands:
+        expected.append(engine.check(command, context(working_orders=ctx.working_orders,
+                                                      recent_order_times=ctx.recent_order_times)))
+        if expected[-1].approved:
+            ctx = ctx.with_submitted(command.order)
+    assert [d.to_record() for d in decisions] == [d.to_record() for d in expected]
+    assert [d.reason for d in decisions] == [R.APPROVED, R.APPROVED, R.GROSS_EXPOSURE_EXCEEDED]  # together, not alone

@@ -20,7 +20,7 @@ from trader.domain import (
     TradingState,
     positions_from_fills,
 )
-from trader.errors import StoreError
+from trader.errors import AuditConflictError, StoreError
 from trader.store import TraderStore, default_store_url
 
 EXACT = ["0.10", "1E-9", "123456789012345678.123456789", "0.000001", "100"]
@@ -275,3 +275,32 @@ def test_store_audit_chain_stays_linear_with_two_concurrent_writers(store_url):
     with TraderStore(store_url) as s:
         result = s.verify_audit()
     assert result.ok and result.count == 50
+
+
+def test_an_append_at_a_seq_another_writer_took_is_a_conflict_with_no_unique_hash(store_url):
+    """The audit table's ``seq`` key, not an index on ``hash``, refuses a second record at a place in the chain."""
+    with TraderStore(store_url) as store:
+        store.append_audit("first", {"n": 1}, ts=NOW)
+        indexed = {tuple(ix["column_names"]) for ix in sa.inspect(store._engine).get_indexes("audit")}
+        unique = {tuple(u["column_names"]) for u in sa.inspect(store._engine).get_unique_constraints("audit")}
+        assert ("hash",) not in indexed | unique
+        with pytest.raises(AuditConflictError, match="another writer appended seq 2 first"):
+            with store.transaction() as tx:
+                tx.append_audit("mine", {"n": 2}, ts=NOW)  # the head (seq 1) is read here
+                tx._conn.exec_driver_sql("INSERT INTO audit (seq, ts, kind, payload, prev_hash, hash) "
+                                         "VALUES (2, 't', 'theirs', '{}', 'p', 'h')")
+        assert [r.kind for r in store.audit_records()] == ["first"] and store.verify_audit().ok
+
+
+def test_a_store_made_with_a_unique_audit_hash_still_appends_and_verifies(tmp_path):
+    """Stores created before issue 20 keep their unique index on ``audit.hash``; nothing changes for them."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE audit (seq INTEGER NOT NULL PRIMARY KEY, ts VARCHAR(40) NOT NULL, kind VARCHAR(64) "
+                     "NOT NULL, payload TEXT NOT NULL, prev_hash VARCHAR(64) NOT NULL, hash VARCHAR(64) NOT NULL, UNIQUE (hash))")
+    with TraderStore(f"sqlite:///{path}") as store:
+        for n in range(3):
+            store.append_audit("kept", {"n": n}, ts=NOW)
+        assert store.verify_audit().ok and store.verify_audit().count == 3
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM pragma_index_list('audit') WHERE \"unique\" = 1 AND origin = 'u'").fetchone() == (1,)

@@ -7,7 +7,7 @@ import sqlite3
 
 from trader.store import TraderStore
 from trader.store_engine import make_engine
-from trader.store_wal import BACKSTOP_PAGES, CHECKPOINT_BYTES, WalCheckpointer
+from trader.store_wal import BACKSTOP_PAGES, CHECKPOINT_BYTES, KEEP_BYTES, WalCheckpointer
 
 T0 = dt.datetime(2024, 3, 5, 15, tzinfo=dt.UTC)
 
@@ -78,5 +78,26 @@ def test_the_store_connections_leave_checkpoints_to_the_checkpointer_up_to_the_b
     engine = make_engine(f"sqlite:///{tmp_path / 'trader.db'}")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == BACKSTOP_PAGES
-        assert conn.exec_driver_sql("PRAGMA journal_size_limit").scalar() == 0  # a restarted log is truncated
+        assert conn.exec_driver_sql("PRAGMA journal_size_limit").scalar() == KEEP_BYTES  # a restarted log keeps its file
     engine.dispose()
+
+
+def test_the_checkpointer_counts_the_frames_left_to_copy_not_the_size_of_a_kept_log_file(tmp_path):
+    """A restarted log keeps its file (KEEP_BYTES): its size no longer says how much is left to copy back; the WAL
+    index does, so a big but copied log starts no checkpoint and a short write after it counts as short."""
+    db = tmp_path / "t.db"
+    conn = _wal_db(db)
+    conn.execute(f"PRAGMA journal_size_limit={KEEP_BYTES}")
+    wal = WalCheckpointer(db, threshold_bytes=64 * 1024)
+    conn.executemany("INSERT INTO t (v) VALUES (?)", [(b"x" * 1000,) for _ in range(200)])
+    assert wal.pending_bytes() > wal.threshold_bytes
+    wal.poke()
+    wal.wait(10)
+    assert wal.checkpoints == 1 and wal.pending_bytes() == 0
+    conn.execute("INSERT INTO t (v) VALUES (?)", (b"y",))  # the log restarts from the top, its file kept
+    assert wal.wal.stat().st_size > wal.threshold_bytes
+    assert 0 < wal.pending_bytes() < wal.threshold_bytes
+    wal.poke()
+    wal.wait(10)
+    assert wal.checkpoints == 1
+    conn.close()

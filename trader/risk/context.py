@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
@@ -69,6 +70,10 @@ class RiskCheckResult:
         return {"check": self.check, "approved": self.approved, "reason": self.reason.value, "message": self.message}
 
 
+#: What :class:`RiskContext` caches about the book (its working orders move them).
+_BOOK_FIGURES = ("projected", "gross", "net")
+
+
 @dataclass(frozen=True, kw_only=True)
 class RiskContext:
     """The state every check reads, captured once per decision cycle (``now`` injected, never the wall clock).
@@ -111,10 +116,46 @@ class RiskContext:
             object.__setattr__(self, "working_orders", tuple(o for o in self.working_orders if not o.is_exit_leg))
 
     def with_submitted(self, order: Order) -> RiskContext:
-        """This context after ``order`` was approved and sent: it is working and counts for the throttle."""
+        """This context after ``order`` was approved and sent: it is working and counts for the throttle.
+
+        The book's figures this context has worked out move by the order alone (:meth:`_moved_by`) instead of being
+        added up again over the whole book for each order of a cycle.
+        """
         if order.is_exit_leg:
             return replace(self, exit_orders=(*self.exit_orders, order), recent_order_times=(*self.recent_order_times, self.now))
-        return replace(self, working_orders=(*self.working_orders, order), recent_order_times=(*self.recent_order_times, self.now))
+        after = copy.copy(self)  # no __post_init__ again: nothing to normalise, and the order is no exit leg
+        object.__setattr__(after, "working_orders", (*self.working_orders, order))
+        object.__setattr__(after, "recent_order_times", (*self.recent_order_times, self.now))
+        for name in _BOOK_FIGURES:
+            after.__dict__.pop(name, None)
+        after.__dict__.update(self._moved_by(order))
+        return after
+
+    def _moved_by(self, order: Order) -> dict[str, Any]:
+        """The cached figures (:data:`_BOOK_FIGURES`) of this context with ``order`` working too, as far as they are known.
+
+        ``projected`` gains the order's signed quantity as :attr:`projected` would add it last; ``gross`` and ``net``
+        move by the symbol's change times its price (exact Decimal arithmetic: the same value as the sum over the book,
+        the step :attr:`OrderView.gross_after` takes too). A figure not worked out yet, or a price missing, is left to
+        be computed (and to fail) as before.
+        """
+        if "projected" not in self.__dict__:
+            return {}
+        before = self.projected.get(order.symbol, ZERO)
+        moved: dict[str, Any] = {"projected": self.projected | {order.symbol: before + order.remaining_qty * order.side.sign}}
+        after = moved["projected"][order.symbol]
+        if ("gross" in self.__dict__ or "net" in self.__dict__) and (before or after):
+            try:
+                price = self.price(order.symbol)
+            except DomainError:
+                return moved
+        else:
+            price = ZERO
+        if "gross" in self.__dict__:
+            moved["gross"] = self.gross + (abs(after) - abs(before)) * price
+        if "net" in self.__dict__:
+            moved["net"] = self.net + (after - before) * price
+        return moved
 
     def price(self, symbol: Symbol) -> Decimal:
         price = self.prices.get(symbol)

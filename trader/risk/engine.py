@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from trader.config import RiskLimits, TraderConfig
@@ -12,6 +13,7 @@ from trader.domain import CancelOrder, SubmitOrder
 from trader.market_hours import TradingCalendar, active_profile
 from trader.risk.checks import DEFAULT_CHECKS, Check
 from trader.risk.context import OrderView, RiskCheckResult, RiskContext, RiskReason
+from trader.risk.record import compact_checks, compact_prediction
 
 Command = SubmitOrder | CancelOrder
 
@@ -23,7 +25,7 @@ class RiskDecision:
     command: Command
     results: tuple[RiskCheckResult, ...]
 
-    @property
+    @cached_property  # read several times per decision (routing, counts, the record)
     def approved(self) -> bool:
         return bool(self.results) and all(r.approved for r in self.results)
 
@@ -44,8 +46,11 @@ class RiskDecision:
             return f"APPROVED {what}"
         return f"DENIED {what}: " + "; ".join(f"{r.reason.value} ({r.message})" for r in self.denials)
 
-    def to_record(self) -> dict[str, Any]:
-        """The audit payload: the command and every check's verdict."""
+    def to_record(self, *, with_prediction: bool = False) -> dict[str, Any]:
+        """The audit payload (compact, :mod:`trader.risk.record`): the command and every check's verdict, in order.
+
+        ``with_prediction``: a submit's prediction too (``None`` without one), less what the head repeats.
+        """
         cmd = self.command
         head: dict[str, Any] = {"command": type(cmd).__name__, "approved": self.approved, "reason": self.reason.value}
         if isinstance(cmd, SubmitOrder):
@@ -57,7 +62,11 @@ class RiskDecision:
                      "feature_ts": cmd.prediction.feature_ts if cmd.prediction else None}
         else:
             head |= {"client_order_id": cmd.client_order_id, "symbol": cmd.symbol, "cancel_reason": cmd.reason}
-        return head | {"checks": [r.to_record() for r in self.results]}
+        if with_prediction:
+            prediction = cmd.prediction if isinstance(cmd, SubmitOrder) else None
+            head["prediction"] = compact_prediction(prediction, head["symbol"]) if prediction else None
+        head["checks"] = compact_checks(self.results)
+        return head
 
 
 def _describe(cmd: Command) -> str:
