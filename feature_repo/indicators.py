@@ -100,9 +100,17 @@ def rsi(close: pl.Expr, n: int) -> pl.Expr:
     Wilder-smoothed over ``n`` changes (seed: mean of the first ``n`` changes). An
     average loss of zero gives 100; no movement at all (both zero) is undefined (null).
     """
-    change = close.diff()
-    gain = wilder(change.clip(lower_bound=0.0), n)
-    loss = wilder((-change).clip(lower_bound=0.0), n)
+    gain, loss = rsi_averages(close.diff(), n)
+    return rsi_from(gain, loss)
+
+
+def rsi_averages(change: pl.Expr, n: int) -> tuple[pl.Expr, pl.Expr]:
+    """:func:`rsi`'s Wilder-smoothed average gain and loss from the close's 1-bar change."""
+    return wilder(change.clip(lower_bound=0.0), n), wilder((-change).clip(lower_bound=0.0), n)
+
+
+def rsi_from(gain: pl.Expr, loss: pl.Expr) -> pl.Expr:
+    """:func:`rsi` from the average gain and loss (columns: the formula reads each three times)."""
     return pl.when((gain + loss) == 0).then(None).otherwise(100.0 * gain / (gain + loss))
 
 
@@ -116,7 +124,11 @@ def macd(close: pl.Expr, fast: int = 12, slow: int = 26, signal: int = 9) -> tup
 
 def macd_from(line: pl.Expr, close: pl.Expr, signal: int = 9) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     """:func:`macd` from an already computed MACD line (the library passes a column, computed once)."""
-    sig = ema(line, signal)
+    return macd_ratios(line, ema(line, signal), close)
+
+
+def macd_ratios(line: pl.Expr, sig: pl.Expr, close: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """:func:`macd`'s line, signal and histogram over the close, from the line and its signal EMA."""
     return line / close, sig / close, (line - sig) / close
 
 
@@ -184,9 +196,13 @@ def dx(plus_dm: pl.Expr, minus_dm: pl.Expr, tr: pl.Expr, n: int) -> pl.Expr:
 
     ``+DI = 100 W(+DM) / W(TR)`` and ``-DI = 100 W(-DM) / W(TR)``, ``W`` Wilder's smoothing over ``n``.
     """
-    smoothed_tr = wilder(tr, n)
-    plus_di = 100.0 * _safe_div(wilder(plus_dm, n), smoothed_tr)
-    minus_di = 100.0 * _safe_div(wilder(minus_dm, n), smoothed_tr)
+    return dx_from(wilder(plus_dm, n), wilder(minus_dm, n), wilder(tr, n))
+
+
+def dx_from(smoothed_plus_dm: pl.Expr, smoothed_minus_dm: pl.Expr, smoothed_tr: pl.Expr) -> pl.Expr:
+    """:func:`dx` from the Wilder-smoothed ``+DM``, ``-DM`` and TR (columns: the formula reads each several times)."""
+    plus_di = 100.0 * _safe_div(smoothed_plus_dm, smoothed_tr)
+    minus_di = 100.0 * _safe_div(smoothed_minus_dm, smoothed_tr)
     return 100.0 * _safe_div((plus_di - minus_di).abs(), plus_di + minus_di)
 
 
@@ -194,14 +210,17 @@ def adx_stages(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int = 14) -> list
     """Wilder's ADX = ``W(DX)`` over ``n`` (seed: mean of the first ``n`` DX values), as three column stages.
 
     Nesting Wilder smoothings in one polars expression repeats each input at every
-    level, so the library evaluates the stages one ``with_columns`` at a time:
-    ``_pdm, _mdm, _tr`` → ``_dx`` → ``adx``.
+    level (DX reads each smoothed input several times), so the library evaluates the
+    stages one ``with_columns`` at a time: ``_pdm, _mdm, _tr`` → their smoothings
+    ``_wpdm, _wmdm, _wtr`` → ``_dx`` (element-wise) → ``adx``.
     """
     plus_dm, minus_dm = directional_movement(high, low)
+    col = pl.col
     return [
         {"_pdm": plus_dm, "_mdm": minus_dm, "_tr": true_range(high, low, close)},
-        {"_dx": dx(pl.col("_pdm"), pl.col("_mdm"), pl.col("_tr"), n)},
-        {"adx": wilder(pl.col("_dx"), n)},
+        {"_wpdm": wilder(col("_pdm"), n), "_wmdm": wilder(col("_mdm"), n), "_wtr": wilder(col("_tr"), n)},
+        {"_dx": dx_from(col("_wpdm"), col("_wmdm"), col("_wtr"))},
+        {"adx": wilder(col("_dx"), n)},
     ]
 
 
@@ -237,9 +256,19 @@ def mfi(high: pl.Expr, low: pl.Expr, close: pl.Expr, volume: pl.Expr, n: int = 1
     from the previous bar, negative when it fell; sums over the last ``n`` bars (the first
     bar has no previous TP, so the first MFI is at bar ``n + 1``).
     """
-    tp = typical_price(high, low, close)
+    pos, neg = money_flows(typical_price(high, low, close), volume, n)
+    return mfi_from(pos, neg)
+
+
+def money_flows(tp: pl.Expr, volume: pl.Expr, n: int) -> tuple[pl.Expr, pl.Expr]:
+    """:func:`mfi`'s positive and negative money flow over ``n`` bars from the typical price and volume."""
     change = tp.diff()
     flow = tp * volume
     pos = pl.when(change > 0).then(flow).when(change.is_null()).then(None).otherwise(0.0).rolling_sum(n, min_samples=n)
     neg = pl.when(change < 0).then(flow).when(change.is_null()).then(None).otherwise(0.0).rolling_sum(n, min_samples=n)
+    return pos, neg
+
+
+def mfi_from(pos: pl.Expr, neg: pl.Expr) -> pl.Expr:
+    """:func:`mfi` from the positive and negative money flows (columns: the formula reads each twice)."""
     return 100.0 * _safe_div(pos, pos + neg)

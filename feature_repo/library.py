@@ -150,75 +150,77 @@ def _check_input(bars: pl.DataFrame) -> None:
         raise FeatureInputError("bars: the universe is empty (no bars for this timeframe); ingest bars first")
 
 
-def _stages(h: pl.Expr, lo: pl.Expr, c: pl.Expr, v: pl.Expr) -> list[dict[str, pl.Expr]]:
-    """Per-symbol inputs that several features read, as column stages computed once each.
+def _stages(o: pl.Expr, h: pl.Expr, lo: pl.Expr, c: pl.Expr, v: pl.Expr) -> list[dict[str, pl.Expr]]:
+    """Every per-symbol feature and the inputs several of them read, as column stages computed once each.
 
     polars re-evaluates a sub-expression every time an expression mentions it (CCI's
-    deviation sum reads ``SMA_20(TP)`` twenty times), so shared parts become columns first.
+    deviation sum reads ``SMA_20(TP)`` twenty times, DX each smoothing four times), so
+    shared parts become columns first. Expressions that read other rows of the symbol run
+    ``.over("symbol")``; element-wise ones read the row only and run on the whole frame.
     """
-    col = pl.col
-    first, second, third = ind.adx_stages(h, lo, c, 14)
+    col, per = pl.col, _per_symbol_window
+    first, second, third, fourth = ind.adx_stages(h, lo, c, 14)
+    r1 = col("_r1")
+    gain, loss = ind.rsi_averages(col("_chg"), 14)
+    pos, neg = ind.money_flows(col("_tp"), v, 14)
+    pctb, width = ind.bollinger_from(c, col("_sma20"), col("_sd20"))
+    macd_line, macd_signal, macd_hist = ind.macd_ratios(col("_macd"), col("_macdsig"), c)
     return [
-        {
+        per({
             **first,  # _pdm, _mdm, _tr
-            "_r1": ind.log_return(c, 1), "_tp": ind.typical_price(h, lo, c), "_obv": ind.obv(c, v),
+            "_r1": ind.log_return(c, 1), "_tp": ind.typical_price(h, lo, c), "_obv": ind.obv(c, v), "_chg": c.diff(),
             "_hh14": h.rolling_max(14, min_samples=14), "_ll14": lo.rolling_min(14, min_samples=14),
             "_sma20": ind.sma(c, 20), "_sd20": c.rolling_std(20, min_samples=20, ddof=0),
             "_ema12": ind.ema(c, 12), "_ema26": ind.ema(c, 26),
+            "ret_log_4": ind.log_return(c, 4),
+            "ret_log_26": ind.log_return(c, 26),
+            "vol_parkinson_26": ind.parkinson_vol(h, lo, 26),
+            "vol_garmanklass_26": ind.garman_klass_vol(o, h, lo, c, 26),
+            "tech_roc_12": ind.roc(c, 12),
+            "trend_sma_50": c / ind.sma(c, 50) - 1.0,
+            "_bar_index": pl.int_range(pl.len(), dtype=pl.Int64),
+            "_session_index": col("session").rank("dense").cast(pl.Int64) - 1,
+            "sess_gapdays_1": (col("session") - col("session").shift(1)).dt.total_days(),
+        }),
+        {
+            **per({**second,  # _wpdm, _wmdm, _wtr
+                   "_gain": gain, "_loss": loss, "_pos": pos, "_neg": neg, "_tp_sma20": ind.sma(col("_tp"), 20),
+                   "vol_realized_26": ind.realized_vol(r1, 26), "vol_realized_78": ind.realized_vol(r1, 78),
+                   "volu_obvslope_26": ind.slope(col("_obv"), 26) / ind.sma(v, 26)}),
+            "ret_log_1": r1, "_macd": col("_ema12") - col("_ema26"), "_stochk": ind.stochastic_k(c, col("_hh14"), col("_ll14")),
+            "tech_williamsr_14": ind.williams_r_from(c, col("_hh14"), col("_ll14")),
+            "trend_sma_20": c / col("_sma20") - 1.0, "trend_ema_12": c / col("_ema12") - 1.0, "trend_ema_26": c / col("_ema26") - 1.0,
+            "band_pctb_20": pctb, "band_width_20": width,
         },
-        {**second, "_tp_sma20": ind.sma(col("_tp"), 20), "_macd": col("_ema12") - col("_ema26"),
-         "_stochk": ind.stochastic_k(c, col("_hh14"), col("_ll14"))},
-        {**third},  # adx
+        {
+            **per({"_macdsig": ind.ema(col("_macd"), 9), "tech_stochd_3": ind.sma(col("_stochk"), 3),
+                   "tech_cci_20": ind.cci_from(col("_tp"), col("_tp_sma20"), 20)}),
+            **third,  # _dx
+            "vol_natr_14": 100.0 * col("_wtr") / c,  # ATR_14 = Wilder(TR)
+            "tech_rsi_14": ind.rsi_from(col("_gain"), col("_loss")),
+            "tech_stochk_14": col("_stochk"),
+            "volu_mfi_14": ind.mfi_from(col("_pos"), col("_neg")).clip(0.0, 100.0),  # rolling sums leave ~1e-14 residue
+        },
+        {**per(fourth), "tech_macd_26": macd_line, "tech_macdsignal_9": macd_signal, "tech_macdhist_9": macd_hist},
     ]
+
+
+def _per_symbol_window(stage: dict[str, pl.Expr]) -> dict[str, pl.Expr]:
+    return {k: e.over("symbol") for k, e in stage.items()}
 
 
 def _per_symbol(bars: pl.DataFrame, bar_length: dt.timedelta) -> pl.DataFrame:
     o, h, lo, c, v = (pl.col(x) for x in ("open", "high", "low", "close", "volume"))
-    col = pl.col
-    r1 = col("_r1")
-    macd_line, macd_signal, macd_hist = ind.macd_from(col("_macd"), c)
-    pctb, width = ind.bollinger_from(c, col("_sma20"), col("_sd20"))
-    per_symbol = {
-        "ret_log_1": r1,
-        "ret_log_4": ind.log_return(c, 4),
-        "ret_log_26": ind.log_return(c, 26),
-        "vol_realized_26": ind.realized_vol(r1, 26),
-        "vol_realized_78": ind.realized_vol(r1, 78),
-        "vol_parkinson_26": ind.parkinson_vol(h, lo, 26),
-        "vol_garmanklass_26": ind.garman_klass_vol(o, h, lo, c, 26),
-        "vol_natr_14": 100.0 * ind.wilder(col("_tr"), 14) / c,  # ATR_14 = Wilder(TR)
-        "tech_rsi_14": ind.rsi(c, 14),
-        "tech_macd_26": macd_line,
-        "tech_macdsignal_9": macd_signal,
-        "tech_macdhist_9": macd_hist,
-        "tech_stochk_14": col("_stochk"),
-        "tech_stochd_3": ind.sma(col("_stochk"), 3),
-        "tech_williamsr_14": ind.williams_r_from(c, col("_hh14"), col("_ll14")),
-        "tech_cci_20": ind.cci_from(col("_tp"), col("_tp_sma20"), 20),
-        "tech_roc_12": ind.roc(c, 12),
-        "trend_sma_20": c / col("_sma20") - 1.0,
-        "trend_sma_50": c / ind.sma(c, 50) - 1.0,
-        "trend_ema_12": c / col("_ema12") - 1.0,
-        "trend_ema_26": c / col("_ema26") - 1.0,
-        "band_pctb_20": pctb,
-        "band_width_20": width,
-        "volu_obvslope_26": ind.slope(col("_obv"), 26) / ind.sma(v, 26),
-        "volu_mfi_14": ind.mfi(h, lo, c, v, 14).clip(0.0, 100.0),  # rolling sums leave ~1e-14 residue
-        "_bar_index": pl.int_range(pl.len(), dtype=pl.Int64),
-        "_session_index": pl.col("session").rank("dense").cast(pl.Int64) - 1,
-        "sess_gapdays_1": (pl.col("session") - pl.col("session").shift(1)).dt.total_days(),
-    }
     minutes = (pl.col("close_ts") - pl.col("session_open")).dt.total_minutes()
     left = (pl.col("session_close") - pl.col("close_ts")).dt.total_seconds() / bar_length.total_seconds()
     session_open_px = o.first().over(["symbol", "session"])
     price = pl.coalesce(pl.col("vwap"), (h + lo + c) / 3.0)
     session_vwap = (price * v).cum_sum().over(["symbol", "session"]) / v.cum_sum().over(["symbol", "session"])
     df = bars.sort("symbol", "ts")
-    for stage in _stages(h, lo, c, v):
-        df = df.with_columns(**{k: e.over("symbol") for k, e in stage.items()})
+    for stage in _stages(o, h, lo, c, v):
+        df = df.with_columns(**stage)
     return (
         df.rename({"adx": "trend_adx_14"})
-        .with_columns(**{k: e.over("symbol") for k, e in per_symbol.items()})
         .with_columns(
             ret_intraday_1=(c / session_open_px).log(),
             volu_vwapdist_1=ind._safe_div(c, session_vwap) - 1.0,
