@@ -209,38 +209,49 @@ def _per_symbol_window(stage: dict[str, pl.Expr]) -> dict[str, pl.Expr]:
     return {k: e.over("symbol") for k, e in stage.items()}
 
 
+def _session_stages(o: pl.Expr, h: pl.Expr, lo: pl.Expr, c: pl.Expr, v: pl.Expr, bar_length: dt.timedelta) -> list[dict[str, pl.Expr]]:
+    """The session features, as column stages (after :func:`_stages`: they read ``_bar_index``).
+
+    Rows are in time order per symbol, so each (symbol, session) is a run of rows: its first
+    row's values are gathered by index and its running sums are keyed by a sorted run number,
+    instead of windows over ``(symbol, session)``.
+    """
+    col = pl.col
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    first = (col("_bar_index") == 0) | col("session").ne_missing(col("session").shift(1))
+    start, run = col("_start"), col("_run").set_sorted()
+    left = (col("session_close") - col("close_ts")).dt.total_seconds() / bar_length.total_seconds()
+    price = pl.coalesce(col("vwap"), (h + lo + c) / 3.0)
+    return [
+        {
+            "_start": pl.when(first).then(row).forward_fill(),  # the row of the session's first bar
+            "_run": first.cum_sum(),
+            # the row before a session's first bar is the previous session's last (none on the symbol's first bar)
+            "_gap": pl.when(first & (col("_bar_index") > 0)).then((o / c.shift(1)).log()).otherwise(None),
+            "sess_minsopen_1": (col("close_ts") - col("session_open")).dt.total_minutes(),
+            "sess_barsclose_1": left.ceil().cast(pl.Int64),
+            "sess_dow_1": col("session").dt.weekday().cast(pl.Int64),
+        },
+        {
+            "_slot": row - start,
+            "ret_intraday_1": (c / o.gather(start)).log(),
+            "ret_overnight_1": col("_gap").gather(start),
+            "_session_vwap": (price * v).cum_sum().over(run) / v.cum_sum().over(run),
+        },
+        {
+            "volu_vwapdist_1": ind._safe_div(c, col("_session_vwap")) - 1.0,
+            "_relvol_base": v.shift(1).rolling_mean(RELVOL_SESSIONS, min_samples=RELVOL_SESSIONS).over(["symbol", "_slot"]),
+        },
+        {"volu_relvol_20": ind._safe_div(v, col("_relvol_base"))},
+    ]
+
+
 def _per_symbol(bars: pl.DataFrame, bar_length: dt.timedelta) -> pl.DataFrame:
     o, h, lo, c, v = (pl.col(x) for x in ("open", "high", "low", "close", "volume"))
-    minutes = (pl.col("close_ts") - pl.col("session_open")).dt.total_minutes()
-    left = (pl.col("session_close") - pl.col("close_ts")).dt.total_seconds() / bar_length.total_seconds()
-    session_open_px = o.first().over(["symbol", "session"])
-    price = pl.coalesce(pl.col("vwap"), (h + lo + c) / 3.0)
-    session_vwap = (price * v).cum_sum().over(["symbol", "session"]) / v.cum_sum().over(["symbol", "session"])
     df = bars.sort("symbol", "ts")
-    for stage in _stages(o, h, lo, c, v):
+    for stage in [*_stages(o, h, lo, c, v), *_session_stages(o, h, lo, c, v, bar_length)]:
         df = df.with_columns(**stage)
-    return (
-        df.rename({"adx": "trend_adx_14"})
-        .with_columns(
-            ret_intraday_1=(c / session_open_px).log(),
-            volu_vwapdist_1=ind._safe_div(c, session_vwap) - 1.0,
-            sess_minsopen_1=minutes,
-            sess_barsclose_1=left.ceil().cast(pl.Int64),
-            sess_dow_1=pl.col("session").dt.weekday().cast(pl.Int64),
-            _slot=pl.int_range(pl.len(), dtype=pl.Int64).over(["symbol", "session"]),
-        )
-        .with_columns(_relvol_base=v.shift(1).rolling_mean(RELVOL_SESSIONS, min_samples=RELVOL_SESSIONS).over(["symbol", "_slot"]))
-        .with_columns(volu_relvol_20=ind._safe_div(v, pl.col("_relvol_base")))
-        .with_columns(_gap=_overnight_gap())
-        .with_columns(ret_overnight_1=pl.col("_gap").forward_fill().over(["symbol", "session"]))
-    )
-
-
-def _overnight_gap() -> pl.Expr:
-    """ln(first open of the session / last close of the previous session), on the session's first bar."""
-    is_first = pl.col("_slot") == 0
-    # rows are in time order per symbol, so the row before a session's first bar is the previous session's last
-    return pl.when(is_first).then((pl.col("open") / pl.col("close").shift(1).over("symbol")).log()).otherwise(None)
+    return df.rename({"adx": "trend_adx_14"})
 
 
 def _cross_sectional(df: pl.DataFrame) -> pl.DataFrame:
@@ -262,10 +273,13 @@ def _cross_sectional(df: pl.DataFrame) -> pl.DataFrame:
     )
     n = 130
     r, m = pl.col("ret_log_1"), pl.col("_mkt_r1")
-    cov = (r * m).rolling_mean(n, min_samples=n) - r.rolling_mean(n, min_samples=n) * m.rolling_mean(n, min_samples=n)
-    var = (m * m).rolling_mean(n, min_samples=n) - m.rolling_mean(n, min_samples=n).pow(2)
-    # still in (symbol, time) order from _per_symbol: window expressions do not reorder rows
-    return df.with_columns(xs_beta_130=ind._safe_div(cov, var).over("symbol"))
+    # still in (symbol, time) order from _per_symbol: window expressions do not reorder rows. The four means
+    # are columns: cov / var reads var twice (the zero check) and the market's mean in both.
+    means = {"_mean_rm": r * m, "_mean_r": r, "_mean_m": m, "_mean_mm": m * m}
+    df = df.with_columns(**{k: e.rolling_mean(n, min_samples=n).over("symbol") for k, e in means.items()})
+    cov = pl.col("_mean_rm") - pl.col("_mean_r") * pl.col("_mean_m")
+    var = pl.col("_mean_mm") - pl.col("_mean_m").pow(2)
+    return df.with_columns(xs_beta_130=ind._safe_div(cov, var))
 
 
 def compute_features(bars: pl.DataFrame, *, bar_length: dt.timedelta, created: dt.datetime | None = None) -> pl.DataFrame:
