@@ -186,15 +186,19 @@ def _stages(o: pl.Expr, h: pl.Expr, lo: pl.Expr, c: pl.Expr, v: pl.Expr) -> list
             **per({**second,  # _wpdm, _wmdm, _wtr
                    "_gain": gain, "_loss": loss, "_pos": pos, "_neg": neg, "_tp_sma20": ind.sma(col("_tp"), 20),
                    "vol_realized_26": ind.realized_vol(r1, 26), "vol_realized_78": ind.realized_vol(r1, 78),
-                   "volu_obvslope_26": ind.slope(col("_obv"), 26) / ind.sma(v, 26)}),
+                   "_vsma26": ind.sma(v, 26)}),
             "ret_log_1": r1, "_macd": col("_ema12") - col("_ema26"), "_stochk": ind.stochastic_k(c, col("_hh14"), col("_ll14")),
             "tech_williamsr_14": ind.williams_r_from(c, col("_hh14"), col("_ll14")),
             "trend_sma_20": c / col("_sma20") - 1.0, "trend_ema_12": c / col("_ema12") - 1.0, "trend_ema_26": c / col("_ema26") - 1.0,
             "band_pctb_20": pctb, "band_width_20": width,
         },
         {
-            **per({"_macdsig": ind.ema(col("_macd"), 9), "tech_stochd_3": ind.sma(col("_stochk"), 3),
-                   "tech_cci_20": ind.cci_from(col("_tp"), col("_tp_sma20"), 20)}),
+            **per({"_macdsig": ind.ema(col("_macd"), 9), "tech_stochd_3": ind.sma(col("_stochk"), 3)}),
+            # sums over the last bars, on the whole frame (one shift per bar, not one per bar and symbol): they
+            # read no other symbol's rows, as CCI's SMA_20 is null before a symbol's 20th bar and the slope is
+            # masked before its 26th
+            "tech_cci_20": ind.cci_from(col("_tp"), col("_tp_sma20"), 20),
+            "volu_obvslope_26": pl.when(col("_bar_index") >= 25).then(ind.slope(col("_obv"), 26)) / col("_vsma26"),
             **third,  # _dx
             "vol_natr_14": 100.0 * col("_wtr") / c,  # ATR_14 = Wilder(TR)
             "tech_rsi_14": ind.rsi_from(col("_gain"), col("_loss")),
@@ -256,21 +260,21 @@ def _per_symbol(bars: pl.DataFrame, bar_length: dt.timedelta) -> pl.DataFrame:
 
 def _cross_sectional(df: pl.DataFrame) -> pl.DataFrame:
     t = "event_timestamp"
-
-    def pct_rank(col: str) -> pl.Expr:
-        n = pl.col(col).count().over(t)
-        rank = pl.col(col).rank("average").over(t)
-        return pl.when(n > 1).then((rank - 1.0) / (n - 1.0)).otherwise(None)
-
-    mkt_r1 = pl.col("ret_log_1").mean().over(t)
+    ranked = {"xs_rank_ret_4": "ret_log_4", "xs_rank_ret_26": "ret_log_26", "xs_rank_vol_26": "vol_realized_26"}
+    # each column's count and rank at the same time, once each (the percentile reads the count twice)
     df = df.with_columns(
-        xs_rank_ret_4=pct_rank("ret_log_4"),
-        xs_rank_ret_26=pct_rank("ret_log_26"),
-        xs_rank_vol_26=pct_rank("vol_realized_26"),
+        **{f"_n_{k}": pl.col(c).count().over(t) for k, c in ranked.items()},
+        **{f"_rank_{k}": pl.col(c).rank("average").over(t) for k, c in ranked.items()},
         xs_relmkt_ret_4=pl.col("ret_log_4") - pl.col("ret_log_4").mean().over(t),
         xs_relsector_ret_4=pl.col("ret_log_4") - pl.col("ret_log_4").mean().over([t, "sector"]),
-        _mkt_r1=mkt_r1,
+        _mkt_r1=pl.col("ret_log_1").mean().over(t),
     )
+
+    def pct_rank(k: str) -> pl.Expr:
+        n, rank = pl.col(f"_n_{k}"), pl.col(f"_rank_{k}")
+        return pl.when(n > 1).then((rank - 1.0) / (n - 1.0)).otherwise(None)
+
+    df = df.with_columns(**{k: pct_rank(k) for k in ranked})
     n = 130
     r, m = pl.col("ret_log_1"), pl.col("_mkt_r1")
     # still in (symbol, time) order from _per_symbol: window expressions do not reorder rows. The four means
