@@ -40,7 +40,9 @@ def seeded_ema(x: pl.Expr, n: int, alpha: float) -> pl.Expr:
     a series) are skipped; the smoothed value is null before the seed.
     """
     seen = x.is_not_null().cast(pl.Int64).cum_sum()
-    seeded = pl.when(seen < n).then(None).when(seen == n).then(x.rolling_mean(n, min_samples=n)).otherwise(x)
+    # before the n-th value the n-row mean is null (fewer than n values so far), at it the mean is the seed:
+    # one comparison of the running count (polars evaluates each mention of it again)
+    seeded = pl.when(seen > n).then(x).otherwise(x.rolling_mean(n, min_samples=n))
     # NaN in gives NaN out, as in every other indicator (compute_features turns it into null). No
     # fill_nan here: polars expands it to three copies of its input, and nested smoothings
     # (MACD's signal, ADX) multiply that, which made it the library's most expensive step.
