@@ -69,9 +69,13 @@ def log_return(close: pl.Expr, n: int) -> pl.Expr:
 
 def true_range(high: pl.Expr, low: pl.Expr, close: pl.Expr) -> pl.Expr:
     """Wilder's true range ``max(H - L, |H - C_{t-1}|, |L - C_{t-1}|)``; null on the first bar (no prior close)."""
-    prev = close.shift(1)
-    tr = pl.max_horizontal(high - low, (high - prev).abs(), (low - prev).abs())
-    return pl.when(prev.is_null()).then(None).otherwise(tr)
+    return true_range_from(high, low, close.shift(1))
+
+
+def true_range_from(high: pl.Expr, low: pl.Expr, prev_close: pl.Expr) -> pl.Expr:
+    """:func:`true_range` from the previous bar's close (a column: the formula reads it four times)."""
+    tr = pl.max_horizontal(high - low, (high - prev_close).abs(), (low - prev_close).abs())
+    return pl.when(prev_close.is_null()).then(None).otherwise(tr)
 
 
 def atr(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int) -> pl.Expr:
@@ -187,7 +191,11 @@ def directional_movement(high: pl.Expr, low: pl.Expr) -> tuple[pl.Expr, pl.Expr]
     ``+DM = H_t - H_{t-1}`` when that exceeds ``L_{t-1} - L_t`` and is positive, else 0;
     ``-DM = L_{t-1} - L_t`` when that exceeds ``H_t - H_{t-1}`` and is positive, else 0.
     """
-    up, down = high.diff(), -low.diff()
+    return directional_movement_from(high.diff(), -low.diff())
+
+
+def directional_movement_from(up: pl.Expr, down: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """:func:`directional_movement` from the up move ``H_t - H_{t-1}`` and the down move ``L_{t-1} - L_t``."""
     plus_dm = pl.when(up.is_null()).then(None).when((up > down) & (up > 0)).then(up).otherwise(0.0)
     minus_dm = pl.when(down.is_null()).then(None).when((down > up) & (down > 0)).then(down).otherwise(0.0)
     return plus_dm, minus_dm

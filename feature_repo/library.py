@@ -159,54 +159,64 @@ def _stages(o: pl.Expr, h: pl.Expr, lo: pl.Expr, c: pl.Expr, v: pl.Expr) -> list
     ``.over("symbol")``; element-wise ones read the row only and run on the whole frame.
     """
     col, per = pl.col, _per_symbol_window
-    first, second, third, fourth = ind.adx_stages(h, lo, c, 14)
-    r1 = col("_r1")
+    _, second, third, fourth = ind.adx_stages(h, lo, c, 14)
+    pdm, mdm = ind.directional_movement_from(h - col("_prev_h"), -(lo - col("_prev_l")))
     gain, loss = ind.rsi_averages(col("_chg"), 14)
     pos, neg = ind.money_flows(col("_tp"), v, 14)
     pctb, width = ind.bollinger_from(c, col("_sma20"), col("_sd20"))
     macd_line, macd_signal, macd_hist = ind.macd_ratios(col("_macd"), col("_macdsig"), c)
     return [
-        per({
-            **first,  # _pdm, _mdm, _tr
-            "_r1": ind.log_return(c, 1), "_tp": ind.typical_price(h, lo, c), "_obv": ind.obv(c, v), "_chg": c.diff(),
-            "_hh14": h.rolling_max(14, min_samples=14), "_ll14": lo.rolling_min(14, min_samples=14),
-            "_sma20": ind.sma(c, 20), "_sd20": c.rolling_std(20, min_samples=20, ddof=0),
-            "_ema12": ind.ema(c, 12), "_ema26": ind.ema(c, 26),
-            "ret_log_4": ind.log_return(c, 4),
-            "ret_log_26": ind.log_return(c, 26),
-            "vol_parkinson_26": ind.parkinson_vol(h, lo, 26),
-            "vol_garmanklass_26": ind.garman_klass_vol(o, h, lo, c, 26),
-            "tech_roc_12": ind.roc(c, 12),
-            "trend_sma_50": c / ind.sma(c, 50) - 1.0,
-            "_bar_index": pl.int_range(pl.len(), dtype=pl.Int64),
-            "_session_index": col("session").rank("dense").cast(pl.Int64) - 1,
-            "sess_gapdays_1": (col("session") - col("session").shift(1)).dt.total_days(),
-        }),
+        {**per(_window_inputs(o, h, lo, c, v)), "_tp": ind.typical_price(h, lo, c)},
         {
-            **per({**second,  # _wpdm, _wmdm, _wtr
-                   "_gain": gain, "_loss": loss, "_pos": pos, "_neg": neg, "_tp_sma20": ind.sma(col("_tp"), 20),
-                   "vol_realized_26": ind.realized_vol(r1, 26), "vol_realized_78": ind.realized_vol(r1, 78),
-                   "_vsma26": ind.sma(v, 26)}),
-            "ret_log_1": r1, "_macd": col("_ema12") - col("_ema26"), "_stochk": ind.stochastic_k(c, col("_hh14"), col("_ll14")),
+            **per({"_pos": pos, "_neg": neg, "_tp_sma20": ind.sma(col("_tp"), 20)}),
+            # the previous bar's values are columns (null on a symbol's first bar): these read the row only
+            "_pdm": pdm, "_mdm": mdm, "_tr": ind.true_range_from(h, lo, col("_prev_c")),
+            "_r1": (c / col("_prev_c")).log(), "_chg": c - col("_prev_c"),  # ln(C_t / C_{t-1}) and C_t - C_{t-1}
+            "_macd": col("_ema12") - col("_ema26"), "_stochk": ind.stochastic_k(c, col("_hh14"), col("_ll14")),
             "tech_williamsr_14": ind.williams_r_from(c, col("_hh14"), col("_ll14")),
             "trend_sma_20": c / col("_sma20") - 1.0, "trend_ema_12": c / col("_ema12") - 1.0, "trend_ema_26": c / col("_ema26") - 1.0,
             "band_pctb_20": pctb, "band_width_20": width,
         },
         {
-            **per({"_macdsig": ind.ema(col("_macd"), 9), "tech_stochd_3": ind.sma(col("_stochk"), 3)}),
+            **per({**second,  # _wpdm, _wmdm, _wtr
+                   "_gain": gain, "_loss": loss, "_macdsig": ind.ema(col("_macd"), 9), "tech_stochd_3": ind.sma(col("_stochk"), 3),
+                   "vol_realized_26": ind.realized_vol(col("_r1"), 26), "vol_realized_78": ind.realized_vol(col("_r1"), 78)}),
             # sums over the last bars, on the whole frame (one shift per bar, not one per bar and symbol): they
             # read no other symbol's rows, as CCI's SMA_20 is null before a symbol's 20th bar and the slope is
             # masked before its 26th
             "tech_cci_20": ind.cci_from(col("_tp"), col("_tp_sma20"), 20),
             "volu_obvslope_26": pl.when(col("_bar_index") >= 25).then(ind.slope(col("_obv"), 26)) / col("_vsma26"),
+            "ret_log_1": col("_r1"), "tech_stochk_14": col("_stochk"),
+            "volu_mfi_14": ind.mfi_from(col("_pos"), col("_neg")).clip(0.0, 100.0),  # rolling sums leave ~1e-14 residue
+        },
+        {
             **third,  # _dx
             "vol_natr_14": 100.0 * col("_wtr") / c,  # ATR_14 = Wilder(TR)
             "tech_rsi_14": ind.rsi_from(col("_gain"), col("_loss")),
-            "tech_stochk_14": col("_stochk"),
-            "volu_mfi_14": ind.mfi_from(col("_pos"), col("_neg")).clip(0.0, 100.0),  # rolling sums leave ~1e-14 residue
+            "tech_macd_26": macd_line, "tech_macdsignal_9": macd_signal, "tech_macdhist_9": macd_hist,
         },
-        {**per(fourth), "tech_macd_26": macd_line, "tech_macdsignal_9": macd_signal, "tech_macdhist_9": macd_hist},
+        per(fourth),  # adx
     ]
+
+
+def _window_inputs(o: pl.Expr, h: pl.Expr, lo: pl.Expr, c: pl.Expr, v: pl.Expr) -> dict[str, pl.Expr]:
+    """The first stage: windows over one symbol's bars that read the bars only."""
+    session = pl.col("session")
+    return {
+        "_bar_index": pl.int_range(pl.len(), dtype=pl.Int64),
+        "_session_index": session.rank("dense").cast(pl.Int64) - 1,
+        "sess_gapdays_1": (session - session.shift(1)).dt.total_days(),
+        "_prev_c": c.shift(1), "_prev_h": h.shift(1), "_prev_l": lo.shift(1), "_obv": ind.obv(c, v),
+        "_hh14": h.rolling_max(14, min_samples=14), "_ll14": lo.rolling_min(14, min_samples=14),
+        "_sma20": ind.sma(c, 20), "_sd20": c.rolling_std(20, min_samples=20, ddof=0),
+        "_ema12": ind.ema(c, 12), "_ema26": ind.ema(c, 26), "_vsma26": ind.sma(v, 26),
+        "ret_log_4": ind.log_return(c, 4),
+        "ret_log_26": ind.log_return(c, 26),
+        "vol_parkinson_26": ind.parkinson_vol(h, lo, 26),
+        "vol_garmanklass_26": ind.garman_klass_vol(o, h, lo, c, 26),
+        "tech_roc_12": ind.roc(c, 12),
+        "trend_sma_50": c / ind.sma(c, 50) - 1.0,
+    }
 
 
 def _per_symbol_window(stage: dict[str, pl.Expr]) -> dict[str, pl.Expr]:
