@@ -220,6 +220,7 @@ def _window_inputs(o: pl.Expr, h: pl.Expr, lo: pl.Expr, c: pl.Expr, v: pl.Expr) 
 
 
 def _per_symbol_window(stage: dict[str, pl.Expr]) -> dict[str, pl.Expr]:
+    """The stage's expressions evaluated per symbol (they read earlier rows of the symbol)."""
     return {k: e.over("symbol") for k, e in stage.items()}
 
 
