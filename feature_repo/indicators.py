@@ -217,7 +217,7 @@ def dx_from(smoothed_plus_dm: pl.Expr, smoothed_minus_dm: pl.Expr, smoothed_tr: 
 
 
 def adx_stages(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int = 14) -> list[dict[str, pl.Expr]]:
-    """Wilder's ADX = ``W(DX)`` over ``n`` (seed: mean of the first ``n`` DX values), as three column stages.
+    """Wilder's ADX = ``W(DX)`` over ``n`` (seed: mean of the first ``n`` DX values), as four column stages.
 
     Nesting Wilder smoothings in one polars expression repeats each input at every
     level (DX reads each smoothed input several times), so the library evaluates the
