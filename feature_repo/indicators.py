@@ -40,7 +40,9 @@ def seeded_ema(x: pl.Expr, n: int, alpha: float) -> pl.Expr:
     a series) are skipped; the smoothed value is null before the seed.
     """
     seen = x.is_not_null().cast(pl.Int64).cum_sum()
-    seeded = pl.when(seen < n).then(None).when(seen == n).then(x.rolling_mean(n, min_samples=n)).otherwise(x)
+    # before the n-th value the n-row mean is null (fewer than n values so far), at it the mean is the seed:
+    # one comparison of the running count (polars evaluates each mention of it again)
+    seeded = pl.when(seen > n).then(x).otherwise(x.rolling_mean(n, min_samples=n))
     # NaN in gives NaN out, as in every other indicator (compute_features turns it into null). No
     # fill_nan here: polars expands it to three copies of its input, and nested smoothings
     # (MACD's signal, ADX) multiply that, which made it the library's most expensive step.
@@ -67,9 +69,13 @@ def log_return(close: pl.Expr, n: int) -> pl.Expr:
 
 def true_range(high: pl.Expr, low: pl.Expr, close: pl.Expr) -> pl.Expr:
     """Wilder's true range ``max(H - L, |H - C_{t-1}|, |L - C_{t-1}|)``; null on the first bar (no prior close)."""
-    prev = close.shift(1)
-    tr = pl.max_horizontal(high - low, (high - prev).abs(), (low - prev).abs())
-    return pl.when(prev.is_null()).then(None).otherwise(tr)
+    return true_range_from(high, low, close.shift(1))
+
+
+def true_range_from(high: pl.Expr, low: pl.Expr, prev_close: pl.Expr) -> pl.Expr:
+    """:func:`true_range` from the previous bar's close (a column: the formula reads it four times)."""
+    tr = pl.max_horizontal(high - low, (high - prev_close).abs(), (low - prev_close).abs())
+    return pl.when(prev_close.is_null()).then(None).otherwise(tr)
 
 
 def atr(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int) -> pl.Expr:
@@ -100,9 +106,17 @@ def rsi(close: pl.Expr, n: int) -> pl.Expr:
     Wilder-smoothed over ``n`` changes (seed: mean of the first ``n`` changes). An
     average loss of zero gives 100; no movement at all (both zero) is undefined (null).
     """
-    change = close.diff()
-    gain = wilder(change.clip(lower_bound=0.0), n)
-    loss = wilder((-change).clip(lower_bound=0.0), n)
+    gain, loss = rsi_averages(close.diff(), n)
+    return rsi_from(gain, loss)
+
+
+def rsi_averages(change: pl.Expr, n: int) -> tuple[pl.Expr, pl.Expr]:
+    """:func:`rsi`'s Wilder-smoothed average gain and loss from the close's 1-bar change."""
+    return wilder(change.clip(lower_bound=0.0), n), wilder((-change).clip(lower_bound=0.0), n)
+
+
+def rsi_from(gain: pl.Expr, loss: pl.Expr) -> pl.Expr:
+    """:func:`rsi` from the average gain and loss (columns: the formula reads each three times)."""
     return pl.when((gain + loss) == 0).then(None).otherwise(100.0 * gain / (gain + loss))
 
 
@@ -116,7 +130,11 @@ def macd(close: pl.Expr, fast: int = 12, slow: int = 26, signal: int = 9) -> tup
 
 def macd_from(line: pl.Expr, close: pl.Expr, signal: int = 9) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     """:func:`macd` from an already computed MACD line (the library passes a column, computed once)."""
-    sig = ema(line, signal)
+    return macd_ratios(line, ema(line, signal), close)
+
+
+def macd_ratios(line: pl.Expr, sig: pl.Expr, close: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """:func:`macd`'s line, signal and histogram over the close, from the line and its signal EMA."""
     return line / close, sig / close, (line - sig) / close
 
 
@@ -173,7 +191,11 @@ def directional_movement(high: pl.Expr, low: pl.Expr) -> tuple[pl.Expr, pl.Expr]
     ``+DM = H_t - H_{t-1}`` when that exceeds ``L_{t-1} - L_t`` and is positive, else 0;
     ``-DM = L_{t-1} - L_t`` when that exceeds ``H_t - H_{t-1}`` and is positive, else 0.
     """
-    up, down = high.diff(), -low.diff()
+    return directional_movement_from(high.diff(), -low.diff())
+
+
+def directional_movement_from(up: pl.Expr, down: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """:func:`directional_movement` from the up move ``H_t - H_{t-1}`` and the down move ``L_{t-1} - L_t``."""
     plus_dm = pl.when(up.is_null()).then(None).when((up > down) & (up > 0)).then(up).otherwise(0.0)
     minus_dm = pl.when(down.is_null()).then(None).when((down > up) & (down > 0)).then(down).otherwise(0.0)
     return plus_dm, minus_dm
@@ -184,24 +206,31 @@ def dx(plus_dm: pl.Expr, minus_dm: pl.Expr, tr: pl.Expr, n: int) -> pl.Expr:
 
     ``+DI = 100 W(+DM) / W(TR)`` and ``-DI = 100 W(-DM) / W(TR)``, ``W`` Wilder's smoothing over ``n``.
     """
-    smoothed_tr = wilder(tr, n)
-    plus_di = 100.0 * _safe_div(wilder(plus_dm, n), smoothed_tr)
-    minus_di = 100.0 * _safe_div(wilder(minus_dm, n), smoothed_tr)
+    return dx_from(wilder(plus_dm, n), wilder(minus_dm, n), wilder(tr, n))
+
+
+def dx_from(smoothed_plus_dm: pl.Expr, smoothed_minus_dm: pl.Expr, smoothed_tr: pl.Expr) -> pl.Expr:
+    """:func:`dx` from the Wilder-smoothed ``+DM``, ``-DM`` and TR (columns: the formula reads each several times)."""
+    plus_di = 100.0 * _safe_div(smoothed_plus_dm, smoothed_tr)
+    minus_di = 100.0 * _safe_div(smoothed_minus_dm, smoothed_tr)
     return 100.0 * _safe_div((plus_di - minus_di).abs(), plus_di + minus_di)
 
 
 def adx_stages(high: pl.Expr, low: pl.Expr, close: pl.Expr, n: int = 14) -> list[dict[str, pl.Expr]]:
-    """Wilder's ADX = ``W(DX)`` over ``n`` (seed: mean of the first ``n`` DX values), as three column stages.
+    """Wilder's ADX = ``W(DX)`` over ``n`` (seed: mean of the first ``n`` DX values), as four column stages.
 
     Nesting Wilder smoothings in one polars expression repeats each input at every
-    level, so the library evaluates the stages one ``with_columns`` at a time:
-    ``_pdm, _mdm, _tr`` → ``_dx`` → ``adx``.
+    level (DX reads each smoothed input several times), so the library evaluates the
+    stages one ``with_columns`` at a time: ``_pdm, _mdm, _tr`` → their smoothings
+    ``_wpdm, _wmdm, _wtr`` → ``_dx`` (element-wise) → ``adx``.
     """
     plus_dm, minus_dm = directional_movement(high, low)
+    col = pl.col
     return [
         {"_pdm": plus_dm, "_mdm": minus_dm, "_tr": true_range(high, low, close)},
-        {"_dx": dx(pl.col("_pdm"), pl.col("_mdm"), pl.col("_tr"), n)},
-        {"adx": wilder(pl.col("_dx"), n)},
+        {"_wpdm": wilder(col("_pdm"), n), "_wmdm": wilder(col("_mdm"), n), "_wtr": wilder(col("_tr"), n)},
+        {"_dx": dx_from(col("_wpdm"), col("_wmdm"), col("_wtr"))},
+        {"adx": wilder(col("_dx"), n)},
     ]
 
 
@@ -237,9 +266,19 @@ def mfi(high: pl.Expr, low: pl.Expr, close: pl.Expr, volume: pl.Expr, n: int = 1
     from the previous bar, negative when it fell; sums over the last ``n`` bars (the first
     bar has no previous TP, so the first MFI is at bar ``n + 1``).
     """
-    tp = typical_price(high, low, close)
+    pos, neg = money_flows(typical_price(high, low, close), volume, n)
+    return mfi_from(pos, neg)
+
+
+def money_flows(tp: pl.Expr, volume: pl.Expr, n: int) -> tuple[pl.Expr, pl.Expr]:
+    """:func:`mfi`'s positive and negative money flow over ``n`` bars from the typical price and volume."""
     change = tp.diff()
     flow = tp * volume
     pos = pl.when(change > 0).then(flow).when(change.is_null()).then(None).otherwise(0.0).rolling_sum(n, min_samples=n)
     neg = pl.when(change < 0).then(flow).when(change.is_null()).then(None).otherwise(0.0).rolling_sum(n, min_samples=n)
+    return pos, neg
+
+
+def mfi_from(pos: pl.Expr, neg: pl.Expr) -> pl.Expr:
+    """:func:`mfi` from the positive and negative money flows (columns: the formula reads each twice)."""
     return 100.0 * _safe_div(pos, pos + neg)

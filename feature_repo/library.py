@@ -150,120 +150,151 @@ def _check_input(bars: pl.DataFrame) -> None:
         raise FeatureInputError("bars: the universe is empty (no bars for this timeframe); ingest bars first")
 
 
-def _stages(h: pl.Expr, lo: pl.Expr, c: pl.Expr, v: pl.Expr) -> list[dict[str, pl.Expr]]:
-    """Per-symbol inputs that several features read, as column stages computed once each.
+def _stages(o: pl.Expr, h: pl.Expr, lo: pl.Expr, c: pl.Expr, v: pl.Expr) -> list[dict[str, pl.Expr]]:
+    """Every per-symbol feature and the inputs several of them read, as column stages computed once each.
 
     polars re-evaluates a sub-expression every time an expression mentions it (CCI's
-    deviation sum reads ``SMA_20(TP)`` twenty times), so shared parts become columns first.
+    deviation sum reads ``SMA_20(TP)`` twenty times, DX each smoothing four times), so
+    shared parts become columns first. Expressions that read other rows of the symbol run
+    ``.over("symbol")``; element-wise ones read the row only and run on the whole frame.
+    """
+    col, per = pl.col, _per_symbol_window
+    _, second, third, fourth = ind.adx_stages(h, lo, c, 14)
+    pdm, mdm = ind.directional_movement_from(h - col("_prev_h"), -(lo - col("_prev_l")))
+    gain, loss = ind.rsi_averages(col("_chg"), 14)
+    pos, neg = ind.money_flows(col("_tp"), v, 14)
+    pctb, width = ind.bollinger_from(c, col("_sma20"), col("_sd20"))
+    macd_line, macd_signal, macd_hist = ind.macd_ratios(col("_macd"), col("_macdsig"), c)
+    return [
+        {**per(_window_inputs(o, h, lo, c, v)), "_tp": ind.typical_price(h, lo, c)},
+        {
+            **per({"_pos": pos, "_neg": neg, "_tp_sma20": ind.sma(col("_tp"), 20)}),
+            # the previous bar's values are columns (null on a symbol's first bar): these read the row only
+            "_pdm": pdm, "_mdm": mdm, "_tr": ind.true_range_from(h, lo, col("_prev_c")),
+            "_r1": (c / col("_prev_c")).log(), "_chg": c - col("_prev_c"),  # ln(C_t / C_{t-1}) and C_t - C_{t-1}
+            "_macd": col("_ema12") - col("_ema26"), "_stochk": ind.stochastic_k(c, col("_hh14"), col("_ll14")),
+            "tech_williamsr_14": ind.williams_r_from(c, col("_hh14"), col("_ll14")),
+            "trend_sma_20": c / col("_sma20") - 1.0, "trend_ema_12": c / col("_ema12") - 1.0, "trend_ema_26": c / col("_ema26") - 1.0,
+            "band_pctb_20": pctb, "band_width_20": width,
+        },
+        {
+            **per({**second,  # _wpdm, _wmdm, _wtr
+                   "_gain": gain, "_loss": loss, "_macdsig": ind.ema(col("_macd"), 9), "tech_stochd_3": ind.sma(col("_stochk"), 3),
+                   "vol_realized_26": ind.realized_vol(col("_r1"), 26), "vol_realized_78": ind.realized_vol(col("_r1"), 78)}),
+            # sums over the last bars, on the whole frame (one shift per bar, not one per bar and symbol): they
+            # read no other symbol's rows, as CCI's SMA_20 is null before a symbol's 20th bar and the slope is
+            # masked before its 26th
+            "tech_cci_20": ind.cci_from(col("_tp"), col("_tp_sma20"), 20),
+            "volu_obvslope_26": pl.when(col("_bar_index") >= 25).then(ind.slope(col("_obv"), 26)) / col("_vsma26"),
+            "ret_log_1": col("_r1"), "tech_stochk_14": col("_stochk"),
+            "volu_mfi_14": ind.mfi_from(col("_pos"), col("_neg")).clip(0.0, 100.0),  # rolling sums leave ~1e-14 residue
+        },
+        {
+            **third,  # _dx
+            "vol_natr_14": 100.0 * col("_wtr") / c,  # ATR_14 = Wilder(TR)
+            "tech_rsi_14": ind.rsi_from(col("_gain"), col("_loss")),
+            "tech_macd_26": macd_line, "tech_macdsignal_9": macd_signal, "tech_macdhist_9": macd_hist,
+        },
+        per(fourth),  # adx
+    ]
+
+
+def _window_inputs(o: pl.Expr, h: pl.Expr, lo: pl.Expr, c: pl.Expr, v: pl.Expr) -> dict[str, pl.Expr]:
+    """The first stage: windows over one symbol's bars that read the bars only."""
+    session = pl.col("session")
+    return {
+        "_bar_index": pl.int_range(pl.len(), dtype=pl.Int64),
+        "_session_index": session.rank("dense").cast(pl.Int64) - 1,
+        "sess_gapdays_1": (session - session.shift(1)).dt.total_days(),
+        "_prev_c": c.shift(1), "_prev_h": h.shift(1), "_prev_l": lo.shift(1), "_obv": ind.obv(c, v),
+        "_hh14": h.rolling_max(14, min_samples=14), "_ll14": lo.rolling_min(14, min_samples=14),
+        "_sma20": ind.sma(c, 20), "_sd20": c.rolling_std(20, min_samples=20, ddof=0),
+        "_ema12": ind.ema(c, 12), "_ema26": ind.ema(c, 26), "_vsma26": ind.sma(v, 26),
+        "ret_log_4": ind.log_return(c, 4),
+        "ret_log_26": ind.log_return(c, 26),
+        "vol_parkinson_26": ind.parkinson_vol(h, lo, 26),
+        "vol_garmanklass_26": ind.garman_klass_vol(o, h, lo, c, 26),
+        "tech_roc_12": ind.roc(c, 12),
+        "trend_sma_50": c / ind.sma(c, 50) - 1.0,
+    }
+
+
+def _per_symbol_window(stage: dict[str, pl.Expr]) -> dict[str, pl.Expr]:
+    """The stage's expressions evaluated per symbol (they read earlier rows of the symbol)."""
+    return {k: e.over("symbol") for k, e in stage.items()}
+
+
+def _session_stages(o: pl.Expr, h: pl.Expr, lo: pl.Expr, c: pl.Expr, v: pl.Expr, bar_length: dt.timedelta) -> list[dict[str, pl.Expr]]:
+    """The session features, as column stages (after :func:`_stages`: they read ``_bar_index``).
+
+    Rows are in time order per symbol, so each (symbol, session) is a run of rows: its first
+    row's values are gathered by index and its running sums are keyed by a sorted run number,
+    instead of windows over ``(symbol, session)``.
     """
     col = pl.col
-    first, second, third = ind.adx_stages(h, lo, c, 14)
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    first = (col("_bar_index") == 0) | col("session").ne_missing(col("session").shift(1))
+    start, run = col("_start"), col("_run").set_sorted()
+    left = (col("session_close") - col("close_ts")).dt.total_seconds() / bar_length.total_seconds()
+    price = pl.coalesce(col("vwap"), (h + lo + c) / 3.0)
     return [
         {
-            **first,  # _pdm, _mdm, _tr
-            "_r1": ind.log_return(c, 1), "_tp": ind.typical_price(h, lo, c), "_obv": ind.obv(c, v),
-            "_hh14": h.rolling_max(14, min_samples=14), "_ll14": lo.rolling_min(14, min_samples=14),
-            "_sma20": ind.sma(c, 20), "_sd20": c.rolling_std(20, min_samples=20, ddof=0),
-            "_ema12": ind.ema(c, 12), "_ema26": ind.ema(c, 26),
+            "_start": pl.when(first).then(row).forward_fill(),  # the row of the session's first bar
+            "_run": first.cum_sum(),
+            # the row before a session's first bar is the previous session's last (none on the symbol's first bar)
+            "_gap": pl.when(first & (col("_bar_index") > 0)).then((o / c.shift(1)).log()).otherwise(None),
+            "sess_minsopen_1": (col("close_ts") - col("session_open")).dt.total_minutes(),
+            "sess_barsclose_1": left.ceil().cast(pl.Int64),
+            "sess_dow_1": col("session").dt.weekday().cast(pl.Int64),
         },
-        {**second, "_tp_sma20": ind.sma(col("_tp"), 20), "_macd": col("_ema12") - col("_ema26"),
-         "_stochk": ind.stochastic_k(c, col("_hh14"), col("_ll14"))},
-        {**third},  # adx
+        {
+            "_slot": row - start,
+            "ret_intraday_1": (c / o.gather(start)).log(),
+            "ret_overnight_1": col("_gap").gather(start),
+            "_session_vwap": (price * v).cum_sum().over(run) / v.cum_sum().over(run),
+        },
+        {
+            "volu_vwapdist_1": ind._safe_div(c, col("_session_vwap")) - 1.0,
+            "_relvol_base": v.shift(1).rolling_mean(RELVOL_SESSIONS, min_samples=RELVOL_SESSIONS).over(["symbol", "_slot"]),
+        },
+        {"volu_relvol_20": ind._safe_div(v, col("_relvol_base"))},
     ]
 
 
 def _per_symbol(bars: pl.DataFrame, bar_length: dt.timedelta) -> pl.DataFrame:
     o, h, lo, c, v = (pl.col(x) for x in ("open", "high", "low", "close", "volume"))
-    col = pl.col
-    r1 = col("_r1")
-    macd_line, macd_signal, macd_hist = ind.macd_from(col("_macd"), c)
-    pctb, width = ind.bollinger_from(c, col("_sma20"), col("_sd20"))
-    per_symbol = {
-        "ret_log_1": r1,
-        "ret_log_4": ind.log_return(c, 4),
-        "ret_log_26": ind.log_return(c, 26),
-        "vol_realized_26": ind.realized_vol(r1, 26),
-        "vol_realized_78": ind.realized_vol(r1, 78),
-        "vol_parkinson_26": ind.parkinson_vol(h, lo, 26),
-        "vol_garmanklass_26": ind.garman_klass_vol(o, h, lo, c, 26),
-        "vol_natr_14": 100.0 * ind.wilder(col("_tr"), 14) / c,  # ATR_14 = Wilder(TR)
-        "tech_rsi_14": ind.rsi(c, 14),
-        "tech_macd_26": macd_line,
-        "tech_macdsignal_9": macd_signal,
-        "tech_macdhist_9": macd_hist,
-        "tech_stochk_14": col("_stochk"),
-        "tech_stochd_3": ind.sma(col("_stochk"), 3),
-        "tech_williamsr_14": ind.williams_r_from(c, col("_hh14"), col("_ll14")),
-        "tech_cci_20": ind.cci_from(col("_tp"), col("_tp_sma20"), 20),
-        "tech_roc_12": ind.roc(c, 12),
-        "trend_sma_20": c / col("_sma20") - 1.0,
-        "trend_sma_50": c / ind.sma(c, 50) - 1.0,
-        "trend_ema_12": c / col("_ema12") - 1.0,
-        "trend_ema_26": c / col("_ema26") - 1.0,
-        "band_pctb_20": pctb,
-        "band_width_20": width,
-        "volu_obvslope_26": ind.slope(col("_obv"), 26) / ind.sma(v, 26),
-        "volu_mfi_14": ind.mfi(h, lo, c, v, 14).clip(0.0, 100.0),  # rolling sums leave ~1e-14 residue
-        "_bar_index": pl.int_range(pl.len(), dtype=pl.Int64),
-        "_session_index": pl.col("session").rank("dense").cast(pl.Int64) - 1,
-        "sess_gapdays_1": (pl.col("session") - pl.col("session").shift(1)).dt.total_days(),
-    }
-    minutes = (pl.col("close_ts") - pl.col("session_open")).dt.total_minutes()
-    left = (pl.col("session_close") - pl.col("close_ts")).dt.total_seconds() / bar_length.total_seconds()
-    session_open_px = o.first().over(["symbol", "session"])
-    price = pl.coalesce(pl.col("vwap"), (h + lo + c) / 3.0)
-    session_vwap = (price * v).cum_sum().over(["symbol", "session"]) / v.cum_sum().over(["symbol", "session"])
     df = bars.sort("symbol", "ts")
-    for stage in _stages(h, lo, c, v):
-        df = df.with_columns(**{k: e.over("symbol") for k, e in stage.items()})
-    return (
-        df.rename({"adx": "trend_adx_14"})
-        .with_columns(**{k: e.over("symbol") for k, e in per_symbol.items()})
-        .with_columns(
-            ret_intraday_1=(c / session_open_px).log(),
-            volu_vwapdist_1=ind._safe_div(c, session_vwap) - 1.0,
-            sess_minsopen_1=minutes,
-            sess_barsclose_1=left.ceil().cast(pl.Int64),
-            sess_dow_1=pl.col("session").dt.weekday().cast(pl.Int64),
-            _slot=pl.int_range(pl.len(), dtype=pl.Int64).over(["symbol", "session"]),
-        )
-        .with_columns(_relvol_base=v.shift(1).rolling_mean(RELVOL_SESSIONS, min_samples=RELVOL_SESSIONS).over(["symbol", "_slot"]))
-        .with_columns(volu_relvol_20=ind._safe_div(v, pl.col("_relvol_base")))
-        .with_columns(_gap=_overnight_gap())
-        .with_columns(ret_overnight_1=pl.col("_gap").forward_fill().over(["symbol", "session"]))
-    )
-
-
-def _overnight_gap() -> pl.Expr:
-    """ln(first open of the session / last close of the previous session), on the session's first bar."""
-    is_first = pl.col("_slot") == 0
-    # rows are in time order per symbol, so the row before a session's first bar is the previous session's last
-    return pl.when(is_first).then((pl.col("open") / pl.col("close").shift(1).over("symbol")).log()).otherwise(None)
+    for stage in [*_stages(o, h, lo, c, v), *_session_stages(o, h, lo, c, v, bar_length)]:
+        df = df.with_columns(**stage)
+    return df.rename({"adx": "trend_adx_14"})
 
 
 def _cross_sectional(df: pl.DataFrame) -> pl.DataFrame:
     t = "event_timestamp"
-
-    def pct_rank(col: str) -> pl.Expr:
-        n = pl.col(col).count().over(t)
-        rank = pl.col(col).rank("average").over(t)
-        return pl.when(n > 1).then((rank - 1.0) / (n - 1.0)).otherwise(None)
-
-    mkt_r1 = pl.col("ret_log_1").mean().over(t)
+    ranked = {"xs_rank_ret_4": "ret_log_4", "xs_rank_ret_26": "ret_log_26", "xs_rank_vol_26": "vol_realized_26"}
+    # each column's count and rank at the same time, once each (the percentile reads the count twice)
     df = df.with_columns(
-        xs_rank_ret_4=pct_rank("ret_log_4"),
-        xs_rank_ret_26=pct_rank("ret_log_26"),
-        xs_rank_vol_26=pct_rank("vol_realized_26"),
+        **{f"_n_{k}": pl.col(c).count().over(t) for k, c in ranked.items()},
+        **{f"_rank_{k}": pl.col(c).rank("average").over(t) for k, c in ranked.items()},
         xs_relmkt_ret_4=pl.col("ret_log_4") - pl.col("ret_log_4").mean().over(t),
         xs_relsector_ret_4=pl.col("ret_log_4") - pl.col("ret_log_4").mean().over([t, "sector"]),
-        _mkt_r1=mkt_r1,
+        _mkt_r1=pl.col("ret_log_1").mean().over(t),
     )
+
+    def pct_rank(k: str) -> pl.Expr:
+        n, rank = pl.col(f"_n_{k}"), pl.col(f"_rank_{k}")
+        return pl.when(n > 1).then((rank - 1.0) / (n - 1.0)).otherwise(None)
+
+    df = df.with_columns(**{k: pct_rank(k) for k in ranked})
     n = 130
     r, m = pl.col("ret_log_1"), pl.col("_mkt_r1")
-    cov = (r * m).rolling_mean(n, min_samples=n) - r.rolling_mean(n, min_samples=n) * m.rolling_mean(n, min_samples=n)
-    var = (m * m).rolling_mean(n, min_samples=n) - m.rolling_mean(n, min_samples=n).pow(2)
-    # still in (symbol, time) order from _per_symbol: window expressions do not reorder rows
-    return df.with_columns(xs_beta_130=ind._safe_div(cov, var).over("symbol"))
+    # still in (symbol, time) order from _per_symbol: window expressions do not reorder rows. The four means
+    # are columns: cov / var reads var twice (the zero check) and the market's mean in both.
+    means = {"_mean_rm": r * m, "_mean_r": r, "_mean_m": m, "_mean_mm": m * m}
+    df = df.with_columns(**{k: e.rolling_mean(n, min_samples=n).over("symbol") for k, e in means.items()})
+    cov = pl.col("_mean_rm") - pl.col("_mean_r") * pl.col("_mean_m")
+    var = pl.col("_mean_mm") - pl.col("_mean_m").pow(2)
+    return df.with_columns(xs_beta_130=ind._safe_div(cov, var))
 
 
 def compute_features(bars: pl.DataFrame, *, bar_length: dt.timedelta, created: dt.datetime | None = None) -> pl.DataFrame:

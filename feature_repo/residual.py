@@ -46,19 +46,22 @@ def residual_features(df: pl.DataFrame) -> pl.DataFrame:
     Needs ``ret_log_1``, ``_mkt_r1``, ``ret_overnight_1``, ``_slot``, ``session``, ``sector``, ``volume``.
     """
     r1, u = pl.col("ret_log_1"), pl.col("_u")
-    df = df.with_columns(_u=r1 - pl.col("_mkt_r1"), _relvolprof=_relative_volume(df))
-    regime = _regime()
+    # shared inputs as columns first: polars evaluates a sub-expression again at every mention
+    df = df.with_columns(
+        _u=r1 - pl.col("_mkt_r1"), _relvolprof=_relative_volume(df),
+        xs_relgap_1=pl.col("ret_overnight_1") - pl.col("ret_overnight_1").mean().over(T),
+        **{k: e.over("symbol") for k, e in _regime_means().items()},
+    )
     abnormal = (pl.col("_relvolprof") - 1.0).clip(0.0, 3.0)
-    gap_rel = pl.col("ret_overnight_1") - pl.col("ret_overnight_1").mean().over(T)
+    gap_rel = pl.col("xs_relgap_1")
     df = df.with_columns(
         xs_resid_1=u,
         xs_residlag1_1=u.shift(1).over("symbol"),
         xs_residlag2_1=u.shift(2).over("symbol"),
         xs_residlag3_1=u.shift(3).over("symbol"),
-        xs_mktregime_26=regime.over("symbol"),
+        xs_mktregime_26=ind._safe_div(pl.col("_regime_short"), pl.col("_regime_long")).sqrt(),
         xs_residvol_1=u * abnormal,
         xs_relvolprof_60=pl.col("_relvolprof"),
-        xs_relgap_1=gap_rel,
         **{f"xs_relgapdecay_{w}": gap_rel * (1.0 - pl.col("_slot") / w).clip(0.0, 1.0) for w in GAP_DECAYS},
     )
     return df.with_columns(
@@ -68,12 +71,14 @@ def residual_features(df: pl.DataFrame) -> pl.DataFrame:
         _sector_previous_session(df), on=["session", "_sector_key"], how="left", maintain_order="left")
 
 
-def _regime() -> pl.Expr:
+def _regime_means() -> dict[str, pl.Expr]:
+    """The market regime's two means of the squared market return (per symbol); the regime is sqrt(short / long)."""
     m2 = pl.col("_mkt_r1").pow(2)
-    short = m2.rolling_mean(REGIME_SHORT, min_samples=REGIME_SHORT)
-    # at least 127 bars (~5 sessions) of market history, so that the 4-bar regime-scaled sum starts with beta's 130
-    long = m2.rolling_mean(REGIME_LONG, min_samples=REGIME_MIN_BARS)
-    return ind._safe_div(short, long).sqrt()
+    return {
+        "_regime_short": m2.rolling_mean(REGIME_SHORT, min_samples=REGIME_SHORT),
+        # at least 127 bars (~5 sessions) of market history, so that the 4-bar regime-scaled sum starts with beta's 130
+        "_regime_long": m2.rolling_mean(REGIME_LONG, min_samples=REGIME_MIN_BARS),
+    }
 
 
 def _relative_volume(df: pl.DataFrame) -> pl.Series:
