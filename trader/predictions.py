@@ -30,8 +30,8 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from trader.domain import Symbol, to_symbol, to_utc
 from trader.errors import DomainError, PredictionError
+from trader.values import Symbol, to_symbol, to_utc
 
 
 class Direction(StrEnum):

@@ -222,3 +222,12 @@ def test_positions_rebuilt_from_fills_match_the_account():
     for f in fills:
         acct = acct.apply_fill(f)
     assert positions_from_fills(list(reversed(fills))) == dict(acct.positions)
+
+
+@pytest.mark.parametrize("name", ["trader.domain", "trader.values", "trader.positions", "trader.orders"])
+def test_the_examples_in_the_domain_module_docstrings_run(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.failed == 0 and result.attempted > 0, name

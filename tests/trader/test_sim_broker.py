@@ -325,3 +325,12 @@ def test_sim_broker_and_reconcile_import_neither_alpaca_nor_duckdb():
             "print(sorted({n.split('.')[0] for n in sys.modules} & {'alpaca', 'duckdb', 'pandas', 'requests'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["trader.brokers.sim", "trader.brokers.sim_config"])
+def test_the_examples_in_the_sim_broker_docstrings_run(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.failed == 0 and result.attempted > 0, name

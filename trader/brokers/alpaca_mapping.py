@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderClass as AlpacaOrderClass
@@ -54,7 +54,9 @@ from trader.domain import (
     to_symbol,
     to_utc,
 )
-from trader.errors import DomainError
+from trader.errors import BrokerError, DomainError
+
+T = TypeVar("T")
 
 #: Alpaca statuses after which the order cannot fill any more (``replaced``: we never replace, so it is a cancel).
 TERMINAL_STATUS: dict[AlpacaStatus, OrderStatus] = {
@@ -285,3 +287,10 @@ def fill_from_trade_update(data: dict[str, Any], *, client_order_id: ClientOrder
                 symbol=to_symbol(str(order["symbol"])), side=Side.BUY if order["side"] == "buy" else Side.SELL,
                 qty=dec(data["qty"], "trade_update.qty"), price=dec(data["price"], "trade_update.price"), fee=ZERO,
                 ts=parse_time(data["timestamp"], "trade_update.timestamp"), venue=venue, account=account)
+
+
+def _typed(kind: type[T], value: object) -> T:
+    """alpaca-py answers ``Model | RawData``; we never ask for raw data, so anything else is a bug worth a clear error."""
+    if not isinstance(value, kind):
+        raise BrokerError(f"alpaca: expected a {kind.__name__} from alpaca-py, got {type(value).__name__}")
+    return value

@@ -100,10 +100,8 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the ledger imports this module at runtime; only the types flow back
-    from trader.compliance.lots import Disposal, TaxLot
+from trader.compliance.tax_lots import Disposal, TaxLot  # the records only: the ledger imports this module, not the reverse
 
 WINDOW = dt.timedelta(days=30)
 

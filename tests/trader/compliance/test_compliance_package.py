@@ -10,6 +10,7 @@ import sys
 import pytest
 
 MODULES = ["trader.compliance", "trader.compliance.fills", "trader.compliance.holding", "trader.compliance.lots",
+           "trader.compliance.tax_lots", "trader.compliance.ledger", "trader.compliance.day_close",
            "trader.compliance.wash_sales", "trader.compliance.reports", "trader.compliance.merkle",
            "trader.compliance.worm", "trader.compliance.audit_check", "trader.compliance.names", "trader.compliance.anchor",
            "trader.compliance.store_check", "trader.audit_hmac"]
