@@ -93,3 +93,12 @@ def test_secrets_refuse_a_placeholder():
 def test_secrets_missing_alpaca_key_names_the_variable_and_the_mode():
     with pytest.raises(TraderConfigError, match="environment: ALPACA_API_KEY: not set; --mode live"):
         Secrets.from_env({}).require_alpaca(Mode.LIVE)
+
+
+def test_the_examples_in_the_config_module_docstrings_run():
+    import doctest
+
+    import trader.config
+
+    result = doctest.testmod(trader.config)
+    assert result.failed == 0 and result.attempted > 0
