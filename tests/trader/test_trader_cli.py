@@ -187,3 +187,11 @@ def test_cli_output_never_shows_secrets(home, monkeypatch):
         outputs = [cli(*args, "--config", cfg).output for args in (["run", "--once"], ["status"], ["positions"], ["orders"])]
     for secret in ("PKSECRETKEY123", "sk-very-secret-456", "tok-789-secret"):
         assert not any(secret in out for out in outputs)
+
+
+def test_python_m_trader_cli_runs_the_trader_command(home):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "trader.cli", "paths"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == cli("paths").output and "sim store:" in out.stdout
