@@ -22,6 +22,7 @@ keeps working): :mod:`trader.cli.trading` (``run``; its venues in :mod:`trader.c
 :mod:`trader.cli.state` (``paths``, ``status``, ``positions``, ``orders``, ``corporate-actions``),
 :mod:`trader.cli.control` (``kill``, ``resume``, ``reconcile``, ``api``), :mod:`trader.cli.reports` (``risk``,
 ``explain``, ``tca``, ``track``); the shared options and the store each mode uses are in :mod:`trader.cli.common`.
+``python -m trader.cli`` is the same as the ``trader`` console script.
 """
 
 from __future__ import annotations
