@@ -279,12 +279,11 @@ def test_runner_run_checkpoints_the_log_and_collects_garbage_between_cycles_not_
     r = runner(store, broker, predictor)
     events: list[str] = []
     monkeypatch.setattr(r, "cycle", lambda tick, cycle=r.cycle: (events.append("cycle"), cycle(tick))[1])
-    if store.wal is not None:
-        monkeypatch.setattr(store.wal, "checkpoint_if_grown", lambda: events.append("checkpoint") or False)
+    assert store.wal is not None  # a SQLite file
+    monkeypatch.setattr(store.wal, "checkpoint_if_grown", lambda: events.append("checkpoint") or False)
     monkeypatch.setattr("trader.runner.collect_if_due", lambda: events.append("gc") or False)
     r.run(replay_ticks(bars)[:3], before_cycle=advance(broker))
-    per_cycle = ["cycle", "checkpoint", "gc"] if store.wal is not None else ["cycle", "gc"]
-    assert events == per_cycle * 3
+    assert events == ["cycle", "checkpoint", "gc"] * 3
 
 
 def test_collect_if_due_collects_only_when_the_oldest_generation_is_nearly_due():
