@@ -312,7 +312,7 @@ class Runner(RunnerCommands):
         answers = answers or VenueAnswers()
         with self.store.transaction(durable=False) as tx:
             # The orders are read again, not taken from _route: sending may have changed them (a bracket entry, trader/exits.py).
-            new_fills = record_events(tx, self.store, answers.events, run_id=self.run_id, notes=answers.notes, ts=tick.ts)
+            new_fills = record_events(tx, answers.events, run_id=self.run_id, notes=answers.notes, ts=tick.ts)
             if value is not None:
                 tx.record_equity(ts=tick.ts, equity=report.equity, cash=report.cash)
             tx.append_audit("cycle", report.to_record() | {"run_id": self.run_id}, ts=tick.ts)
@@ -343,7 +343,7 @@ class Runner(RunnerCommands):
         # Not synced by itself: the cycle's next durable commit (the orders before they leave) syncs
         # it with it (one WAL); nothing is sent on it before that. See the module docstring.
         with self.store.transaction(durable=False) as tx:
-            new_fills = record_events(tx, self.store, events, run_id=self.run_id, notes=notes, ts=ts)
+            new_fills = record_events(tx, events, run_id=self.run_id, notes=notes, ts=ts)
         return self._book(new_fills)
 
     def _book(self, new_fills: Sequence[Fill]) -> int:
