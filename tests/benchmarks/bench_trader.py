@@ -34,6 +34,11 @@ Baselines, measured in the same run: ``size_orders`` alone (the cycle's share th
 risk or routing) and a bare Python loop over the same orders (one attribute read and one
 multiplication per order). Ratios, not seconds, are what to compare across machines.
 
+``--phases`` times each phase of every runner cycle in a second, instrumented loop
+(:mod:`tests.benchmarks.trader_phases`: sync, context reads, predictions, sizing, risk, routing with
+its durable commit, the last commit, the GC's pauses, CPU beside wall time) and prints the slowest
+cycles phase by phase against the medians: what made them slow.
+
 ``--profile N`` prints the runner's N most expensive functions (cProfile on CPU time, cumulative) after
 the table: where the store's share goes (audit encoding, bulk writes, commits, reads).
 
@@ -62,6 +67,7 @@ import numpy as np
 from tests.benchmarks.summary import Verdict
 from tests.benchmarks.summary import report as summary
 from tests.benchmarks.trader_floor import store_floor
+from tests.benchmarks.trader_phases import phase_rows, print_phases
 from trader.brokers.bars import Bar, InMemoryBars
 from trader.brokers.sim import SimBroker, SimConfig
 from trader.config import TraderConfig
@@ -279,6 +285,13 @@ def _runner_loop(runner: Runner, broker: SimBroker, ticks: list[Tick], profiler:
     return cycles, cpu, sent, heads, idle
 
 
+def phased_cycles(symbols: Sequence[str], ticks: list[Tick], bars: list[Bar]) -> tuple[list[dict[str, float]], list[float]]:
+    """The runner loop again, each phase timed (:mod:`tests.benchmarks.trader_phases`); not the timed run."""
+    broker = SimBroker(InMemoryBars(bars), config=SimConfig(initial_cash=CASH, max_participation=None), start=ticks[0].ts)
+    return phase_rows(lambda store: Runner(config=make_config(symbols), store=store, broker=broker, predictor=Batches(symbols),
+                                           run_id="bench", strict=True), ticks, lambda tick: broker.advance_to(tick.ts))
+
+
 def check_nothing_lost(result: dict) -> list[str]:
     broker, sent = result["broker"], result["sent"]
     known = {o.client_order_id: o for o in broker.list_orders(open_only=False)}
@@ -367,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=240, help="cycles timed per loop (a p99 needs a few hundred)")
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the runner's N costliest functions")
+    parser.add_argument("--phases", action="store_true", help="print each phase of the runner's cycle, and its slowest cycles")
     args = parser.parse_args(argv)
     symbols = symbols_for(args.symbols)
     need = max(args.cycles, args.orders // max(1, args.symbols // 3)) + 2
@@ -380,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         profiled = runner_cycles(symbols, ticks[: min(args.cycles, 60)], bars, profile=args.profile)
         print(f"\nRunner.cycle, {len(profiled['cycle'])} cycles under cProfile (CPU time; per cycle = cumtime / cycles):")
         pstats.Stats(profiled["profile"], stream=sys.stdout).sort_stats("cumulative").print_stats(args.profile)
+    if args.phases:
+        print_phases(*phased_cycles(symbols, ticks[: args.cycles], bars))
     flood = core_cycles(symbols, ticks, bars, max_orders=args.orders)
     problems = check_nothing_lost(flood)
     print(f"orders through the SimBroker: {len(flood['sent'])} sent in {len(flood['cycle'])} cycles, "
