@@ -1,7 +1,8 @@
 """The trader store's SQLAlchemy engines: one per URL, with the write-transaction discipline of :mod:`trader.store`.
 
-SQLite: WAL mode (checkpoints left to :mod:`trader.store_wal`), ``synchronous=FULL`` and a write
-transaction that takes the write lock up front (``BEGIN IMMEDIATE``). PostgreSQL: writers queue on
+SQLite: WAL mode (checkpoints left to :mod:`trader.store_wal`), ``synchronous=FULL``, a write
+transaction that takes the write lock up front (``BEGIN IMMEDIATE``) and a pool that hands out the
+connection used last, whose page cache is still warm. PostgreSQL: writers queue on
 one advisory lock. A connection is marked a writer (and durable or not) by the execution options
 :data:`WRITE` and :data:`DURABLE`, which :meth:`trader.store.TraderStore.transaction` sets.
 
