@@ -44,7 +44,7 @@ PAGE_BYTES = 4096
 #: A checkpoint starts once the log holds about this much (SQLite's own default: 1,000 pages).
 CHECKPOINT_BYTES = 1000 * PAGE_BYTES
 #: Between cycles (:meth:`WalCheckpointer.checkpoint_if_grown`) a checkpoint runs once the log holds this much.
-IDLE_BYTES = CHECKPOINT_BYTES // 4
+IDLE_BYTES = CHECKPOINT_BYTES // 2
 #: The store's connections still checkpoint by themselves past this many pages (16× the above).
 BACKSTOP_PAGES = 16_000
 #: A restarted log keeps its file up to this size (``journal_size_limit``), so later commits overwrite its blocks
