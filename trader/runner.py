@@ -57,7 +57,17 @@ from typing import Any
 from trader.brokers.base import Broker
 from trader.config import TraderConfig
 from trader.corporate_actions import CorporateActionBook, split_shares
-from trader.cycle import CycleObserver, CycleReport, Tick, last_closes, live_ticks, replay_ticks, session_start, steady_heap
+from trader.cycle import (
+    CycleObserver,
+    CycleReport,
+    Tick,
+    collect_if_due,
+    last_closes,
+    live_ticks,
+    replay_ticks,
+    session_start,
+    steady_heap,
+)
 from trader.domain import ZERO, Account, Fill, OrderEvent, Position, Symbol, TradingState
 from trader.errors import DomainError, PredictionError, TraderError
 from trader.execution import ExecutionDesk
@@ -147,7 +157,8 @@ class Runner(RunnerCommands):
             on_report: Callable[[CycleReport], object] | None = None, limit: int | None = None) -> list[CycleReport]:
         """One cycle per tick, at most ``limit``; ticks at or before the last recorded cycle are skipped (a restart resumes).
 
-        ``before_cycle`` runs first for each tick (a simulator advances its clock there).
+        ``before_cycle`` runs first for each tick (a simulator advances its clock there); after each cycle
+        (and ``on_report``) :meth:`idle` does the upkeep that would otherwise land inside a later cycle.
         """
         self.start()
         reports: list[CycleReport] = []
@@ -162,7 +173,16 @@ class Runner(RunnerCommands):
                 reports.append(self.cycle(tick))
                 if on_report is not None:
                     on_report(reports[-1])
+                self.idle()
         return reports
+
+    def idle(self) -> None:
+        """Upkeep between cycles, in the wait for the next bar: a WAL checkpoint once the log has grown
+        (:meth:`~trader.store_wal.WalCheckpointer.checkpoint_if_grown`) and the garbage collector's full
+        collection once it is nearly due (:func:`~trader.cycle.collect_if_due`), so that neither runs inside a cycle."""
+        if self.store.wal is not None:
+            self.store.wal.checkpoint_if_grown()
+        collect_if_due()
 
     def cycle(self, tick: Tick) -> CycleReport:
         """One decision cycle at ``tick`` (see the module docstring), then each observer is told about it."""
@@ -292,7 +312,7 @@ class Runner(RunnerCommands):
         answers = answers or VenueAnswers()
         with self.store.transaction(durable=False) as tx:
             # The orders are read again, not taken from _route: sending may have changed them (a bracket entry, trader/exits.py).
-            new_fills = record_events(tx, self.store, answers.events, run_id=self.run_id, notes=answers.notes, ts=tick.ts)
+            new_fills = record_events(tx, answers.events, run_id=self.run_id, notes=answers.notes, ts=tick.ts)
             if value is not None:
                 tx.record_equity(ts=tick.ts, equity=report.equity, cash=report.cash)
             tx.append_audit("cycle", report.to_record() | {"run_id": self.run_id}, ts=tick.ts)
@@ -323,7 +343,7 @@ class Runner(RunnerCommands):
         # Not synced by itself: the cycle's next durable commit (the orders before they leave) syncs
         # it with it (one WAL); nothing is sent on it before that. See the module docstring.
         with self.store.transaction(durable=False) as tx:
-            new_fills = record_events(tx, self.store, events, run_id=self.run_id, notes=notes, ts=ts)
+            new_fills = record_events(tx, events, run_id=self.run_id, notes=notes, ts=ts)
         return self._book(new_fills)
 
     def _book(self, new_fills: Sequence[Fill]) -> int:

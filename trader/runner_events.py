@@ -15,26 +15,26 @@ from typing import Any
 
 from trader.domain import Fill, Order, OrderEvent, OrderFilled
 from trader.errors import IllegalTransitionError
-from trader.store import StoreTx, TraderStore
+from trader.store import StoreTx
 
 _EVENT_KINDS = {"OrderAccepted": "order_accepted", "OrderFilled": "fill", "OrderRejected": "order_rejected",
                 "OrderCanceled": "order_canceled", "OrderExpired": "order_expired"}
 
 
-def record_events(tx: StoreTx, store: TraderStore, events: Sequence[OrderEvent], *, run_id: str,
+def record_events(tx: StoreTx, events: Sequence[OrderEvent], *, run_id: str,
                   notes: Sequence[tuple[str, dict[str, Any]]] = (), ts: dt.datetime | None = None) -> list[Fill]:
     """Write events (order states, fills, audit records) and ``notes`` in ``tx``; returns the new fills."""
     if not events:
         known: dict[str, Order | None] = {}
     else:  # this batch's view of the orders (the store does not see its own pending writes); one read
-        # for the working orders, where nearly every event belongs
-        known = {o.client_order_id: o for o in store.working_orders()}
+        # for the working orders, where nearly every event belongs, on the transaction's own connection
+        known = {o.client_order_id: o for o in tx.working_orders()}
     tx.expect_fills(e.fill.fill_id for e in events if isinstance(e, OrderFilled))
     new_fills = []
     for event in events:
         cid = event.client_order_id
         if cid not in known:
-            known[cid] = store.get_order(cid)
+            known[cid] = tx.get_order(cid)
         payload: dict[str, Any] = {"client_order_id": cid, "event": type(event).__name__, "run_id": run_id}
         if isinstance(event, OrderFilled):
             if not tx.record_fill(event.fill):

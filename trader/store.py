@@ -74,7 +74,7 @@ from trader.store_schema import (
     positions,
     risk_state,
 )
-from trader.store_tx import LAST_PEAK, StoreTx, TradingStateRecord
+from trader.store_tx import LAST_PEAK, WORKING_ORDERS, StoreTx, TradingStateRecord
 from trader.store_wal import WalCheckpointer
 
 # What other modules import from here, wherever it is defined.
@@ -82,7 +82,6 @@ __all__ = ["StoreTx", "TraderStore", "TradingStateRecord", "default_store_url", 
 
 _LATEST_STATE = sa.select(risk_state).order_by(risk_state.c.id.desc()).limit(1)
 _ORDERS_IN_TIME = sa.select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
-_WORKING_ORDERS = _ORDERS_IN_TIME.where(orders.c.status.in_([s.value for s in OrderStatus if not s.is_terminal]))
 _SINCE = sa.bindparam("b_since", type_=orders.c.created_at.type)
 _IDS_SINCE = sa.select(orders.c.client_order_id, orders.c.created_at).where(orders.c.created_at >= _SINCE)
 _TIMES_SINCE = sa.select(orders.c.created_at).where(orders.c.created_at >= _SINCE).order_by(orders.c.created_at)
@@ -288,7 +287,7 @@ class TraderStore:
         """Orders not in a terminal status, by creation time (on SQLite from memory while no writer moved them)."""
         with self._read() as conn:
             def load() -> list[Order]:
-                return [Order.from_stored(row._mapping) for row in conn.execute(_WORKING_ORDERS)]
+                return [Order.from_stored(row._mapping) for row in conn.execute(WORKING_ORDERS)]
 
             return load() if self._book is None else self._book.working_orders(conn.connection.dbapi_connection, load)
 

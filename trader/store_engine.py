@@ -1,7 +1,8 @@
 """The trader store's SQLAlchemy engines: one per URL, with the write-transaction discipline of :mod:`trader.store`.
 
-SQLite: WAL mode (checkpoints left to :mod:`trader.store_wal`), ``synchronous=FULL`` and a write
-transaction that takes the write lock up front (``BEGIN IMMEDIATE``). PostgreSQL: writers queue on
+SQLite: WAL mode (checkpoints left to :mod:`trader.store_wal`), ``synchronous=FULL``, a write
+transaction that takes the write lock up front (``BEGIN IMMEDIATE``) and a pool that hands out the
+connection used last, whose page cache is still warm. PostgreSQL: writers queue on
 one advisory lock. A connection is marked a writer (and durable or not) by the execution options
 :data:`WRITE` and :data:`DURABLE`, which :meth:`trader.store.TraderStore.transaction` sets.
 
@@ -63,7 +64,10 @@ def make_engine(url: str) -> Engine:
     memory = parsed.database in (None, "", ":memory:")
     if not memory:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, poolclass=StaticPool if memory else None, connect_args={"check_same_thread": False})
+    # A file: the connection used last goes out first (LIFO). A connection that finds the file written by another
+    # drops its page cache, so two alternating (FIFO) made every write transaction start from a cold cache.
+    pool: dict[str, Any] = {"poolclass": StaticPool} if memory else {"pool_use_lifo": True}
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **pool)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from trader.audit import GENESIS, AuditRecord
 from trader.audit_hmac import record_hmac
-from trader.domain import Fill, Order, Position, Symbol, TradingState, to_utc
+from trader.domain import Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
 from trader.store_bulk import write_rows
 from trader.store_cache import BookCache, change_count
@@ -48,6 +48,10 @@ _KNOWN_ORDERS = sa.select(orders.c.client_order_id).where(orders.c.client_order_
 _KNOWN_POSITIONS = sa.select(positions.c.symbol).where(positions.c.symbol.in_(sa.bindparam("b_ids", expanding=True)))
 _UPDATE_ORDER = sa.update(orders).where(orders.c.client_order_id == sa.bindparam("b_key"))
 _UPDATE_POSITION = sa.update(positions).where(positions.c.symbol == sa.bindparam("b_key"))
+_ORDERS_IN_TIME = sa.select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
+#: Orders not in a terminal status, by creation time (also :meth:`trader.store.TraderStore.working_orders`).
+WORKING_ORDERS = _ORDERS_IN_TIME.where(orders.c.status.in_([s.value for s in OrderStatus if not s.is_terminal]))
+_ORDER_BY_ID = sa.select(orders).where(orders.c.client_order_id == sa.bindparam("b_cid"))
 #: The last high-water mark (also :meth:`trader.store.TraderStore.peak_equity`).
 LAST_PEAK = sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)
 
@@ -107,6 +111,22 @@ class StoreTx:
         """Insert or update the order (keyed by ``client_order_id``)."""
         self._orders[order.client_order_id] = order.to_record()
         self._book_orders[order.client_order_id] = order
+
+    def working_orders(self) -> list[Order]:
+        """The stored working orders by creation time, read on this transaction's connection (its own writes are not
+        in the table before :meth:`flush`): from the store's in-memory book while it is valid (:mod:`trader.store_cache`).
+
+        The same connection as the writes: a second one, checked out for a read in the middle of a write, would
+        alternate with this one, and a connection finding the file written by another drops its page cache."""
+        def load() -> list[Order]:
+            return [Order.from_stored(row._mapping) for row in self._conn.execute(WORKING_ORDERS)]
+
+        return load() if self._book is None else self._book.working_orders(self._conn.connection.dbapi_connection, load)
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        """The stored order (as committed, on this transaction's connection), or ``None``."""
+        row = self._conn.execute(_ORDER_BY_ID, {"b_cid": client_order_id}).first()
+        return Order(**row._asdict()) if row else None
 
     def expect_fills(self, fill_ids: Iterable[str]) -> None:
         """Look these fill ids up in one query, so that :meth:`record_fill` of a new one needs none (a batch of events)."""

@@ -270,3 +270,31 @@ def test_runner_when_halted_keeps_orders_that_only_reduce_the_book_working(store
     advance(broker)(ticks[5])
     r.cycle(ticks[5])
     assert set(broker.cancels) == {o.client_order_id for o in working} - reducing
+
+
+def test_runner_run_checkpoints_the_log_and_collects_garbage_between_cycles_not_inside_them(store, monkeypatch):
+    """Runner.run calls idle() after every cycle: the WAL checkpoint and a due full collection happen there."""
+    bars = make_bars()
+    broker, predictor = FakeBroker(bars=bars), FakePredictor()
+    r = runner(store, broker, predictor)
+    events: list[str] = []
+    monkeypatch.setattr(r, "cycle", lambda tick, cycle=r.cycle: (events.append("cycle"), cycle(tick))[1])
+    assert store.wal is not None  # a SQLite file
+    monkeypatch.setattr(store.wal, "checkpoint_if_grown", lambda: events.append("checkpoint") or False)
+    monkeypatch.setattr("trader.runner.collect_if_due", lambda: events.append("gc") or False)
+    r.run(replay_ticks(bars)[:3], before_cycle=advance(broker))
+    assert events == ["cycle", "checkpoint", "gc"] * 3
+
+
+def test_collect_if_due_collects_only_when_the_oldest_generation_is_nearly_due():
+    from trader.cycle import collect_if_due
+
+    threshold = gc.get_threshold()
+    try:
+        gc.collect()
+        gc.set_threshold(threshold[0], threshold[1], 1_000)
+        assert not collect_if_due()  # count 0 of 1,000
+        gc.set_threshold(threshold[0], threshold[1], 1)  # the next young collection would make it due
+        assert collect_if_due() and gc.get_count()[2] == 0
+    finally:
+        gc.set_threshold(*threshold)

@@ -132,3 +132,30 @@ def test_recent_order_ids_follow_the_stores_writes_and_another_processs(store_ur
         assert runner.client_order_ids(since=NOW - timedelta(days=3)) == {"al-old", "al-1", "al-2", "al-3"}  # older again: read
         with TraderStore(store_url) as fresh:
             assert fresh.client_order_ids(since=NOW) == runner.client_order_ids(since=NOW)
+
+
+def test_a_write_transaction_reads_the_committed_working_orders_on_its_own_connection(store_url):
+    """StoreTx.working_orders / get_order: what is committed, not the transaction's pending writes, without a second
+    connection (the run loop's event batches read them so)."""
+    with TraderStore(store_url) as store:
+        first = order("AAA", cid="al-1")
+        store.save_order(first)
+        with store.transaction() as tx:
+            tx.save_order(order("BBB", cid="al-2"))
+            assert [o.client_order_id for o in tx.working_orders()] == ["al-1"]
+            assert tx.get_order("al-1") == first and tx.get_order("al-2") is None
+        assert [o.client_order_id for o in book(store)[0]] == ["al-1", "al-2"]
+
+
+def test_sqlite_store_transactions_reuse_the_connection_used_last(tmp_path):
+    """Two pooled connections handed out in turn each found the file written by the other and dropped their page
+    cache: every write transaction started cold. The pool gives out the one used last."""
+    with TraderStore(f"sqlite:///{tmp_path / 'trader.db'}") as store:
+        with store.transaction() as tx:
+            store.list_orders()  # a read while a write is open: a second connection joins the pool
+        used = []
+        for i in range(4):
+            with store.transaction() as tx:
+                tx.save_order(order("AAA", cid=f"al-{i}"))
+                used.append(tx._conn.connection.dbapi_connection)
+        assert len({id(c) for c in used}) == 1

@@ -101,3 +101,17 @@ def test_the_checkpointer_counts_the_frames_left_to_copy_not_the_size_of_a_kept_
     wal.wait(10)
     assert wal.checkpoints == 1
     conn.close()
+
+
+def test_an_idle_checkpoint_runs_in_the_caller_once_the_log_holds_its_minimum_and_not_before(tmp_path):
+    """Between cycles the run loop checkpoints itself (checkpoint_if_grown): below the minimum nothing runs."""
+    db = tmp_path / "t.db"
+    conn = _wal_db(db)
+    wal = WalCheckpointer(db)
+    conn.execute("INSERT INTO t (v) VALUES (?)", (b"x",))
+    assert not wal.checkpoint_if_grown(min_bytes=64 * 1024) and wal.checkpoints == 0
+    conn.executemany("INSERT INTO t (v) VALUES (?)", [(b"x" * 1000,) for _ in range(200)])
+    assert wal.checkpoint_if_grown(min_bytes=64 * 1024)
+    assert wal.checkpoints == 1 and wal.pending_bytes() == 0  # done when it returns, no thread left behind
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 201
+    conn.close()
