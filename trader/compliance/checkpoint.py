@@ -100,12 +100,15 @@ class _Table:
         init_fields = tuple(f.name for f in fields(cls) if f.init)
         if names != init_fields:  # positional construction below relies on it
             raise TypeError(f"{cls.__name__}: checkpoint columns {names} do not match its fields {init_fields}")
-        self.cls, self.names, self._get = cls, names, attrgetter(*names)
+        self.cls, self.names = cls, names
         self._out = [(i, ISO_DATE.__getitem__ if n in _DATES else str) for i, n in enumerate(names) if n in _DATES | _DECIMALS]
         self._in = [(i, FROM_ISO_DATE.__getitem__ if n in _DATES else Decimal) for i, n in enumerate(names) if n in _DATES | _DECIMALS]
 
     def dump(self, objects: Iterable[Any]) -> dict[str, Any]:
-        columns = list(zip(*map(self._get, objects), strict=True)) or [()] * len(self.names)
+        # Each column read (and converted) straight off the objects, then zipped into rows once:
+        # no per-object tuple of every field, no transposition of tens of thousands of them.
+        objects = objects if isinstance(objects, list | tuple) else list(objects)
+        columns = [map(attrgetter(name), objects) for name in self.names]
         for i, convert in self._out:
             columns[i] = map(convert, columns[i])
         return {"columns": list(self.names), "rows": list(map(list, zip(*columns, strict=True)))}

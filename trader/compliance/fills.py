@@ -162,11 +162,14 @@ def load_fills(rows: Iterable[Mapping[str, Any] | ComplianceFill]) -> list[Compl
     """
     fills: list[ComplianceFill] = []
     seen: set[str] = set()
+    profile = active_profile()  # once, not once per fill (a day is 10^4 fills): every trade date is asked for
     for row in rows:
         fill = row if isinstance(row, ComplianceFill) else ComplianceFill.from_row(row)
         if fill.fill_id in seen:
             raise FillError(fill.fill_id, "fill_id", "duplicate")
         seen.add(fill.fill_id)
+        if "trade_date" not in fill.__dict__:  # what the cached property would store on first use
+            fill.__dict__["trade_date"] = profile.trading_day(fill.ts)
         fills.append(fill)
     return sorted(fills, key=lambda f: (f.ts, f.fill_id))
 

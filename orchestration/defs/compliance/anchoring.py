@@ -156,6 +156,7 @@ def _missing(paths: CompliancePaths, where: str, exists: bool, anchored: set[dt.
 
 def signature_problems(paths: CompliancePaths, *, required_from: int | None = None) -> tuple[str, list[str]]:
     """The HMAC check of the store's audit records (:mod:`trader.audit_hmac`): its summary line and problems."""
+    from orchestration.defs.compliance import sources
     from trader.audit_hmac import audit_key, check_signatures
     from trader.store import TraderStore
 
@@ -164,8 +165,8 @@ def signature_problems(paths: CompliancePaths, *, required_from: int | None = No
     except ValueError as err:
         return "audit HMAC: not checked", [str(err)]
     with TraderStore(paths.store_url) as store:
-        check = check_signatures(((seq, digest) for seq, _, _, _, _, digest in store.audit_rows()), store.audit_hmacs(),
-                                 key=key, required_from=required_from)
+        check = check_signatures(sources.read_audit_hashes(paths.store_url), store.audit_hmacs(), key=key,
+                                 required_from=required_from)
     return check.summary(), [f"audit HMAC: {p}" for p in check.problems]
 
 

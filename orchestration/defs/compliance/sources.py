@@ -29,6 +29,7 @@ from trader.compliance import ComplianceError, ComplianceFill, load_fills
 from trader.compliance.audit_check import StoredRecord
 from trader.compliance.corporate_actions import LedgerAction
 from trader.store import TraderStore
+from trader.store_schema import audit as audit_table
 from trader.store_schema import corporate_actions as actions_table
 from trader.store_schema import fills as fills_table
 
@@ -135,6 +136,24 @@ def read_audit_rows(url: str) -> Iterator[StoredRecord]:
     _require_store(url)
     with TraderStore(url) as store:
         yield from store.audit_rows()
+
+
+def read_audit_hashes(url: str, *, chunk: int = 20_000) -> Iterator[tuple[int, str]]:
+    """``(seq, hash)`` of the whole audit chain, oldest first, read in chunks: what the HMAC check needs.
+
+    Two columns, not the stored rows of :func:`read_audit_rows`: the EOD run has already
+    hashed every payload once, and leaving them out of a second pass halves its cost.
+    """
+    query = sa.select(audit_table.c.seq, audit_table.c.hash).order_by(audit_table.c.seq)
+    with _connection(url) as conn:
+        # Two plain columns: the driver's own cursor, without a result object around every row.
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(str(query.compile(dialect=conn.dialect)))
+            while batch := cursor.fetchmany(chunk):
+                yield from batch
+        finally:
+            cursor.close()
 
 
 def closing_marks(location: str, day: dt.date) -> dict[str, Decimal]:
