@@ -138,6 +138,12 @@ def read_audit_rows(url: str) -> Iterator[StoredRecord]:
         yield from store.audit_rows()
 
 
+def count_audit_records(url: str) -> int:
+    """How many records the audit chain has."""
+    with _connection(url) as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(audit_table)).scalar_one())
+
+
 def read_audit_hashes(url: str, *, chunk: int = 20_000) -> Iterator[tuple[int, str]]:
     """``(seq, hash)`` of the whole audit chain, oldest first, read in chunks: what the HMAC check needs.
 
