@@ -28,6 +28,7 @@ from trader.audit import AuditRecord
 from trader.compliance import ComplianceError, ComplianceFill, load_fills
 from trader.compliance.audit_check import StoredRecord
 from trader.compliance.corporate_actions import LedgerAction
+from trader.compliance.fills import COLUMNS as FILL_COLUMNS
 from trader.store import TraderStore
 from trader.store_schema import audit as audit_table
 from trader.store_schema import corporate_actions as actions_table
@@ -103,11 +104,15 @@ def read_fills(url: str, *, through: dt.date, after: dt.date | None = None) -> l
     Raises:
         FillError: a stored fill breaks the compliance rules (the message names the fill and field).
     """
-    query = sa.select(fills_table).where(fills_table.c.ts < day_start(through + dt.timedelta(days=1)))
+    # The columns as the stored text (type_coerce: no Decimal or datetime made here only to be
+    # checked and converted again): ComplianceFill parses text exactly as the store's types do.
+    text = [sa.type_coerce(fills_table.c[name], sa.String).label(name) for name in FILL_COLUMNS]
+    query = sa.select(*text).where(fills_table.c.ts < day_start(through + dt.timedelta(days=1)))
     if after is not None:
         query = query.where(fills_table.c.ts >= day_start(after + dt.timedelta(days=1)))
     with _connection(url) as conn:
-        rows = [row._asdict() for row in conn.execute(query.order_by(fills_table.c.ts, fills_table.c.fill_id))]
+        rows = [dict(zip(FILL_COLUMNS, row, strict=True))
+                for row in conn.execute(query.order_by(fills_table.c.ts, fills_table.c.fill_id)).tuples()]
     return load_fills(rows)
 
 
