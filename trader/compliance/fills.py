@@ -143,9 +143,14 @@ class ComplianceFill:
 
     def to_row(self) -> dict[str, str]:
         """The fill as strings, exactly (Decimals as written, ``ts`` as ISO 8601 UTC)."""
+        return dict(zip(COLUMNS, self.texts, strict=True))
+
+    @cached_property  # the checkpoint and fills.csv both print the day's fills; the fill is immutable
+    def texts(self) -> tuple[str, ...]:
+        """The values of :meth:`to_row`, in :data:`COLUMNS` order."""
         values = list(map(str, _values(self)))  # COLUMNS are the fields, in order
         values[_TS] = self.ts.isoformat()
-        return dict(zip(COLUMNS, values, strict=True))
+        return tuple(values)
 
 
 _values, _TS = attrgetter(*COLUMNS), COLUMNS.index("ts")

@@ -221,7 +221,7 @@ def fills_csv(fills: Iterable[ComplianceFill]) -> bytes:
     """The day's fills as CSV with the §3.5 columns, exactly as stored (deterministic bytes)."""
     lines = [",".join(FILL_COLUMNS)]
     for fill in fills:
-        values = fill.to_row().values()  # in FILL_COLUMNS order
+        values = fill.texts  # in FILL_COLUMNS order
         line = ",".join(values)
         if '"' in line or "\n" in line or line.count(",") != len(FILL_COLUMNS) - 1:  # a field needs quoting
             line = ",".join(map(_csv_field, values))
