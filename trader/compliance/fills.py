@@ -143,9 +143,14 @@ class ComplianceFill:
 
     def to_row(self) -> dict[str, str]:
         """The fill as strings, exactly (Decimals as written, ``ts`` as ISO 8601 UTC)."""
+        return dict(zip(COLUMNS, self.texts, strict=True))
+
+    @cached_property  # the checkpoint and fills.csv both print the day's fills; the fill is immutable
+    def texts(self) -> tuple[str, ...]:
+        """The values of :meth:`to_row`, in :data:`COLUMNS` order."""
         values = list(map(str, _values(self)))  # COLUMNS are the fields, in order
         values[_TS] = self.ts.isoformat()
-        return dict(zip(COLUMNS, values, strict=True))
+        return tuple(values)
 
 
 _values, _TS = attrgetter(*COLUMNS), COLUMNS.index("ts")
@@ -162,11 +167,14 @@ def load_fills(rows: Iterable[Mapping[str, Any] | ComplianceFill]) -> list[Compl
     """
     fills: list[ComplianceFill] = []
     seen: set[str] = set()
+    profile = active_profile()  # once, not once per fill (a day is 10^4 fills): every trade date is asked for
     for row in rows:
         fill = row if isinstance(row, ComplianceFill) else ComplianceFill.from_row(row)
         if fill.fill_id in seen:
             raise FillError(fill.fill_id, "fill_id", "duplicate")
         seen.add(fill.fill_id)
+        if "trade_date" not in fill.__dict__:  # what the cached property would store on first use
+            fill.__dict__["trade_date"] = profile.trading_day(fill.ts)
         fills.append(fill)
     return sorted(fills, key=lambda f: (f.ts, f.fill_id))
 

@@ -309,12 +309,14 @@ def _realized(disposals: Iterable[Disposal], day: dt.date, pending: set[int]) ->
     columns = ("disposal_id", "account", "symbol", "direction", "lot_id", "fill_id", "qty", "date_opened",
                "date_acquired", "holding_period_start", "date_sold", "term", "proceeds", "cost_basis",
                "disallowed_loss", "gain_loss", "wash_sale", "wash_window_open")
+    cents, iso, qty = _cents(), ISO_DATE, Memo(_qty)  # as in _tax_lot_values: thousands of disposals a day
     rows = [{
         "disposal_id": d.disposal_id, "account": d.account, "symbol": d.symbol, "direction": d.direction,
-        "lot_id": d.lot_id, "fill_id": d.fill_id, "qty": _qty(d.qty), "date_opened": d.opened.isoformat(),
-        "date_acquired": d.acquired.isoformat(), "holding_period_start": d.holding_start.isoformat(),
-        "date_sold": d.sold.isoformat(), "term": d.term, "proceeds": str(money(d.proceeds)),
-        "cost_basis": str(money(d.basis)), "disallowed_loss": str(money(d.disallowed)), "gain_loss": str(money(d.gain)),
+        "lot_id": d.lot_id, "fill_id": d.fill_id, "qty": qty[d.qty], "date_opened": iso[d.opened],
+        "date_acquired": iso[d.acquired], "holding_period_start": iso[d.holding_start],
+        "date_sold": iso[d.sold], "term": d.term, "proceeds": str(cents(d.proceeds, CENT)),
+        "cost_basis": str(cents(d.basis, CENT)), "disallowed_loss": str(cents(d.disallowed, CENT)),
+        "gain_loss": str(cents(d.gain, CENT)),
         "wash_sale": "W" if d.disallowed > 0 else "",
         # A loss sold in the last 30 days can still turn into a wash sale when shares are bought.
         "wash_window_open": "true" if id(d) in pending else "false",

@@ -180,7 +180,9 @@ class WashSaleBook:
             return
         # One candidate list per sale, not per block: a sale can close hundreds of fragmented blocks.
         sold = losses[0].sold
-        pool = [lot for lot in held(losses[0].symbol, sold - WINDOW, losses[0].direction) if lot.replacement_for is None and in_window(sold, lot.acquired)]
+        first, last = sold - WINDOW, sold + WINDOW  # in_window(sold, acquired), compared directly: thousands of lots a sale
+        pool = [lot for lot in held(losses[0].symbol, first, losses[0].direction)
+                if lot.replacement_for is None and first <= lot.acquired <= last]
         start = 0
         for piece in losses:
             for lot in pool[start:]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 
 import sqlalchemy as sa
 
@@ -156,6 +157,7 @@ def _missing(paths: CompliancePaths, where: str, exists: bool, anchored: set[dt.
 
 def signature_problems(paths: CompliancePaths, *, required_from: int | None = None) -> tuple[str, list[str]]:
     """The HMAC check of the store's audit records (:mod:`trader.audit_hmac`): its summary line and problems."""
+    from orchestration.defs.compliance import sources
     from trader.audit_hmac import audit_key, check_signatures
     from trader.store import TraderStore
 
@@ -164,8 +166,15 @@ def signature_problems(paths: CompliancePaths, *, required_from: int | None = No
     except ValueError as err:
         return "audit HMAC: not checked", [str(err)]
     with TraderStore(paths.store_url) as store:
-        check = check_signatures(((seq, digest) for seq, _, _, _, _, digest in store.audit_rows()), store.audit_hmacs(),
-                                 key=key, required_from=required_from)
+        macs = store.audit_hmacs()
+        first = next(macs, None)
+        if first is None:  # nothing signed: record by record, the check would only count them as unsigned
+            macs.close()
+            check = check_signatures((), (), key=key, required_from=required_from)
+            check.records = check.unsigned = sources.count_audit_records(paths.store_url)
+        else:
+            check = check_signatures(sources.read_audit_hashes(paths.store_url), chain([first], macs), key=key,
+                                     required_from=required_from)
     return check.summary(), [f"audit HMAC: {p}" for p in check.problems]
 
 

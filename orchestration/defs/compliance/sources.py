@@ -28,7 +28,9 @@ from trader.audit import AuditRecord
 from trader.compliance import ComplianceError, ComplianceFill, load_fills
 from trader.compliance.audit_check import StoredRecord
 from trader.compliance.corporate_actions import LedgerAction
+from trader.compliance.fills import COLUMNS as FILL_COLUMNS
 from trader.store import TraderStore
+from trader.store_schema import audit as audit_table
 from trader.store_schema import corporate_actions as actions_table
 from trader.store_schema import fills as fills_table
 
@@ -102,11 +104,15 @@ def read_fills(url: str, *, through: dt.date, after: dt.date | None = None) -> l
     Raises:
         FillError: a stored fill breaks the compliance rules (the message names the fill and field).
     """
-    query = sa.select(fills_table).where(fills_table.c.ts < day_start(through + dt.timedelta(days=1)))
+    # The columns as the stored text (type_coerce: no Decimal or datetime made here only to be
+    # checked and converted again): ComplianceFill parses text exactly as the store's types do.
+    text = [sa.type_coerce(fills_table.c[name], sa.String).label(name) for name in FILL_COLUMNS]
+    query = sa.select(*text).where(fills_table.c.ts < day_start(through + dt.timedelta(days=1)))
     if after is not None:
         query = query.where(fills_table.c.ts >= day_start(after + dt.timedelta(days=1)))
     with _connection(url) as conn:
-        rows = [row._asdict() for row in conn.execute(query.order_by(fills_table.c.ts, fills_table.c.fill_id))]
+        rows = [dict(zip(FILL_COLUMNS, row, strict=True))
+                for row in conn.execute(query.order_by(fills_table.c.ts, fills_table.c.fill_id)).tuples()]
     return load_fills(rows)
 
 
@@ -135,6 +141,30 @@ def read_audit_rows(url: str) -> Iterator[StoredRecord]:
     _require_store(url)
     with TraderStore(url) as store:
         yield from store.audit_rows()
+
+
+def count_audit_records(url: str) -> int:
+    """How many records the audit chain has."""
+    with _connection(url) as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(audit_table)).scalar_one())
+
+
+def read_audit_hashes(url: str, *, chunk: int = 20_000) -> Iterator[tuple[int, str]]:
+    """``(seq, hash)`` of the whole audit chain, oldest first, read in chunks: what the HMAC check needs.
+
+    Two columns, not the stored rows of :func:`read_audit_rows`: the EOD run has already
+    hashed every payload once, and leaving them out of a second pass halves its cost.
+    """
+    query = sa.select(audit_table.c.seq, audit_table.c.hash).order_by(audit_table.c.seq)
+    with _connection(url) as conn:
+        # Two plain columns: the driver's own cursor, without a result object around every row.
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(str(query.compile(dialect=conn.dialect)))
+            while batch := cursor.fetchmany(chunk):
+                yield from batch
+        finally:
+            cursor.close()
 
 
 def closing_marks(location: str, day: dt.date) -> dict[str, Decimal]:
