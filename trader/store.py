@@ -58,8 +58,8 @@ from trader.audit import GENESIS, AuditRecord, ChainVerification, canonical, ver
 from trader.audit_hmac import audit_key
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import StoreError
-from trader.store_cache import KILL_SWITCH, BookCache, change_count, change_counts_ddl
-from trader.store_engine import DURABLE, WRITE, default_store_url, make_engine, sqlite_file
+from trader.store_cache import BOOK, COUNT_SQL, KILL_SWITCH, BookCache, change_count, change_counts_ddl
+from trader.store_engine import DURABLE, SNAPSHOT, WRITE, default_store_url, make_engine, sqlite_file
 from trader.store_schema import (
     add_missing_order_columns,
     append_only_ddl,
@@ -183,7 +183,7 @@ class TraderStore:
         try:
             with self._engine.connect() as conn:
                 if conn.dialect.name == "postgresql":  # one view for every statement of the block, as on SQLite
-                    conn.execution_options(isolation_level="REPEATABLE READ")
+                    conn.execution_options(**{SNAPSHOT: COUNT_SQL[BOOK] if self._book is not None else True})
                 with conn.begin():
                     self._reading.conn = conn
                     try:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,7 +64,20 @@ def change_counts_ddl(dialect: str) -> tuple[str, ...]:
     return {"sqlite": CHANGE_COUNTS_DDL, "postgresql": CHANGE_COUNTS_DDL_POSTGRES}.get(dialect, ())
 
 
-_COUNT = {counter: f"SELECT n FROM change_counts WHERE id = {counter}" for counter in _COUNTED}
+#: The statement that reads a counter.
+COUNT_SQL = {counter: f"SELECT n FROM change_counts WHERE id = {counter}" for counter in _COUNTED}
+
+
+_SNAPSHOT_VALUES: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def snapshot_values(dbapi_conn: Any) -> dict[str, Any]:
+    """Values a PostgreSQL read transaction read with its BEGIN (:data:`trader.store_engine.SNAPSHOT`), by query; the
+    engine empties it when the transaction ends. At REPEATABLE READ a query that only reads answers the same until then."""
+    values = _SNAPSHOT_VALUES.get(dbapi_conn)
+    if values is None:
+        values = _SNAPSHOT_VALUES[dbapi_conn] = {}
+    return values
 
 
 def change_count(dbapi_conn: Any, counter: int = BOOK, *, lock: bool = False) -> int:
@@ -73,7 +87,9 @@ def change_count(dbapi_conn: Any, counter: int = BOOK, *, lock: bool = False) ->
     ``lock`` (PostgreSQL, a write transaction): ``FOR UPDATE``, so that until the commit no other writer — not even one
     past the store's advisory lock, whose trigger must bump this row — can move the count between this read and the next.
     """
-    return dbapi_conn.execute(_COUNT[counter] + (" FOR UPDATE" if lock else "")).fetchone()[0]
+    if not lock and (values := _SNAPSHOT_VALUES.get(dbapi_conn)) and COUNT_SQL[counter] in values:
+        return values[COUNT_SQL[counter]]  # read with this (PostgreSQL, REPEATABLE READ) read transaction's BEGIN
+    return dbapi_conn.execute(COUNT_SQL[counter] + (" FOR UPDATE" if lock else "")).fetchone()[0]
 
 
 def _order_key(order: Order) -> tuple[Any, str]:

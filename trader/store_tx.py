@@ -22,8 +22,8 @@ from trader.audit import GENESIS, AuditRecord
 from trader.audit_hmac import record_hmac
 from trader.domain import Fill, Order, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
-from trader.store_bulk import write_rows
-from trader.store_cache import BookCache, change_count
+from trader.store_bulk import Write, failed_table, pipelined, write_pipelined, write_rows
+from trader.store_cache import BOOK, COUNT_SQL, BookCache, change_count
 from trader.store_schema import (
     audit,
     audit_hmac,
@@ -189,8 +189,11 @@ class StoreTx:
         return peak
 
     def flush(self) -> None:
-        """Write what this transaction collected: one statement per table."""
+        """Write what this transaction collected: one statement per table (on PostgreSQL all in one round trip)."""
         book_writes = self._book is not None and bool(self._orders or self._moved)
+        if pipelined(self._conn):
+            self._flush_pipelined(book_writes)
+            return
         dbapi_conn = self._conn.connection.dbapi_connection
         before = change_count(dbapi_conn, lock=self._conn.dialect.name == "postgresql") if book_writes else 0
         if self._fills:
@@ -216,6 +219,29 @@ class StoreTx:
             self._macs.clear()
         if book_writes:  # the write lock is held: only this transaction moved the count in between
             self._book_versions = (before, change_count(dbapi_conn))
+
+    def _flush_pipelined(self, book_writes: bool) -> None:
+        """:meth:`flush` on PostgreSQL: the count before (locked: until the commit no other writer, not even one past the
+        advisory lock, moves it), every table's statement and the count after, in one pipeline."""
+        moved = [self._positions[s].to_record() | {"updated_at": at} for s, at in self._moved.items()]
+        writes: list[Write] = [(fills, [f.to_record() for f in self._fills.values()], False), (positions, moved, True),
+                               (orders, list(self._orders.values()), True), (audit, self._audit, False),
+                               (audit_hmac, self._macs, False)]
+        count = COUNT_SQL[BOOK] if book_writes else None
+        try:
+            before, after = write_pipelined(self._conn, writes, first=count and count + " FOR UPDATE", last=count)
+        except sa.exc.IntegrityError as exc:
+            if failed_table(exc) == audit.name:
+                raise AuditConflictError(f"audit: another writer appended seq {self._audit[0]['seq']} first; "
+                                         "retry the transaction") from None
+            raise
+        self._book_positions.update((s, self._positions[s]) for s in self._moved)
+        if book_writes:
+            self._book_versions = (before, after)
+        for pending in (self._fills, self._moved, self._orders):
+            pending.clear()
+        self._audit.clear()
+        self._macs.clear()
 
     def committed(self) -> None:
         """The transaction committed: its orders and positions go to the in-memory book (:mod:`trader.store_cache`)."""
