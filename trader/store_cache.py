@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -68,15 +67,16 @@ def change_counts_ddl(dialect: str) -> tuple[str, ...]:
 COUNT_SQL = {counter: f"SELECT n FROM change_counts WHERE id = {counter}" for counter in _COUNTED}
 
 
-_SNAPSHOT_VALUES: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_SNAPSHOT_VALUES = "alphaline_snapshot_values"  # an attribute of the psycopg connection
 
 
 def snapshot_values(dbapi_conn: Any) -> dict[str, Any]:
     """Values a PostgreSQL read transaction read with its BEGIN (:data:`trader.store_engine.SNAPSHOT`), by query; the
     engine empties it when the transaction ends. At REPEATABLE READ a query that only reads answers the same until then."""
-    values = _SNAPSHOT_VALUES.get(dbapi_conn)
+    values = getattr(dbapi_conn, _SNAPSHOT_VALUES, None)
     if values is None:
-        values = _SNAPSHOT_VALUES[dbapi_conn] = {}
+        values = {}
+        setattr(dbapi_conn, _SNAPSHOT_VALUES, values)
     return values
 
 
@@ -87,7 +87,7 @@ def change_count(dbapi_conn: Any, counter: int = BOOK, *, lock: bool = False) ->
     ``lock`` (PostgreSQL, a write transaction): ``FOR UPDATE``, so that until the commit no other writer — not even one
     past the store's advisory lock, whose trigger must bump this row — can move the count between this read and the next.
     """
-    if not lock and (values := _SNAPSHOT_VALUES.get(dbapi_conn)) and COUNT_SQL[counter] in values:
+    if not lock and (values := getattr(dbapi_conn, _SNAPSHOT_VALUES, None)) and COUNT_SQL[counter] in values:
         return values[COUNT_SQL[counter]]  # read with this (PostgreSQL, REPEATABLE READ) read transaction's BEGIN
     return dbapi_conn.execute(COUNT_SQL[counter] + (" FOR UPDATE" if lock else "")).fetchone()[0]
 
