@@ -59,7 +59,7 @@ from trader.audit_hmac import audit_key
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import StoreError
 from trader.store_cache import BOOK, COUNT_SQL, KILL_SWITCH, BookCache, change_count, change_counts_ddl
-from trader.store_engine import DURABLE, SNAPSHOT, WRITE, default_store_url, make_engine, sqlite_file
+from trader.store_engine import DURABLE, PREFETCH, SNAPSHOT, WRITE, default_store_url, make_engine, sqlite_file
 from trader.store_schema import (
     add_missing_order_columns,
     append_only_ddl,
@@ -74,7 +74,7 @@ from trader.store_schema import (
     positions,
     risk_state,
 )
-from trader.store_tx import LAST_PEAK, StoreTx, TradingStateRecord
+from trader.store_tx import LAST_PEAK, WRITE_PREFETCH, StoreTx, TradingStateRecord
 from trader.store_wal import WalCheckpointer
 
 # What other modules import from here, wherever it is defined.
@@ -112,6 +112,8 @@ class TraderStore:
         self._state_cache: tuple[int, TradingStateRecord] | None = None
         counters = change_counts_ddl(self._engine.dialect.name)
         self._book = BookCache() if counters else None
+        #: PostgreSQL: what a write transaction reads first, sent with its BEGIN (:data:`trader.store_engine.PREFETCH`).
+        self._write_prefetch = (*WRITE_PREFETCH, *((COUNT_SQL[BOOK],) if counters else ()))
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(**{WRITE: True})  # one process at a time (DDL of two at once can collide)
@@ -151,7 +153,7 @@ class TraderStore:
         """
         try:
             with self._engine.connect() as conn:
-                conn.execution_options(**{WRITE: True, DURABLE: durable})
+                conn.execution_options(**{WRITE: True, DURABLE: durable, PREFETCH: self._write_prefetch})
                 with conn.begin():
                     tx = StoreTx(conn, self._audit_key, self._book)
                     yield tx
@@ -183,7 +185,7 @@ class TraderStore:
         try:
             with self._engine.connect() as conn:
                 if conn.dialect.name == "postgresql":  # one view for every statement of the block, as on SQLite
-                    conn.execution_options(**{SNAPSHOT: COUNT_SQL[BOOK] if self._book is not None else True})
+                    conn.execution_options(**{SNAPSHOT: True, PREFETCH: (COUNT_SQL[BOOK],) if self._book is not None else ()})
                 with conn.begin():
                     self._reading.conn = conn
                     try:

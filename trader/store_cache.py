@@ -67,16 +67,20 @@ def change_counts_ddl(dialect: str) -> tuple[str, ...]:
 COUNT_SQL = {counter: f"SELECT n FROM change_counts WHERE id = {counter}" for counter in _COUNTED}
 
 
-_SNAPSHOT_VALUES = "alphaline_snapshot_values"  # an attribute of the psycopg connection
+_PREFETCHED = "alphaline_prefetched"  # an attribute of the psycopg connection
 
 
-def snapshot_values(dbapi_conn: Any) -> dict[str, Any]:
-    """Values a PostgreSQL read transaction read with its BEGIN (:data:`trader.store_engine.SNAPSHOT`), by query; the
-    engine empties it when the transaction ends. At REPEATABLE READ a query that only reads answers the same until then."""
-    values = getattr(dbapi_conn, _SNAPSHOT_VALUES, None)
+def prefetched(dbapi_conn: Any) -> dict[str, tuple[Any, ...] | None]:
+    """First rows (``None``: no row) of the queries a PostgreSQL transaction sent with its BEGIN
+    (:data:`trader.store_engine.PREFETCH`), by query text; the engine empties it when the transaction ends.
+
+    A read transaction (REPEATABLE READ) gets the same answers until then; in a writer, what the writer itself
+    changes is its to drop (:meth:`dict.pop` the query when it uses the row).
+    """
+    values = getattr(dbapi_conn, _PREFETCHED, None)
     if values is None:
         values = {}
-        setattr(dbapi_conn, _SNAPSHOT_VALUES, values)
+        setattr(dbapi_conn, _PREFETCHED, values)
     return values
 
 
@@ -87,8 +91,8 @@ def change_count(dbapi_conn: Any, counter: int = BOOK, *, lock: bool = False) ->
     ``lock`` (PostgreSQL, a write transaction): ``FOR UPDATE``, so that until the commit no other writer — not even one
     past the store's advisory lock, whose trigger must bump this row — can move the count between this read and the next.
     """
-    if not lock and (values := getattr(dbapi_conn, _SNAPSHOT_VALUES, None)) and COUNT_SQL[counter] in values:
-        return values[COUNT_SQL[counter]]  # read with this (PostgreSQL, REPEATABLE READ) read transaction's BEGIN
+    if not lock and (values := getattr(dbapi_conn, _PREFETCHED, None)) and (row := values.get(COUNT_SQL[counter])):
+        return row[0]  # read with this (PostgreSQL) transaction's BEGIN; see prefetched()
     return dbapi_conn.execute(COUNT_SQL[counter] + (" FOR UPDATE" if lock else "")).fetchone()[0]
 
 

@@ -28,16 +28,18 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from trader.store_cache import snapshot_values
+from trader.store_cache import prefetched
 from trader.store_wal import BACKSTOP_PAGES, KEEP_BYTES
 
 #: Execution option of a write transaction's connection (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: the advisory lock).
 WRITE = "alphaline_write"
 #: Execution option: ``False`` leaves the commit's sync to the next durable one (see :mod:`trader.store`).
 DURABLE = "alphaline_durable"
-#: Execution option (PostgreSQL): a read transaction at REPEATABLE READ; a query (text) as its value is sent with the
-#: BEGIN and its value kept for the transaction (:func:`trader.store_cache.snapshot_values`).
+#: Execution option (PostgreSQL): a read transaction, at REPEATABLE READ.
 SNAPSHOT = "alphaline_snapshot"
+#: Execution option (PostgreSQL): queries (SQL text) sent with the BEGIN (after a writer's lock), their first rows kept for
+#: the transaction (:func:`trader.store_cache.prefetched`): what nearly every transaction of the store reads first.
+PREFETCH = "alphaline_prefetch"
 #: PostgreSQL: a pooled connection idle this long is pinged before it is handed out.
 PING_IDLE_SECONDS = 1.0
 #: PostgreSQL advisory lock (per database) that write transactions take first: SQLite's BEGIN IMMEDIATE, on a server.
@@ -103,9 +105,9 @@ def _make_postgres_engine(url: str) -> Engine:
     (as with SQLite's ``BEGIN IMMEDIATE``); ``durable=False`` is ``synchronous_commit=off`` for that transaction.
 
     Round trips are what a transaction costs on a server, so: the driver connection is in autocommit and the begin
-    event sends ``BEGIN`` itself, in one psycopg pipeline with the transaction's first statement (the advisory lock; for
-    a :data:`SNAPSHOT` read ``BEGIN ISOLATION LEVEL REPEATABLE READ`` and the query the option names, whose value
-    :func:`trader.store_cache.change_count` then answers); and a pooled connection is pinged on checkout only when
+    event sends ``BEGIN`` itself (for a :data:`SNAPSHOT` read ``BEGIN ISOLATION LEVEL REPEATABLE READ``), in one psycopg
+    pipeline with the transaction's first statements: a writer's advisory lock, then the :data:`PREFETCH` queries; and
+    a pooled connection is pinged on checkout only when
     it sat idle for :data:`PING_IDLE_SECONDS` (one used a moment ago is not: a server gone since fails that statement,
     and SQLAlchemy drops the connection).
     """
@@ -144,28 +146,26 @@ def _make_postgres_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
-        if options.get(WRITE):
-            first, begin = _pg_lock_sql(options), "BEGIN"
-        else:
-            query = options.get(SNAPSHOT)
-            first, begin = (query if isinstance(query, str) else None), ("BEGIN ISOLATION LEVEL REPEATABLE READ" if query else "BEGIN")
+        begin = "BEGIN ISOLATION LEVEL REPEATABLE READ" if options.get(SNAPSHOT) else "BEGIN"
+        queries: tuple[str, ...] = options.get(PREFETCH, ())
         dbapi_conn = conn.connection.dbapi_connection
         try:
             with dbapi_conn.pipeline():
                 dbapi_conn.execute(begin)
-                cursor = dbapi_conn.execute(first) if first else None
-            if cursor is not None and not options.get(WRITE):
-                snapshot_values(dbapi_conn)[first] = cursor.fetchone()[0]
+                if options.get(WRITE):
+                    dbapi_conn.execute(_pg_lock_sql(options))
+                cursors = [dbapi_conn.execute(query) for query in queries]
+            prefetched(dbapi_conn).update((query, cursor.fetchone()) for query, cursor in zip(queries, cursors, strict=True))
         except engine.dialect.loaded_dbapi.Error as exc:
             if engine.dialect.is_disconnect(exc, dbapi_conn, None):
                 conn.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(first or begin, None, exc, engine.dialect.loaded_dbapi.Error) from None
+            raise sa.exc.DBAPIError.instance(begin, None, exc, engine.dialect.loaded_dbapi.Error) from None
 
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def _on_end(conn: Connection) -> None:
         if not conn.invalidated:
-            snapshot_values(conn.connection.dbapi_connection).clear()
+            prefetched(conn.connection.dbapi_connection).clear()
 
     return engine
 

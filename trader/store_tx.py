@@ -23,7 +23,7 @@ from trader.audit_hmac import record_hmac
 from trader.domain import Fill, Order, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
 from trader.store_bulk import Write, failed_table, pipelined, write_pipelined, write_rows
-from trader.store_cache import BOOK, COUNT_SQL, BookCache, change_count
+from trader.store_cache import BOOK, COUNT_SQL, BookCache, change_count, prefetched
 from trader.store_schema import (
     audit,
     audit_hmac,
@@ -50,6 +50,11 @@ _UPDATE_ORDER = sa.update(orders).where(orders.c.client_order_id == sa.bindparam
 _UPDATE_POSITION = sa.update(positions).where(positions.c.symbol == sa.bindparam("b_key"))
 #: The last high-water mark (also :meth:`trader.store.TraderStore.peak_equity`).
 LAST_PEAK = sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)
+#: PostgreSQL: :data:`_AUDIT_HEAD` and :data:`LAST_PEAK` as sent with a write transaction's BEGIN, after its lock
+#: (:data:`trader.store_engine.PREFETCH`); the transaction takes each row once, before it writes that table.
+_HEAD_SQL = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+_PEAK_SQL = "SELECT peak FROM equity_marks ORDER BY ts DESC LIMIT 1"
+WRITE_PREFETCH = (_HEAD_SQL, _PEAK_SQL)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class StoreTx:
         self._positions: dict[str, Position] = {}
         self._positions_read = False
         self._moved: dict[str, dt.datetime] = {}
+        self._prefetch = conn.dialect.name == "postgresql"
 
     def append_audit(self, kind: str, payload: dict[str, Any], *, ts: dt.datetime) -> tuple[int, str]:
         """Chain a record to the head (``seq`` = head + 1, ``prev_hash`` = head's hash); appended at :meth:`flush`.
@@ -93,8 +99,8 @@ class StoreTx:
         stored and hashed (:func:`trader.audit.canonical_payload`), and never decoded here.
         """
         if self._head is None:
-            row = self._conn.execute(_AUDIT_HEAD).first()
-            self._head = (row.seq, row.hash) if row else (0, GENESIS)
+            row = self._take(_HEAD_SQL, _AUDIT_HEAD)
+            self._head = (row[0], row[1]) if row else (0, GENESIS)
         seq, prev = self._head[0] + 1, self._head[1]
         stamp, body, digest = AuditRecord.link(seq=seq, ts=ts, kind=kind, payload=payload, prev_hash=prev)
         self._audit.append({"seq": seq, "ts": stamp, "kind": kind, "payload": body.decode(), "prev_hash": prev, "hash": digest})
@@ -102,6 +108,14 @@ class StoreTx:
         if self._audit_key is not None:
             self._macs.append({"seq": seq, "hmac": record_hmac(self._audit_key, seq, digest)})
         return self._head
+
+    def _take(self, sql: str, query: sa.Select) -> Any:
+        """The first row of ``query``: prefetched with the BEGIN (PostgreSQL: ``sql``, its text; taken once, this
+        transaction then writes the table) or read now."""
+        values = prefetched(self._conn.connection.dbapi_connection) if self._prefetch else None
+        if values and sql in values:
+            return values.pop(sql)
+        return self._conn.execute(query).first()
 
     def save_order(self, order: Order) -> None:
         """Insert or update the order (keyed by ``client_order_id``)."""
@@ -183,7 +197,8 @@ class StoreTx:
 
     def record_equity(self, *, ts: dt.datetime, equity: Decimal, cash: Decimal) -> Decimal:
         """Mark equity at ``ts``; returns the high-water mark including this mark."""
-        last = self._conn.execute(LAST_PEAK).scalar()
+        row = self._take(_PEAK_SQL, LAST_PEAK)
+        last = None if row is None else Decimal(row[0])
         peak = equity if last is None else max(last, equity)
         self._conn.execute(sa.insert(equity_marks), {"ts": to_utc(ts, "ts"), "equity": equity, "cash": cash, "peak": peak})
         return peak
@@ -223,6 +238,7 @@ class StoreTx:
     def _flush_pipelined(self, book_writes: bool) -> None:
         """:meth:`flush` on PostgreSQL: the count before (locked: until the commit no other writer, not even one past the
         advisory lock, moves it), every table's statement and the count after, in one pipeline."""
+        prefetched(self._conn.connection.dbapi_connection).clear()  # the counts move now
         moved = [self._positions[s].to_record() | {"updated_at": at} for s, at in self._moved.items()]
         writes: list[Write] = [(fills, [f.to_record() for f in self._fills.values()], False), (positions, moved, True),
                                (orders, list(self._orders.values()), True), (audit, self._audit, False),
