@@ -243,14 +243,24 @@ class TraderStore:
             self._state_cache = None if version is None else (version, record)
             return record
 
-    def _state_version(self) -> int | None:
-        """The ``risk_state`` write count, read on the probe connection; ``None`` without counters (in-memory SQLite, others)."""
+    def _cached(self, part: str) -> Any:
+        """PostgreSQL, outside a snapshot: the book's ``part`` (:meth:`BookCache.cached`) if the book count, read alone on
+        the probe connection (autocommit: one round trip, no transaction), says the cache holds it; else ``None``."""
+        if self._book is None or self._engine.dialect.name != "postgresql" or getattr(self._reading, "conn", None) is not None:
+            return None
+        with self._state_lock:
+            version = self._state_version(BOOK)
+        return None if version is None else self._book.cached(version, part)
+
+    def _state_version(self, counter: int = KILL_SWITCH) -> int | None:
+        """A write count (the ``risk_state`` one by default), read on the probe connection; ``None`` without counters
+        (in-memory SQLite, others)."""
         if self._state_probe is None:
             self._state_probe = self._open_state_probe()
             if self._state_probe is None:
                 return None
         try:
-            return change_count(self._state_probe, KILL_SWITCH)
+            return change_count(self._state_probe, counter)
         except (sqlite3.Error, self._engine.dialect.loaded_dbapi.Error) as exc:
             self._state_probe.close()  # e.g. the server restarted: the next read connects again
             self._state_probe, self._state_cache = None, None
@@ -288,6 +298,8 @@ class TraderStore:
 
     def working_orders(self) -> list[Order]:
         """Orders not in a terminal status, by creation time (on SQLite from memory while no writer moved them)."""
+        if (cached := self._cached("working")) is not None:
+            return cached  # type: ignore[return-value]
         with self._read() as conn:
             def load() -> list[Order]:
                 return [Order.from_stored(row._mapping) for row in conn.execute(_WORKING_ORDERS)]
@@ -334,6 +346,8 @@ class TraderStore:
 
     def positions(self) -> dict[Symbol, Position]:
         """Every symbol ever traded (flat ones too: they carry realised P&L)."""
+        if (cached := self._cached("positions")) is not None:
+            return cached  # type: ignore[return-value]
         with self._read() as conn:
             def load() -> dict[Symbol, Position]:
                 rows = conn.execute(sa.select(positions).order_by(positions.c.symbol))

@@ -111,6 +111,18 @@ class BookCache:
         self._ids: dict[str, dt.datetime] | None = None  # client_order_id -> created_at, of orders created >= _ids_since
         self._ids_since: dt.datetime | None = None
 
+    def cached(self, version: int, part: str) -> list[Order] | dict[Symbol, Position] | None:
+        """The ``"working"`` orders or the ``"positions"`` when the cache holds them at the count ``version`` (read on its
+        own, e.g. in autocommit: then the rows are what the database held at that read); ``None`` when it cannot say."""
+        with self._lock:
+            if self._stamp != version:
+                return None
+            if part == "working" and self._working is not None:
+                return sorted(self._working.values(), key=_order_key)
+            if part == "positions" and self._positions is not None:
+                return {Symbol(s): self._positions[s] for s in sorted(self._positions)}
+        return None
+
     def working_orders(self, dbapi_conn: Any, load: Callable[[], list[Order]]) -> list[Order]:
         """The working orders by creation time; ``load`` reads them (in the same transaction) when the cache cannot."""
         version = change_count(dbapi_conn)

@@ -91,6 +91,7 @@ class StoreTx:
         self._positions_read = False
         self._moved: dict[str, dt.datetime] = {}
         self._prefetch = conn.dialect.name == "postgresql"
+        self._marks: list[dict[str, Any]] = []  # PostgreSQL: equity marks, written with the flush's pipeline
 
     def append_audit(self, kind: str, payload: dict[str, Any], *, ts: dt.datetime) -> tuple[int, str]:
         """Chain a record to the head (``seq`` = head + 1, ``prev_hash`` = head's hash); appended at :meth:`flush`.
@@ -196,11 +197,18 @@ class StoreTx:
             self._conn.execute(sa.insert(parent_orders).values(**row))
 
     def record_equity(self, *, ts: dt.datetime, equity: Decimal, cash: Decimal) -> Decimal:
-        """Mark equity at ``ts``; returns the high-water mark including this mark."""
+        """Mark equity at ``ts``; returns the high-water mark including this mark (on PostgreSQL written at :meth:`flush`)."""
+        if self._marks:  # a second mark in one transaction: the first is stored before the last peak is read
+            self._conn.execute(sa.insert(equity_marks), self._marks)
+            self._marks.clear()
         row = self._take(_PEAK_SQL, LAST_PEAK)
         last = None if row is None else Decimal(row[0])
         peak = equity if last is None else max(last, equity)
-        self._conn.execute(sa.insert(equity_marks), {"ts": to_utc(ts, "ts"), "equity": equity, "cash": cash, "peak": peak})
+        mark = {"ts": to_utc(ts, "ts"), "equity": equity, "cash": cash, "peak": peak}
+        if self._prefetch and pipelined(self._conn):
+            self._marks.append(mark)
+        else:
+            self._conn.execute(sa.insert(equity_marks), mark)
         return peak
 
     def flush(self) -> None:
@@ -242,7 +250,7 @@ class StoreTx:
         moved = [self._positions[s].to_record() | {"updated_at": at} for s, at in self._moved.items()]
         writes: list[Write] = [(fills, [f.to_record() for f in self._fills.values()], False), (positions, moved, True),
                                (orders, list(self._orders.values()), True), (audit, self._audit, False),
-                               (audit_hmac, self._macs, False)]
+                               (audit_hmac, self._macs, False), (equity_marks, self._marks, False)]
         count = COUNT_SQL[BOOK] if book_writes else None
         try:
             before, after = write_pipelined(self._conn, writes, first=count and count + " FOR UPDATE", last=count)
@@ -256,8 +264,8 @@ class StoreTx:
             self._book_versions = (before, after)
         for pending in (self._fills, self._moved, self._orders):
             pending.clear()
-        self._audit.clear()
-        self._macs.clear()
+        for rows in (self._audit, self._macs, self._marks):
+            rows.clear()
 
     def committed(self) -> None:
         """The transaction committed: its orders and positions go to the in-memory book (:mod:`trader.store_cache`)."""
