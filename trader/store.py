@@ -58,7 +58,7 @@ from trader.audit import GENESIS, AuditRecord, ChainVerification, canonical, ver
 from trader.audit_hmac import audit_key
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import StoreError
-from trader.store_cache import BOOK, COUNT_SQL, KILL_SWITCH, BookCache, change_count, change_counts_ddl
+from trader.store_cache import BOOK, COUNT_SQL, KILL_SWITCH, BookCache, change_count, change_counts_ddl, prefetched
 from trader.store_engine import DURABLE, PREFETCH, SNAPSHOT, WRITE, default_store_url, make_engine, sqlite_file
 from trader.store_schema import (
     add_missing_order_columns,
@@ -74,7 +74,7 @@ from trader.store_schema import (
     positions,
     risk_state,
 )
-from trader.store_tx import LAST_PEAK, WRITE_PREFETCH, StoreTx, TradingStateRecord
+from trader.store_tx import LAST_PEAK, PEAK_SQL, WRITE_PREFETCH, StoreTx, TradingStateRecord
 from trader.store_wal import WalCheckpointer
 
 # What other modules import from here, wherever it is defined.
@@ -114,6 +114,7 @@ class TraderStore:
         self._book = BookCache() if counters else None
         #: PostgreSQL: what a write transaction reads first, sent with its BEGIN (:data:`trader.store_engine.PREFETCH`).
         self._write_prefetch = (*WRITE_PREFETCH, *((COUNT_SQL[BOOK],) if counters else ()))
+        self._read_prefetch = (PEAK_SQL, *((COUNT_SQL[BOOK],) if counters else ()))  # and of a snapshot (the cycle's)
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(**{WRITE: True})  # one process at a time (DDL of two at once can collide)
@@ -185,7 +186,7 @@ class TraderStore:
         try:
             with self._engine.connect() as conn:
                 if conn.dialect.name == "postgresql":  # one view for every statement of the block, as on SQLite
-                    conn.execution_options(**{SNAPSHOT: True, PREFETCH: (COUNT_SQL[BOOK],) if self._book is not None else ()})
+                    conn.execution_options(**{SNAPSHOT: True, PREFETCH: self._read_prefetch})
                 with conn.begin():
                     self._reading.conn = conn
                     try:
@@ -367,6 +368,10 @@ class TraderStore:
 
     def peak_equity(self) -> Decimal | None:
         with self._read() as conn:
+            values = prefetched(conn.connection.dbapi_connection) if conn.dialect.name == "postgresql" else None
+            if values and PEAK_SQL in values:  # read with the snapshot's BEGIN (PostgreSQL)
+                row = values[PEAK_SQL]
+                return None if row is None else Decimal(row[0])
             return conn.execute(LAST_PEAK).scalar()
 
     def first_equity_since(self, since: dt.datetime) -> Decimal | None:

@@ -53,8 +53,8 @@ LAST_PEAK = sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).li
 #: PostgreSQL: :data:`_AUDIT_HEAD` and :data:`LAST_PEAK` as sent with a write transaction's BEGIN, after its lock
 #: (:data:`trader.store_engine.PREFETCH`); the transaction takes each row once, before it writes that table.
 _HEAD_SQL = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
-_PEAK_SQL = "SELECT peak FROM equity_marks ORDER BY ts DESC LIMIT 1"
-WRITE_PREFETCH = (_HEAD_SQL, _PEAK_SQL)
+PEAK_SQL = "SELECT peak FROM equity_marks ORDER BY ts DESC LIMIT 1"
+WRITE_PREFETCH = (_HEAD_SQL, PEAK_SQL)
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ class StoreTx:
         if self._marks:  # a second mark in one transaction: the first is stored before the last peak is read
             self._conn.execute(sa.insert(equity_marks), self._marks)
             self._marks.clear()
-        row = self._take(_PEAK_SQL, LAST_PEAK)
+        row = self._take(PEAK_SQL, LAST_PEAK)
         last = None if row is None else Decimal(row[0])
         peak = equity if last is None else max(last, equity)
         mark = {"ts": to_utc(ts, "ts"), "equity": equity, "cash": cash, "peak": peak}
