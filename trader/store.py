@@ -125,6 +125,8 @@ class TraderStore:
                         conn.exec_driver_sql(ddl)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"{self._safe_url}: cannot open the store ({exc.__class__.__name__}: {exc.orig or exc})") from None
+        if self._engine.dialect.name == "postgresql":
+            self._state_version()  # the probe's server session now, not in the first cycle (a connection is a few ms)
 
     @property
     def _safe_url(self) -> str:
