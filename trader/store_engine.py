@@ -114,25 +114,32 @@ def _make_postgres_engine(url: str) -> Engine:
     from trader.servers import ensure_database
 
     ensure_database(url)  # as a SQLite file is created on first use
-    engine = sa.create_engine(url)
-    if engine.dialect.driver != "psycopg":  # psycopg2 and others: no pipeline, the driver's own BEGIN
-        engine = sa.create_engine(url, pool_pre_ping=True)
+    if sa.make_url(url).get_driver_name() == "psycopg":
+        return _pipelined_engine(sa.create_engine(url))
+    engine = sa.create_engine(url, pool_pre_ping=True)  # psycopg2 and others: no pipeline, the driver's own BEGIN
 
-        @event.listens_for(engine, "begin")
-        def _on_begin_plain(conn: Connection) -> None:
-            options = conn.get_execution_options()
-            if options.get(WRITE):
-                conn.exec_driver_sql(_pg_lock_sql(options))
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        if options.get(WRITE):
+            conn.exec_driver_sql(_pg_lock_sql(options))
 
-        return engine
+    return engine
+
+
+def _pipelined_engine(engine: Engine) -> Engine:
+    """psycopg 3: BEGIN with the first statements in one pipeline, pings after an idle pause (see above)."""
+    error = engine.dialect.loaded_dbapi.Error
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.autocommit = True  # BEGIN comes from _on_begin, with the first statement
 
     @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+    def _on_checkin(dbapi_conn: Any, record: Any) -> None:
         record.info["alphaline_idle_since"] = time.monotonic()
+        if dbapi_conn is not None:
+            prefetched(dbapi_conn).clear()
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
@@ -140,7 +147,7 @@ def _make_postgres_engine(url: str) -> Engine:
         if since is not None and time.monotonic() - since >= PING_IDLE_SECONDS:
             try:
                 dbapi_conn.execute("SELECT 1")
-            except engine.dialect.loaded_dbapi.Error as exc:  # the server restarted (say): every pooled connection is stale
+            except error as exc:  # the server restarted (say): every pooled connection is stale
                 raise sa.exc.InvalidatePoolError(str(exc)) from None
 
     @event.listens_for(engine, "begin")
@@ -149,17 +156,19 @@ def _make_postgres_engine(url: str) -> Engine:
         begin = "BEGIN ISOLATION LEVEL REPEATABLE READ" if options.get(SNAPSHOT) else "BEGIN"
         queries: tuple[str, ...] = options.get(PREFETCH, ())
         dbapi_conn = conn.connection.dbapi_connection
+        values = prefetched(dbapi_conn)
+        values.clear()  # nothing read before this transaction answers in it
         try:
             with dbapi_conn.pipeline():
                 dbapi_conn.execute(begin)
                 if options.get(WRITE):
                     dbapi_conn.execute(_pg_lock_sql(options))
                 cursors = [dbapi_conn.execute(query) for query in queries]
-            prefetched(dbapi_conn).update((query, cursor.fetchone()) for query, cursor in zip(queries, cursors, strict=True))
-        except engine.dialect.loaded_dbapi.Error as exc:
+            values.update((query, cursor.fetchone()) for query, cursor in zip(queries, cursors, strict=True))
+        except error as exc:
             if engine.dialect.is_disconnect(exc, dbapi_conn, None):
                 conn.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(begin, None, exc, engine.dialect.loaded_dbapi.Error) from None
+            raise sa.exc.DBAPIError.instance(begin, None, exc, error) from None
 
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
