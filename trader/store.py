@@ -58,8 +58,8 @@ from trader.audit import GENESIS, AuditRecord, ChainVerification, canonical, ver
 from trader.audit_hmac import audit_key
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import StoreError
-from trader.store_cache import KILL_SWITCH, BookCache, change_count, change_counts_ddl
-from trader.store_engine import DURABLE, WRITE, default_store_url, make_engine, sqlite_file
+from trader.store_cache import BOOK, COUNT_SQL, KILL_SWITCH, BookCache, change_count, change_counts_ddl, prefetched
+from trader.store_engine import DURABLE, PREFETCH, SNAPSHOT, WRITE, default_store_url, make_engine, sqlite_file
 from trader.store_schema import (
     add_missing_order_columns,
     append_only_ddl,
@@ -74,7 +74,7 @@ from trader.store_schema import (
     positions,
     risk_state,
 )
-from trader.store_tx import LAST_PEAK, WORKING_ORDERS, StoreTx, TradingStateRecord
+from trader.store_tx import LAST_PEAK, PEAK_SQL, WORKING_ORDERS, WRITE_PREFETCH, StoreTx, TradingStateRecord
 from trader.store_wal import WalCheckpointer
 
 # What other modules import from here, wherever it is defined.
@@ -111,6 +111,9 @@ class TraderStore:
         self._state_cache: tuple[int, TradingStateRecord] | None = None
         counters = change_counts_ddl(self._engine.dialect.name)
         self._book = BookCache() if counters else None
+        #: PostgreSQL: what a write transaction reads first, sent with its BEGIN (:data:`trader.store_engine.PREFETCH`).
+        self._write_prefetch = (*WRITE_PREFETCH, *((COUNT_SQL[BOOK],) if counters else ()))
+        self._read_prefetch = (PEAK_SQL, *((COUNT_SQL[BOOK],) if counters else ()))  # and of a snapshot (the cycle's)
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(**{WRITE: True})  # one process at a time (DDL of two at once can collide)
@@ -121,6 +124,8 @@ class TraderStore:
                         conn.exec_driver_sql(ddl)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"{self._safe_url}: cannot open the store ({exc.__class__.__name__}: {exc.orig or exc})") from None
+        if self._engine.dialect.name == "postgresql":
+            self._state_version()  # the probe's server session now, not in the first cycle (a connection is a few ms)
 
     @property
     def _safe_url(self) -> str:
@@ -150,7 +155,7 @@ class TraderStore:
         """
         try:
             with self._engine.connect() as conn:
-                conn.execution_options(**{WRITE: True, DURABLE: durable})
+                conn.execution_options(**{WRITE: True, DURABLE: durable, PREFETCH: self._write_prefetch})
                 with conn.begin():
                     tx = StoreTx(conn, self._audit_key, self._book)
                     yield tx
@@ -182,7 +187,7 @@ class TraderStore:
         try:
             with self._engine.connect() as conn:
                 if conn.dialect.name == "postgresql":  # one view for every statement of the block, as on SQLite
-                    conn.execution_options(isolation_level="REPEATABLE READ")
+                    conn.execution_options(**{SNAPSHOT: True, PREFETCH: self._read_prefetch})
                 with conn.begin():
                     self._reading.conn = conn
                     try:
@@ -240,14 +245,24 @@ class TraderStore:
             self._state_cache = None if version is None else (version, record)
             return record
 
-    def _state_version(self) -> int | None:
-        """The ``risk_state`` write count, read on the probe connection; ``None`` without counters (in-memory SQLite, others)."""
+    def _cached(self, part: str) -> Any:
+        """PostgreSQL, outside a snapshot: the book's ``part`` (:meth:`BookCache.cached`) if the book count, read alone on
+        the probe connection (autocommit: one round trip, no transaction), says the cache holds it; else ``None``."""
+        if self._book is None or self._engine.dialect.name != "postgresql" or getattr(self._reading, "conn", None) is not None:
+            return None
+        with self._state_lock:
+            version = self._state_version(BOOK)
+        return None if version is None else self._book.cached(version, part)
+
+    def _state_version(self, counter: int = KILL_SWITCH) -> int | None:
+        """A write count (the ``risk_state`` one by default), read on the probe connection; ``None`` without counters
+        (in-memory SQLite, others)."""
         if self._state_probe is None:
             self._state_probe = self._open_state_probe()
             if self._state_probe is None:
                 return None
         try:
-            return change_count(self._state_probe, KILL_SWITCH)
+            return change_count(self._state_probe, counter)
         except (sqlite3.Error, self._engine.dialect.loaded_dbapi.Error) as exc:
             self._state_probe.close()  # e.g. the server restarted: the next read connects again
             self._state_probe, self._state_cache = None, None
@@ -285,6 +300,8 @@ class TraderStore:
 
     def working_orders(self) -> list[Order]:
         """Orders not in a terminal status, by creation time (on SQLite from memory while no writer moved them)."""
+        if (cached := self._cached("working")) is not None:
+            return cached  # type: ignore[return-value]
         with self._read() as conn:
             def load() -> list[Order]:
                 return [Order.from_stored(row._mapping) for row in conn.execute(WORKING_ORDERS)]
@@ -331,6 +348,8 @@ class TraderStore:
 
     def positions(self) -> dict[Symbol, Position]:
         """Every symbol ever traded (flat ones too: they carry realised P&L)."""
+        if (cached := self._cached("positions")) is not None:
+            return cached  # type: ignore[return-value]
         with self._read() as conn:
             def load() -> dict[Symbol, Position]:
                 rows = conn.execute(sa.select(positions).order_by(positions.c.symbol))
@@ -350,6 +369,10 @@ class TraderStore:
 
     def peak_equity(self) -> Decimal | None:
         with self._read() as conn:
+            values = prefetched(conn.connection.dbapi_connection) if conn.dialect.name == "postgresql" else None
+            if values and PEAK_SQL in values:  # read with the snapshot's BEGIN (PostgreSQL)
+                row = values[PEAK_SQL]
+                return None if row is None else Decimal(row[0])
             return conn.execute(LAST_PEAK).scalar()
 
     def first_equity_since(self, since: dt.datetime) -> Decimal | None:

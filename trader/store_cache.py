@@ -63,7 +63,25 @@ def change_counts_ddl(dialect: str) -> tuple[str, ...]:
     return {"sqlite": CHANGE_COUNTS_DDL, "postgresql": CHANGE_COUNTS_DDL_POSTGRES}.get(dialect, ())
 
 
-_COUNT = {counter: f"SELECT n FROM change_counts WHERE id = {counter}" for counter in _COUNTED}
+#: The statement that reads a counter.
+COUNT_SQL = {counter: f"SELECT n FROM change_counts WHERE id = {counter}" for counter in _COUNTED}
+
+
+_PREFETCHED = "alphaline_prefetched"  # an attribute of the psycopg connection
+
+
+def prefetched(dbapi_conn: Any) -> dict[str, tuple[Any, ...] | None]:
+    """First rows (``None``: no row) of the queries a PostgreSQL transaction sent with its BEGIN
+    (:data:`trader.store_engine.PREFETCH`), by query text; the engine empties it when the transaction ends.
+
+    A read transaction (REPEATABLE READ) gets the same answers until then; in a writer, what the writer itself
+    changes is its to drop (:meth:`dict.pop` the query when it uses the row).
+    """
+    values = getattr(dbapi_conn, _PREFETCHED, None)
+    if values is None:
+        values = {}
+        setattr(dbapi_conn, _PREFETCHED, values)
+    return values
 
 
 def change_count(dbapi_conn: Any, counter: int = BOOK, *, lock: bool = False) -> int:
@@ -73,7 +91,9 @@ def change_count(dbapi_conn: Any, counter: int = BOOK, *, lock: bool = False) ->
     ``lock`` (PostgreSQL, a write transaction): ``FOR UPDATE``, so that until the commit no other writer — not even one
     past the store's advisory lock, whose trigger must bump this row — can move the count between this read and the next.
     """
-    return dbapi_conn.execute(_COUNT[counter] + (" FOR UPDATE" if lock else "")).fetchone()[0]
+    if not lock and (values := getattr(dbapi_conn, _PREFETCHED, None)) and (row := values.get(COUNT_SQL[counter])):
+        return row[0]  # read with this (PostgreSQL) transaction's BEGIN; see prefetched()
+    return dbapi_conn.execute(COUNT_SQL[counter] + (" FOR UPDATE" if lock else "")).fetchone()[0]
 
 
 def _order_key(order: Order) -> tuple[Any, str]:
@@ -90,6 +110,18 @@ class BookCache:
         self._positions: dict[str, Position] | None = None
         self._ids: dict[str, dt.datetime] | None = None  # client_order_id -> created_at, of orders created >= _ids_since
         self._ids_since: dt.datetime | None = None
+
+    def cached(self, version: int, part: str) -> list[Order] | dict[Symbol, Position] | None:
+        """The ``"working"`` orders or the ``"positions"`` when the cache holds them at the count ``version`` (read on its
+        own, e.g. in autocommit: then the rows are what the database held at that read); ``None`` when it cannot say."""
+        with self._lock:
+            if self._stamp != version:
+                return None
+            if part == "working" and self._working is not None:
+                return sorted(self._working.values(), key=_order_key)
+            if part == "positions" and self._positions is not None:
+                return {Symbol(s): self._positions[s] for s in sorted(self._positions)}
+        return None
 
     def working_orders(self, dbapi_conn: Any, load: Callable[[], list[Order]]) -> list[Order]:
         """The working orders by creation time; ``load`` reads them (in the same transaction) when the cache cannot."""

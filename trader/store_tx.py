@@ -22,8 +22,8 @@ from trader.audit import GENESIS, AuditRecord
 from trader.audit_hmac import record_hmac
 from trader.domain import Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import AuditConflictError, StoreError
-from trader.store_bulk import write_rows
-from trader.store_cache import BookCache, change_count
+from trader.store_bulk import Write, failed_table, pipelined, write_pipelined, write_rows
+from trader.store_cache import BOOK, COUNT_SQL, BookCache, change_count, prefetched
 from trader.store_schema import (
     audit,
     audit_hmac,
@@ -54,6 +54,11 @@ WORKING_ORDERS = _ORDERS_IN_TIME.where(orders.c.status.in_([s.value for s in Ord
 _ORDER_BY_ID = sa.select(orders).where(orders.c.client_order_id == sa.bindparam("b_cid"))
 #: The last high-water mark (also :meth:`trader.store.TraderStore.peak_equity`).
 LAST_PEAK = sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)
+#: PostgreSQL: :data:`_AUDIT_HEAD` and :data:`LAST_PEAK` as sent with a write transaction's BEGIN, after its lock
+#: (:data:`trader.store_engine.PREFETCH`); the transaction takes each row once, before it writes that table.
+_HEAD_SQL = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+PEAK_SQL = "SELECT peak FROM equity_marks ORDER BY ts DESC LIMIT 1"
+WRITE_PREFETCH = (_HEAD_SQL, PEAK_SQL)
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class StoreTx:
         self._positions: dict[str, Position] = {}
         self._positions_read = False
         self._moved: dict[str, dt.datetime] = {}
+        self._prefetch = conn.dialect.name == "postgresql"
+        self._marks: list[dict[str, Any]] = []  # PostgreSQL: equity marks, written with the flush's pipeline
 
     def append_audit(self, kind: str, payload: dict[str, Any], *, ts: dt.datetime) -> tuple[int, str]:
         """Chain a record to the head (``seq`` = head + 1, ``prev_hash`` = head's hash); appended at :meth:`flush`.
@@ -97,8 +104,8 @@ class StoreTx:
         stored and hashed (:func:`trader.audit.canonical_payload`), and never decoded here.
         """
         if self._head is None:
-            row = self._conn.execute(_AUDIT_HEAD).first()
-            self._head = (row.seq, row.hash) if row else (0, GENESIS)
+            row = self._take(_HEAD_SQL, _AUDIT_HEAD)
+            self._head = (row[0], row[1]) if row else (0, GENESIS)
         seq, prev = self._head[0] + 1, self._head[1]
         stamp, body, digest = AuditRecord.link(seq=seq, ts=ts, kind=kind, payload=payload, prev_hash=prev)
         self._audit.append({"seq": seq, "ts": stamp, "kind": kind, "payload": body.decode(), "prev_hash": prev, "hash": digest})
@@ -106,6 +113,14 @@ class StoreTx:
         if self._audit_key is not None:
             self._macs.append({"seq": seq, "hmac": record_hmac(self._audit_key, seq, digest)})
         return self._head
+
+    def _take(self, sql: str, query: sa.Select) -> Any:
+        """The first row of ``query``: prefetched with the BEGIN (PostgreSQL: ``sql``, its text; taken once, this
+        transaction then writes the table) or read now."""
+        values = prefetched(self._conn.connection.dbapi_connection) if self._prefetch else None
+        if values and sql in values:
+            return values.pop(sql)
+        return self._conn.execute(query).first()
 
     def save_order(self, order: Order) -> None:
         """Insert or update the order (keyed by ``client_order_id``)."""
@@ -202,15 +217,26 @@ class StoreTx:
             self._conn.execute(sa.insert(parent_orders).values(**row))
 
     def record_equity(self, *, ts: dt.datetime, equity: Decimal, cash: Decimal) -> Decimal:
-        """Mark equity at ``ts``; returns the high-water mark including this mark."""
-        last = self._conn.execute(LAST_PEAK).scalar()
+        """Mark equity at ``ts``; returns the high-water mark including this mark (on PostgreSQL written at :meth:`flush`)."""
+        if self._marks:  # a second mark in one transaction: the first is stored before the last peak is read
+            self._conn.execute(sa.insert(equity_marks), self._marks)
+            self._marks.clear()
+        row = self._take(PEAK_SQL, LAST_PEAK)
+        last = None if row is None else Decimal(row[0])
         peak = equity if last is None else max(last, equity)
-        self._conn.execute(sa.insert(equity_marks), {"ts": to_utc(ts, "ts"), "equity": equity, "cash": cash, "peak": peak})
+        mark = {"ts": to_utc(ts, "ts"), "equity": equity, "cash": cash, "peak": peak}
+        if self._prefetch and pipelined(self._conn):
+            self._marks.append(mark)
+        else:
+            self._conn.execute(sa.insert(equity_marks), mark)
         return peak
 
     def flush(self) -> None:
-        """Write what this transaction collected: one statement per table."""
+        """Write what this transaction collected: one statement per table (on PostgreSQL all in one round trip)."""
         book_writes = self._book is not None and bool(self._orders or self._moved)
+        if pipelined(self._conn):
+            self._flush_pipelined(book_writes)
+            return
         dbapi_conn = self._conn.connection.dbapi_connection
         before = change_count(dbapi_conn, lock=self._conn.dialect.name == "postgresql") if book_writes else 0
         if self._fills:
@@ -236,6 +262,30 @@ class StoreTx:
             self._macs.clear()
         if book_writes:  # the write lock is held: only this transaction moved the count in between
             self._book_versions = (before, change_count(dbapi_conn))
+
+    def _flush_pipelined(self, book_writes: bool) -> None:
+        """:meth:`flush` on PostgreSQL: the count before (locked: until the commit no other writer, not even one past the
+        advisory lock, moves it), every table's statement and the count after, in one pipeline."""
+        prefetched(self._conn.connection.dbapi_connection).clear()  # the counts move now
+        moved = [self._positions[s].to_record() | {"updated_at": at} for s, at in self._moved.items()]
+        writes: list[Write] = [(fills, [f.to_record() for f in self._fills.values()], False), (positions, moved, True),
+                               (orders, list(self._orders.values()), True), (audit, self._audit, False),
+                               (audit_hmac, self._macs, False), (equity_marks, self._marks, False)]
+        count = COUNT_SQL[BOOK] if book_writes else None
+        try:
+            before, after = write_pipelined(self._conn, writes, first=count and count + " FOR UPDATE", last=count)
+        except sa.exc.IntegrityError as exc:
+            if failed_table(exc) == audit.name:
+                raise AuditConflictError(f"audit: another writer appended seq {self._audit[0]['seq']} first; "
+                                         "retry the transaction") from None
+            raise
+        self._book_positions.update((s, self._positions[s]) for s in self._moved)
+        if book_writes:
+            self._book_versions = (before, after)
+        for pending in (self._fills, self._moved, self._orders):
+            pending.clear()
+        for rows in (self._audit, self._macs, self._marks):
+            rows.clear()
 
     def committed(self) -> None:
         """The transaction committed: its orders and positions go to the in-memory book (:mod:`trader.store_cache`)."""

@@ -2,12 +2,12 @@
 
 Run by hand, never under pytest (the servers start from the dev extra's wheels on 127.0.0.1)::
 
-    python -m tests.benchmarks.bench_servers [--symbols 48] [--cycles 60] [--reads 300] [--sessions 20]
+    python -m tests.benchmarks.bench_servers [--symbols 48] [--cycles 60] [--reads 300] [--sessions 20] [--only cycle]
 
 What is measured, per profile, in the same run and on the same inputs:
 
 * **trader cycle** — :meth:`trader.runner.Runner.cycle` end to end, as ``bench_trader`` runs it
-  (seeded bars, random prediction batches, every check running), with the state store on a SQLite
+  (seeded bars, random prediction batches, every check running, the start-up heap frozen as ``Runner.run`` does), with the state store on a SQLite
   file (WAL, ``synchronous=FULL``) and on PostgreSQL 16 (same SQLAlchemy code, ``fsync=on``).
 * **kill-switch read** — :meth:`TraderStore.trading_state`, read before every order: both engines
   answer from a cache while a trigger-kept count of kill-switch writes does not move; SQLite reads the count in
@@ -55,7 +55,7 @@ def trader_cycles(url: str, symbols: Sequence[str], n_cycles: int) -> list[float
     with TraderStore(url) as store:
         runner = Runner(config=cfg, store=store, broker=broker, predictor=Batches(symbols), run_id="bench", engine=engine, strict=True)
         runner.start()
-        with steady_heap():  # as Runner.run and bench_trader
+        with steady_heap():  # as Runner.run does around its loop (and bench_trader): a full GC is not the p99 of one engine
             for tick in ticks:
                 broker.advance_to(tick.ts)
                 t0 = time.perf_counter()
@@ -106,12 +106,32 @@ def ms(values: Sequence[float] | float, q: float | None = None) -> str:
     return f"{v * 1e3:.2f} ms"
 
 
+def cycle_verdict(cycle: dict[str, list[float]], n_symbols: int) -> Verdict:
+    c_s, c_p = pct(cycle["SQLite"], 99), pct(cycle["PostgreSQL"], 99)
+    return Verdict("servers", f"Runner.cycle on PostgreSQL, {n_symbols} symbols", f"p99 {c_p * 1e3:.1f} ms (p50 {ms(cycle['PostgreSQL'])})",
+                   f"SQLite store p99 {c_s * 1e3:.1f} ms", c_p / c_s, "p99 <= 2× SQLite", c_p <= 2 * c_s)
+
+
+def print_cycles(cycle: dict[str, list[float]], n_symbols: int, n_cycles: int) -> None:
+    print(f"trader Runner.cycle, {n_symbols} symbols, {n_cycles} cycles")
+    for name, t in cycle.items():
+        print(f"  {name:<10} p50 {ms(t)}  p99 {ms(t, 99)}")
+
+
+def cycle_only(cycle: dict[str, list[float]], n_symbols: int, n_cycles: int) -> int:
+    """``--only cycle``: the trader cycle's lines and verdict alone."""
+    print_cycles(cycle, n_symbols, n_cycles)
+    summary([cycle_verdict(cycle, n_symbols)])
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=48)
     parser.add_argument("--cycles", type=int, default=60)
     parser.add_argument("--reads", type=int, default=300, help="kill-switch and online-feature reads timed")
     parser.add_argument("--sessions", type=int, default=20, help="sessions of features materialised")
+    parser.add_argument("--only", choices=["cycle"], help="only the trader cycle (no kill-switch reads, no Feast)")
     args = parser.parse_args(argv)
     symbols = symbols_for(args.symbols)
     os.environ.setdefault("FEAST_USAGE", "False")
@@ -122,27 +142,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"servers up in {time.perf_counter() - t0:.1f} s: PostgreSQL 16 on 127.0.0.1:{pg.port}, Redis on 127.0.0.1:{redis.port}")
             sqlite_url, pg_url = f"sqlite:///{tmp}/trader.db", pg.url(pg.create_database("bench_trader"))
             cycle = {"SQLite": trader_cycles(sqlite_url, symbols, args.cycles), "PostgreSQL": trader_cycles(pg_url, symbols, args.cycles)}
+            if args.only == "cycle":
+                return cycle_only(cycle, args.symbols, args.cycles)
             reads = {"SQLite": state_reads(sqlite_url, args.reads), "PostgreSQL": state_reads(pg_url, args.reads)}
             os.environ["ALPHALINE_FEAST_REGISTRY_URL"] = pg.url(pg.create_database("bench_feast"))
             os.environ["ALPHALINE_FEAST_REDIS"] = redis.feast_connection_string
             feast = {"SQLite": feast_profile(tmp / "local", "local", args.symbols, args.sessions, args.reads),
                      "Redis": feast_profile(tmp / "prod", "prod", args.symbols, args.sessions, args.reads)}
-    print(f"trader Runner.cycle, {args.symbols} symbols, {args.cycles} cycles")
-    for name, t in cycle.items():
-        print(f"  {name:<10} p50 {ms(t)}  p99 {ms(t, 99)}")
+    print_cycles(cycle, args.symbols, args.cycles)
     print(f"kill-switch read (TraderStore.trading_state), {args.reads} reads")
     for name, t in reads.items():
         print(f"  {name:<10} p50 {ms(t)}  p99 {ms(t, 99)}")
     print(f"Feast online read of {feast['SQLite']['symbols']} symbols × all features, {args.reads} reads; materialise {args.sessions} sessions")
     for name, f in feast.items():
         print(f"  {name:<10} p50 {ms(f['online'])}  p99 {ms(f['online'], 99)}   materialise {f['materialise']:.2f} s")
-    c_s, c_p = pct(cycle["SQLite"], 99), pct(cycle["PostgreSQL"], 99)
     r_s, r_p = statistics.median(reads["SQLite"]), statistics.median(reads["PostgreSQL"])
     o_s, o_r = pct(feast["SQLite"]["online"], 99), pct(feast["Redis"]["online"], 99)
     m_s, m_r = feast["SQLite"]["materialise"], feast["Redis"]["materialise"]
     summary([
-        Verdict("servers", f"Runner.cycle on PostgreSQL, {args.symbols} symbols", f"p99 {c_p * 1e3:.1f} ms (p50 {ms(cycle['PostgreSQL'])})",
-                f"SQLite store p99 {c_s * 1e3:.1f} ms", c_p / c_s, "p99 <= 2× SQLite", c_p <= 2 * c_s),
+        cycle_verdict(cycle, args.symbols),
         Verdict("servers", "kill-switch read on PostgreSQL", f"p50 {r_p * 1e6:.0f} µs", f"SQLite (cached) p50 {r_s * 1e6:.0f} µs",
                 r_p / r_s, "p50 < 1 ms", r_p < 0.001),
         Verdict("servers", f"Feast online read from Redis, {args.symbols} symbols", f"p99 {o_r * 1e3:.1f} ms",
