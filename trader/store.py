@@ -59,7 +59,7 @@ from trader.audit_hmac import audit_key
 from trader.domain import ClientOrderId, Fill, Order, OrderStatus, Position, Symbol, TradingState, to_utc
 from trader.errors import StoreError
 from trader.store_cache import BOOK, COUNT_SQL, KILL_SWITCH, BookCache, change_count, change_counts_ddl, prefetched
-from trader.store_engine import DURABLE, PREFETCH, SNAPSHOT, WRITE, default_store_url, make_engine, sqlite_file
+from trader.store_engine import DURABLE, PREFETCH, SNAPSHOT, WRITE, default_store_url, make_engine, sqlite_file, stream_rows
 from trader.store_schema import (
     add_missing_order_columns,
     append_only_ddl,
@@ -391,14 +391,7 @@ class TraderStore:
         in ``seq`` order, read ``chunk`` rows at a time from one snapshot (for verifiers that hash what is stored)."""
         query = sa.select(audit.c.seq, audit.c.ts, audit.c.kind, audit.c.payload, audit.c.prev_hash, audit.c.hash).order_by(audit.c.seq)
         with self._read() as conn:
-            # Plain text columns: the driver's own cursor, without a result object around every row.
-            cursor = conn.connection.dbapi_connection.cursor()
-            try:
-                cursor.execute(str(query.compile(dialect=conn.dialect)))
-                while batch := cursor.fetchmany(chunk):
-                    yield from batch
-            finally:
-                cursor.close()
+            yield from stream_rows(conn, query, chunk=chunk)
 
     def audit_hmacs(self) -> Iterator[tuple[int, str]]:
         """``(seq, hmac)`` of every signed audit record, in ``seq`` order (:mod:`trader.audit_hmac`)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +188,18 @@ def _pg_lock_sql(options: Mapping[str, Any]) -> str:
     (``set_config(..., true)`` is SET LOCAL)."""
     durability = "" if options.get(DURABLE, True) else ", set_config('synchronous_commit', 'off', true)"
     return f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK}){durability}"
+
+
+def stream_rows(conn: Connection, query: sa.Select, *, chunk: int) -> Iterator[tuple[Any, ...]]:
+    """``query``'s rows as the driver returns them (plain tuples, no result object around each), ``chunk`` at a time.
+
+    For long scans of plain columns (the audit chain): the statement is compiled for ``conn``'s dialect
+    and run on the driver's own cursor, which is closed however the caller stops reading.
+    """
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(str(query.compile(dialect=conn.dialect)))
+        while batch := cursor.fetchmany(chunk):
+            yield from batch
+    finally:
+        cursor.close()

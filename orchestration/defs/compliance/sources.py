@@ -30,6 +30,7 @@ from trader.compliance.audit_check import StoredRecord
 from trader.compliance.corporate_actions import LedgerAction
 from trader.compliance.fills import COLUMNS as FILL_COLUMNS
 from trader.store import TraderStore
+from trader.store_engine import stream_rows
 from trader.store_schema import audit as audit_table
 from trader.store_schema import corporate_actions as actions_table
 from trader.store_schema import fills as fills_table
@@ -157,14 +158,7 @@ def read_audit_hashes(url: str, *, chunk: int = 20_000) -> Iterator[tuple[int, s
     """
     query = sa.select(audit_table.c.seq, audit_table.c.hash).order_by(audit_table.c.seq)
     with _connection(url) as conn:
-        # Two plain columns: the driver's own cursor, without a result object around every row.
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            cursor.execute(str(query.compile(dialect=conn.dialect)))
-            while batch := cursor.fetchmany(chunk):
-                yield from batch
-        finally:
-            cursor.close()
+        yield from stream_rows(conn, query, chunk=chunk)
 
 
 def closing_marks(location: str, day: dt.date) -> dict[str, Decimal]:
