@@ -6,7 +6,7 @@ Every command runs through Dagster (in-process, on the instance under
 Examples::
 
     alphaline demo                                  # synthetic market, end to end
-    alphaline ingest --csv ../shared/data/real/sp500_daily.csv
+    alphaline ingest --csv tests/data/sp500_daily.csv.gz   # a real daily index file in the repo
     alphaline ingest --csv bars.csv --symbol AAPL --timeframe 15m --tz America/New_York
     alphaline ingest --synthetic --sessions 5
     alphaline ingest --alpaca --symbols AAPL,MSFT --sessions 3

@@ -24,7 +24,7 @@ price) raises :class:`~orchestration.errors.SourceFileError` naming the file,
 the line and the column. Rows that parse but break a rule are left to validation.
 
 Example:
-    >>> src = FileSource("../shared/data/real/sp500_daily.csv")   # doctest: +SKIP
+    >>> src = FileSource("tests/data/sp500_daily.csv.gz")   # doctest: +SKIP
     >>> src.read().bars.select("symbol", "timeframe").unique().rows()  # doctest: +SKIP
     [('SP500', '1d')]
 """
