@@ -74,14 +74,22 @@ from trader.store_schema import (
     positions,
     risk_state,
 )
-from trader.store_tx import LAST_PEAK, PEAK_SQL, WORKING_ORDERS, WRITE_PREFETCH, StoreTx, TradingStateRecord
+from trader.store_tx import (
+    LAST_PEAK,
+    ORDERS_IN_TIME,
+    PEAK_SQL,
+    WRITE_PREFETCH,
+    StoreTx,
+    TradingStateRecord,
+    read_order,
+    read_working_orders,
+)
 from trader.store_wal import WalCheckpointer
 
 # What other modules import from here, wherever it is defined.
 __all__ = ["StoreTx", "TraderStore", "TradingStateRecord", "default_store_url", "sqlite_file"]
 
 _LATEST_STATE = sa.select(risk_state).order_by(risk_state.c.id.desc()).limit(1)
-_ORDERS_IN_TIME = sa.select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
 _SINCE = sa.bindparam("b_since", type_=orders.c.created_at.type)
 _IDS_SINCE = sa.select(orders.c.client_order_id, orders.c.created_at).where(orders.c.created_at >= _SINCE)
 _TIMES_SINCE = sa.select(orders.c.created_at).where(orders.c.created_at >= _SINCE).order_by(orders.c.created_at)
@@ -282,13 +290,12 @@ class TraderStore:
 
     def get_order(self, client_order_id: ClientOrderId | str) -> Order | None:
         with self._read() as conn:
-            row = conn.execute(sa.select(orders).where(orders.c.client_order_id == client_order_id)).first()
-        return Order(**row._asdict()) if row else None
+            return read_order(conn, client_order_id)
 
     def list_orders(self, *, statuses: set[OrderStatus] | None = None, symbol: str | None = None,
                     since: dt.datetime | None = None) -> list[Order]:
         """Orders by creation time, optionally filtered by status, symbol and creation time (≥ ``since``)."""
-        query = _ORDERS_IN_TIME
+        query = ORDERS_IN_TIME
         if statuses is not None:
             query = query.where(orders.c.status.in_([s.value for s in statuses]))
         if symbol is not None:
@@ -303,10 +310,7 @@ class TraderStore:
         if (cached := self._cached("working")) is not None:
             return cached  # type: ignore[return-value]
         with self._read() as conn:
-            def load() -> list[Order]:
-                return [Order.from_stored(row._mapping) for row in conn.execute(WORKING_ORDERS)]
-
-            return load() if self._book is None else self._book.working_orders(conn.connection.dbapi_connection, load)
+            return read_working_orders(conn, self._book)
 
     def client_order_ids(self, *, since: dt.datetime | None = None) -> frozenset[ClientOrderId]:
         """Every ``client_order_id`` (of orders created at or after ``since``)."""

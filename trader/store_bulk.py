@@ -109,11 +109,15 @@ def write_pipelined(conn: Connection, writes: Sequence[Write], *, first: str | N
             tail = dbapi_conn.execute(last) if last else None
         return (head.fetchone()[0] if head else None), (tail.fetchone()[0] if tail else None)
     except conn.dialect.loaded_dbapi.Error as exc:
-        table = getattr(getattr(exc, "diag", None), "table_name", None)
+        table = _diag_table(exc)
         statement = next((bulk.sql for bulk, _ in statements if bulk.table == table), first or "")
         raise sa.exc.DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error) from None
 
 
 def failed_table(exc: sa.exc.DBAPIError) -> str | None:
     """The table of the row that failed a statement, when the database names it (PostgreSQL does)."""
-    return getattr(getattr(exc.orig, "diag", None), "table_name", None)
+    return _diag_table(exc.orig)
+
+
+def _diag_table(driver_error: BaseException | None) -> str | None:
+    return getattr(getattr(driver_error, "diag", None), "table_name", None)

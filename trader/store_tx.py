@@ -48,10 +48,25 @@ _KNOWN_ORDERS = sa.select(orders.c.client_order_id).where(orders.c.client_order_
 _KNOWN_POSITIONS = sa.select(positions.c.symbol).where(positions.c.symbol.in_(sa.bindparam("b_ids", expanding=True)))
 _UPDATE_ORDER = sa.update(orders).where(orders.c.client_order_id == sa.bindparam("b_key"))
 _UPDATE_POSITION = sa.update(positions).where(positions.c.symbol == sa.bindparam("b_key"))
-_ORDERS_IN_TIME = sa.select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
-#: Orders not in a terminal status, by creation time (also :meth:`trader.store.TraderStore.working_orders`).
-WORKING_ORDERS = _ORDERS_IN_TIME.where(orders.c.status.in_([s.value for s in OrderStatus if not s.is_terminal]))
+#: Every order by creation time (also :meth:`trader.store.TraderStore.list_orders`).
+ORDERS_IN_TIME = sa.select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
+_WORKING_ORDERS = ORDERS_IN_TIME.where(orders.c.status.in_([s.value for s in OrderStatus if not s.is_terminal]))
 _ORDER_BY_ID = sa.select(orders).where(orders.c.client_order_id == sa.bindparam("b_cid"))
+
+
+def read_working_orders(conn: Connection, book: BookCache | None) -> list[Order]:
+    """The stored working orders by creation time, read on ``conn`` (in its transaction): from the in-memory
+    ``book`` while it is valid (:mod:`trader.store_cache`)."""
+    def load() -> list[Order]:
+        return [Order.from_stored(row._mapping) for row in conn.execute(_WORKING_ORDERS)]
+
+    return load() if book is None else book.working_orders(conn.connection.dbapi_connection, load)
+
+
+def read_order(conn: Connection, client_order_id: str) -> Order | None:
+    """The stored order, or ``None``, read on ``conn``."""
+    row = conn.execute(_ORDER_BY_ID, {"b_cid": client_order_id}).first()
+    return Order(**row._asdict()) if row else None
 #: The last high-water mark (also :meth:`trader.store.TraderStore.peak_equity`).
 LAST_PEAK = sa.select(equity_marks.c.peak).order_by(equity_marks.c.ts.desc()).limit(1)
 #: PostgreSQL: :data:`_AUDIT_HEAD` and :data:`LAST_PEAK` as sent with a write transaction's BEGIN, after its lock
@@ -133,15 +148,11 @@ class StoreTx:
 
         The same connection as the writes: a second one, checked out for a read in the middle of a write, would
         alternate with this one, and a connection finding the file written by another drops its page cache."""
-        def load() -> list[Order]:
-            return [Order.from_stored(row._mapping) for row in self._conn.execute(WORKING_ORDERS)]
-
-        return load() if self._book is None else self._book.working_orders(self._conn.connection.dbapi_connection, load)
+        return read_working_orders(self._conn, self._book)
 
     def get_order(self, client_order_id: str) -> Order | None:
         """The stored order (as committed, on this transaction's connection), or ``None``."""
-        row = self._conn.execute(_ORDER_BY_ID, {"b_cid": client_order_id}).first()
-        return Order(**row._asdict()) if row else None
+        return read_order(self._conn, client_order_id)
 
     def expect_fills(self, fill_ids: Iterable[str]) -> None:
         """Look these fill ids up in one query, so that :meth:`record_fill` of a new one needs none (a batch of events)."""

@@ -34,7 +34,7 @@ from typing import Any
 from trader.predictions import Prediction
 from trader.risk.context import RiskCheckResult, RiskReason
 
-_APPROVED = "APPROVED"
+_APPROVED = RiskReason.APPROVED.value
 #: What the record's head already says about its prediction (the order's symbol, the prediction's model and time).
 _IN_HEAD = ("model_version", "feature_ts")
 
